@@ -1,0 +1,204 @@
+//! Idempotency keys and payload hashes.
+//!
+//! The key is, in order of preference: the event's own id; the values at configured JSON pointers into the
+//! event body (e.g. `/conversationId`) together with the event type; else the SHA-256 of the canonical body.
+//! It becomes the DynamoDB record id and the incident's `correlation_id` (ServiceNow allows 100 characters).
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::event::InboundEvent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    EventId,
+    Pointers,
+    BodyHash,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::EventId => "event-id",
+            KeySource::Pointers => "pointers",
+            KeySource::BodyHash => "body-hash",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// `gc-` followed by 64 hex characters.
+    pub key: String,
+    pub source: KeySource,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// JSON pointers into the event body; all must resolve to a non-empty scalar to be used.
+    pub pointers: Vec<String>,
+    /// Use the envelope's event id when present.
+    pub prefer_event_id: bool,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            pointers: vec!["/conversationId".to_string()],
+            prefer_event_id: true,
+        }
+    }
+}
+
+impl KeyConfig {
+    pub fn derive(&self, event: &InboundEvent) -> IdempotencyKey {
+        if self.prefer_event_id {
+            if let Some(id) = event.event_id.as_deref().filter(|s| !s.trim().is_empty()) {
+                return key_of(KeySource::EventId, &["event-id", id]);
+            }
+        }
+        if !self.pointers.is_empty() {
+            let body = Value::Object(event.body.clone());
+            let values: Option<Vec<String>> = self
+                .pointers
+                .iter()
+                .map(|p| body.pointer(p).and_then(scalar_text))
+                .collect();
+            if let Some(values) = values {
+                let kind = event.event_kind();
+                let mut parts: Vec<&str> = vec!["pointers", &kind];
+                parts.extend(values.iter().map(String::as_str));
+                return key_of(KeySource::Pointers, &parts);
+            }
+        }
+        let hash = payload_hash(event);
+        key_of(KeySource::BodyHash, &["body", &hash])
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn key_of(source: KeySource, parts: &[&str]) -> IdempotencyKey {
+    let mut h = Sha256::new();
+    for p in parts {
+        // Length-prefix each part so ("ab","c") and ("a","bc") differ.
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    IdempotencyKey {
+        key: format!("gc-{}", hex::encode(h.finalize())),
+        source,
+    }
+}
+
+/// SHA-256 (hex) of the event type and canonical body: the same event always hashes the same,
+/// whatever its key order or envelope.
+pub fn payload_hash(event: &InboundEvent) -> String {
+    let mut canonical = String::with_capacity(256);
+    canonical.push_str(&event.event_kind());
+    canonical.push('\n');
+    write_canonical_map(&event.body, &mut canonical);
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => write_canonical_map(m, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+fn write_canonical_map(m: &Map<String, Value>, out: &mut String) {
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        write_canonical(&m[k], out);
+    }
+    out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EnvelopeKind;
+    use serde_json::json;
+
+    fn event(id: Option<&str>, body: Value) -> InboundEvent {
+        InboundEvent {
+            kind: EnvelopeKind::Webhook,
+            event_type:
+                "v2.detail.events.conversation.3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b.customer.end"
+                    .into(),
+            event_id: id.map(str::to_string),
+            organization_id: None,
+            timestamp: None,
+            body: body.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn prefers_event_id_then_pointers_then_hash() {
+        let cfg = KeyConfig::default();
+        let with_id = cfg.derive(&event(Some("e-1"), json!({"conversationId": "c-1"})));
+        assert_eq!(with_id.source, KeySource::EventId);
+        let by_ptr = cfg.derive(&event(None, json!({"conversationId": "c-1"})));
+        assert_eq!(by_ptr.source, KeySource::Pointers);
+        let by_hash = cfg.derive(&event(None, json!({"other": 1})));
+        assert_eq!(by_hash.source, KeySource::BodyHash);
+        assert_ne!(with_id.key, by_ptr.key);
+        assert_ne!(by_ptr.key, by_hash.key);
+        assert!(with_id.key.starts_with("gc-") && with_id.key.len() == 67);
+    }
+
+    #[test]
+    fn keys_are_deterministic_and_distinguish_events() {
+        let cfg = KeyConfig::default();
+        let a = cfg.derive(&event(None, json!({"conversationId": "c-1", "x": 1})));
+        let b = cfg.derive(&event(None, json!({"x": 2, "conversationId": "c-1"})));
+        assert_eq!(a, b, "pointer keys ignore unrelated fields");
+        let c = cfg.derive(&event(None, json!({"conversationId": "c-2"})));
+        assert_ne!(a, c);
+        let mut other_type = event(None, json!({"conversationId": "c-1"}));
+        other_type.event_type =
+            "v2.detail.events.conversation.3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b.acw".into();
+        assert_ne!(a, cfg.derive(&other_type));
+        // The conversation id inside the topic name does not change the key: its kind is used.
+        let mut same_kind = event(None, json!({"conversationId": "c-1"}));
+        same_kind.event_type =
+            "v2.detail.events.conversation.00000000-0000-0000-0000-000000000000.customer.end"
+                .into();
+        assert_eq!(a, cfg.derive(&same_kind));
+    }
+
+    #[test]
+    fn payload_hash_is_order_independent() {
+        let a = event(None, json!({"a": 1, "b": {"d": [1, 2], "c": "x"}}));
+        let b = event(None, json!({"b": {"c": "x", "d": [1, 2]}, "a": 1}));
+        assert_eq!(payload_hash(&a), payload_hash(&b));
+        let c = event(None, json!({"b": {"c": "x", "d": [2, 1]}, "a": 1}));
+        assert_ne!(payload_hash(&a), payload_hash(&c));
+    }
+}

@@ -1,0 +1,19 @@
+//! Shared core of the Genesys ↔ ServiceNow integration: event envelopes, incident mapping,
+//! priority rules, PII redaction, webhook signatures, idempotency keys and retry policy.
+
+pub mod config;
+pub mod event;
+pub mod failure;
+pub mod idempotency;
+pub mod incident;
+pub mod logging;
+pub mod mapping;
+pub mod priority;
+pub mod redact;
+pub mod retry;
+pub mod signature;
+
+pub use event::{EnvelopeError, EnvelopeKind, InboundEvent};
+pub use failure::FailureClass;
+pub use incident::IncidentDraft;
+pub use mapping::{Mapping, MappingError};
