@@ -1,6 +1,8 @@
 //! Shared core of the Genesys ↔ ServiceNow integration: event envelopes, incident mapping,
 //! priority rules, PII redaction, webhook signatures, idempotency keys and retry policy.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod event;
 pub mod failure;

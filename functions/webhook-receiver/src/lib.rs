@@ -1,1 +1,508 @@
+//! webhook-receiver: `POST /webhooks/genesys`.
+//!
+//! Verifies the HMAC signature over the raw body (constant time), validates the envelope, puts the raw body on
+//! SQS and answers `202 {messageId}` only once SQS accepted it. Any SQS failure answers 503 so Genesys retries.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use serde_json::{json, Value};
+use tokio::sync::{Mutex, RwLock};
+use tracing::{error, info, warn};
+
+use shared::aws::{read_secret, string_attributes, SecretError};
+use shared::config::{self, ConfigError};
+use shared::event::glob_match;
+use shared::signature::{SignatureError, SignatureScheme};
+use shared::InboundEvent;
+
+/// What to do with a well-formed event whose type is not in the allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownTypePolicy {
+    /// 400: the sender learns its configuration is wrong (default).
+    Reject,
+    /// 202 without queueing: for senders that cannot filter what they post.
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub enum Verification {
+    /// Secrets Manager secret holding the HMAC key (plain string, or JSON `{"secret": "..."}`).
+    Secret { secret_id: String },
+    /// Explicitly turned off with `WEBHOOK_SIGNATURE_VERIFICATION=disabled`.
+    Disabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub queue_url: String,
+    pub verification: Verification,
+    pub scheme: SignatureScheme,
+    pub max_body_bytes: usize,
+    pub allowed_event_types: Vec<String>,
+    pub unknown_type_policy: UnknownTypePolicy,
+    /// Minimum time between secret re-reads after a signature mismatch.
+    pub secret_refresh_interval: Duration,
+}
+
+pub const DEFAULT_ALLOWED_EVENT_TYPES: &[&str] = &[
+    "v2.detail.events.conversation.*.customer.end",
+    "v2.detail.events.conversation.*.acw",
+    "v2.detail.events.conversation.customer.end",
+    "v2.detail.events.conversation.acw",
+];
+
+impl Config {
+    /// Reads the configuration from environment variables (see README).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let verification = match config::optional("WEBHOOK_SIGNATURE_VERIFICATION")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("enabled") => Verification::Secret {
+                secret_id: config::required("WEBHOOK_SECRET_ID")?,
+            },
+            Some("disabled") => Verification::Disabled,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "WEBHOOK_SIGNATURE_VERIFICATION",
+                    reason: format!("expected enabled or disabled, got {other:?}"),
+                })
+            }
+        };
+        let scheme = SignatureScheme {
+            header: config::optional("SIGNATURE_HEADER")
+                .unwrap_or_else(|| SignatureScheme::default().header),
+            encoding: config::parse_or("SIGNATURE_ENCODING", SignatureScheme::default().encoding)?,
+            prefix: std::env::var("SIGNATURE_PREFIX")
+                .unwrap_or_else(|_| SignatureScheme::default().prefix),
+        };
+        let unknown_type_policy = match config::optional("UNKNOWN_EVENT_TYPE_POLICY").as_deref() {
+            None | Some("reject") => UnknownTypePolicy::Reject,
+            Some("drop") => UnknownTypePolicy::Drop,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "UNKNOWN_EVENT_TYPE_POLICY",
+                    reason: format!("expected reject or drop, got {other:?}"),
+                })
+            }
+        };
+        Ok(Self {
+            queue_url: config::required("EVENTS_QUEUE_URL")?,
+            verification,
+            scheme,
+            max_body_bytes: config::parse_or("MAX_BODY_BYTES", 256 * 1024)?,
+            allowed_event_types: config::list_or(
+                "ALLOWED_EVENT_TYPES",
+                DEFAULT_ALLOWED_EVENT_TYPES,
+            ),
+            unknown_type_policy,
+            secret_refresh_interval: Duration::from_secs(60),
+        })
+    }
+}
+
+/// The HTTP answer, independent of the Lambda or local server types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Reply {
+            status,
+            body: json!({"error": code, "message": message.into()}),
+        }
+    }
+}
+
+/// A request that passed every check and is ready to queue.
+#[derive(Debug)]
+pub struct Accepted {
+    pub event_type: String,
+    pub organization_id: String,
+    pub event_id: Option<String>,
+}
+
+/// Checks done before anything touches AWS, in order: size, signature, JSON, envelope, allow-list.
+pub fn validate(
+    config: &Config,
+    body: &[u8],
+    signature_check: impl FnOnce(&[u8]) -> Result<(), SignatureError>,
+) -> Result<Accepted, Reply> {
+    if body.len() > config.max_body_bytes {
+        return Err(Reply::error(
+            413,
+            "payload_too_large",
+            format!(
+                "body is {} bytes; the limit is {}",
+                body.len(),
+                config.max_body_bytes
+            ),
+        ));
+    }
+    if let Err(e) = signature_check(body) {
+        return Err(Reply::error(401, "invalid_signature", e.to_string()));
+    }
+    let event = InboundEvent::parse(body).map_err(|e| {
+        let mut r = Reply::error(400, "invalid_payload", e.to_string());
+        if let Some(path) = e.path() {
+            r.body["field"] = json!(path);
+        }
+        r
+    })?;
+    let kind = event.event_kind();
+    if !config
+        .allowed_event_types
+        .iter()
+        .any(|p| glob_match(p, &kind) || glob_match(p, &event.event_type))
+    {
+        return Err(match config.unknown_type_policy {
+            UnknownTypePolicy::Reject => Reply::error(
+                400,
+                "event_type_not_allowed",
+                format!("event type {kind:?} is not in the allow-list"),
+            ),
+            UnknownTypePolicy::Drop => Reply {
+                status: 202,
+                body: json!({"status": "ignored", "reason": "event type not in the allow-list"}),
+            },
+        });
+    }
+    Ok(Accepted {
+        event_type: event.event_type,
+        organization_id: event.organization_id.unwrap_or_default(),
+        event_id: event.event_id,
+    })
+}
+
+/// HMAC key cache: read once per cold start, re-read at most once per interval after a mismatch.
+struct SigningKey {
+    secret_id: String,
+    key: RwLock<Option<Arc<Vec<u8>>>>,
+    last_read: Mutex<Option<Instant>>,
+}
+
+impl SigningKey {
+    async fn current(
+        &self,
+        sm: &aws_sdk_secretsmanager::Client,
+    ) -> Result<Arc<Vec<u8>>, SecretError> {
+        if let Some(k) = self.key.read().await.clone() {
+            return Ok(k);
+        }
+        self.reload(sm, Duration::ZERO)
+            .await?
+            .ok_or_else(|| SecretError::Empty {
+                id: self.secret_id.clone(),
+            })
+    }
+
+    /// Re-reads the secret unless it was read less than `min_interval` ago; returns the new key if read.
+    async fn reload(
+        &self,
+        sm: &aws_sdk_secretsmanager::Client,
+        min_interval: Duration,
+    ) -> Result<Option<Arc<Vec<u8>>>, SecretError> {
+        let mut last = self.last_read.lock().await;
+        if let Some(at) = *last {
+            if at.elapsed() < min_interval {
+                return Ok(None);
+            }
+            if min_interval.is_zero() {
+                // Another caller loaded it while we waited for the lock.
+                if let Some(k) = self.key.read().await.clone() {
+                    return Ok(Some(k));
+                }
+            }
+        }
+        let raw = read_secret(sm, &self.secret_id).await?;
+        *last = Some(Instant::now());
+        let key = Arc::new(hmac_key_from_secret(&raw));
+        *self.key.write().await = Some(key.clone());
+        Ok(Some(key))
+    }
+}
+
+/// Accepts a plain secret string or JSON `{"secret": "..."}`.
+pub fn hmac_key_from_secret(raw: &str) -> Vec<u8> {
+    serde_json::from_str::<Value>(raw)
+        .ok()
+        .and_then(|v| {
+            v.get("secret")
+                .and_then(Value::as_str)
+                .map(|s| s.as_bytes().to_vec())
+        })
+        .unwrap_or_else(|| raw.as_bytes().to_vec())
+}
+
+pub struct Receiver {
+    config: Config,
+    sqs: aws_sdk_sqs::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    key: Option<SigningKey>,
+}
+
+impl Receiver {
+    pub fn new(
+        config: Config,
+        sqs: aws_sdk_sqs::Client,
+        secrets: aws_sdk_secretsmanager::Client,
+    ) -> Self {
+        let key = match &config.verification {
+            Verification::Secret { secret_id } => Some(SigningKey {
+                secret_id: secret_id.clone(),
+                key: RwLock::new(None),
+                last_read: Mutex::new(None),
+            }),
+            Verification::Disabled => None,
+        };
+        Self {
+            config,
+            sqs,
+            secrets,
+            key,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Loads the signing key now (call during init so the first request does not pay for it).
+    pub async fn warm_up(&self) -> Result<(), SecretError> {
+        if let Some(k) = &self.key {
+            k.current(&self.secrets).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles one webhook request. `correlation_id` identifies it in logs and on the queued message.
+    pub async fn handle(&self, headers: &HeaderMap, body: &[u8], correlation_id: &str) -> Reply {
+        let signature = headers
+            .get(self.config.scheme.header.as_str())
+            .and_then(|v| v.to_str().ok());
+        let verified = match self.verify(body, signature).await {
+            Ok(v) => v,
+            Err(reply) => return reply,
+        };
+        let accepted = match validate(&self.config, body, |_| verified) {
+            Ok(a) => a,
+            Err(reply) => {
+                warn!(correlation_id, status = reply.status, reason = %reply.body["error"], "webhook rejected");
+                return reply;
+            }
+        };
+        self.enqueue(body, &accepted, correlation_id).await
+    }
+
+    /// Verifies the signature, re-reading the secret (rate-limited) on a mismatch so rotation works.
+    async fn verify(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Result<(), SignatureError>, Reply> {
+        let Some(key) = &self.key else {
+            return Ok(Ok(()));
+        };
+        if body.len() > self.config.max_body_bytes {
+            // Size is reported by `validate`; skip hashing a body we will refuse anyway.
+            return Ok(Ok(()));
+        }
+        let unavailable = |e: SecretError| {
+            error!(error = %e, "webhook signing secret unavailable");
+            Reply::error(503, "unavailable", "signature key unavailable; retry later")
+        };
+        let current = key.current(&self.secrets).await.map_err(unavailable)?;
+        let first = self.config.scheme.verify(&current, body, signature);
+        if first != Err(SignatureError::Mismatch) {
+            return Ok(first);
+        }
+        match key
+            .reload(&self.secrets, self.config.secret_refresh_interval)
+            .await
+        {
+            Ok(Some(fresh)) if fresh != current => {
+                Ok(self.config.scheme.verify(&fresh, body, signature))
+            }
+            Ok(_) => Ok(first),
+            Err(e) => {
+                warn!(error = %e, "could not re-read the signing secret after a mismatch");
+                Ok(first)
+            }
+        }
+    }
+
+    async fn enqueue(&self, body: &[u8], accepted: &Accepted, correlation_id: &str) -> Reply {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Reply::error(400, "invalid_payload", "body is not UTF-8");
+        };
+        let received_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let attrs = string_attributes([
+            ("event_type", accepted.event_type.clone()),
+            ("organization_id", accepted.organization_id.clone()),
+            ("received_at", received_at),
+            ("correlation_id", correlation_id.to_string()),
+        ]);
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(&self.config.queue_url)
+            .message_body(text)
+            .set_message_attributes(Some(attrs))
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                let message_id = out.message_id().unwrap_or_default().to_string();
+                info!(correlation_id, message_id, event_type = %accepted.event_type,
+                      event_id = accepted.event_id.as_deref().unwrap_or(""), "webhook queued");
+                Reply {
+                    status: 202,
+                    body: json!({"status": "queued", "messageId": message_id, "correlationId": correlation_id}),
+                }
+            }
+            Err(e) => {
+                error!(correlation_id, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SQS send failed");
+                Reply::error(503, "unavailable", "event could not be stored; retry later")
+            }
+        }
+    }
+}
+
+/// Correlation id: a caller-supplied `X-Correlation-Id` if it is sane, else the gateway request id, else new.
+pub fn correlation_id(headers: &HeaderMap, request_id: Option<&str>) -> String {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        })
+        .map(str::to_string)
+        .or_else(|| request_id.filter(|r| !r.is_empty()).map(str::to_string))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Lambda adapter: the same handler the local runner calls.
+pub async fn handle_lambda(
+    receiver: &Receiver,
+    request: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    use lambda_http::RequestExt;
+    let request_id = request.lambda_context_ref().map(|c| c.request_id.clone());
+    let headers = request.headers().clone();
+    let correlation = correlation_id(&headers, request_id.as_deref());
+    let reply = receiver
+        .handle(&headers, request.body().as_ref(), &correlation)
+        .await;
+    to_lambda_response(&reply, &correlation)
+}
+
+pub fn to_lambda_response(
+    reply: &Reply,
+    correlation: &str,
+) -> lambda_http::Response<lambda_http::Body> {
+    let mut builder = lambda_http::Response::builder()
+        .status(reply.status)
+        .header("content-type", "application/json")
+        .header("x-correlation-id", correlation);
+    if reply.status == 503 {
+        builder = builder.header("retry-after", "5");
+    }
+    builder
+        .body(lambda_http::Body::Text(reply.body.to_string()))
+        .unwrap_or_else(|_| lambda_http::Response::new(lambda_http::Body::Empty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            queue_url: "q".into(),
+            verification: Verification::Disabled,
+            scheme: SignatureScheme::default(),
+            max_body_bytes: 1024,
+            allowed_event_types: DEFAULT_ALLOWED_EVENT_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            unknown_type_policy: UnknownTypePolicy::Reject,
+            secret_refresh_interval: Duration::from_secs(60),
+        }
+    }
+
+    fn body(event: &str) -> Vec<u8> {
+        json!({"event": event, "data": {"conversationId": "c"}, "metadata": {"organizationId": "o", "timestamp": "t"}})
+            .to_string()
+            .into_bytes()
+    }
+
+    const END: &str =
+        "v2.detail.events.conversation.3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b.customer.end";
+
+    #[test]
+    fn accepts_an_allowed_event() {
+        let a = validate(&cfg(), &body(END), |_| Ok(())).unwrap();
+        assert_eq!(a.event_type, END);
+        assert_eq!(a.organization_id, "o");
+    }
+
+    #[test]
+    fn checks_run_in_order() {
+        let big = vec![b' '; 2000];
+        assert_eq!(validate(&cfg(), &big, |_| Ok(())).unwrap_err().status, 413);
+        let r = validate(&cfg(), &body(END), |_| Err(SignatureError::Mismatch)).unwrap_err();
+        assert_eq!(r.status, 401);
+        let r = validate(&cfg(), b"{oops", |_| Ok(())).unwrap_err();
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (400, Some("invalid_payload"))
+        );
+        let r = validate(&cfg(), br#"{"event":"x","data":{}}"#, |_| Ok(())).unwrap_err();
+        assert_eq!(r.status, 400);
+        assert!(
+            r.body["message"].as_str().unwrap().contains("metadata"),
+            "{}",
+            r.body
+        );
+    }
+
+    #[test]
+    fn allow_list_policy() {
+        let r = validate(&cfg(), &body("v2.users.presence"), |_| Ok(())).unwrap_err();
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (400, Some("event_type_not_allowed"))
+        );
+        let drop = Config {
+            unknown_type_policy: UnknownTypePolicy::Drop,
+            ..cfg()
+        };
+        let r = validate(&drop, &body("v2.users.presence"), |_| Ok(())).unwrap_err();
+        assert_eq!(r.status, 202);
+        assert_eq!(r.body["status"], "ignored");
+    }
+
+    #[test]
+    fn secret_formats_and_correlation_ids() {
+        assert_eq!(hmac_key_from_secret(r#"{"secret":"abc"}"#), b"abc");
+        assert_eq!(hmac_key_from_secret("plain"), b"plain");
+        let mut h = HeaderMap::new();
+        assert_eq!(correlation_id(&h, Some("req-1")), "req-1");
+        h.insert("x-correlation-id", "abc-123".parse().unwrap());
+        assert_eq!(correlation_id(&h, Some("req-1")), "abc-123");
+        h.insert("x-correlation-id", "bad value<script>".parse().unwrap());
+        assert_eq!(correlation_id(&h, Some("req-1")), "req-1");
+        assert_eq!(correlation_id(&HeaderMap::new(), None).len(), 36);
+    }
+}

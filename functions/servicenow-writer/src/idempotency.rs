@@ -1,0 +1,260 @@
+//! DynamoDB idempotency records, after the Lambda Powertools design.
+//!
+//! Record: `{id, status: INPROGRESS|COMPLETED, payload_hash, lease_expires_ms, lease_token, expiration (TTL, s),
+//! incident_number, incident_sys_id}`. A claim is a conditional put that succeeds when no live record exists or
+//! the in-progress lease of the same payload ran out. A claim that replaced a record tells the caller to look
+//! the incident up in ServiceNow first: the previous holder may have created it and died before completing.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+
+use shared::failure::FailureClass;
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyStore {
+    client: Client,
+    table: String,
+    ttl: Duration,
+}
+
+/// Result of trying to claim a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// We hold the lease. `retaken`: a previous record existed, so reconcile before creating.
+    Acquired { token: String, retaken: bool },
+    /// Already done; nothing to create.
+    Completed { incident_number: Option<String> },
+    /// Someone else holds a live lease.
+    InFlight,
+    /// The same key was claimed for a different payload.
+    Conflict,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("DynamoDB {operation} failed: {reason}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub reason: String,
+    pub class: FailureClass,
+}
+
+fn store_error<E, R>(
+    operation: &'static str,
+    e: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> StoreError
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+    let class = match code {
+        "ResourceNotFoundException" | "ValidationException" | "AccessDeniedException" => {
+            FailureClass::Permanent
+        }
+        _ => FailureClass::Transient,
+    };
+    StoreError {
+        operation,
+        reason: DisplayErrorContext(&e).to_string(),
+        class,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+impl IdempotencyStore {
+    pub fn new(client: Client, table: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            ttl,
+        }
+    }
+
+    /// Claims `key` for `payload_hash` until `lease_until_ms` (epoch ms).
+    pub async fn claim(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        lease_until_ms: u64,
+    ) -> Result<Claim, StoreError> {
+        // Two rounds: a record can vanish (TTL, release) between the failed put and the read.
+        for _ in 0..2 {
+            let now = now_ms();
+            let token = uuid::Uuid::new_v4().to_string();
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("id", s(key))
+                .item("status", s(IN_PROGRESS))
+                .item("payload_hash", s(payload_hash))
+                .item("lease_token", s(&token))
+                .item("lease_expires_ms", n(lease_until_ms))
+                .item("expiration", n(now / 1000 + self.ttl.as_secs()))
+                .condition_expression(
+                    "attribute_not_exists(id) OR expiration < :now_s \
+                     OR (#status = :in_progress AND lease_expires_ms < :now_ms AND payload_hash = :hash)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":now_s", n(now / 1000))
+                .expression_attribute_values(":now_ms", n(now))
+                .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+                .expression_attribute_values(":hash", s(payload_hash))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await;
+            match put {
+                Ok(out) => {
+                    let retaken = out.attributes().is_some_and(|a| !a.is_empty());
+                    return Ok(Claim::Acquired { token, retaken });
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(store_error("PutItem", e)),
+            }
+            let existing = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("id", s(key))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| store_error("GetItem", e))?;
+            let Some(item) = existing.item() else {
+                continue;
+            };
+            if get_s(item, "payload_hash") != Some(payload_hash) {
+                return Ok(Claim::Conflict);
+            }
+            return Ok(match get_s(item, "status") {
+                Some(COMPLETED) => Claim::Completed {
+                    incident_number: get_s(item, "incident_number").map(str::to_string),
+                },
+                _ if get_n(item, "lease_expires_ms").is_some_and(|l| l < now_ms()) => continue,
+                _ => Claim::InFlight,
+            });
+        }
+        Ok(Claim::InFlight)
+    }
+
+    /// Marks the key COMPLETED with the incident it produced.
+    pub async fn complete(
+        &self,
+        key: &str,
+        token: &str,
+        number: &str,
+        sys_id: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .update_expression(
+                "SET #status = :completed, incident_number = :number, incident_sys_id = :sys_id, \
+                 completed_at_ms = :now, expiration = :exp REMOVE lease_token, lease_expires_ms",
+            )
+            .condition_expression("lease_token = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":number", s(number))
+            .expression_attribute_values(":sys_id", s(sys_id))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":exp", n(now / 1000 + self.ttl.as_secs()))
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first.
+    pub async fn release(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .update_expression("SET lease_expires_ms = :zero")
+            .condition_expression("lease_token = :token")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    /// Deletes our claim after a permanent failure, so a fixed replay can be processed.
+    pub async fn forget(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .condition_expression("lease_token = :token")
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error("DeleteItem", e)),
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! ServiceNow Table API client: create incidents, find them by `correlation_id`, resolve callers by phone.
+//!
+//! Error bodies from ServiceNow are never logged or returned: they can hold stack traces and schema details.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use reqwest::{header, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+use shared::failure::FailureClass;
+use shared::retry::parse_retry_after;
+use shared::IncidentDraft;
+
+#[derive(Debug, Clone)]
+pub struct ServiceNowConfig {
+    /// e.g. `https://example.service-now.com` (no trailing slash needed).
+    pub instance_url: String,
+    pub username: String,
+    pub password: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// A created or found incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRef {
+    pub sys_id: String,
+    pub number: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceNowError {
+    /// ServiceNow answered with an error status; `retry_after` from `Retry-After` or `X-RateLimit-Reset`.
+    #[error("ServiceNow answered HTTP {status}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No (complete) answer: timeout or connection failure. The request may have been processed.
+    #[error("ServiceNow request failed: {0}")]
+    Transport(String),
+    /// 2xx with a body we could not read.
+    #[error("ServiceNow answer could not be read: {0}")]
+    Decode(String),
+}
+
+impl ServiceNowError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            ServiceNowError::Status { status, .. } => match status {
+                408 | 429 => FailureClass::Transient,
+                s if *s >= 500 => FailureClass::Transient,
+                _ => FailureClass::Permanent,
+            },
+            ServiceNowError::Transport(_) | ServiceNowError::Decode(_) => FailureClass::Transient,
+        }
+    }
+
+    /// Whether a create that failed this way might still have created the incident.
+    pub fn ambiguous(&self) -> bool {
+        match self {
+            ServiceNowError::Status { status, .. } => *status >= 500,
+            ServiceNowError::Transport(_) | ServiceNowError::Decode(_) => true,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ServiceNowError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ServiceNowError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct One {
+    result: Record,
+}
+
+#[derive(Deserialize)]
+struct Many {
+    result: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(default)]
+    sys_id: String,
+    #[serde(default)]
+    number: String,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+const CALLER_CACHE_MAX: usize = 10_000;
+
+pub struct ServiceNowClient {
+    http: reqwest::Client,
+    base: String,
+    username: String,
+    password: String,
+    /// E.164 → sys_user sys_id (or None when no user has that number), for the life of the container.
+    callers: Mutex<HashMap<String, Option<String>>>,
+}
+
+impl ServiceNowClient {
+    pub fn new(config: &ServiceNowConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!(
+                "genesys-servicenow-writer/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()?;
+        Ok(Self {
+            http,
+            base: config.instance_url.trim_end_matches('/').to_string(),
+            username: config.username.clone(),
+            password: config.password.clone(),
+            callers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{}", self.base, path))
+            .basic_auth(&self.username, Some(&self.password))
+            .header(header::ACCEPT, "application/json")
+    }
+
+    /// `POST /api/now/table/incident`.
+    pub async fn create_incident(
+        &self,
+        draft: &IncidentDraft,
+    ) -> Result<IncidentRef, ServiceNowError> {
+        let response = self
+            .http
+            .post(format!("{}/api/now/table/incident", self.base))
+            .query(&[
+                ("sysparm_exclude_reference_link", "true"),
+                ("sysparm_fields", "sys_id,number,correlation_id"),
+            ])
+            .basic_auth(&self.username, Some(&self.password))
+            .header(header::ACCEPT, "application/json")
+            .json(draft)
+            .send()
+            .await
+            .map_err(transport)?;
+        let response = check(response)?;
+        let one: One = response
+            .json()
+            .await
+            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        if one.result.sys_id.is_empty() {
+            return Err(ServiceNowError::Decode(
+                "created record has no sys_id".into(),
+            ));
+        }
+        Ok(IncidentRef {
+            sys_id: one.result.sys_id,
+            number: one.result.number,
+        })
+    }
+
+    /// The incident whose `correlation_id` is exactly `key`, if any.
+    ///
+    /// ServiceNow silently ignores invalid query parts (the query can then match every record), so the
+    /// returned record's `correlation_id` is compared with `key` before it is trusted.
+    pub async fn find_by_correlation_id(
+        &self,
+        key: &str,
+    ) -> Result<Option<IncidentRef>, ServiceNowError> {
+        let response = self
+            .get("/api/now/table/incident")
+            .query(&[
+                ("sysparm_query", format!("correlation_id={key}")),
+                ("sysparm_fields", "sys_id,number,correlation_id".to_string()),
+                ("sysparm_limit", "1".to_string()),
+            ])
+            .send()
+            .await
+            .map_err(transport)?;
+        // Table API v1 answers 404 for an empty result.
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let many: Many = check(response)?
+            .json()
+            .await
+            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        let found = many
+            .result
+            .into_iter()
+            .find(|r| r.correlation_id.as_deref() == Some(key));
+        Ok(found.map(|r| IncidentRef {
+            sys_id: r.sys_id,
+            number: r.number,
+        }))
+    }
+
+    /// The `sys_user` whose phone or mobile phone is `e164`, cached for the container's life.
+    pub async fn find_caller(&self, e164: &str) -> Result<Option<String>, ServiceNowError> {
+        if let Some(hit) = self.callers.lock().ok().and_then(|c| c.get(e164).cloned()) {
+            return Ok(hit);
+        }
+        let response = self
+            .get("/api/now/table/sys_user")
+            .query(&[
+                (
+                    "sysparm_query",
+                    format!("phone={e164}^ORmobile_phone={e164}"),
+                ),
+                ("sysparm_fields", "sys_id,phone,mobile_phone".to_string()),
+                ("sysparm_limit", "1".to_string()),
+            ])
+            .send()
+            .await
+            .map_err(transport)?;
+        let sys_id = if response.status() == StatusCode::NOT_FOUND {
+            None
+        } else {
+            let body: Value = check(response)?
+                .json()
+                .await
+                .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+            // Same trap as above: only trust a user whose number really matches.
+            body["result"].as_array().and_then(|users| {
+                users
+                    .iter()
+                    .find(|u| {
+                        [&u["phone"], &u["mobile_phone"]].iter().any(|p| {
+                            p.as_str()
+                                .and_then(shared::redact::normalise_e164)
+                                .as_deref()
+                                == Some(e164)
+                        })
+                    })
+                    .and_then(|u| u["sys_id"].as_str())
+                    .map(str::to_string)
+            })
+        };
+        if let Ok(mut c) = self.callers.lock() {
+            if c.len() >= CALLER_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(e164.to_string(), sys_id.clone());
+        }
+        Ok(sys_id)
+    }
+}
+
+fn transport(e: reqwest::Error) -> ServiceNowError {
+    // reqwest's Display names the URL but never credentials or bodies.
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    ServiceNowError::Transport(format!("{kind}: {}", e.without_url()))
+}
+
+/// Maps an error status to `ServiceNowError` without reading the body.
+fn check(response: reqwest::Response) -> Result<reqwest::Response, ServiceNowError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let headers = response.headers();
+    let retry_after = headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .or_else(|| {
+            // X-RateLimit-Reset is a Unix time.
+            let reset: u64 = headers
+                .get("x-ratelimit-reset")?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            (status == StatusCode::TOO_MANY_REQUESTS)
+                .then(|| Duration::from_secs(reset.saturating_sub(now)))
+        });
+    Err(ServiceNowError::Status {
+        status: status.as_u16(),
+        retry_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let s = |status| ServiceNowError::Status {
+            status,
+            retry_after: None,
+        };
+        assert_eq!(s(429).class(), FailureClass::Transient);
+        assert_eq!(s(408).class(), FailureClass::Transient);
+        assert_eq!(s(503).class(), FailureClass::Transient);
+        assert_eq!(s(400).class(), FailureClass::Permanent);
+        assert_eq!(s(401).class(), FailureClass::Permanent);
+        assert_eq!(s(404).class(), FailureClass::Permanent);
+        assert!(!s(429).ambiguous());
+        assert!(s(500).ambiguous());
+        assert!(ServiceNowError::Transport("x".into()).ambiguous());
+        assert_eq!(
+            ServiceNowError::Transport("x".into()).class(),
+            FailureClass::Transient
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Small AWS helpers used by every function: SDK configuration, SQS string attributes, secrets.
+
+use std::collections::HashMap;
+
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_sqs::types::MessageAttributeValue;
+
+use crate::failure::FailureClass;
+
+/// SDK configuration from the environment (honours `AWS_ENDPOINT_URL` for local emulators).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// SQS `String` message attributes; empty values are skipped (SQS rejects them).
+pub fn string_attributes<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, String)>,
+) -> HashMap<String, MessageAttributeValue> {
+    pairs
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(k, v)| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .ok()
+                .map(|a| (k.to_string(), a))
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {id} could not be read: {reason}")]
+    Read {
+        id: String,
+        reason: String,
+        class: FailureClass,
+    },
+    #[error("secret {id} has no string value")]
+    Empty { id: String },
+}
+
+/// Reads a secret's string value. The value itself is never logged or put in errors.
+pub async fn read_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<String, SecretError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| {
+            let class = match e.as_service_error() {
+                Some(se)
+                    if se.is_resource_not_found_exception()
+                        || se.is_invalid_parameter_exception() =>
+                {
+                    FailureClass::Permanent
+                }
+                _ => FailureClass::Transient,
+            };
+            SecretError::Read {
+                id: id.to_string(),
+                reason: DisplayErrorContext(&e).to_string(),
+                class,
+            }
+        })?;
+    out.secret_string()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| SecretError::Empty { id: id.to_string() })
+}
