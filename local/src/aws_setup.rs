@@ -1,0 +1,179 @@
+//! Creates the AWS resources template.yaml defines, on an emulator (moto server) for local runs and tests.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct ResourceNames {
+    pub queue: String,
+    pub dead_letter_queue: String,
+    pub table: String,
+    pub webhook_secret: String,
+    pub servicenow_secret: String,
+    /// Receives before SQS moves a message to the DLQ.
+    pub max_receive_count: u32,
+    pub visibility_timeout_secs: u32,
+}
+
+impl ResourceNames {
+    /// Names used by `make run` (the template's defaults for a `local` stack).
+    pub fn local() -> Self {
+        Self::with_prefix("genesys-servicenow-local")
+    }
+
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            queue: format!("{prefix}-events"),
+            dead_letter_queue: format!("{prefix}-events-dlq"),
+            table: format!("{prefix}-idempotency"),
+            webhook_secret: format!("{prefix}/webhook-hmac"),
+            servicenow_secret: format!("{prefix}/servicenow-credentials"),
+            max_receive_count: 5,
+            visibility_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub dead_letter_queue_url: String,
+    pub table: String,
+    pub webhook_secret_id: String,
+    pub servicenow_secret_id: String,
+}
+
+/// Creates (or reuses) the queues, table and secrets; writes the secret values given.
+pub async fn ensure(
+    config: &aws_config::SdkConfig,
+    names: &ResourceNames,
+    webhook_secret: &str,
+    servicenow_credentials: &serde_json::Value,
+) -> Result<Resources, BoxError> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(&names.dead_letter_queue)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no DLQ url")?;
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": names.max_receive_count});
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&names.queue)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            names.visibility_timeout_secs.to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue url")?;
+    let queue_arn = queue_arn(&sqs, &queue_url).await?;
+
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    let exists = ddb
+        .describe_table()
+        .table_name(&names.table)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        ddb.create_table()
+            .table_name(&names.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            )
+            .send()
+            .await?;
+        ddb.update_time_to_live()
+            .table_name(&names.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expiration")
+                    .enabled(true)
+                    .build()?,
+            )
+            .send()
+            .await?;
+    }
+
+    let sm = aws_sdk_secretsmanager::Client::new(config);
+    let webhook_secret_id = put_secret(&sm, &names.webhook_secret, webhook_secret).await?;
+    let servicenow_secret_id = put_secret(
+        &sm,
+        &names.servicenow_secret,
+        &servicenow_credentials.to_string(),
+    )
+    .await?;
+    Ok(Resources {
+        queue_url,
+        queue_arn,
+        dead_letter_queue_url: dlq_url,
+        table: names.table.clone(),
+        webhook_secret_id,
+        servicenow_secret_id,
+    })
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, BoxError> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| "queue has no ARN".into())
+}
+
+async fn put_secret(
+    sm: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> Result<String, BoxError> {
+    match sm
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.arn().unwrap_or(name).to_string()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_exists_exception()) =>
+        {
+            sm.put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await?;
+            Ok(name.to_string())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,84 @@
+//! Loopback HTTP serving: an accept loop that can drop a connection on request (fault injection), and the
+//! webhook receiver behind a Lambda-shaped request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+/// Put in every request's extensions: notifying it closes the connection without an answer.
+#[derive(Clone)]
+pub struct ConnectionKill(pub Arc<Notify>);
+
+/// Serves `router` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, router: Router) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let kill = Arc::new(Notify::new());
+            let k = kill.clone();
+            let svc = tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectionKill(k.clone()));
+                router.clone().oneshot(req.map(Body::new))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            tokio::select! {
+                _ = conn => {}
+                _ = kill.notified() => {} // dropping `conn` closes the socket mid-request
+            }
+        });
+    }
+}
+
+/// Binds `addr` (port 0 for any) and serves in the background; returns the bound address.
+pub async fn spawn(addr: SocketAddr, router: Router) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(serve(listener, router));
+    Ok(bound)
+}
+
+/// `POST /webhooks/genesys` → the receiver's Lambda handler, with the body as API Gateway delivers it.
+pub fn receiver_router(receiver: Arc<webhook_receiver::Receiver>) -> Router {
+    async fn handle(
+        State(receiver): State<Arc<webhook_receiver::Receiver>>,
+        request: axum::extract::Request,
+    ) -> Response {
+        let (parts, body) = request.into_parts();
+        let limit = receiver
+            .config()
+            .max_body_bytes
+            .saturating_mul(4)
+            .max(1 << 20);
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+            return (http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let lambda_request =
+            http::Request::from_parts(parts, lambda_http::Body::Binary(bytes.to_vec()));
+        let headers = lambda_request.headers().clone();
+        let correlation = webhook_receiver::correlation_id(&headers, Some(&request_id));
+        let reply = receiver
+            .handle(&headers, lambda_request.body().as_ref(), &correlation)
+            .await;
+        let response = webhook_receiver::to_lambda_response(&reply, &correlation);
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, Body::from(body.to_vec()))
+    }
+    Router::new()
+        .route("/webhooks/genesys", axum::routing::post(handle))
+        .with_state(receiver)
+}

@@ -1,0 +1,620 @@
+//! ServiceNow Table API simulator (incident and sys_user), following the documented behaviour:
+//! `201 {"result": {...}}` with string values, v1 `404` on an empty query (v2 `200 []`), Basic auth,
+//! silently ignored unknown `sysparm_query` fields (the trap), `429` with `Retry-After` and `X-RateLimit-*`.
+//!
+//! Faults are set at start or at run time (`POST /sim/faults`): a rate limit window, the next N requests
+//! throttled, N injected statuses (e.g. 503 or 400), latency, and "create, then drop the connection".
+//! `GET /sim/incidents` lists what it holds; `GET /sim/requests` the request log.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::http::ConnectionKill;
+
+/// Incident columns the simulator knows; query conditions on other names are ignored, as ServiceNow does.
+const INCIDENT_FIELDS: &[&str] = &[
+    "sys_id",
+    "number",
+    "short_description",
+    "description",
+    "contact_type",
+    "caller_id",
+    "category",
+    "subcategory",
+    "impact",
+    "urgency",
+    "priority",
+    "work_notes",
+    "correlation_id",
+    "correlation_display",
+    "state",
+    "sys_created_on",
+    "assignment_group",
+    "opened_at",
+];
+const USER_FIELDS: &[&str] = &[
+    "sys_id",
+    "user_name",
+    "name",
+    "phone",
+    "mobile_phone",
+    "email",
+];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Faults {
+    /// At most `limit` API requests per `window_secs`; beyond, 429 until the window resets.
+    pub rate_limit: Option<RateLimit>,
+    /// The next N API requests answer 429 with `Retry-After: retry_after_secs`.
+    pub throttle_next: u32,
+    pub retry_after_secs: u64,
+    /// The next `count` API requests answer `status` (e.g. 503 burst, or a permanent 400).
+    pub fail_next: u32,
+    pub fail_status: u16,
+    /// The next N creates store the incident, then drop the connection without answering.
+    pub drop_after_create: u32,
+    /// Added to every API request.
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+}
+
+struct State_ {
+    incidents: Vec<Map<String, Value>>,
+    users: Vec<Map<String, Value>>,
+    faults: Faults,
+    next_number: u64,
+    window_start: Instant,
+    window_count: u32,
+    log: Vec<LoggedRequest>,
+}
+
+/// A running simulator's shared state; clone freely.
+#[derive(Clone)]
+pub struct ServiceNowSim {
+    state: Arc<Mutex<State_>>,
+    username: String,
+    password: String,
+    started: Instant,
+}
+
+impl ServiceNowSim {
+    pub fn new(username: &str, password: &str) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State_ {
+                incidents: Vec::new(),
+                users: Vec::new(),
+                faults: Faults::default(),
+                next_number: 10001,
+                window_start: Instant::now(),
+                window_count: 0,
+                log: Vec::new(),
+            })),
+            username: username.to_string(),
+            password: password.to_string(),
+            started: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State_> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    pub fn incidents(&self) -> Vec<Map<String, Value>> {
+        self.lock().incidents.clone()
+    }
+
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.lock().log.clone()
+    }
+
+    /// Adds a `sys_user`; returns its sys_id.
+    pub fn add_user(&self, name: &str, phone: &str) -> String {
+        let sys_id = new_sys_id();
+        let mut user = Map::new();
+        user.insert("sys_id".into(), json!(sys_id));
+        user.insert(
+            "user_name".into(),
+            json!(name.to_lowercase().replace(' ', ".")),
+        );
+        user.insert("name".into(), json!(name));
+        user.insert("phone".into(), json!(phone));
+        user.insert("mobile_phone".into(), json!(""));
+        self.lock().users.push(user);
+        sys_id
+    }
+
+    pub fn reset(&self) {
+        let mut s = self.lock();
+        s.incidents.clear();
+        s.log.clear();
+        s.faults = Faults::default();
+        s.window_count = 0;
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/api/now/table/incident",
+                post(create_incident).get(query_incidents_v1),
+            )
+            .route(
+                "/api/now/v2/table/incident",
+                post(create_incident).get(query_incidents_v2),
+            )
+            .route("/api/now/table/incident/{sys_id}", get(get_incident))
+            .route("/api/now/table/sys_user", get(query_users_v1))
+            .route("/api/now/v2/table/sys_user", get(query_users_v2))
+            .route("/sim/incidents", get(list_incidents))
+            .route("/sim/requests", get(list_requests))
+            .route("/sim/faults", get(get_faults).post(post_faults))
+            .route("/sim/users", post(post_user))
+            .route("/sim/reset", post(post_reset))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `addr` (port 0 for any free port) in the background.
+    pub async fn spawn(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        crate::http::spawn(addr, self.router()).await
+    }
+
+    fn record(&self, method: &str, path: &str, status: u16) {
+        let at_ms = self.started.elapsed().as_millis() as u64;
+        self.lock().log.push(LoggedRequest {
+            method: method.into(),
+            path: path.into(),
+            status,
+            at_ms,
+        });
+    }
+
+    /// Auth, latency, rate limit and injected failures, in that order. `Err` is the response to send.
+    async fn gate(&self, headers: &HeaderMap, method: &str, path: &str) -> Result<(), Response> {
+        if !self.authorised(headers) {
+            self.record(method, path, 401);
+            return Err(sn_error(
+                StatusCode::UNAUTHORIZED,
+                "User Not Authenticated",
+                "Required to provide Auth information",
+            ));
+        }
+        let latency = self.lock().faults.latency_ms;
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        let verdict = {
+            let mut s = self.lock();
+            let now = Instant::now();
+            if s.faults.throttle_next > 0 {
+                s.faults.throttle_next -= 1;
+                let secs = s.faults.retry_after_secs.max(1);
+                Some(too_many(secs, 0))
+            } else if let Some(rl) = s.faults.rate_limit {
+                let window = Duration::from_secs(rl.window_secs.max(1));
+                if now.duration_since(s.window_start) >= window {
+                    s.window_start = now;
+                    s.window_count = 0;
+                }
+                s.window_count += 1;
+                if s.window_count > rl.limit {
+                    let left = window.saturating_sub(now.duration_since(s.window_start));
+                    Some(too_many(left.as_secs().max(1), rl.limit))
+                } else {
+                    None
+                }
+            } else if s.faults.fail_next > 0 {
+                s.faults.fail_next -= 1;
+                let status = StatusCode::from_u16(s.faults.fail_status)
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                Some(injected(status))
+            } else {
+                None
+            }
+        };
+        match verdict {
+            Some(resp) => {
+                self.record(method, path, resp.status().as_u16());
+                Err(resp)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let Some(b64) = value.strip_prefix("Basic ") else {
+            return false;
+        };
+        let expected = format!("{}:{}", self.username, self.password);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .is_ok_and(|d| d == expected.as_bytes())
+    }
+}
+
+fn too_many(retry_after: u64, limit: u32) -> Response {
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + retry_after;
+    let mut r = sn_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Rate limit exceeded",
+        "The rate limit for this user has been exceeded",
+    );
+    let h = r.headers_mut();
+    h.insert("retry-after", HeaderValue::from(retry_after));
+    h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    r
+}
+
+fn injected(status: StatusCode) -> Response {
+    match status {
+        StatusCode::BAD_REQUEST => sn_error(
+            status,
+            "Invalid request",
+            "Simulated permanent rejection: field value not allowed",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            let mut r = (status, "<html><body>Instance is in maintenance: stack trace java.lang.IllegalStateException at com.glide...</body></html>").into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/html"));
+            r
+        }
+        _ => sn_error(status, "Simulated failure", "Injected by the simulator"),
+    }
+}
+
+fn sn_error(status: StatusCode, message: &str, detail: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "detail": detail}, "status": "failure"})),
+    )
+        .into_response()
+}
+
+fn new_sys_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn now_text() -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default()
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+type Params = Query<BTreeMap<String, String>>;
+
+async fn create_incident(
+    State(sim): State<ServiceNowSim>,
+    Extension(kill): Extension<ConnectionKill>,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    const PATH: &str = "/api/now/table/incident";
+    if let Err(r) = sim.gate(&headers, "POST", PATH).await {
+        return r;
+    }
+    let Ok(Value::Object(input)) = serde_json::from_slice::<Value>(&body) else {
+        sim.record("POST", PATH, 400);
+        return sn_error(
+            StatusCode::BAD_REQUEST,
+            "Exception while reading request",
+            "The payload is not valid JSON.",
+        );
+    };
+    let (record, drop_connection) = {
+        let mut s = sim.lock();
+        let mut rec = Map::new();
+        for f in INCIDENT_FIELDS {
+            rec.insert(f.to_string(), json!(""));
+        }
+        for (k, v) in &input {
+            // ServiceNow ignores columns the table does not have; all values are strings.
+            if INCIDENT_FIELDS.contains(&k.as_str())
+                && !matches!(k.as_str(), "sys_id" | "number" | "priority")
+            {
+                rec.insert(k.clone(), json!(as_text(v)));
+            }
+        }
+        let impact: u8 = as_text(&rec["impact"]).parse().unwrap_or(3).clamp(1, 3);
+        let urgency: u8 = as_text(&rec["urgency"]).parse().unwrap_or(3).clamp(1, 3);
+        rec.insert("impact".into(), json!(impact.to_string()));
+        rec.insert("urgency".into(), json!(urgency.to_string()));
+        rec.insert("priority".into(), json!((impact + urgency - 1).to_string()));
+        rec.insert("sys_id".into(), json!(new_sys_id()));
+        rec.insert("number".into(), json!(format!("INC{:07}", s.next_number)));
+        rec.insert("state".into(), json!("1"));
+        rec.insert("sys_created_on".into(), json!(now_text()));
+        rec.insert("opened_at".into(), json!(now_text()));
+        s.next_number += 1;
+        s.incidents.push(rec.clone());
+        let drop = s.faults.drop_after_create > 0;
+        if drop {
+            s.faults.drop_after_create -= 1;
+        }
+        (rec, drop)
+    };
+    if drop_connection {
+        sim.record("POST", PATH, 0);
+        kill.0.notify_one();
+        std::future::pending::<()>().await;
+    }
+    sim.record("POST", PATH, 201);
+    let out = present(&record, &params, "incident");
+    (StatusCode::CREATED, Json(json!({"result": out}))).into_response()
+}
+
+async fn get_incident(
+    State(sim): State<ServiceNowSim>,
+    Path(sys_id): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = sim
+        .gate(&headers, "GET", "/api/now/table/incident/{sys_id}")
+        .await
+    {
+        return r;
+    }
+    let found = sim
+        .lock()
+        .incidents
+        .iter()
+        .find(|r| r["sys_id"] == json!(sys_id))
+        .cloned();
+    match found {
+        Some(r) => {
+            sim.record("GET", "/api/now/table/incident/{sys_id}", 200);
+            Json(json!({"result": present(&r, &params, "incident")})).into_response()
+        }
+        None => {
+            sim.record("GET", "/api/now/table/incident/{sys_id}", 404);
+            sn_error(
+                StatusCode::NOT_FOUND,
+                "No Record found",
+                "Record doesn't exist or ACL restricts the record retrieval",
+            )
+        }
+    }
+}
+
+async fn query_incidents_v1(s: State<ServiceNowSim>, p: Params, h: HeaderMap) -> Response {
+    query(s, p, h, "incident", false).await
+}
+async fn query_incidents_v2(s: State<ServiceNowSim>, p: Params, h: HeaderMap) -> Response {
+    query(s, p, h, "incident", true).await
+}
+async fn query_users_v1(s: State<ServiceNowSim>, p: Params, h: HeaderMap) -> Response {
+    query(s, p, h, "sys_user", false).await
+}
+async fn query_users_v2(s: State<ServiceNowSim>, p: Params, h: HeaderMap) -> Response {
+    query(s, p, h, "sys_user", true).await
+}
+
+async fn query(
+    State(sim): State<ServiceNowSim>,
+    Query(params): Params,
+    headers: HeaderMap,
+    table: &str,
+    v2: bool,
+) -> Response {
+    let path = format!("/api/now/table/{table}");
+    if let Err(r) = sim.gate(&headers, "GET", &path).await {
+        return r;
+    }
+    let fields = if table == "incident" {
+        INCIDENT_FIELDS
+    } else {
+        USER_FIELDS
+    };
+    let conditions = parse_query(
+        params
+            .get("sysparm_query")
+            .map(String::as_str)
+            .unwrap_or(""),
+        fields,
+    );
+    let limit: usize = params
+        .get("sysparm_limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(10_000);
+    let rows: Vec<Value> = {
+        let s = sim.lock();
+        let source = if table == "incident" {
+            &s.incidents
+        } else {
+            &s.users
+        };
+        source
+            .iter()
+            .filter(|r| matches(r, &conditions))
+            .take(limit)
+            .map(|r| present(r, &params, table))
+            .collect()
+    };
+    if rows.is_empty() && !v2 {
+        sim.record("GET", &path, 404);
+        return sn_error(
+            StatusCode::NOT_FOUND,
+            "No Record found",
+            "Records matching query not found. Check query parameter or offending query.",
+        );
+    }
+    sim.record("GET", &path, 200);
+    Json(json!({"result": rows})).into_response()
+}
+
+/// `a=1^b=2^ORc=3` → OR-groups of (field, value); conditions on unknown fields are dropped, like ServiceNow.
+fn parse_query(q: &str, known: &[&str]) -> Vec<Vec<(String, String)>> {
+    let mut groups: Vec<Vec<(String, String)>> = Vec::new();
+    for part in q.split('^').filter(|p| !p.is_empty()) {
+        let (or, cond) = match part.strip_prefix("OR") {
+            Some(rest) => (true, rest),
+            None => (false, part),
+        };
+        let Some((field, value)) = cond.split_once('=') else {
+            continue;
+        };
+        if !known.contains(&field) {
+            continue;
+        }
+        let c = (field.to_string(), value.to_string());
+        match groups.last_mut() {
+            Some(g) if or => g.push(c),
+            _ => groups.push(vec![c]),
+        }
+    }
+    groups
+}
+
+fn matches(record: &Map<String, Value>, groups: &[Vec<(String, String)>]) -> bool {
+    groups.iter().all(|g| {
+        g.iter()
+            .any(|(f, v)| record.get(f).map(as_text).as_deref() == Some(v.as_str()))
+    })
+}
+
+fn present(record: &Map<String, Value>, params: &BTreeMap<String, String>, table: &str) -> Value {
+    let wanted: Option<Vec<&str>> = params.get("sysparm_fields").map(|f| {
+        f.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let exclude_links = params
+        .get("sysparm_exclude_reference_link")
+        .is_some_and(|v| v == "true");
+    let mut out = Map::new();
+    for (k, v) in record {
+        if wanted.as_ref().is_some_and(|w| !w.contains(&k.as_str())) {
+            continue;
+        }
+        let is_reference = table == "incident" && k == "caller_id" && !as_text(v).is_empty();
+        if is_reference && !exclude_links {
+            out.insert(
+                k.clone(),
+                json!({"link": format!("/api/now/table/sys_user/{}", as_text(v)), "value": as_text(v)}),
+            );
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+async fn list_incidents(State(sim): State<ServiceNowSim>) -> Json<Value> {
+    Json(json!({"count": sim.incidents().len(), "incidents": sim.incidents()}))
+}
+
+async fn list_requests(State(sim): State<ServiceNowSim>) -> Json<Value> {
+    Json(json!({"requests": sim.requests()}))
+}
+
+async fn get_faults(State(sim): State<ServiceNowSim>) -> Json<Faults> {
+    Json(sim.faults())
+}
+
+async fn post_faults(State(sim): State<ServiceNowSim>, Json(f): Json<Faults>) -> Json<Faults> {
+    sim.set_faults(f);
+    Json(sim.faults())
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    name: String,
+    phone: String,
+}
+
+async fn post_user(State(sim): State<ServiceNowSim>, Json(u): Json<NewUser>) -> Json<Value> {
+    Json(json!({"sys_id": sim.add_user(&u.name, &u.phone)}))
+}
+
+async fn post_reset(State(sim): State<ServiceNowSim>) -> StatusCode {
+    sim.reset();
+    StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_ignores_unknown_fields() {
+        let g = parse_query("correlation_id=abc", INCIDENT_FIELDS);
+        assert_eq!(
+            g,
+            vec![vec![("correlation_id".to_string(), "abc".to_string())]]
+        );
+        assert!(parse_query("corelation_id=abc", INCIDENT_FIELDS).is_empty());
+        let g = parse_query("phone=+1^ORmobile_phone=+1", USER_FIELDS);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].len(), 2);
+    }
+
+    #[test]
+    fn matching() {
+        let mut r = Map::new();
+        r.insert("correlation_id".into(), json!("abc"));
+        assert!(matches(
+            &r,
+            &parse_query("correlation_id=abc", INCIDENT_FIELDS)
+        ));
+        assert!(!matches(
+            &r,
+            &parse_query("correlation_id=abd", INCIDENT_FIELDS)
+        ));
+        // The trap: a misspelled field matches everything.
+        assert!(matches(
+            &r,
+            &parse_query("corelation_id=zzz", INCIDENT_FIELDS)
+        ));
+    }
+}
