@@ -63,6 +63,8 @@ pub struct Faults {
     /// The next `count` API requests answer `status` (e.g. 503 burst, or a permanent 400).
     pub fail_next: u32,
     pub fail_status: u16,
+    /// Restricts `fail_next` to one HTTP method (`POST` = creates), when set.
+    pub fail_method: Option<String>,
     /// The next N creates store the incident, then drop the connection without answering.
     pub drop_after_create: u32,
     /// Added to every API request.
@@ -235,7 +237,12 @@ impl ServiceNowSim {
                 } else {
                     None
                 }
-            } else if s.faults.fail_next > 0 {
+            } else if s.faults.fail_next > 0
+                && s.faults
+                    .fail_method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            {
                 s.faults.fail_next -= 1;
                 let status = StatusCode::from_u16(s.faults.fail_status)
                     .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

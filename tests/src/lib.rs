@@ -1,1 +1,367 @@
+//! Test harness: one moto server per test process (started on loopback unless `AWS_ENDPOINT_URL` is set),
+//! fresh AWS resources and a fresh ServiceNow simulator per test, and the real receiver, writer and poller.
 
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use serde_json::{json, Value};
+
+use local::aws_setup::{self, ResourceNames, Resources};
+use local::poller::Poller;
+use local::servicenow_sim::ServiceNowSim;
+use servicenow_writer::servicenow::{ServiceNowClient, ServiceNowConfig};
+use servicenow_writer::{Outcome, Writer, WriterConfig};
+use shared::idempotency::KeyConfig;
+use shared::retry::RetryPolicy;
+use shared::signature::SignatureScheme;
+use webhook_receiver::{Receiver, UnknownTypePolicy, Verification};
+
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const SN_USER: &str = "integration.user";
+pub const SN_PASSWORD: &str = "s3cret-password";
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn moto_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+            return url;
+        }
+        let bin = std::env::var("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join(".venv/bin/moto_server"));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        // The shell stops moto when this process exits and its stdin closes.
+        let script =
+            r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid"#;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&bin)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make venv`)", bin.display()));
+        // Keep stdin open for the life of the process.
+        std::mem::forget(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let until = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "moto server did not start at {addr} ({})",
+                bin.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://{addr}")
+    })
+}
+
+/// SDK configuration pointing at the emulator, with dummy credentials.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+pub struct Harness {
+    pub aws: aws_config::SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub resources: Resources,
+    pub sim: ServiceNowSim,
+    pub sim_url: String,
+    pub receiver_url: String,
+    pub receiver: Arc<Receiver>,
+    pub writer: Writer,
+    pub poller: Poller,
+}
+
+pub struct Options {
+    pub visibility_timeout_secs: u32,
+    pub max_receive_count: u32,
+    pub retry: RetryPolicy,
+    pub invocation_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            visibility_timeout_secs: 2,
+            max_receive_count: 5,
+            retry: RetryPolicy {
+                max_attempts: 5,
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(400),
+                max_retry_after: Duration::from_secs(5),
+            },
+            invocation_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> Self {
+        let aws = aws_config().await;
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut names = ResourceNames::with_prefix(&prefix);
+        names.visibility_timeout_secs = opts.visibility_timeout_secs;
+        names.max_receive_count = opts.max_receive_count;
+        let resources = aws_setup::ensure(
+            &aws,
+            &names,
+            WEBHOOK_SECRET,
+            &json!({"username": SN_USER, "password": SN_PASSWORD}),
+        )
+        .await
+        .expect("create AWS resources on moto");
+
+        let sim = ServiceNowSim::new(SN_USER, SN_PASSWORD);
+        let sim_addr = sim
+            .spawn(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("start simulator");
+        let sim_url = format!("http://{sim_addr}");
+
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let receiver = Arc::new(Receiver::new(
+            webhook_receiver::Config {
+                queue_url: resources.queue_url.clone(),
+                verification: Verification::Secret {
+                    secret_id: resources.webhook_secret_id.clone(),
+                },
+                scheme: SignatureScheme::default(),
+                max_body_bytes: 256 * 1024,
+                allowed_event_types: webhook_receiver::DEFAULT_ALLOWED_EVENT_TYPES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                unknown_type_policy: UnknownTypePolicy::Reject,
+                secret_refresh_interval: Duration::from_secs(60),
+            },
+            sqs.clone(),
+            aws_sdk_secretsmanager::Client::new(&aws),
+        ));
+        receiver.warm_up().await.expect("load webhook secret");
+        let receiver_addr = local::http::spawn(
+            ([127, 0, 0, 1], 0).into(),
+            local::http::receiver_router(receiver.clone()),
+        )
+        .await
+        .expect("serve receiver");
+
+        let writer = Writer::new(
+            WriterConfig {
+                dead_letter_queue_url: resources.dead_letter_queue_url.clone(),
+                idempotency_table: resources.table.clone(),
+                idempotency_ttl: Duration::from_secs(72 * 3600),
+                key: KeyConfig::default(),
+                max_concurrency: 5,
+                retry: opts.retry,
+                deadline_reserve: Duration::from_millis(300),
+                default_caller_sys_id: Some("default-caller-sys-id".into()),
+            },
+            shared::Mapping::default_mapping().expect("default mapping"),
+            ServiceNowClient::new(&ServiceNowConfig {
+                instance_url: sim_url.clone(),
+                username: SN_USER.into(),
+                password: SN_PASSWORD.into(),
+                connect_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(3),
+            })
+            .expect("http client"),
+            aws_sdk_dynamodb::Client::new(&aws),
+            sqs.clone(),
+        );
+        let poller = Poller {
+            sqs: sqs.clone(),
+            queue_url: resources.queue_url.clone(),
+            queue_arn: resources.queue_arn.clone(),
+            batch_size: 10,
+            invocation_timeout: opts.invocation_timeout,
+            wait_time_secs: 1,
+        };
+        Harness {
+            aws,
+            sqs,
+            resources,
+            sim,
+            sim_url,
+            receiver_url: format!("http://{receiver_addr}/webhooks/genesys"),
+            receiver,
+            writer,
+            poller,
+        }
+    }
+
+    /// POSTs `body` to the receiver with a valid signature.
+    pub async fn post_signed(&self, body: &str) -> (u16, Value) {
+        let sig = SignatureScheme::default().sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        self.post(body, Some(&sig)).await
+    }
+
+    pub async fn post(&self, body: &str, signature: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .post(&self.receiver_url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(s) = signature {
+            req = req.header("X-Hub-Signature-256", s);
+        }
+        let resp = req.send().await.expect("receiver reachable");
+        let status = resp.status().as_u16();
+        let json = resp.json().await.unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    /// Sends a raw message to the events queue (as an EventBridge rule or a replay would).
+    pub async fn enqueue_raw(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.resources.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send to queue");
+    }
+
+    /// Runs the writer until the queue is empty.
+    pub async fn drain(&self) -> Vec<(String, Outcome)> {
+        self.poller
+            .drain(&self.writer, Duration::from_secs(60))
+            .await
+            .expect("queue drains")
+    }
+
+    pub async fn queue_depth(&self) -> u64 {
+        self.poller.queue_depth().await.expect("queue attributes")
+    }
+
+    /// Receives everything on the DLQ: (body, attributes).
+    pub async fn dead_letters(&self) -> Vec<(String, std::collections::HashMap<String, String>)> {
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.resources.dead_letter_queue_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .visibility_timeout(30)
+                .send()
+                .await
+                .expect("receive from DLQ");
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                let attrs = m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| {
+                                (k.clone(), v.string_value().unwrap_or_default().to_string())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.body.unwrap_or_default(), attrs));
+            }
+        }
+        out
+    }
+}
+
+pub const CONVERSATION: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";
+
+/// A webhook-envelope `customer.end` event for `conversation_id`.
+pub fn webhook_event(conversation_id: &str, extra: Value) -> Value {
+    let mut data = json!({
+        "conversationId": conversation_id,
+        "participantId": "9b1c2d3e-0000-4000-8000-000000000001",
+        "ani": "tel:+14155550123",
+        "dnis": "tel:+18005550100",
+        "queueName": "Billing Support",
+        "mediaType": "voice",
+        "direction": "inbound",
+        "disconnectType": "TRANSPORT_FAILURE",
+        "escalationReason": "Customer reports billing portal outage; card 4111 1111 1111 1111 was charged twice",
+        "eventTime": 1_795_428_000_000i64,
+        "attributes": {"vip": "true", "queueWaitMs": 420000}
+    });
+    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "event": format!("v2.detail.events.conversation.{conversation_id}.customer.end"),
+        "data": data,
+        "metadata": {"organizationId": "6f1a0c4e-0000-4000-8000-00000000000a", "timestamp": "2026-11-23T10:00:00.000Z"}
+    })
+}
+
+/// The same conversation event as Genesys' Amazon EventBridge integration delivers it.
+pub fn eventbridge_event(conversation_id: &str, event_id: &str) -> Value {
+    let body = webhook_event(conversation_id, json!({}))["data"].clone();
+    json!({
+        "version": "0",
+        "id": event_id,
+        "detail-type": "v2.detail.events.conversation.{id}.customer.end",
+        "source": "aws.partner/genesys.com/cloud/6f1a0c4e-0000-4000-8000-00000000000a/servicenow",
+        "account": "123456789012",
+        "time": "2026-11-23T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "topicName": format!("v2.detail.events.conversation.{conversation_id}.customer.end"),
+            "version": "2",
+            "eventBody": body,
+            "metadata": {"CorrelationId": "4c7e1f00-0000-4000-8000-0000000000cc"},
+            "timestamp": "2026-11-23T10:00:00.500Z"
+        }
+    })
+}
+
+/// A fresh random conversation id.
+pub fn new_conversation() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Counts outcomes by kind: (created, reconciled, duplicate, dead-lettered, retried).
+pub fn tally(outcomes: &[(String, Outcome)]) -> (usize, usize, usize, usize, usize) {
+    let mut t = (0, 0, 0, 0, 0);
+    for (_, o) in outcomes {
+        match o {
+            Outcome::Created { .. } => t.0 += 1,
+            Outcome::Reconciled { .. } => t.1 += 1,
+            Outcome::Duplicate { .. } => t.2 += 1,
+            Outcome::DeadLettered { .. } => t.3 += 1,
+            Outcome::Retry { .. } => t.4 += 1,
+        }
+    }
+    t
+}

@@ -194,36 +194,37 @@ impl SigningKey {
         if let Some(k) = self.key.read().await.clone() {
             return Ok(k);
         }
-        self.reload(sm, Duration::ZERO)
-            .await?
-            .ok_or_else(|| SecretError::Empty {
-                id: self.secret_id.clone(),
-            })
+        let mut last = self.last_read.lock().await;
+        // Another caller may have loaded it while we waited for the lock.
+        if let Some(k) = self.key.read().await.clone() {
+            return Ok(k);
+        }
+        self.read(sm, &mut last).await
     }
 
-    /// Re-reads the secret unless it was read less than `min_interval` ago; returns the new key if read.
-    async fn reload(
+    /// Re-reads the secret after a mismatch, unless it was read less than `min_interval` ago.
+    async fn refresh(
         &self,
         sm: &aws_sdk_secretsmanager::Client,
         min_interval: Duration,
     ) -> Result<Option<Arc<Vec<u8>>>, SecretError> {
         let mut last = self.last_read.lock().await;
-        if let Some(at) = *last {
-            if at.elapsed() < min_interval {
-                return Ok(None);
-            }
-            if min_interval.is_zero() {
-                // Another caller loaded it while we waited for the lock.
-                if let Some(k) = self.key.read().await.clone() {
-                    return Ok(Some(k));
-                }
-            }
+        if last.is_some_and(|at| at.elapsed() < min_interval) {
+            return Ok(None);
         }
+        self.read(sm, &mut last).await.map(Some)
+    }
+
+    async fn read(
+        &self,
+        sm: &aws_sdk_secretsmanager::Client,
+        last: &mut Option<Instant>,
+    ) -> Result<Arc<Vec<u8>>, SecretError> {
         let raw = read_secret(sm, &self.secret_id).await?;
         *last = Some(Instant::now());
         let key = Arc::new(hmac_key_from_secret(&raw));
         *self.key.write().await = Some(key.clone());
-        Ok(Some(key))
+        Ok(key)
     }
 }
 
@@ -322,7 +323,7 @@ impl Receiver {
             return Ok(first);
         }
         match key
-            .reload(&self.secrets, self.config.secret_refresh_interval)
+            .refresh(&self.secrets, self.config.secret_refresh_interval)
             .await
         {
             Ok(Some(fresh)) if fresh != current => {
