@@ -431,9 +431,11 @@ async fn a_rotated_webhook_secret_is_picked_up_after_a_mismatch() {
 
 #[tokio::test]
 async fn a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs() {
-    let mut opts = Options::default();
-    opts.visibility_timeout_secs = 1;
-    opts.max_receive_count = 2;
+    let mut opts = Options {
+        visibility_timeout_secs: 1,
+        max_receive_count: 2,
+        ..Options::default()
+    };
     opts.retry.max_attempts = 1;
     let h = Harness::with(opts).await;
     h.sim.set_faults(Faults {
