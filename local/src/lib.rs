@@ -9,3 +9,29 @@ pub mod aws_setup;
 pub mod http;
 pub mod poller;
 pub mod servicenow_sim;
+
+/// Credentials and secrets for local runs only (the simulator and the emulator); never used in AWS.
+pub const LOCAL_WEBHOOK_SECRET: &str = "local-webhook-secret";
+pub const LOCAL_SN_USER: &str = "integration.user";
+pub const LOCAL_SN_PASSWORD: &str = "local-password";
+
+/// A Genesys `customer.end` conversation event in the webhook envelope, as `make send-sample` posts it.
+pub fn sample_event(conversation_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": format!("v2.detail.events.conversation.{conversation_id}.customer.end"),
+        "data": {
+            "conversationId": conversation_id,
+            "participantId": "9b1c2d3e-0000-4000-8000-000000000001",
+            "ani": "tel:+14155550123",
+            "dnis": "tel:+18005550100",
+            "queueName": "Billing Support",
+            "mediaType": "voice",
+            "direction": "inbound",
+            "disconnectType": "TRANSPORT_FAILURE",
+            "escalationReason": "Customer reports billing portal outage; card 4111 1111 1111 1111 was charged twice",
+            "eventTime": 1_795_428_000_000i64,
+            "attributes": {"vip": "true", "queueWaitMs": 420000}
+        },
+        "metadata": {"organizationId": "6f1a0c4e-0000-4000-8000-00000000000a", "timestamp": "2026-11-23T10:00:00.000Z"}
+    })
+}

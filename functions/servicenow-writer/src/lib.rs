@@ -40,10 +40,21 @@ pub struct WriterConfig {
 
 impl WriterConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(
+            &config::required("DEAD_LETTER_QUEUE_URL")?,
+            &config::required("IDEMPOTENCY_TABLE")?,
+        )
+    }
+
+    /// As `from_env`, with the DLQ and table given (the local runner creates them).
+    pub fn from_env_with(
+        dead_letter_queue_url: &str,
+        idempotency_table: &str,
+    ) -> Result<Self, ConfigError> {
         let defaults = RetryPolicy::default();
         Ok(Self {
-            dead_letter_queue_url: config::required("DEAD_LETTER_QUEUE_URL")?,
-            idempotency_table: config::required("IDEMPOTENCY_TABLE")?,
+            dead_letter_queue_url: dead_letter_queue_url.to_string(),
+            idempotency_table: idempotency_table.to_string(),
             idempotency_ttl: Duration::from_secs(
                 3600 * config::parse_or("IDEMPOTENCY_TTL_HOURS", 72u64)?,
             ),

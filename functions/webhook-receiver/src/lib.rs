@@ -56,12 +56,22 @@ pub const DEFAULT_ALLOWED_EVENT_TYPES: &[&str] = &[
 impl Config {
     /// Reads the configuration from environment variables (see README).
     pub fn from_env() -> Result<Self, ConfigError> {
+        let queue_url = config::required("EVENTS_QUEUE_URL")?;
+        let secret_id = config::optional("WEBHOOK_SECRET_ID");
+        Self::from_env_with(queue_url, secret_id)
+    }
+
+    /// As `from_env`, with the queue and secret given (the local runner creates them).
+    pub fn from_env_with(
+        queue_url: String,
+        secret_id: Option<String>,
+    ) -> Result<Self, ConfigError> {
         let verification = match config::optional("WEBHOOK_SIGNATURE_VERIFICATION")
             .map(|v| v.to_ascii_lowercase())
             .as_deref()
         {
             None | Some("enabled") => Verification::Secret {
-                secret_id: config::required("WEBHOOK_SECRET_ID")?,
+                secret_id: secret_id.ok_or(ConfigError::Missing("WEBHOOK_SECRET_ID"))?,
             },
             Some("disabled") => Verification::Disabled,
             Some(other) => {
@@ -89,7 +99,7 @@ impl Config {
             }
         };
         Ok(Self {
-            queue_url: config::required("EVENTS_QUEUE_URL")?,
+            queue_url,
             verification,
             scheme,
             max_body_bytes: config::parse_or("MAX_BODY_BYTES", 256 * 1024)?,

@@ -1,0 +1,60 @@
+# Entry point. `make run` runs the whole pipeline locally; `make test` runs every check CI runs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MOTO_PORT ?= 5055
+SIM_PORT ?= 8091
+RECEIVER_PORT ?= 3000
+export CARGO_TERM_COLOR ?= never
+
+# Local AWS emulator settings (used by run, send-sample and replay-dlq; the tests start their own moto).
+LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
+	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
+
+.PHONY: run test venv lint unit bench build send-sample replay-dlq incidents clean
+
+## run: moto + ServiceNow simulator + receiver on :3000 + writer poller (Ctrl-C stops everything)
+run: venv
+	cargo build -p local --bins
+	MOTO_PORT=$(MOTO_PORT) SIM_PORT=$(SIM_PORT) RECEIVER_PORT=$(RECEIVER_PORT) VENV=$(VENV) scripts/run-local.sh
+
+## test: formatting, clippy, template lint, unit + integration tests (moto + simulators on loopback)
+test: venv lint
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --workspace
+
+lint: venv
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## bench: criterion benchmark of the mapping (parse → map → serialise)
+bench:
+	cargo bench -p shared --bench mapping
+
+## build: release arm64 Lambda binaries with cargo-lambda (installed into the venv)
+build: venv
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda>=1.8'
+	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 \
+		-p webhook-receiver -p servicenow-writer
+
+## send-sample: POST a correctly signed sample Genesys event to the running receiver
+send-sample:
+	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- send-sample
+
+## replay-dlq: move dead-lettered messages back to the events queue (local emulator)
+replay-dlq:
+	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- replay-dlq
+
+## incidents: list what the ServiceNow simulator holds
+incidents:
+	@curl -s http://127.0.0.1:$(SIM_PORT)/sim/incidents | $(PY) -m json.tool
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .local

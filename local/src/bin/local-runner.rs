@@ -1,0 +1,196 @@
+//! Runs the pipeline locally against an AWS emulator: `serve`, `send-sample`, `replay-dlq`.
+//! See `make run` and the README.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use local::aws_setup::{self, BoxError, ResourceNames};
+use local::poller::Poller;
+use servicenow_writer::servicenow::{ServiceNowClient, ServiceNowConfig};
+use servicenow_writer::{Outcome, Writer, WriterConfig};
+use shared::config;
+use shared::signature::SignatureScheme;
+use webhook_receiver::{Receiver, Verification};
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    shared::logging::init_json_logging();
+    match std::env::args().nth(1).as_deref() {
+        Some("serve") => serve().await,
+        Some("send-sample") => send_sample().await,
+        Some("replay-dlq") => replay_dlq().await,
+        _ => {
+            eprintln!("usage: local-runner serve | send-sample | replay-dlq");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn webhook_secret() -> String {
+    config::optional("LOCAL_WEBHOOK_SECRET").unwrap_or_else(|| local::LOCAL_WEBHOOK_SECRET.into())
+}
+
+fn receiver_addr() -> String {
+    config::optional("RECEIVER_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into())
+}
+
+async fn serve() -> Result<(), BoxError> {
+    let aws = shared::aws::sdk_config().await;
+    let sn_url = config::optional("SERVICENOW_INSTANCE_URL")
+        .unwrap_or_else(|| "http://127.0.0.1:8091".into());
+    let sn_user =
+        config::optional("SERVICENOW_USERNAME").unwrap_or_else(|| local::LOCAL_SN_USER.into());
+    let sn_password =
+        config::optional("SERVICENOW_PASSWORD").unwrap_or_else(|| local::LOCAL_SN_PASSWORD.into());
+    let names = ResourceNames::local();
+    let res = aws_setup::ensure(
+        &aws,
+        &names,
+        &webhook_secret(),
+        &serde_json::json!({"username": sn_user, "password": sn_password}),
+    )
+    .await?;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+
+    let receiver_config = webhook_receiver::Config::from_env_with(
+        res.queue_url.clone(),
+        Some(res.webhook_secret_id.clone()),
+    )?;
+    if matches!(receiver_config.verification, Verification::Disabled) {
+        println!("WARNING: webhook signature verification is disabled");
+    }
+    let receiver = Arc::new(Receiver::new(receiver_config, sqs.clone(), secrets.clone()));
+    receiver.warm_up().await?;
+    let addr = local::http::spawn(
+        receiver_addr().parse()?,
+        local::http::receiver_router(receiver),
+    )
+    .await?;
+
+    let mut writer_config = WriterConfig::from_env_with(&res.dead_letter_queue_url, &res.table)?;
+    writer_config.default_caller_sys_id = writer_config
+        .default_caller_sys_id
+        .or(Some("local-default-caller".into()));
+    let writer = Writer::new(
+        writer_config,
+        servicenow_writer::mapping_from_env()?,
+        ServiceNowClient::new(&ServiceNowConfig {
+            instance_url: sn_url.clone(),
+            username: sn_user,
+            password: sn_password,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+        })?,
+        aws_sdk_dynamodb::Client::new(&aws),
+        sqs.clone(),
+    );
+    let poller = Poller {
+        sqs,
+        queue_url: res.queue_url.clone(),
+        queue_arn: res.queue_arn.clone(),
+        batch_size: config::parse_or("BATCH_SIZE", 10)?,
+        invocation_timeout: Duration::from_secs(25),
+        wait_time_secs: 2,
+    };
+    println!(
+        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n",
+        res.queue_url, res.dead_letter_queue_url
+    );
+    loop {
+        match poller.poll_once(&writer).await {
+            Ok(outcomes) => {
+                for (message_id, outcome) in outcomes {
+                    match outcome {
+                        Outcome::Created { number } => println!("  {message_id}: created {number}"),
+                        Outcome::Reconciled { number } => {
+                            println!("  {message_id}: already existed as {number}")
+                        }
+                        Outcome::Duplicate { number } => {
+                            println!(
+                                "  {message_id}: duplicate of {}",
+                                number.unwrap_or_default()
+                            )
+                        }
+                        Outcome::DeadLettered { reason } => {
+                            println!("  {message_id}: dead-lettered ({reason})")
+                        }
+                        Outcome::Retry { reason } => {
+                            println!("  {message_id}: will retry ({reason})")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("poll failed: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+async fn send_sample() -> Result<(), BoxError> {
+    let conversation = config::optional("SAMPLE_CONVERSATION_ID")
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let body = local::sample_event(&conversation).to_string();
+    let signature = SignatureScheme::default().sign(webhook_secret().as_bytes(), body.as_bytes());
+    let url = format!("http://{}/webhooks/genesys", receiver_addr());
+    println!("POST {url}\nX-Hub-Signature-256: {signature}\n{body}\n");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("X-Hub-Signature-256", signature)
+        .body(body)
+        .send()
+        .await?;
+    println!("{} {}", response.status(), response.text().await?);
+    Ok(())
+}
+
+/// Moves every DLQ message back to the events queue (receive → send → delete; moto has no StartMessageMoveTask).
+async fn replay_dlq() -> Result<(), BoxError> {
+    let aws = shared::aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let names = ResourceNames::local();
+    let url = |name: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .map(|o| o.queue_url.unwrap_or_default())
+        }
+    };
+    let (queue, dlq) = (url(names.queue).await?, url(names.dead_letter_queue).await?);
+    let mut moved = 0;
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            sqs.send_message()
+                .queue_url(&queue)
+                .message_body(m.body.unwrap_or_default())
+                .send()
+                .await?;
+            if let Some(h) = m.receipt_handle {
+                sqs.delete_message()
+                    .queue_url(&dlq)
+                    .receipt_handle(h)
+                    .send()
+                    .await?;
+            }
+            moved += 1;
+        }
+    }
+    println!("replayed {moved} message(s) from the DLQ");
+    Ok(())
+}

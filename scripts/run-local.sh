@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Starts moto, the ServiceNow simulator (unless SERVICENOW_INSTANCE_URL is set) and the local runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .local
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+wait_port() {
+  for _ in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "port $1 did not open; see .local/*.log" >&2
+  exit 1
+}
+
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > .local/moto.log 2>&1 &
+pids+=($!)
+wait_port "$MOTO_PORT"
+echo "moto server on http://127.0.0.1:$MOTO_PORT (log: .local/moto.log)"
+
+if [[ -z "${SERVICENOW_INSTANCE_URL:-}" ]]; then
+  SIM_ADDR="127.0.0.1:$SIM_PORT" target/debug/servicenow-sim > .local/servicenow-sim.log 2>&1 &
+  pids+=($!)
+  wait_port "$SIM_PORT"
+  export SERVICENOW_INSTANCE_URL="http://127.0.0.1:$SIM_PORT"
+  echo "ServiceNow simulator on $SERVICENOW_INSTANCE_URL (log: .local/servicenow-sim.log)"
+else
+  echo "Using the real ServiceNow instance at $SERVICENOW_INSTANCE_URL"
+fi
+
+export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  AWS_REGION=us-east-1 RECEIVER_ADDR="127.0.0.1:$RECEIVER_PORT" RUST_LOG="${RUST_LOG:-warn}"
+target/debug/local-runner serve &
+pids+=($!)
+wait "${pids[-1]}"
