@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .local
+BIN="${CARGO_TARGET_DIR:-target}/debug"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
@@ -22,7 +23,7 @@ wait_port "$MOTO_PORT"
 echo "moto server on http://127.0.0.1:$MOTO_PORT (log: .local/moto.log)"
 
 if [[ -z "${SERVICENOW_INSTANCE_URL:-}" ]]; then
-  SIM_ADDR="127.0.0.1:$SIM_PORT" target/debug/servicenow-sim > .local/servicenow-sim.log 2>&1 &
+  SIM_ADDR="127.0.0.1:$SIM_PORT" "$BIN/servicenow-sim" > .local/servicenow-sim.log 2>&1 &
   pids+=($!)
   wait_port "$SIM_PORT"
   export SERVICENOW_INSTANCE_URL="http://127.0.0.1:$SIM_PORT"
@@ -33,6 +34,6 @@ fi
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   AWS_REGION=us-east-1 RECEIVER_ADDR="127.0.0.1:$RECEIVER_PORT" RUST_LOG="${RUST_LOG:-warn}"
-target/debug/local-runner serve &
+"$BIN/local-runner" serve &
 pids+=($!)
 wait "${pids[-1]}"

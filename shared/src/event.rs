@@ -150,6 +150,25 @@ impl InboundEvent {
         }
     }
 
+    /// The value at a JSON pointer into the body (`/a/b`), without copying the body.
+    pub fn pointer(&self, pointer: &str) -> Option<&Value> {
+        let rest = pointer.strip_prefix('/')?;
+        let (first, tail) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let v = if first.contains('~') {
+            self.body.get(&first.replace("~1", "/").replace("~0", "~"))?
+        } else {
+            self.body.get(first)?
+        };
+        if tail.is_empty() {
+            Some(v)
+        } else {
+            v.pointer(tail)
+        }
+    }
+
     /// The event type with conversation ids replaced by `{id}`, e.g.
     /// `v2.detail.events.conversation.{id}.customer.end`: the form allow-lists and rules match on.
     pub fn event_kind(&self) -> String {
@@ -281,6 +300,17 @@ mod tests {
             InboundEvent::parse(b"[1,2]"),
             Err(EnvelopeError::Field { .. })
         ));
+    }
+
+    #[test]
+    fn pointers_resolve_into_the_body() {
+        let raw = json!({"event": "e", "data": {"a": {"b": [1, 2]}, "x/y": 3},
+                         "metadata": {"organizationId": "o", "timestamp": "t"}});
+        let ev = InboundEvent::parse(raw.to_string().as_bytes()).unwrap();
+        assert_eq!(ev.pointer("/a/b/1"), Some(&json!(2)));
+        assert_eq!(ev.pointer("/x~1y"), Some(&json!(3)));
+        assert_eq!(ev.pointer("/missing"), None);
+        assert_eq!(ev.pointer("no-slash"), None);
     }
 
     #[test]

@@ -58,11 +58,10 @@ impl KeyConfig {
             }
         }
         if !self.pointers.is_empty() {
-            let body = Value::Object(event.body.clone());
             let values: Option<Vec<String>> = self
                 .pointers
                 .iter()
-                .map(|p| body.pointer(p).and_then(scalar_text))
+                .map(|p| event.pointer(p).and_then(scalar_text))
                 .collect();
             if let Some(values) = values {
                 let kind = event.event_kind();

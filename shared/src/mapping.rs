@@ -253,7 +253,7 @@ impl Mapping {
             let found = spec
                 .pointers
                 .iter()
-                .filter_map(|p| lookup(&event.body, p))
+                .filter_map(|p| event.pointer(p))
                 .find(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()));
             let value = match (found, &spec.default) {
                 (Some(v), _) => v.clone(),
@@ -325,22 +325,6 @@ impl Mapping {
             caller_phone,
             matched_rules,
         })
-    }
-}
-
-fn lookup<'a>(body: &'a serde_json::Map<String, Value>, pointer: &str) -> Option<&'a Value> {
-    // `pointer` starts with '/' (validated at load); resolve the first segment on the map itself.
-    let rest = &pointer[1..];
-    let (first, tail) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let first = first.replace("~1", "/").replace("~0", "~");
-    let v = body.get(&first)?;
-    if tail.is_empty() {
-        Some(v)
-    } else {
-        v.pointer(tail)
     }
 }
 
