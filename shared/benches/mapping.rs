@@ -44,7 +44,9 @@ fn pipeline(c: &mut Criterion) {
         })
     });
     let event = InboundEvent::parse(&raw).expect("valid");
-    group.bench_function("map_only", |b| b.iter(|| black_box(mapping.map(black_box(&event), "gc-key").expect("maps"))));
+    group.bench_function("map_only", |b| {
+        b.iter(|| black_box(mapping.map(black_box(&event), "gc-key").expect("maps")))
+    });
     group.finish();
 }
 

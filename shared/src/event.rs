@@ -158,7 +158,8 @@ impl InboundEvent {
             None => (rest, ""),
         };
         let v = if first.contains('~') {
-            self.body.get(&first.replace("~1", "/").replace("~0", "~"))?
+            self.body
+                .get(&first.replace("~1", "/").replace("~0", "~"))?
         } else {
             self.body.get(first)?
         };

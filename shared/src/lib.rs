@@ -19,3 +19,10 @@ pub use event::{EnvelopeError, EnvelopeKind, InboundEvent};
 pub use failure::FailureClass;
 pub use incident::IncidentDraft;
 pub use mapping::{Mapping, MappingError};
+
+/// The current UTC time in RFC 3339, for message attributes and logs.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

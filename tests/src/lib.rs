@@ -216,6 +216,14 @@ impl Harness {
         }
     }
 
+    /// POSTs a signed event for a new conversation and checks it was queued; returns the body.
+    pub async fn post_new_event(&self) -> String {
+        let body = webhook_event(&new_conversation(), json!({})).to_string();
+        let (status, reply) = self.post_signed(&body).await;
+        assert_eq!(status, 202, "{reply}");
+        body
+    }
+
     /// POSTs `body` to the receiver with a valid signature.
     pub async fn post_signed(&self, body: &str) -> (u16, Value) {
         let sig = SignatureScheme::default().sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
@@ -297,31 +305,16 @@ impl Harness {
 
 pub const CONVERSATION: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";
 
-/// A webhook-envelope `customer.end` event for `conversation_id`.
+/// A webhook-envelope `customer.end` event for `conversation_id` (the `make send-sample` event), with `extra`
+/// fields merged into its data.
 pub fn webhook_event(conversation_id: &str, extra: Value) -> Value {
-    let mut data = json!({
-        "conversationId": conversation_id,
-        "participantId": "9b1c2d3e-0000-4000-8000-000000000001",
-        "ani": "tel:+14155550123",
-        "dnis": "tel:+18005550100",
-        "queueName": "Billing Support",
-        "mediaType": "voice",
-        "direction": "inbound",
-        "disconnectType": "TRANSPORT_FAILURE",
-        "escalationReason": "Customer reports billing portal outage; card 4111 1111 1111 1111 was charged twice",
-        "eventTime": 1_795_428_000_000i64,
-        "attributes": {"vip": "true", "queueWaitMs": 420000}
-    });
-    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+    let mut event = local::sample_event(conversation_id);
+    if let (Some(d), Some(e)) = (event["data"].as_object_mut(), extra.as_object()) {
         for (k, v) in e {
             d.insert(k.clone(), v.clone());
         }
     }
-    json!({
-        "event": format!("v2.detail.events.conversation.{conversation_id}.customer.end"),
-        "data": data,
-        "metadata": {"organizationId": "6f1a0c4e-0000-4000-8000-00000000000a", "timestamp": "2026-11-23T10:00:00.000Z"}
-    })
+    event
 }
 
 /// The same conversation event as Genesys' Amazon EventBridge integration delivers it.

@@ -91,12 +91,7 @@ async fn rate_limited_with_retry_after_is_created_once_after_the_wait() {
         retry_after_secs: 1,
         ..Faults::default()
     });
-    assert_eq!(
-        h.post_signed(&webhook_event(&new_conversation(), json!({})).to_string())
-            .await
-            .0,
-        202
-    );
+    h.post_new_event().await;
     let outcomes = h.drain().await;
     assert_eq!(tally(&outcomes), (1, 0, 0, 0, 0), "{outcomes:?}");
     one_incident(&h);
@@ -124,12 +119,7 @@ async fn a_burst_of_503s_still_creates_once() {
         fail_status: 503,
         ..Faults::default()
     });
-    assert_eq!(
-        h.post_signed(&webhook_event(&new_conversation(), json!({})).to_string())
-            .await
-            .0,
-        202
-    );
+    h.post_new_event().await;
     let outcomes = h.drain().await;
     let (created, reconciled, dup, dead, _) = tally(&outcomes);
     assert_eq!((created + reconciled, dup, dead), (1, 0, 0), "{outcomes:?}");
@@ -147,12 +137,7 @@ async fn create_then_dropped_connection_is_reconciled_to_one_incident() {
         drop_after_create: 1,
         ..Faults::default()
     });
-    assert_eq!(
-        h.post_signed(&webhook_event(&new_conversation(), json!({})).to_string())
-            .await
-            .0,
-        202
-    );
+    h.post_new_event().await;
     let outcomes = h.drain().await;
     assert_eq!(tally(&outcomes), (0, 1, 0, 0, 0), "{outcomes:?}");
     one_incident(&h);
@@ -443,12 +428,7 @@ async fn a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs() {
         fail_status: 503,
         ..Faults::default()
     });
-    assert_eq!(
-        h.post_signed(&webhook_event(&new_conversation(), json!({})).to_string())
-            .await
-            .0,
-        202
-    );
+    h.post_new_event().await;
     let outcomes = h.drain().await;
     let (created, _, _, dead, retried) = tally(&outcomes);
     assert_eq!((created, dead), (0, 0));

@@ -67,6 +67,29 @@ where
     }
 }
 
+fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// `Ok(true)` when the conditional write applied, `Ok(false)` when its condition did not hold.
+fn applied<T, E, R>(
+    operation: &'static str,
+    res: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(store_error(operation, e)),
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -139,9 +162,7 @@ impl IdempotencyStore {
                     let retaken = out.attributes().is_some_and(|a| !a.is_empty());
                     return Ok(Claim::Acquired { token, retaken });
                 }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) if is_condition_failure(&e) => {}
                 Err(e) => return Err(store_error("PutItem", e)),
             }
             let existing = self
@@ -198,16 +219,7 @@ impl IdempotencyStore {
             .expression_attribute_values(":token", s(token))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        applied("UpdateItem", res)
     }
 
     /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first.
@@ -223,16 +235,7 @@ impl IdempotencyStore {
             .expression_attribute_values(":token", s(token))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        applied("UpdateItem", res).map(|_| ())
     }
 
     /// Deletes our claim after a permanent failure, so a fixed replay can be processed.
@@ -246,15 +249,6 @@ impl IdempotencyStore {
             .expression_attribute_values(":token", s(token))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error("DeleteItem", e)),
-        }
+        applied("DeleteItem", res).map(|_| ())
     }
 }

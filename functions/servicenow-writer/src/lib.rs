@@ -436,9 +436,7 @@ impl Writer {
         key: Option<&str>,
         why: &Permanent,
     ) -> Outcome {
-        let failed_at = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let failed_at = shared::now_rfc3339();
         let passthrough = |name: &str| {
             record
                 .message_attributes

@@ -351,9 +351,7 @@ impl Receiver {
         let Ok(text) = std::str::from_utf8(body) else {
             return Reply::error(400, "invalid_payload", "body is not UTF-8");
         };
-        let received_at = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let received_at = shared::now_rfc3339();
         let attrs = string_attributes([
             ("event_type", accepted.event_type.clone()),
             ("organization_id", accepted.organization_id.clone()),
