@@ -20,7 +20,7 @@ run: venv
 
 ## test: formatting, clippy, template lint, unit + integration tests (moto + simulators on loopback)
 test: venv lint
-	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server cargo test --workspace
+	VENV=$(VENV) scripts/with-moto.sh cargo nextest run --workspace --no-fail-fast
 
 lint: venv
 	cargo fmt --all -- --check
