@@ -180,8 +180,25 @@ impl InboundEvent {
 fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, EnvelopeError> {
     serde_path_to_error::deserialize(value).map_err(|e| EnvelopeError::Field {
         path: e.path().to_string(),
-        reason: e.inner().to_string(),
+        reason: without_quoted_values(&e.inner().to_string()),
     })
+}
+
+/// serde echoes offending values (`invalid type: string "call me on …"`); they may hold PII, so drop them.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Replaces UUID segments of a dotted topic name with `{id}`.
@@ -289,6 +306,16 @@ mod tests {
                 .unwrap_err();
         assert_eq!(err.path(), Some("detail"));
         assert!(err.to_string().contains("eventBody"));
+    }
+
+    #[test]
+    fn errors_do_not_echo_values() {
+        let err = InboundEvent::parse(br#"{"event":"x","data":"call me on +14155550123","metadata":{"organizationId":"o","timestamp":"t"}}"#)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("4155550123"), "{text}");
+        assert!(text.contains("invalid type"), "{text}");
+        assert_eq!(err.path(), Some("data"));
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! What the functions log, at the production level (info): JSON lines with correlation ids, and never
+//! secrets, credentials, caller numbers, card numbers or ServiceNow error bodies.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use integration_tests::*;
+use local::servicenow_sim::Faults;
+use serde_json::{json, Value};
+use servicenow_writer::Outcome;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_are_json_with_correlation_ids_and_leak_nothing() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("info")
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+
+    let h = Harness::start().await;
+    // A created incident, a ServiceNow rejection (its error body must stay out of the logs) and a bad signature.
+    let created = h.post_new_event().await;
+    assert_eq!(h.drain().await.len(), 1);
+    h.sim.set_faults(Faults {
+        fail_next: 1,
+        fail_status: 400,
+        fail_method: Some("POST".into()),
+        ..Faults::default()
+    });
+    h.post_new_event().await;
+    let outcomes = h.drain().await;
+    assert!(
+        matches!(outcomes[0].1, Outcome::DeadLettered { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(h.post(&created, Some("sha256=AAAA")).await.0, 401);
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let number = h.sim.incidents()[0]["number"].as_str().unwrap().to_string();
+    let recorded = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "incident recorded")
+        .expect("an 'incident recorded' line");
+    assert_eq!(recorded["fields"]["incident_number"], json!(number));
+    assert!(recorded["fields"]["idempotency_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("gc-"));
+    assert!(!recorded["fields"]["correlation_id"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["message"] == "permanent failure dead-lettered"));
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["message"] == "webhook rejected"));
+
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{SN_USER}:{SN_PASSWORD}"));
+    for secret in [
+        WEBHOOK_SECRET,
+        SN_PASSWORD,
+        basic.as_str(),
+        "4155550123",
+        "4111 1111",
+        "billing portal outage", // free text from the payload
+        "Simulated permanent rejection",
+        "stack trace",
+    ] {
+        assert!(!text.contains(secret), "logs contain {secret:?}");
+    }
+}
