@@ -10,6 +10,8 @@ pub mod idempotency;
 pub mod incident;
 pub mod logging;
 pub mod mapping;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 pub mod priority;
 pub mod redact;
 pub mod retry;
