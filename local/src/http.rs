@@ -82,3 +82,22 @@ pub fn receiver_router(receiver: Arc<webhook_receiver::Receiver>) -> Router {
         .route("/webhooks/genesys", axum::routing::post(handle))
         .with_state(receiver)
 }
+
+/// `POST /ingest` → legacy-ingest's handler.
+pub fn ingest_router(ingest: Arc<legacy_ingest::Ingest>) -> Router {
+    async fn handle(
+        State(ingest): State<Arc<legacy_ingest::Ingest>>,
+        request: axum::extract::Request,
+    ) -> Response {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+            return (http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+        };
+        let reply = ingest.handle(&parts.headers, &bytes).await;
+        let (parts, body) = legacy_ingest::to_lambda_response(&reply).into_parts();
+        Response::from_parts(parts, Body::from(body.to_vec()))
+    }
+    Router::new()
+        .route("/ingest", axum::routing::post(handle))
+        .with_state(ingest)
+}

@@ -6,6 +6,8 @@
 //! - [`http`]: serves the webhook receiver over HTTP, and the shared hyper accept loop.
 
 pub mod aws_setup;
+pub mod dev_tokens;
+pub mod genesys_sim;
 pub mod http;
 pub mod poller;
 pub mod servicenow_sim;

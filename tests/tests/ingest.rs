@@ -1,0 +1,445 @@
+//! legacy-ingest end to end: JWT authentication, strict bodies, exactly-once publishing to the Genesys simulator.
+
+use std::time::Duration;
+
+use base64::Engine;
+use integration_tests::ingest::*;
+use jsonwebtoken::Algorithm;
+use local::dev_tokens::*;
+use local::genesys_sim::GenesysFaults;
+use serde_json::{json, Value};
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+#[tokio::test]
+async fn es256_and_rs256_tokens_publish_one_genesys_event_each() {
+    let h = IngestHarness::start(IngestOptions::default()).await;
+    for (alg, tx) in [(Algorithm::ES256, "TX-ES-1"), (Algorithm::RS256, "TX-RS-1")] {
+        let token = mint(alg, &standard_claims());
+        let (status, _, body) = h.post_with_token(&token, &sample_business_event(tx)).await;
+        assert_eq!(status, 202, "{alg:?}: {body}");
+        assert_eq!(body["status"], "accepted");
+        assert_eq!(body["event_type"], "custom.billing.payment.received");
+        assert_eq!(
+            body["idempotency_key"],
+            legacy_ingest::event::idempotency_key(DEV_ISSUER, tx).as_str()
+        );
+    }
+    let events = h.genesys.events();
+    assert_eq!(events.len(), 2);
+    let e = &events[0].body;
+    assert_eq!(e["eventType"], "custom.billing.payment.received");
+    assert_eq!(e["eventTime"], "2026-11-23T10:00:00Z");
+    assert_eq!(e["source"], json!({"system": "billing", "version": "1"}));
+    assert_eq!(e["data"]["transactionId"], "TX-ES-1");
+    assert_eq!(e["data"]["currency"], "EUR");
+    assert_eq!(
+        events[0].idempotency_key,
+        legacy_ingest::event::idempotency_key(DEV_ISSUER, "TX-ES-1")
+    );
+    assert_eq!(h.genesys.tokens_issued(), 1, "the Genesys token is cached");
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_token_gets_401_and_publishes_nothing() {
+    let h = IngestHarness::start(IngestOptions::default()).await;
+    let now = now();
+    let claims = standard_claims();
+    let none_token = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims)
+    );
+    // Key confusion: HS256 "signed" with the public key's PEM as the HMAC secret.
+    let hs_with_public = |kid: Option<&str>| {
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(ES256_PUBLIC.as_bytes()),
+        )
+        .unwrap()
+    };
+    // An ES256 token presented under the RSA key's kid (algorithm/key mismatch).
+    let es_under_rsa_kid = sign(Algorithm::ES256, ES256_PRIVATE, Some("dev-rs256"), &claims);
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing header", None),
+        ("basic auth", Some("Basic dXNlcjpwYXNz".into())),
+        ("empty bearer", Some("Bearer ".into())),
+        ("not a JWT", Some("Bearer abc.def".into())),
+        ("garbage segments", Some("Bearer a.b.c".into())),
+        ("alg none", Some(format!("Bearer {none_token}"))),
+        (
+            "HS256 with public key, kid",
+            Some(format!("Bearer {}", hs_with_public(Some("dev-es256")))),
+        ),
+        (
+            "HS256 with public key, no kid",
+            Some(format!("Bearer {}", hs_with_public(None))),
+        ),
+        (
+            "ES256 under the RSA kid",
+            Some(format!("Bearer {es_under_rsa_kid}")),
+        ),
+        (
+            "wrong key",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    Algorithm::ES256,
+                    ES256_OTHER_PRIVATE,
+                    Some("dev-es256"),
+                    &claims
+                )
+            )),
+        ),
+        (
+            "unknown kid",
+            Some(format!(
+                "Bearer {}",
+                sign(Algorithm::ES256, ES256_PRIVATE, Some("nope"), &claims)
+            )),
+        ),
+        (
+            "expired",
+            Some(format!(
+                "Bearer {}",
+                mint(
+                    Algorithm::ES256,
+                    &with(claims.clone(), "exp", json!(now - 3600))
+                )
+            )),
+        ),
+        (
+            "future nbf",
+            Some(format!(
+                "Bearer {}",
+                mint(
+                    Algorithm::ES256,
+                    &with(claims.clone(), "nbf", json!(now + 3600))
+                )
+            )),
+        ),
+        (
+            "wrong iss",
+            Some(format!(
+                "Bearer {}",
+                mint(
+                    Algorithm::ES256,
+                    &with(claims.clone(), "iss", json!("https://evil.example"))
+                )
+            )),
+        ),
+        (
+            "wrong aud",
+            Some(format!(
+                "Bearer {}",
+                mint(
+                    Algorithm::RS256,
+                    &with(claims.clone(), "aud", json!("someone-else"))
+                )
+            )),
+        ),
+        (
+            "no exp",
+            Some(format!(
+                "Bearer {}",
+                mint(Algorithm::ES256, &without(claims.clone(), "exp"))
+            )),
+        ),
+        (
+            "no aud",
+            Some(format!(
+                "Bearer {}",
+                mint(Algorithm::ES256, &without(claims.clone(), "aud"))
+            )),
+        ),
+    ];
+    let body = sample_business_event("TX-BAD").to_string();
+    for (name, authorization) in cases {
+        let (status, _, reply) = h.post(authorization.as_deref(), &body).await;
+        assert_eq!(status, 401, "{name}: {reply}");
+        assert_eq!(reply["error"], "unauthorized", "{name}");
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("BEGIN PUBLIC KEY") && !message.contains(DEV_ISSUER),
+            "{name} leaks: {message}"
+        );
+    }
+    assert!(h.genesys.events().is_empty());
+    assert_eq!(h.genesys.tokens_issued(), 0, "nothing reached Genesys");
+    // Within the leeway (60 s) an expired-by-30-s token is still accepted.
+    let grace = mint(
+        Algorithm::ES256,
+        &with(claims.clone(), "exp", json!(now - 30)),
+    );
+    assert_eq!(
+        h.post_with_token(&grace, &sample_business_event("TX-GRACE"))
+            .await
+            .0,
+        202
+    );
+}
+
+#[tokio::test]
+async fn jwks_keys_are_selected_by_kid_and_refreshed_at_most_every_few_minutes() {
+    let h = IngestHarness::start(IngestOptions {
+        static_keys: false,
+        jwks: true,
+        jwks_min_refresh: Duration::from_millis(500),
+        ..IngestOptions::default()
+    })
+    .await;
+    for (alg, tx) in [(Algorithm::ES256, "TX-J1"), (Algorithm::RS256, "TX-J2")] {
+        let (status, _, body) = h
+            .post_with_token(&mint(alg, &standard_claims()), &sample_business_event(tx))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let hits = || h.jwks_hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(hits(), 1, "the cold-start fetch serves both known kids");
+    let unknown = sign(
+        Algorithm::ES256,
+        ES256_PRIVATE,
+        Some("rotated-key"),
+        &standard_claims(),
+    );
+    assert_eq!(
+        h.post_with_token(&unknown, &sample_business_event("TX-J3"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(hits(), 1, "no refresh within the minimum interval");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            h.post_with_token(&unknown, &sample_business_event("TX-J3"))
+                .await
+                .0,
+            401
+        );
+    }
+    assert_eq!(
+        hits(),
+        2,
+        "an unknown kid refreshes once per interval, not per request"
+    );
+}
+
+#[tokio::test]
+async fn a_maximum_token_age_applies_to_iat() {
+    let h = IngestHarness::start(IngestOptions {
+        max_age: Some(Duration::from_secs(600)),
+        ..IngestOptions::default()
+    })
+    .await;
+    let old = with(standard_claims(), "iat", json!(now() - 3600));
+    let (status, _, body) = h
+        .post_with_token(
+            &mint(Algorithm::ES256, &old),
+            &sample_business_event("TX-OLD"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("token too old"))
+    );
+    let no_iat = without(standard_claims(), "iat");
+    assert_eq!(
+        h.post_with_token(
+            &mint(Algorithm::ES256, &no_iat),
+            &sample_business_event("TX-NOIAT")
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        h.post_with_token(
+            &mint(Algorithm::ES256, &standard_claims()),
+            &sample_business_event("TX-NEW")
+        )
+        .await
+        .0,
+        202
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_naming_each_field() {
+    let h = IngestHarness::start(IngestOptions::default()).await;
+    let token = mint(Algorithm::ES256, &standard_claims());
+    let cases = [
+        (
+            json!({"transaction_id": "T1", "event_type": "payment.received", "amount": 1, "currency": "EUR"}),
+            vec!["timestamp"],
+        ),
+        (
+            json!({"transaction_id": "T1", "event_type": "payment.received", "amount": "1", "currency": "EU",
+                "timestamp": "soon", "note": "x"}),
+            vec!["amount", "currency", "note", "timestamp"],
+        ),
+        (
+            json!({"transaction_id": "", "event_type": "shipment.sent", "amount": 1, "currency": "EUR", "timestamp": 0}),
+            vec!["event_type", "transaction_id"],
+        ),
+        (json!([1, 2]), vec!["$"]),
+    ];
+    for (body, expected) in cases {
+        let (status, _, reply) = h.post_with_token(&token, &body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        let fields: Vec<&str> = reply["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, expected, "{body}");
+    }
+    let huge = json!({"transaction_id": "T1", "event_type": "payment.received", "amount": 1, "currency": "EUR",
+                      "timestamp": 0, "pad": "x".repeat(20_000)});
+    assert_eq!(h.post_with_token(&token, &huge).await.0, 413);
+    assert!(h.genesys.events().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_transaction_sent_three_times_and_concurrently_is_one_event() {
+    let h = IngestHarness::start(IngestOptions::default()).await;
+    let token = mint(Algorithm::ES256, &standard_claims());
+    let event = sample_business_event("TX-DUP-1");
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body) = h.post_with_token(&token, &event).await;
+        assert_eq!(status, 202, "{body}");
+        keys.push(body["idempotency_key"].clone());
+    }
+    let concurrent = sample_business_event("TX-DUP-2");
+    let replies =
+        futures::future::join_all((0..5).map(|_| h.post_with_token(&token, &concurrent))).await;
+    assert!(replies.iter().all(|(s, _, _)| *s == 202), "{replies:?}");
+    keys.dedup();
+    assert_eq!(keys.len(), 1);
+    let events = h.genesys.events();
+    assert_eq!(events.len(), 2, "one event per transaction");
+    // A new token (the legacy system re-authenticated) does not change the key either.
+    let (status, _, _) = h
+        .post_with_token(&mint(Algorithm::RS256, &standard_claims()), &event)
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(h.genesys.events().len(), 2);
+}
+
+#[tokio::test]
+async fn throttling_is_retried_honouring_retry_after_or_the_genesys_reset_header() {
+    for reset_header_only in [false, true] {
+        let h = IngestHarness::start(IngestOptions::default()).await;
+        h.genesys.set_faults(GenesysFaults {
+            throttle_next: 1,
+            retry_after_secs: 1,
+            reset_header_only,
+            ..GenesysFaults::default()
+        });
+        let token = mint(Algorithm::ES256, &standard_claims());
+        let (status, _, body) = h
+            .post_with_token(&token, &sample_business_event("TX-429"))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(h.genesys.events().len(), 1);
+        let log: Vec<_> = h
+            .genesys
+            .requests()
+            .into_iter()
+            .filter(|r| r.path != "/oauth/token")
+            .collect();
+        assert_eq!(
+            log.iter().map(|r| r.status).collect::<Vec<_>>(),
+            vec![429, 201]
+        );
+        assert!(
+            log[1].at_ms - log[0].at_ms >= 1000,
+            "waited {} ms",
+            log[1].at_ms - log[0].at_ms
+        );
+    }
+}
+
+#[tokio::test]
+async fn genesys_down_answers_503_with_retry_after_and_a_later_retry_publishes_once() {
+    let h = IngestHarness::start(IngestOptions {
+        deadline: Duration::from_millis(800),
+        ..IngestOptions::default()
+    })
+    .await;
+    h.genesys.set_faults(GenesysFaults {
+        down: true,
+        ..GenesysFaults::default()
+    });
+    let token = mint(Algorithm::ES256, &standard_claims());
+    let event = sample_business_event("TX-DOWN");
+    let (status, retry_after, body) = h.post_with_token(&token, &event).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after
+        .and_then(|r| r.parse::<u64>().ok())
+        .is_some_and(|s| s >= 1));
+    assert!(h.genesys.events().is_empty());
+    h.genesys.set_faults(GenesysFaults::default());
+    let (status, _, again) = h.post_with_token(&token, &event).await;
+    assert_eq!(status, 202);
+    assert_eq!(again["idempotency_key"], body["idempotency_key"]);
+    let (status, _, _) = h.post_with_token(&token, &event).await;
+    assert_eq!(status, 202);
+    assert_eq!(h.genesys.events().len(), 1);
+}
+
+#[tokio::test]
+async fn genesys_rejections_become_502_without_the_upstream_body() {
+    let h = IngestHarness::start(IngestOptions::default()).await;
+    h.genesys.set_faults(GenesysFaults {
+        fail_next: 1,
+        fail_status: 400,
+        ..GenesysFaults::default()
+    });
+    let (status, _, body) = h
+        .post_with_token(
+            &mint(Algorithm::ES256, &standard_claims()),
+            &sample_business_event("TX-400"),
+        )
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.to_string().contains("Injected"), "{body}");
+}
+
+#[tokio::test]
+async fn a_revoked_genesys_token_is_replaced_once() {
+    let h = IngestHarness::start(IngestOptions::default()).await;
+    let token = mint(Algorithm::ES256, &standard_claims());
+    assert_eq!(
+        h.post_with_token(&token, &sample_business_event("TX-R1"))
+            .await
+            .0,
+        202
+    );
+    h.genesys.revoke_all();
+    assert_eq!(
+        h.post_with_token(&token, &sample_business_event("TX-R2"))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(h.genesys.tokens_issued(), 2);
+    assert_eq!(h.genesys.events().len(), 2);
+}
