@@ -5,18 +5,20 @@ PY := $(VENV)/bin/python
 MOTO_PORT ?= 5055
 SIM_PORT ?= 8091
 RECEIVER_PORT ?= 3000
+GENESYS_PORT ?= 8092
 export CARGO_TERM_COLOR ?= never
 
 # Local AWS emulator settings (used by run, send-sample and replay-dlq; the tests start their own moto).
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: run test venv lint unit bench build send-sample replay-dlq incidents clean
+.PHONY: run test venv lint bench build send-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
 
 ## run: moto + ServiceNow simulator + receiver on :3000 + writer poller (Ctrl-C stops everything)
 run: venv
 	cargo build -p local --bins
-	MOTO_PORT=$(MOTO_PORT) SIM_PORT=$(SIM_PORT) RECEIVER_PORT=$(RECEIVER_PORT) VENV=$(VENV) scripts/run-local.sh
+	MOTO_PORT=$(MOTO_PORT) SIM_PORT=$(SIM_PORT) GENESYS_PORT=$(GENESYS_PORT) RECEIVER_PORT=$(RECEIVER_PORT) \
+		VENV=$(VENV) scripts/run-local.sh
 
 ## test: formatting, clippy, template lint, unit + integration tests (moto + simulators on loopback)
 test: venv lint
@@ -41,7 +43,7 @@ bench:
 build: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda>=1.8'
 	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 \
-		-p webhook-receiver -p servicenow-writer
+		-p webhook-receiver -p servicenow-writer -p legacy-ingest
 
 ## send-sample: POST a correctly signed sample Genesys event to the running receiver
 send-sample:
@@ -50,6 +52,18 @@ send-sample:
 ## replay-dlq: move dead-lettered messages back to the events queue (local emulator)
 replay-dlq:
 	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- replay-dlq
+
+## mint-token: print a development JWT (ES256; `make mint-token ALG=RS256`) accepted by the local /ingest
+mint-token:
+	@cargo run -q -p local --bin local-runner -- mint-token $(ALG)
+
+## send-ingest-sample: POST a sample legacy business event with a dev token to the running /ingest
+send-ingest-sample:
+	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- send-ingest-sample
+
+## genesys-events: list the events the Genesys simulator received
+genesys-events:
+	@curl -s http://127.0.0.1:$(GENESYS_PORT)/sim/events | $(PY) -m json.tool
 
 ## incidents: list what the ServiceNow simulator holds
 incidents:

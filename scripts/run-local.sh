@@ -32,6 +32,19 @@ else
   echo "Using the real ServiceNow instance at $SERVICENOW_INSTANCE_URL"
 fi
 
+GENESYS_PORT="${GENESYS_PORT:-8092}"
+GENESYS_SIM_ADDR="127.0.0.1:$GENESYS_PORT" "$BIN/genesys-sim" > .local/genesys-sim.log 2>&1 &
+pids+=($!)
+wait_port "$GENESYS_PORT"
+echo "Genesys simulator on http://127.0.0.1:$GENESYS_PORT (log: .local/genesys-sim.log)"
+export GENESYS_API_URL="${GENESYS_API_URL:-http://127.0.0.1:$GENESYS_PORT}" \
+  GENESYS_LOGIN_URL="${GENESYS_LOGIN_URL:-http://127.0.0.1:$GENESYS_PORT}" \
+  GENESYS_CLIENT_ID="${GENESYS_CLIENT_ID:-local-genesys-client}" \
+  GENESYS_CLIENT_SECRET="${GENESYS_CLIENT_SECRET:-local-genesys-secret}" \
+  JWT_ISSUERS="${JWT_ISSUERS:-https://billing.legacy.example}" \
+  JWT_AUDIENCES="${JWT_AUDIENCES:-genesys-legacy-ingest}" \
+  JWT_KEYS_FILE="${JWT_KEYS_FILE:-local/dev-keys/keyset.json}"
+
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   AWS_REGION=us-east-1 RECEIVER_ADDR="127.0.0.1:$RECEIVER_PORT" RUST_LOG="${RUST_LOG:-warn}"
 "$BIN/local-runner" serve &

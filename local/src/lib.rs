@@ -3,7 +3,9 @@
 //! - [`servicenow_sim`]: a ServiceNow Table API simulator with fault injection.
 //! - [`aws_setup`]: creates the queue, DLQ (redrive), idempotency table (TTL) and secret on an emulator.
 //! - [`poller`]: feeds SQS batches to the writer the way the Lambda event source mapping does.
-//! - [`http`]: serves the webhook receiver over HTTP, and the shared hyper accept loop.
+//! - [`http`]: serves the webhook receiver and legacy-ingest over HTTP, and the shared hyper accept loop.
+//! - [`genesys_sim`]: a Genesys Cloud simulator (OAuth token endpoint, event ingestion with Idempotency-Key).
+//! - [`dev_tokens`]: development JWTs signed with the keys in `local/dev-keys/`.
 
 pub mod aws_setup;
 pub mod dev_tokens;
@@ -16,6 +18,8 @@ pub mod servicenow_sim;
 pub const LOCAL_WEBHOOK_SECRET: &str = "local-webhook-secret";
 pub const LOCAL_SN_USER: &str = "integration.user";
 pub const LOCAL_SN_PASSWORD: &str = "local-password";
+pub const LOCAL_GENESYS_CLIENT_ID: &str = "local-genesys-client";
+pub const LOCAL_GENESYS_CLIENT_SECRET: &str = "local-genesys-secret";
 
 /// A Genesys `customer.end` conversation event in the webhook envelope, as `make send-sample` posts it.
 pub fn sample_event(conversation_id: &str) -> serde_json::Value {

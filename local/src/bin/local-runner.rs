@@ -19,8 +19,13 @@ async fn main() -> Result<(), BoxError> {
         Some("serve") => serve().await,
         Some("send-sample") => send_sample().await,
         Some("replay-dlq") => replay_dlq().await,
+        Some("mint-token") => {
+            println!("{}", mint_token(std::env::args().nth(2).as_deref()));
+            Ok(())
+        }
+        Some("send-ingest-sample") => send_ingest_sample().await,
         _ => {
-            eprintln!("usage: local-runner serve | send-sample | replay-dlq");
+            eprintln!("usage: local-runner serve | send-sample | replay-dlq | mint-token [ES256|RS256] | send-ingest-sample");
             std::process::exit(2);
         }
     }
@@ -62,11 +67,9 @@ async fn serve() -> Result<(), BoxError> {
     }
     let receiver = Arc::new(Receiver::new(receiver_config, sqs.clone(), secrets.clone()));
     receiver.warm_up().await?;
-    let addr = local::http::spawn(
-        receiver_addr().parse()?,
-        local::http::receiver_router(receiver),
-    )
-    .await?;
+    let ingest = Arc::new(legacy_ingest::from_env(&secrets, legacy_ingest::http_client()?).await?);
+    let router = local::http::receiver_router(receiver).merge(local::http::ingest_router(ingest));
+    let addr = local::http::spawn(receiver_addr().parse()?, router).await?;
 
     let mut writer_config = WriterConfig::from_env_with(&res.dead_letter_queue_url, &res.table)?;
     writer_config.default_caller_sys_id = writer_config
@@ -94,7 +97,7 @@ async fn serve() -> Result<(), BoxError> {
         wait_time_secs: 2,
     };
     println!(
-        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n",
+        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys events:         make genesys-events\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n",
         res.queue_url, res.dead_letter_queue_url
     );
     loop {
@@ -192,5 +195,30 @@ async fn replay_dlq() -> Result<(), BoxError> {
         }
     }
     println!("replayed {moved} message(s) from the DLQ");
+    Ok(())
+}
+
+fn mint_token(alg: Option<&str>) -> String {
+    let alg = match alg.map(str::to_ascii_uppercase).as_deref() {
+        Some("RS256") => jsonwebtoken::Algorithm::RS256,
+        _ => jsonwebtoken::Algorithm::ES256,
+    };
+    local::dev_tokens::mint(alg, &local::dev_tokens::standard_claims())
+}
+
+async fn send_ingest_sample() -> Result<(), BoxError> {
+    let transaction = config::optional("SAMPLE_TRANSACTION_ID")
+        .unwrap_or_else(|| format!("TX-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let body = local::dev_tokens::sample_business_event(&transaction).to_string();
+    let url = format!("http://{}/ingest", receiver_addr());
+    println!("POST {url}\nAuthorization: Bearer <dev ES256 token>\n{body}\n");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(mint_token(None))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    println!("{} {}", response.status(), response.text().await?);
     Ok(())
 }
