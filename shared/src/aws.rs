@@ -40,6 +40,34 @@ pub enum SecretError {
     },
     #[error("secret {id} has no string value")]
     Empty { id: String },
+    #[error("secret {id} must be JSON with string fields {fields}")]
+    Shape { id: String, fields: String },
+}
+
+/// A pair of credentials: from the JSON secret named by `secret_var` (fields `names`), else from the two
+/// environment variables `env` (local runs).
+pub async fn credential_pair(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_var: &'static str,
+    names: (&str, &str),
+    env: (&'static str, &'static str),
+) -> Result<(String, String), Box<dyn std::error::Error + Send + Sync>> {
+    let Some(id) = crate::config::optional(secret_var) else {
+        return Ok((
+            crate::config::required(env.0)?,
+            crate::config::required(env.1)?,
+        ));
+    };
+    let raw = read_secret(client, &id).await?;
+    let value: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+    match (value[names.0].as_str(), value[names.1].as_str()) {
+        (Some(a), Some(b)) => Ok((a.to_string(), b.to_string())),
+        _ => Err(SecretError::Shape {
+            id,
+            fields: format!("{} and {}", names.0, names.1),
+        }
+        .into()),
+    }
 }
 
 /// Reads a secret's string value. The value itself is never logged or put in errors.

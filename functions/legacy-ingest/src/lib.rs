@@ -257,21 +257,13 @@ pub async fn from_env(
         );
     }
 
-    let (client_id, client_secret) = match config::optional("GENESYS_CREDENTIALS_SECRET_ID") {
-        Some(id) => {
-            let raw = shared::aws::read_secret(secrets, &id).await?;
-            let v: Value =
-                serde_json::from_str(&raw).map_err(|_| format!("secret {id} is not JSON"))?;
-            match (v["client_id"].as_str(), v["client_secret"].as_str()) {
-                (Some(a), Some(b)) => (a.to_string(), b.to_string()),
-                _ => return Err(format!("secret {id} lacks client_id or client_secret").into()),
-            }
-        }
-        None => (
-            config::required("GENESYS_CLIENT_ID")?,
-            config::required("GENESYS_CLIENT_SECRET")?,
-        ),
-    };
+    let (client_id, client_secret) = shared::aws::credential_pair(
+        secrets,
+        "GENESYS_CREDENTIALS_SECRET_ID",
+        ("client_id", "client_secret"),
+        ("GENESYS_CLIENT_ID", "GENESYS_CLIENT_SECRET"),
+    )
+    .await?;
     let login = config::optional("GENESYS_LOGIN_URL")
         .unwrap_or_else(|| "https://login.mypurecloud.com".into());
     let tokens = Arc::new(TokenCache::new(

@@ -90,21 +90,13 @@ impl WriterConfig {
 pub async fn servicenow_config_from_env(
     secrets: &aws_sdk_secretsmanager::Client,
 ) -> Result<ServiceNowConfig, Box<dyn std::error::Error + Send + Sync>> {
-    let (username, password) = match config::optional("SERVICENOW_CREDENTIALS_SECRET_ID") {
-        Some(id) => {
-            let raw = shared::aws::read_secret(secrets, &id).await?;
-            let v: serde_json::Value = serde_json::from_str(&raw)
-                .map_err(|_| format!("secret {id} is not JSON {{\"username\",\"password\"}}"))?;
-            match (v["username"].as_str(), v["password"].as_str()) {
-                (Some(u), Some(p)) => (u.to_string(), p.to_string()),
-                _ => return Err(format!("secret {id} lacks username or password").into()),
-            }
-        }
-        None => (
-            config::required("SERVICENOW_USERNAME")?,
-            config::required("SERVICENOW_PASSWORD")?,
-        ),
-    };
+    let (username, password) = shared::aws::credential_pair(
+        secrets,
+        "SERVICENOW_CREDENTIALS_SECRET_ID",
+        ("username", "password"),
+        ("SERVICENOW_USERNAME", "SERVICENOW_PASSWORD"),
+    )
+    .await?;
     Ok(ServiceNowConfig {
         instance_url: config::required("SERVICENOW_INSTANCE_URL")?,
         username,
