@@ -10,12 +10,15 @@ pub mod idempotency;
 pub mod incident;
 pub mod logging;
 pub mod mapping;
+pub mod metrics;
 #[cfg(feature = "oauth")]
 pub mod oauth;
 pub mod priority;
 pub mod redact;
 pub mod retry;
 pub mod signature;
+#[cfg(feature = "tokens")]
+pub mod tokens;
 
 pub use event::{EnvelopeError, EnvelopeKind, InboundEvent};
 pub use failure::FailureClass;

@@ -1,16 +1,33 @@
-//! OAuth 2.0 client-credentials tokens (Genesys Cloud `POST https://login.<region>/oauth/token`, ServiceNow
-//! `POST /oauth_token.do`): HTTP Basic client id/secret, `grant_type=client_credentials`.
+//! OAuth 2.0 token requests: Genesys Cloud (`POST https://login.<region>/oauth/token`, HTTP Basic client
+//! id/secret, `grant_type=client_credentials`) and ServiceNow (`POST /oauth_token.do`, client id/secret in the
+//! form, `client_credentials` or `password` grant).
 //!
-//! [`TokenCache`] keeps one token in memory until shortly before it expires; concurrent callers share one fetch.
 //! Tokens and secrets never appear in `Debug` output, errors or logs.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
-use tokio::sync::Mutex;
-
 use crate::failure::FailureClass;
+use serde::Deserialize;
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Grant {
+    ClientCredentials,
+    /// Resource-owner password grant (ServiceNow's classic OAuth).
+    Password {
+        username: String,
+        password: String,
+    },
+}
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic `client_id:client_secret` (Genesys).
+    Basic,
+    /// `client_id` and `client_secret` form fields (ServiceNow).
+    Form,
+}
 
 #[derive(Clone)]
 pub struct ClientCredentials {
@@ -18,6 +35,26 @@ pub struct ClientCredentials {
     pub client_id: String,
     pub client_secret: String,
     pub scope: Option<String>,
+    pub grant: Grant,
+    pub client_auth: ClientAuth,
+}
+
+impl ClientCredentials {
+    /// Client-credentials grant with HTTP Basic client authentication (Genesys Cloud).
+    pub fn basic(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scope: None,
+            grant: Grant::ClientCredentials,
+            client_auth: ClientAuth::Basic,
+        }
+    }
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -26,6 +63,14 @@ impl fmt::Debug for ClientCredentials {
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field("client_auth", &self.client_auth)
+            .field(
+                "grant",
+                &match self.grant {
+                    Grant::ClientCredentials => "client_credentials",
+                    Grant::Password { .. } => "password",
+                },
+            )
             .finish()
     }
 }
@@ -93,19 +138,36 @@ struct ErrorResponse {
     error: Option<String>,
 }
 
-/// One client-credentials grant.
-pub async fn fetch_client_credentials(
+/// One token request.
+pub async fn fetch_token(
     http: &reqwest::Client,
     creds: &ClientCredentials,
 ) -> Result<AccessToken, OAuthError> {
-    let mut form = vec![("grant_type", "client_credentials")];
+    let mut form: Vec<(&str, &str)> = Vec::new();
+    match &creds.grant {
+        Grant::ClientCredentials => form.push(("grant_type", "client_credentials")),
+        Grant::Password { username, password } => form.extend([
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ]),
+    }
     if let Some(scope) = creds.scope.as_deref() {
         form.push(("scope", scope));
     }
-    let response = http
+    let mut request = http
         .post(&creds.token_url)
-        .basic_auth(&creds.client_id, Some(&creds.client_secret))
-        .header(reqwest::header::ACCEPT, "application/json")
+        .header(reqwest::header::ACCEPT, "application/json");
+    match creds.client_auth {
+        ClientAuth::Basic => {
+            request = request.basic_auth(&creds.client_id, Some(&creds.client_secret))
+        }
+        ClientAuth::Form => form.extend([
+            ("client_id", creds.client_id.as_str()),
+            ("client_secret", &creds.client_secret),
+        ]),
+    }
+    let response = request
         .form(&form)
         .send()
         .await
@@ -140,57 +202,23 @@ pub async fn fetch_client_credentials(
     })
 }
 
-/// An in-memory token kept until `margin` before it expires; one fetch at a time.
-pub struct TokenCache {
-    http: reqwest::Client,
-    creds: ClientCredentials,
-    margin: Duration,
-    current: Mutex<Option<AccessToken>>,
-}
-
-impl TokenCache {
-    pub fn new(http: reqwest::Client, creds: ClientCredentials, margin: Duration) -> Self {
-        Self {
-            http,
-            creds,
-            margin,
-            current: Mutex::new(None),
-        }
-    }
-
-    /// A token fresh for at least the margin. Callers arriving during a fetch wait for it and share it.
-    pub async fn token(&self) -> Result<AccessToken, OAuthError> {
-        let mut current = self.current.lock().await;
-        if let Some(t) = current.as_ref().filter(|t| t.fresh_for(self.margin)) {
-            return Ok(t.clone());
-        }
-        let fresh = fetch_client_credentials(&self.http, &self.creds).await?;
-        *current = Some(fresh.clone());
-        Ok(fresh)
-    }
-
-    /// Forgets `rejected` (the API answered 401 with it) so the next call fetches a new token.
-    pub async fn invalidate(&self, rejected: &AccessToken) {
-        let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|t| t.value == rejected.value) {
-            *current = None;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let creds = ClientCredentials {
-            token_url: "https://login.example/oauth/token".into(),
-            client_id: "id".into(),
-            client_secret: "very-secret".into(),
-            scope: None,
+        let mut creds =
+            ClientCredentials::basic("https://login.example/oauth/token", "id", "very-secret");
+        creds.grant = Grant::Password {
+            username: "u".into(),
+            password: "user-password".into(),
         };
-        assert!(!format!("{creds:?}").contains("very-secret"));
+        let shown = format!("{creds:?}");
+        assert!(
+            !shown.contains("very-secret") && !shown.contains("user-password"),
+            "{shown}"
+        );
         let token = AccessToken {
             value: "tok-123".into(),
             token_type: "bearer".into(),

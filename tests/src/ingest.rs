@@ -10,8 +10,9 @@ use legacy_ingest::{Ingest, IngestConfig};
 use local::dev_tokens::{DEV_AUDIENCE, DEV_ISSUER, JWKS_JSON, KEY_SET_JSON};
 use local::genesys_sim::{GenesysSim, DEFAULT_INGEST_PATH};
 use serde_json::Value;
-use shared::oauth::{ClientCredentials, TokenCache};
+use shared::oauth::ClientCredentials;
 use shared::retry::RetryPolicy;
+use shared::tokens::TokenSource;
 
 pub const GENESYS_CLIENT_ID: &str = "ingest-client";
 pub const GENESYS_CLIENT_SECRET: &str = "ingest-client-secret";
@@ -99,14 +100,15 @@ impl IngestHarness {
             keys,
             jwks,
         );
-        let tokens = Arc::new(TokenCache::new(
+        let tokens = Arc::new(TokenSource::new(
+            "genesys",
             http.clone(),
-            ClientCredentials {
-                token_url: format!("{genesys_url}/oauth/token"),
-                client_id: GENESYS_CLIENT_ID.into(),
-                client_secret: GENESYS_CLIENT_SECRET.into(),
-                scope: None,
-            },
+            ClientCredentials::basic(
+                format!("{genesys_url}/oauth/token"),
+                GENESYS_CLIENT_ID,
+                GENESYS_CLIENT_SECRET,
+            ),
+            None,
             Duration::from_secs(60),
         ));
         let publisher = Publisher::new(

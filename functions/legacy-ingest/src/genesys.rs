@@ -8,13 +8,13 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use shared::failure::FailureClass;
-use shared::oauth::TokenCache;
 use shared::retry::{parse_retry_after, Deadline, RetryPolicy};
+use shared::tokens::TokenSource;
 
 pub struct Publisher {
     http: reqwest::Client,
     url: String,
-    tokens: Arc<TokenCache>,
+    tokens: Arc<TokenSource>,
     retry: RetryPolicy,
 }
 
@@ -53,7 +53,7 @@ impl Publisher {
         http: reqwest::Client,
         api_base: &str,
         path: &str,
-        tokens: Arc<TokenCache>,
+        tokens: Arc<TokenSource>,
         retry: RetryPolicy,
     ) -> Self {
         Self {
@@ -139,7 +139,10 @@ impl Publisher {
         match status {
             200..=299 => Attempt::Done(status),
             401 => {
-                self.tokens.invalidate(&token).await;
+                // Re-read the stored token or fetch a new one; the next attempt uses it.
+                if let Err(e) = self.tokens.on_unauthorized(&token).await {
+                    warn!(error = %e, "could not replace a refused Genesys token");
+                }
                 Attempt::Unauthorized
             }
             408 | 429 | 500..=599 => Attempt::Retry {

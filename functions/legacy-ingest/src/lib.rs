@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
 use shared::config::{self, ConfigError};
-use shared::oauth::{ClientCredentials, TokenCache};
+use shared::oauth::ClientCredentials;
 use shared::retry::{Deadline, RetryPolicy};
+use shared::tokens::{TokenSource, TokenStore};
 
 use auth::{AuthError, Authenticator, Jwks, JwksSource, JwtPolicy};
 use event::EventRules;
@@ -266,14 +267,20 @@ pub async fn from_env(
     .await?;
     let login = config::optional("GENESYS_LOGIN_URL")
         .unwrap_or_else(|| "https://login.mypurecloud.com".into());
-    let tokens = Arc::new(TokenCache::new(
+    let mut creds = ClientCredentials::basic(
+        format!("{}/oauth/token", login.trim_end_matches('/')),
+        client_id,
+        client_secret,
+    );
+    creds.scope = config::optional("GENESYS_SCOPE");
+    // The token-refresher keeps a token here; without it, tokens are fetched and cached in memory.
+    let store =
+        config::optional("GENESYS_TOKEN_SECRET_ID").map(|id| TokenStore::new(secrets.clone(), id));
+    let tokens = Arc::new(TokenSource::new(
+        "genesys",
         http.clone(),
-        ClientCredentials {
-            token_url: format!("{}/oauth/token", login.trim_end_matches('/')),
-            client_id,
-            client_secret,
-            scope: config::optional("GENESYS_SCOPE"),
-        },
+        creds,
+        store,
         Duration::from_secs(300),
     ));
     let publisher = Publisher::new(
