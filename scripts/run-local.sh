@@ -27,6 +27,8 @@ if [[ -z "${SERVICENOW_INSTANCE_URL:-}" ]]; then
   pids+=($!)
   wait_port "$SIM_PORT"
   export SERVICENOW_INSTANCE_URL="http://127.0.0.1:$SIM_PORT"
+  # The simulator exercises the OAuth path: the writer uses tokens the token-refresher stores.
+  export SERVICENOW_AUTH="${SERVICENOW_AUTH:-oauth}"
   echo "ServiceNow simulator on $SERVICENOW_INSTANCE_URL (log: .local/servicenow-sim.log)"
 else
   echo "Using the real ServiceNow instance at $SERVICENOW_INSTANCE_URL"
@@ -39,8 +41,6 @@ wait_port "$GENESYS_PORT"
 echo "Genesys simulator on http://127.0.0.1:$GENESYS_PORT (log: .local/genesys-sim.log)"
 export GENESYS_API_URL="${GENESYS_API_URL:-http://127.0.0.1:$GENESYS_PORT}" \
   GENESYS_LOGIN_URL="${GENESYS_LOGIN_URL:-http://127.0.0.1:$GENESYS_PORT}" \
-  GENESYS_CLIENT_ID="${GENESYS_CLIENT_ID:-local-genesys-client}" \
-  GENESYS_CLIENT_SECRET="${GENESYS_CLIENT_SECRET:-local-genesys-secret}" \
   JWT_ISSUERS="${JWT_ISSUERS:-https://billing.legacy.example}" \
   JWT_AUDIENCES="${JWT_AUDIENCES:-genesys-legacy-ingest}" \
   JWT_KEYS_FILE="${JWT_KEYS_FILE:-local/dev-keys/keyset.json}"

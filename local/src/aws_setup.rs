@@ -15,6 +15,10 @@ pub struct ResourceNames {
     pub table: String,
     pub webhook_secret: String,
     pub servicenow_secret: String,
+    pub servicenow_oauth_secret: String,
+    pub genesys_client_secret: String,
+    pub servicenow_token_secret: String,
+    pub genesys_token_secret: String,
     /// Receives before SQS moves a message to the DLQ.
     pub max_receive_count: u32,
     pub visibility_timeout_secs: u32,
@@ -33,6 +37,10 @@ impl ResourceNames {
             table: format!("{prefix}-idempotency"),
             webhook_secret: format!("{prefix}/webhook-hmac"),
             servicenow_secret: format!("{prefix}/servicenow-credentials"),
+            servicenow_oauth_secret: format!("{prefix}/servicenow-oauth-client"),
+            genesys_client_secret: format!("{prefix}/genesys-client-credentials"),
+            servicenow_token_secret: format!("{prefix}/servicenow-token"),
+            genesys_token_secret: format!("{prefix}/genesys-token"),
             max_receive_count: 5,
             visibility_timeout_secs: 30,
         }
@@ -47,14 +55,28 @@ pub struct Resources {
     pub table: String,
     pub webhook_secret_id: String,
     pub servicenow_secret_id: String,
+    pub servicenow_oauth_secret_id: String,
+    pub genesys_client_secret_id: String,
+    pub servicenow_token_secret_id: String,
+    pub genesys_token_secret_id: String,
+}
+
+/// Values written into the secrets.
+pub struct SecretValues {
+    pub webhook: String,
+    /// `{"username", "password"}` (Basic auth)
+    pub servicenow_basic: serde_json::Value,
+    /// `{"client_id", "client_secret", "username", "password"}`
+    pub servicenow_oauth: serde_json::Value,
+    /// `{"client_id", "client_secret"}`
+    pub genesys_client: serde_json::Value,
 }
 
 /// Creates (or reuses) the queues, table and secrets; writes the secret values given.
 pub async fn ensure(
     config: &aws_config::SdkConfig,
     names: &ResourceNames,
-    webhook_secret: &str,
-    servicenow_credentials: &serde_json::Value,
+    secrets: &SecretValues,
 ) -> Result<Resources, BoxError> {
     let sqs = aws_sdk_sqs::Client::new(config);
     let dlq_url = sqs
@@ -119,13 +141,28 @@ pub async fn ensure(
     }
 
     let sm = aws_sdk_secretsmanager::Client::new(config);
-    let webhook_secret_id = put_secret(&sm, &names.webhook_secret, webhook_secret).await?;
+    let webhook_secret_id = put_secret(&sm, &names.webhook_secret, &secrets.webhook).await?;
     let servicenow_secret_id = put_secret(
         &sm,
         &names.servicenow_secret,
-        &servicenow_credentials.to_string(),
+        &secrets.servicenow_basic.to_string(),
     )
     .await?;
+    let servicenow_oauth_secret_id = put_secret(
+        &sm,
+        &names.servicenow_oauth_secret,
+        &secrets.servicenow_oauth.to_string(),
+    )
+    .await?;
+    let genesys_client_secret_id = put_secret(
+        &sm,
+        &names.genesys_client_secret,
+        &secrets.genesys_client.to_string(),
+    )
+    .await?;
+    // Token secrets start as a placeholder, as in template.yaml; the token-refresher fills them.
+    let servicenow_token_secret_id = put_secret(&sm, &names.servicenow_token_secret, "{}").await?;
+    let genesys_token_secret_id = put_secret(&sm, &names.genesys_token_secret, "{}").await?;
     Ok(Resources {
         queue_url,
         queue_arn,
@@ -133,6 +170,10 @@ pub async fn ensure(
         table: names.table.clone(),
         webhook_secret_id,
         servicenow_secret_id,
+        servicenow_oauth_secret_id,
+        genesys_client_secret_id,
+        servicenow_token_secret_id,
+        genesys_token_secret_id,
     })
 }
 

@@ -18,6 +18,8 @@ pub mod servicenow_sim;
 pub const LOCAL_WEBHOOK_SECRET: &str = "local-webhook-secret";
 pub const LOCAL_SN_USER: &str = "integration.user";
 pub const LOCAL_SN_PASSWORD: &str = "local-password";
+pub const LOCAL_SN_CLIENT_ID: &str = "local-servicenow-client";
+pub const LOCAL_SN_CLIENT_SECRET: &str = "local-servicenow-client-secret";
 pub const LOCAL_GENESYS_CLIENT_ID: &str = "local-genesys-client";
 pub const LOCAL_GENESYS_CLIENT_SECRET: &str = "local-genesys-secret";
 

@@ -6,7 +6,7 @@
 //! throttled, N injected statuses (e.g. 503 or 400), latency, and "create, then drop the connection".
 //! `GET /sim/incidents` lists what it holds; `GET /sim/requests` the request log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -94,6 +94,11 @@ struct State_ {
     window_start: Instant,
     window_count: u32,
     log: Vec<LoggedRequest>,
+    oauth_clients: HashMap<String, String>,
+    /// access token → (expiry, revoked)
+    tokens: HashMap<String, (Instant, bool)>,
+    token_lifetime: Duration,
+    tokens_issued: u32,
 }
 
 /// A running simulator's shared state; clone freely.
@@ -116,6 +121,10 @@ impl ServiceNowSim {
                 window_start: Instant::now(),
                 window_count: 0,
                 log: Vec::new(),
+                oauth_clients: HashMap::new(),
+                tokens: HashMap::new(),
+                token_lifetime: Duration::from_secs(1800),
+                tokens_issued: 0,
             })),
             username: username.to_string(),
             password: password.to_string(),
@@ -125,6 +134,28 @@ impl ServiceNowSim {
 
     fn lock(&self) -> MutexGuard<'_, State_> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers an OAuth client for `POST /oauth_token.do`.
+    pub fn add_oauth_client(&self, client_id: &str, client_secret: &str) {
+        self.lock()
+            .oauth_clients
+            .insert(client_id.into(), client_secret.into());
+    }
+
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().token_lifetime = lifetime;
+    }
+
+    /// Revokes every issued access token: the API answers 401 to them from now on.
+    pub fn revoke_tokens(&self) {
+        for t in self.lock().tokens.values_mut() {
+            t.1 = true;
+        }
+    }
+
+    pub fn tokens_issued(&self) -> u32 {
+        self.lock().tokens_issued
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -185,6 +216,8 @@ impl ServiceNowSim {
             .route("/sim/faults", get(get_faults).post(post_faults))
             .route("/sim/users", post(post_user))
             .route("/sim/reset", post(post_reset))
+            .route("/sim/revoke", post(post_revoke))
+            .route("/oauth_token.do", post(oauth_token))
             .with_state(self.clone())
     }
 
@@ -260,10 +293,18 @@ impl ServiceNowSim {
         }
     }
 
+    /// Basic auth with the integration user, or a live OAuth bearer token.
     fn authorised(&self, headers: &HeaderMap) -> bool {
         let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
             return false;
         };
+        if let Some(token) = value.strip_prefix("Bearer ") {
+            return self
+                .lock()
+                .tokens
+                .get(token.trim())
+                .is_some_and(|(expires, revoked)| !revoked && *expires > Instant::now());
+        }
         let Some(b64) = value.strip_prefix("Basic ") else {
             return false;
         };
@@ -582,6 +623,65 @@ struct NewUser {
 
 async fn post_user(State(sim): State<ServiceNowSim>, Json(u): Json<NewUser>) -> Json<Value> {
     Json(json!({"sys_id": sim.add_user(&u.name, &u.phone)}))
+}
+
+async fn post_revoke(State(sim): State<ServiceNowSim>) -> StatusCode {
+    sim.revoke_tokens();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    grant_type: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /oauth_token.do`: `client_credentials` or `password` grant, client id/secret in the form.
+async fn oauth_token(
+    State(sim): State<ServiceNowSim>,
+    axum::Form(form): axum::Form<TokenRequest>,
+) -> Response {
+    let oauth_error = |status: StatusCode, error: &str| {
+        sim.record("POST", "/oauth_token.do", status.as_u16());
+        (
+            status,
+            Json(json!({"error": error, "error_description": "access_denied"})),
+        )
+            .into_response()
+    };
+    let mut s = sim.lock();
+    if s.oauth_clients.get(&form.client_id) != Some(&form.client_secret)
+        || form.client_id.is_empty()
+    {
+        drop(s);
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let grant_ok = match form.grant_type.as_str() {
+        "client_credentials" => true,
+        "password" => form.username == sim.username && form.password == sim.password,
+        _ => false,
+    };
+    if !grant_ok {
+        drop(s);
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant");
+    }
+    let token = format!("snsim-{}", uuid::Uuid::new_v4().simple());
+    let lifetime = s.token_lifetime;
+    s.tokens
+        .insert(token.clone(), (Instant::now() + lifetime, false));
+    s.tokens_issued += 1;
+    drop(s);
+    sim.record("POST", "/oauth_token.do", 200);
+    Json(json!({"access_token": token, "refresh_token": format!("r-{}", uuid::Uuid::new_v4().simple()),
+                "scope": "useraccount", "token_type": "Bearer", "expires_in": lifetime.as_secs()}))
+    .into_response()
 }
 
 async fn post_reset(State(sim): State<ServiceNowSim>) -> StatusCode {

@@ -81,6 +81,15 @@ impl Deadline {
         Self { at }
     }
 
+    /// A Lambda context deadline (milliseconds since the epoch).
+    pub fn from_epoch_ms(deadline_ms: u64) -> Self {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self::after(Duration::from_millis(deadline_ms.saturating_sub(now)))
+    }
+
     pub fn after(d: Duration) -> Self {
         Self {
             at: Instant::now() + d,

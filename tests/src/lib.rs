@@ -15,16 +15,33 @@ use serde_json::{json, Value};
 use local::aws_setup::{self, ResourceNames, Resources};
 use local::poller::Poller;
 use local::servicenow_sim::ServiceNowSim;
-use servicenow_writer::servicenow::{ServiceNowClient, ServiceNowConfig};
+use servicenow_writer::servicenow::{ServiceNowAuth, ServiceNowClient, ServiceNowConfig};
 use servicenow_writer::{Outcome, Writer, WriterConfig};
 use shared::idempotency::KeyConfig;
+use shared::oauth::{ClientAuth, ClientCredentials, Grant};
 use shared::retry::RetryPolicy;
 use shared::signature::SignatureScheme;
+use shared::tokens::{TokenSource, TokenStore};
 use webhook_receiver::{Receiver, UnknownTypePolicy, Verification};
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 pub const SN_USER: &str = "integration.user";
 pub const SN_PASSWORD: &str = "s3cret-password";
+pub const SN_CLIENT_ID: &str = "sn-oauth-client";
+pub const SN_CLIENT_SECRET: &str = "sn-oauth-client-secret";
+pub const GENESYS_CLIENT_ID: &str = "genesys-client";
+pub const GENESYS_CLIENT_SECRET: &str = "genesys-client-secret";
+
+/// What the harness writes into the secrets.
+pub fn secret_values() -> aws_setup::SecretValues {
+    aws_setup::SecretValues {
+        webhook: WEBHOOK_SECRET.into(),
+        servicenow_basic: json!({"username": SN_USER, "password": SN_PASSWORD}),
+        servicenow_oauth: json!({"client_id": SN_CLIENT_ID, "client_secret": SN_CLIENT_SECRET,
+                                 "username": SN_USER, "password": SN_PASSWORD}),
+        genesys_client: json!({"client_id": GENESYS_CLIENT_ID, "client_secret": GENESYS_CLIENT_SECRET}),
+    }
+}
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -95,6 +112,30 @@ pub struct Harness {
     pub receiver: Arc<Receiver>,
     pub writer: Writer,
     pub poller: Poller,
+    /// The writer's ServiceNow token source, in OAuth mode.
+    pub sn_tokens: Option<Arc<TokenSource>>,
+}
+
+pub fn basic_auth() -> ServiceNowAuth {
+    ServiceNowAuth::Basic {
+        username: SN_USER.into(),
+        password: SN_PASSWORD.into(),
+    }
+}
+
+/// The simulator's OAuth client, password grant (ServiceNow's classic flow).
+pub fn servicenow_oauth_client(sim_url: &str) -> ClientCredentials {
+    ClientCredentials {
+        token_url: format!("{sim_url}/oauth_token.do"),
+        client_id: SN_CLIENT_ID.into(),
+        client_secret: SN_CLIENT_SECRET.into(),
+        scope: None,
+        grant: Grant::Password {
+            username: SN_USER.into(),
+            password: SN_PASSWORD.into(),
+        },
+        client_auth: ClientAuth::Form,
+    }
 }
 
 pub struct Options {
@@ -102,6 +143,8 @@ pub struct Options {
     pub max_receive_count: u32,
     pub retry: RetryPolicy,
     pub invocation_timeout: Duration,
+    /// The writer authenticates to ServiceNow with OAuth tokens (token secret + fallback) instead of Basic.
+    pub servicenow_oauth: bool,
 }
 
 impl Default for Options {
@@ -116,6 +159,7 @@ impl Default for Options {
                 max_retry_after: Duration::from_secs(5),
             },
             invocation_timeout: Duration::from_secs(8),
+            servicenow_oauth: false,
         }
     }
 }
@@ -131,16 +175,12 @@ impl Harness {
         let mut names = ResourceNames::with_prefix(&prefix);
         names.visibility_timeout_secs = opts.visibility_timeout_secs;
         names.max_receive_count = opts.max_receive_count;
-        let resources = aws_setup::ensure(
-            &aws,
-            &names,
-            WEBHOOK_SECRET,
-            &json!({"username": SN_USER, "password": SN_PASSWORD}),
-        )
-        .await
-        .expect("create AWS resources on moto");
+        let resources = aws_setup::ensure(&aws, &names, &secret_values())
+            .await
+            .expect("create AWS resources on moto");
 
         let sim = ServiceNowSim::new(SN_USER, SN_PASSWORD);
+        sim.add_oauth_client(SN_CLIENT_ID, SN_CLIENT_SECRET);
         let sim_addr = sim
             .spawn(([127, 0, 0, 1], 0).into())
             .await
@@ -174,6 +214,18 @@ impl Harness {
         .await
         .expect("serve receiver");
 
+        let sn_tokens = opts.servicenow_oauth.then(|| {
+            Arc::new(TokenSource::new(
+                "servicenow",
+                reqwest::Client::new(),
+                servicenow_oauth_client(&sim_url),
+                Some(TokenStore::new(
+                    aws_sdk_secretsmanager::Client::new(&aws),
+                    resources.servicenow_token_secret_id.clone(),
+                )),
+                Duration::from_secs(5),
+            ))
+        });
         let writer = Writer::new(
             WriterConfig {
                 dead_letter_queue_url: resources.dead_letter_queue_url.clone(),
@@ -188,8 +240,10 @@ impl Harness {
             shared::Mapping::default_mapping().expect("default mapping"),
             ServiceNowClient::new(&ServiceNowConfig {
                 instance_url: sim_url.clone(),
-                username: SN_USER.into(),
-                password: SN_PASSWORD.into(),
+                auth: match &sn_tokens {
+                    Some(t) => ServiceNowAuth::OAuth(t.clone()),
+                    None => basic_auth(),
+                },
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(3),
             })
@@ -206,6 +260,7 @@ impl Harness {
             wait_time_secs: 1,
         };
         Harness {
+            sn_tokens,
             aws,
             sqs,
             resources,

@@ -175,8 +175,7 @@ async fn a_crash_between_create_and_completion_does_not_duplicate_on_redelivery(
     let client = servicenow_writer::servicenow::ServiceNowClient::new(
         &servicenow_writer::servicenow::ServiceNowConfig {
             instance_url: h.sim_url.clone(),
-            username: SN_USER.into(),
-            password: SN_PASSWORD.into(),
+            auth: basic_auth(),
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(2),
         },

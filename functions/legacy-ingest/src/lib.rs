@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
 use shared::config::{self, ConfigError};
-use shared::oauth::ClientCredentials;
+
 use shared::retry::{Deadline, RetryPolicy};
-use shared::tokens::{TokenSource, TokenStore};
+use shared::tokens::{token_source_from_env, Provider};
 
 use auth::{AuthError, Authenticator, Jwks, JwksSource, JwtPolicy};
 use event::EventRules;
@@ -258,31 +258,7 @@ pub async fn from_env(
         );
     }
 
-    let (client_id, client_secret) = shared::aws::credential_pair(
-        secrets,
-        "GENESYS_CREDENTIALS_SECRET_ID",
-        ("client_id", "client_secret"),
-        ("GENESYS_CLIENT_ID", "GENESYS_CLIENT_SECRET"),
-    )
-    .await?;
-    let login = config::optional("GENESYS_LOGIN_URL")
-        .unwrap_or_else(|| "https://login.mypurecloud.com".into());
-    let mut creds = ClientCredentials::basic(
-        format!("{}/oauth/token", login.trim_end_matches('/')),
-        client_id,
-        client_secret,
-    );
-    creds.scope = config::optional("GENESYS_SCOPE");
-    // The token-refresher keeps a token here; without it, tokens are fetched and cached in memory.
-    let store =
-        config::optional("GENESYS_TOKEN_SECRET_ID").map(|id| TokenStore::new(secrets.clone(), id));
-    let tokens = Arc::new(TokenSource::new(
-        "genesys",
-        http.clone(),
-        creds,
-        store,
-        Duration::from_secs(300),
-    ));
+    let tokens = Arc::new(token_source_from_env(secrets, http.clone(), Provider::Genesys).await?);
     let publisher = Publisher::new(
         http,
         &config::optional("GENESYS_API_URL")

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod servicenow;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
@@ -24,7 +25,10 @@ use shared::retry::{Deadline, RetryPolicy};
 use shared::{InboundEvent, IncidentDraft, Mapping};
 
 use idempotency::{Claim, IdempotencyStore};
-use servicenow::{IncidentRef, ServiceNowClient, ServiceNowConfig, ServiceNowError};
+use servicenow::{
+    IncidentRef, ServiceNowAuth, ServiceNowClient, ServiceNowConfig, ServiceNowError,
+};
+use shared::tokens::{token_source_from_env, Provider};
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -85,22 +89,32 @@ impl WriterConfig {
     }
 }
 
-/// ServiceNow settings; credentials from `SERVICENOW_CREDENTIALS_SECRET_ID` (JSON `{"username","password"}`)
-/// when set, else `SERVICENOW_USERNAME` / `SERVICENOW_PASSWORD`.
+/// ServiceNow settings. `SERVICENOW_AUTH=basic` (default): credentials from `SERVICENOW_CREDENTIALS_SECRET_ID`
+/// (JSON `{"username","password"}`), else `SERVICENOW_USERNAME` / `SERVICENOW_PASSWORD`.
+/// `SERVICENOW_AUTH=oauth`: bearer tokens from `SERVICENOW_TOKEN_SECRET_ID` (kept by the token-refresher), with
+/// the OAuth client of `SERVICENOW_OAUTH_CREDENTIALS_SECRET_ID` as fallback.
 pub async fn servicenow_config_from_env(
     secrets: &aws_sdk_secretsmanager::Client,
 ) -> Result<ServiceNowConfig, Box<dyn std::error::Error + Send + Sync>> {
-    let (username, password) = shared::aws::credential_pair(
-        secrets,
-        "SERVICENOW_CREDENTIALS_SECRET_ID",
-        ("username", "password"),
-        ("SERVICENOW_USERNAME", "SERVICENOW_PASSWORD"),
-    )
-    .await?;
+    let auth = match config::optional("SERVICENOW_AUTH").as_deref() {
+        None | Some("basic") => {
+            let (username, password) = shared::aws::credential_pair(
+                secrets,
+                "SERVICENOW_CREDENTIALS_SECRET_ID",
+                ("username", "password"),
+                ("SERVICENOW_USERNAME", "SERVICENOW_PASSWORD"),
+            )
+            .await?;
+            ServiceNowAuth::Basic { username, password }
+        }
+        Some("oauth") => ServiceNowAuth::OAuth(Arc::new(
+            token_source_from_env(secrets, oauth_http()?, Provider::ServiceNow).await?,
+        )),
+        Some(other) => return Err(format!("SERVICENOW_AUTH {other:?}: basic or oauth").into()),
+    };
     Ok(ServiceNowConfig {
         instance_url: config::required("SERVICENOW_INSTANCE_URL")?,
-        username,
-        password,
+        auth,
         connect_timeout: config::millis_or("SERVICENOW_CONNECT_TIMEOUT_MS", 3000)?,
         request_timeout: config::millis_or("SERVICENOW_TIMEOUT_MS", 10_000)?,
     })
@@ -528,17 +542,18 @@ fn epoch_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The Lambda deadline (epoch ms) as a monotonic `Deadline`.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Deadline {
-    Deadline::after(Duration::from_millis(
-        deadline_ms.saturating_sub(epoch_ms()),
-    ))
-}
-
 /// Loads the mapping from `MAPPING_FILE` when set, else the built-in default.
 pub fn mapping_from_env() -> Result<Mapping, shared::mapping::MappingLoadError> {
     match config::optional("MAPPING_FILE") {
         Some(path) => Mapping::from_path(&path),
         None => Mapping::default_mapping(),
     }
+}
+
+/// HTTP client for token endpoints.
+fn oauth_http() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .build()
 }

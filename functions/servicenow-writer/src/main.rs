@@ -1,9 +1,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use servicenow_writer::servicenow::ServiceNowClient;
-use servicenow_writer::{
-    deadline_from_epoch_ms, mapping_from_env, servicenow_config_from_env, Writer, WriterConfig,
-};
+use servicenow_writer::{mapping_from_env, servicenow_config_from_env, Writer, WriterConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,7 +17,7 @@ async fn main() -> Result<(), Error> {
     );
     let writer = &writer;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        let deadline = shared::retry::Deadline::from_epoch_ms(event.context.deadline);
         let report = writer.process_batch(event.payload.records, deadline).await;
         Ok::<SqsBatchResponse, Error>(report.response)
     }))

@@ -3,7 +3,7 @@
 //! Error bodies from ServiceNow are never logged or returned: they can hold stack traces and schema details.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use reqwest::{header, StatusCode};
@@ -12,14 +12,24 @@ use serde_json::Value;
 
 use shared::failure::FailureClass;
 use shared::retry::parse_retry_after;
+use shared::tokens::TokenSource;
 use shared::IncidentDraft;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
+pub enum ServiceNowAuth {
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// Bearer tokens from the token store (refreshed by the token-refresher), with a direct-fetch fallback.
+    OAuth(Arc<TokenSource>),
+}
+
+#[derive(Clone)]
 pub struct ServiceNowConfig {
     /// e.g. `https://example.service-now.com` (no trailing slash needed).
     pub instance_url: String,
-    pub username: String,
-    pub password: String,
+    pub auth: ServiceNowAuth,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -45,6 +55,9 @@ pub enum ServiceNowError {
     /// 2xx with a body we could not read.
     #[error("ServiceNow answer could not be read: {0}")]
     Decode(String),
+    /// No access token could be had (the request was not sent).
+    #[error("no ServiceNow access token: {0}")]
+    Token(String),
 }
 
 impl ServiceNowError {
@@ -55,7 +68,10 @@ impl ServiceNowError {
                 s if *s >= 500 => FailureClass::Transient,
                 _ => FailureClass::Permanent,
             },
-            ServiceNowError::Transport(_) | ServiceNowError::Decode(_) => FailureClass::Transient,
+            // A token problem is configuration or an outage, never the event's fault: keep it queued.
+            ServiceNowError::Transport(_)
+            | ServiceNowError::Decode(_)
+            | ServiceNowError::Token(_) => FailureClass::Transient,
         }
     }
 
@@ -64,6 +80,7 @@ impl ServiceNowError {
         match self {
             ServiceNowError::Status { status, .. } => *status >= 500,
             ServiceNowError::Transport(_) | ServiceNowError::Decode(_) => true,
+            ServiceNowError::Token(_) => false,
         }
     }
 
@@ -107,8 +124,7 @@ const CALLER_CACHE_MAX: usize = 10_000;
 pub struct ServiceNowClient {
     http: reqwest::Client,
     base: String,
-    username: String,
-    password: String,
+    auth: ServiceNowAuth,
     /// E.164 → sys_user sys_id (or None when no user has that number), for the life of the container.
     callers: Mutex<HashMap<String, Option<String>>>,
 }
@@ -127,17 +143,48 @@ impl ServiceNowClient {
         Ok(Self {
             http,
             base: config.instance_url.trim_end_matches('/').to_string(),
-            username: config.username.clone(),
-            password: config.password.clone(),
+            auth: config.auth.clone(),
             callers: Mutex::new(HashMap::new()),
         })
     }
 
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{}", self.base, path))
-            .basic_auth(&self.username, Some(&self.password))
-            .header(header::ACCEPT, "application/json")
+    /// Sends the request `build` makes, authenticated; with OAuth, a 401 gets one retry with a new token
+    /// (a 401 means the request was not processed, so repeating it is safe).
+    async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ServiceNowError> {
+        let request = |h: &reqwest::Client| build(h).header(header::ACCEPT, "application/json");
+        match &self.auth {
+            ServiceNowAuth::Basic { username, password } => request(&self.http)
+                .basic_auth(username, Some(password))
+                .send()
+                .await
+                .map_err(transport),
+            ServiceNowAuth::OAuth(tokens) => {
+                let token = tokens
+                    .token()
+                    .await
+                    .map_err(|e| ServiceNowError::Token(e.to_string()))?;
+                let response = request(&self.http)
+                    .bearer_auth(&token.value)
+                    .send()
+                    .await
+                    .map_err(transport)?;
+                if response.status() != StatusCode::UNAUTHORIZED {
+                    return Ok(response);
+                }
+                let fresh = tokens
+                    .on_unauthorized(&token)
+                    .await
+                    .map_err(|e| ServiceNowError::Token(e.to_string()))?;
+                request(&self.http)
+                    .bearer_auth(&fresh.value)
+                    .send()
+                    .await
+                    .map_err(transport)
+            }
+        }
     }
 
     /// `POST /api/now/table/incident`.
@@ -145,19 +192,17 @@ impl ServiceNowClient {
         &self,
         draft: &IncidentDraft,
     ) -> Result<IncidentRef, ServiceNowError> {
+        let url = format!("{}/api/now/table/incident", self.base);
         let response = self
-            .http
-            .post(format!("{}/api/now/table/incident", self.base))
-            .query(&[
-                ("sysparm_exclude_reference_link", "true"),
-                ("sysparm_fields", "sys_id,number,correlation_id"),
-            ])
-            .basic_auth(&self.username, Some(&self.password))
-            .header(header::ACCEPT, "application/json")
-            .json(draft)
-            .send()
-            .await
-            .map_err(transport)?;
+            .send(|h| {
+                h.post(&url)
+                    .query(&[
+                        ("sysparm_exclude_reference_link", "true"),
+                        ("sysparm_fields", "sys_id,number,correlation_id"),
+                    ])
+                    .json(draft)
+            })
+            .await?;
         let response = check(response)?;
         let one: One = response
             .json()
@@ -182,16 +227,13 @@ impl ServiceNowClient {
         &self,
         key: &str,
     ) -> Result<Option<IncidentRef>, ServiceNowError> {
-        let response = self
-            .get("/api/now/table/incident")
-            .query(&[
-                ("sysparm_query", format!("correlation_id={key}")),
-                ("sysparm_fields", "sys_id,number,correlation_id".to_string()),
-                ("sysparm_limit", "1".to_string()),
-            ])
-            .send()
-            .await
-            .map_err(transport)?;
+        let url = format!("{}/api/now/table/incident", self.base);
+        let query = [
+            ("sysparm_query", format!("correlation_id={key}")),
+            ("sysparm_fields", "sys_id,number,correlation_id".to_string()),
+            ("sysparm_limit", "1".to_string()),
+        ];
+        let response = self.send(|h| h.get(&url).query(&query)).await?;
         // Table API v1 answers 404 for an empty result.
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -215,19 +257,16 @@ impl ServiceNowClient {
         if let Some(hit) = self.callers.lock().ok().and_then(|c| c.get(e164).cloned()) {
             return Ok(hit);
         }
-        let response = self
-            .get("/api/now/table/sys_user")
-            .query(&[
-                (
-                    "sysparm_query",
-                    format!("phone={e164}^ORmobile_phone={e164}"),
-                ),
-                ("sysparm_fields", "sys_id,phone,mobile_phone".to_string()),
-                ("sysparm_limit", "1".to_string()),
-            ])
-            .send()
-            .await
-            .map_err(transport)?;
+        let url = format!("{}/api/now/table/sys_user", self.base);
+        let query = [
+            (
+                "sysparm_query",
+                format!("phone={e164}^ORmobile_phone={e164}"),
+            ),
+            ("sysparm_fields", "sys_id,phone,mobile_phone".to_string()),
+            ("sysparm_limit", "1".to_string()),
+        ];
+        let response = self.send(|h| h.get(&url).query(&query)).await?;
         let sys_id = if response.status() == StatusCode::NOT_FOUND {
             None
         } else {

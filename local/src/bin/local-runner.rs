@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use local::aws_setup::{self, BoxError, ResourceNames};
 use local::poller::Poller;
-use servicenow_writer::servicenow::{ServiceNowClient, ServiceNowConfig};
+use servicenow_writer::servicenow::ServiceNowClient;
 use servicenow_writer::{Outcome, Writer, WriterConfig};
 use shared::config;
 use shared::signature::SignatureScheme;
@@ -43,20 +43,81 @@ async fn serve() -> Result<(), BoxError> {
     let aws = shared::aws::sdk_config().await;
     let sn_url = config::optional("SERVICENOW_INSTANCE_URL")
         .unwrap_or_else(|| "http://127.0.0.1:8091".into());
-    let sn_user =
-        config::optional("SERVICENOW_USERNAME").unwrap_or_else(|| local::LOCAL_SN_USER.into());
-    let sn_password =
-        config::optional("SERVICENOW_PASSWORD").unwrap_or_else(|| local::LOCAL_SN_PASSWORD.into());
+    let env_or = |name: &'static str, default: &str| {
+        config::optional(name).unwrap_or_else(|| default.to_string())
+    };
+    let (sn_user, sn_password) = (
+        env_or("SERVICENOW_USERNAME", local::LOCAL_SN_USER),
+        env_or("SERVICENOW_PASSWORD", local::LOCAL_SN_PASSWORD),
+    );
     let names = ResourceNames::local();
     let res = aws_setup::ensure(
         &aws,
         &names,
-        &webhook_secret(),
-        &serde_json::json!({"username": sn_user, "password": sn_password}),
+        &aws_setup::SecretValues {
+            webhook: webhook_secret(),
+            servicenow_basic: serde_json::json!({"username": sn_user, "password": sn_password}),
+            servicenow_oauth: serde_json::json!({
+                "client_id": env_or("SERVICENOW_CLIENT_ID", local::LOCAL_SN_CLIENT_ID),
+                "client_secret": env_or("SERVICENOW_CLIENT_SECRET", local::LOCAL_SN_CLIENT_SECRET),
+                "username": sn_user, "password": sn_password}),
+            genesys_client: serde_json::json!({
+                "client_id": env_or("GENESYS_CLIENT_ID", local::LOCAL_GENESYS_CLIENT_ID),
+                "client_secret": env_or("GENESYS_CLIENT_SECRET", local::LOCAL_GENESYS_CLIENT_SECRET)}),
+        },
     )
     .await?;
+    // The functions read their secrets' ids from the environment, as in template.yaml.
+    for (name, value) in [
+        ("SERVICENOW_INSTANCE_URL", &sn_url),
+        (
+            "SERVICENOW_CREDENTIALS_SECRET_ID",
+            &res.servicenow_secret_id,
+        ),
+        (
+            "SERVICENOW_OAUTH_CREDENTIALS_SECRET_ID",
+            &res.servicenow_oauth_secret_id,
+        ),
+        (
+            "SERVICENOW_TOKEN_SECRET_ID",
+            &res.servicenow_token_secret_id,
+        ),
+        (
+            "GENESYS_CREDENTIALS_SECRET_ID",
+            &res.genesys_client_secret_id,
+        ),
+        ("GENESYS_TOKEN_SECRET_ID", &res.genesys_token_secret_id),
+    ] {
+        std::env::set_var(name, value);
+    }
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+
+    // The token-refresher on a short local schedule; its first run stores tokens before anything calls out.
+    let refresher = token_refresher::Refresher {
+        http: reqwest::Client::new(),
+        jobs: token_refresher::jobs_from_env(&secrets).await?,
+        policy: token_refresher::policy_from_env()?,
+        retry: shared::retry::RetryPolicy::default(),
+    };
+    let every = Duration::from_secs(config::parse_or("LOCAL_REFRESH_SECONDS", 30u64)?);
+    tokio::spawn(async move {
+        loop {
+            let results = refresher
+                .run(shared::retry::Deadline::after(Duration::from_secs(20)))
+                .await;
+            for (provider, result) in results {
+                match result {
+                    Ok(token_refresher::Refreshed::Renewed) => {
+                        println!("  token-refresher: {provider} token renewed")
+                    }
+                    Ok(token_refresher::Refreshed::StillFresh) => {}
+                    Err(e) => println!("  token-refresher: {e}"),
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
 
     let receiver_config = webhook_receiver::Config::from_env_with(
         res.queue_url.clone(),
@@ -78,13 +139,7 @@ async fn serve() -> Result<(), BoxError> {
     let writer = Writer::new(
         writer_config,
         servicenow_writer::mapping_from_env()?,
-        ServiceNowClient::new(&ServiceNowConfig {
-            instance_url: sn_url.clone(),
-            username: sn_user,
-            password: sn_password,
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(10),
-        })?,
+        ServiceNowClient::new(&servicenow_writer::servicenow_config_from_env(&secrets).await?)?,
         aws_sdk_dynamodb::Client::new(&aws),
         sqs.clone(),
     );

@@ -13,6 +13,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let password =
         std::env::var("SIM_PASSWORD").unwrap_or_else(|_| local::LOCAL_SN_PASSWORD.into());
     let sim = ServiceNowSim::new(&user, &password);
+    sim.add_oauth_client(
+        &std::env::var("SIM_OAUTH_CLIENT_ID").unwrap_or_else(|_| local::LOCAL_SN_CLIENT_ID.into()),
+        &std::env::var("SIM_OAUTH_CLIENT_SECRET")
+            .unwrap_or_else(|_| local::LOCAL_SN_CLIENT_SECRET.into()),
+    );
+    if let Ok(secs) = std::env::var("SIM_TOKEN_LIFETIME_SECONDS") {
+        sim.set_token_lifetime(std::time::Duration::from_secs(secs.parse()?));
+    }
     if let Ok(f) = std::env::var("SIM_FAULTS") {
         sim.set_faults(serde_json::from_str::<Faults>(&f)?);
     }

@@ -1,0 +1,27 @@
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::retry::RetryPolicy;
+use token_refresher::{jobs_from_env, policy_from_env, summarise, Refresher};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init_json_logging();
+    let aws = shared::aws::sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let refresher = Refresher {
+        http: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?,
+        jobs: jobs_from_env(&secrets).await?,
+        policy: policy_from_env()?,
+        retry: RetryPolicy::default(),
+    };
+    let refresher = &refresher;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = shared::retry::Deadline::from_epoch_ms(event.context.deadline);
+        let results = refresher.run(deadline).await;
+        summarise(&results).map_err(Error::from)
+    }))
+    .await
+}
