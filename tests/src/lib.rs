@@ -223,7 +223,7 @@ impl Harness {
                     aws_sdk_secretsmanager::Client::new(&aws),
                     resources.servicenow_token_secret_id.clone(),
                 )),
-                Duration::from_secs(5),
+                Duration::from_millis(500),
             ))
         });
         let writer = Writer::new(
@@ -414,4 +414,48 @@ pub fn tally(outcomes: &[(String, Outcome)]) -> (usize, usize, usize, usize, usi
         }
     }
     t
+}
+
+/// A token-refresher for this harness's ServiceNow simulator and a Genesys simulator at `genesys_url`,
+/// authenticating to Genesys with `genesys_secret`.
+pub fn refresher(
+    h: &Harness,
+    genesys_url: &str,
+    genesys_secret: &str,
+) -> token_refresher::Refresher {
+    let sm = aws_sdk_secretsmanager::Client::new(&h.aws);
+    token_refresher::Refresher {
+        http: reqwest::Client::new(),
+        jobs: vec![
+            token_refresher::ProviderJob {
+                provider: shared::tokens::Provider::Genesys,
+                creds: ClientCredentials::basic(
+                    format!("{genesys_url}/oauth/token"),
+                    GENESYS_CLIENT_ID,
+                    genesys_secret,
+                ),
+                store: TokenStore::new(sm.clone(), h.resources.genesys_token_secret_id.clone()),
+            },
+            token_refresher::ProviderJob {
+                provider: shared::tokens::Provider::ServiceNow,
+                creds: servicenow_oauth_client(&h.sim_url),
+                store: TokenStore::new(sm, h.resources.servicenow_token_secret_id.clone()),
+            },
+        ],
+        policy: shared::tokens::RefreshPolicy::default(),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            max_retry_after: Duration::from_secs(1),
+        },
+    }
+}
+
+/// The stored token of a token secret.
+pub async fn stored_token(h: &Harness, secret_id: &str) -> Option<shared::tokens::StoredToken> {
+    TokenStore::new(aws_sdk_secretsmanager::Client::new(&h.aws), secret_id)
+        .read()
+        .await
+        .expect("token secret readable")
 }
