@@ -459,3 +459,55 @@ pub async fn stored_token(h: &Harness, secret_id: &str) -> Option<shared::tokens
         .await
         .expect("token secret readable")
 }
+
+/// Log output captured in memory by [`capture_logs`].
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+/// Installs a JSON subscriber (as in production) writing into memory; once per test process.
+pub fn capture_logs(filter: &str) -> CapturedLogs {
+    let captured = CapturedLogs::default();
+    let writer = captured.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .expect("first subscriber in this process");
+    captured
+}
+
+/// A ServiceNow token source over the harness's token secret, as the writer builds it.
+pub fn servicenow_token_source(h: &Harness) -> TokenSource {
+    TokenSource::new(
+        "servicenow",
+        reqwest::Client::new(),
+        servicenow_oauth_client(&h.sim_url),
+        Some(TokenStore::new(
+            aws_sdk_secretsmanager::Client::new(&h.aws),
+            h.resources.servicenow_token_secret_id.clone(),
+        )),
+        Duration::from_secs(60),
+    )
+}

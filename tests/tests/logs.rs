@@ -1,41 +1,15 @@
 //! What the functions log, at the production level (info): JSON lines with correlation ids, and never
 //! secrets, credentials, caller numbers, card numbers or ServiceNow error bodies.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine;
 use integration_tests::*;
 use local::servicenow_sim::Faults;
 use serde_json::{json, Value};
 use servicenow_writer::Outcome;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_are_json_with_correlation_ids_and_leak_nothing() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("info")
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+    let captured = capture_logs("info");
 
     let h = Harness::start().await;
     // A created incident, a ServiceNow rejection (its error body must stay out of the logs) and a bad signature.
@@ -55,7 +29,7 @@ async fn logs_are_json_with_correlation_ids_and_leak_nothing() {
     );
     assert_eq!(h.post(&created, Some("sha256=AAAA")).await.0, 401);
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

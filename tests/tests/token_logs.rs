@@ -1,40 +1,13 @@
 //! The token-refresher and the token source never log tokens, client secrets or passwords.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integration_tests::*;
 use local::genesys_sim::GenesysSim;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_token_or_secret_reaches_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter("debug,aws=info,hyper=info,h2=info,reqwest=info,rustls=info,aws_smithy_runtime=info,aws_config=info")
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .expect("first subscriber");
+    let captured = capture_logs("debug,aws=info,hyper=info,h2=info,reqwest=info,rustls=info,aws_smithy_runtime=info,aws_config=info");
 
     let h = Harness::with(Options {
         servicenow_oauth: true,
@@ -65,7 +38,7 @@ async fn no_token_or_secret_reaches_the_logs() {
     h.post_new_event().await;
     h.drain().await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(text.contains("token renewed"), "logs were captured");
     assert!(text.contains("token refresh failed"));
     assert!(text.contains("fetched one directly"));

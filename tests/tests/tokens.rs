@@ -8,7 +8,7 @@ use integration_tests::*;
 use local::genesys_sim::GenesysSim;
 use servicenow_writer::Outcome;
 use shared::failure::FailureClass;
-use shared::tokens::{StoredToken, TokenSource, TokenStore};
+use shared::tokens::{StoredToken, TokenStore};
 use token_refresher::{summarise, Refreshed};
 
 async fn genesys() -> (GenesysSim, String) {
@@ -225,16 +225,7 @@ async fn invalid_client_fails_the_invocation_clearly_and_the_other_provider_is_s
 #[tokio::test]
 async fn concurrent_callers_share_one_fetch() {
     let h = Harness::start().await;
-    let source = Arc::new(TokenSource::new(
-        "servicenow",
-        reqwest::Client::new(),
-        servicenow_oauth_client(&h.sim_url),
-        Some(TokenStore::new(
-            aws_sdk_secretsmanager::Client::new(&h.aws),
-            h.resources.servicenow_token_secret_id.clone(),
-        )),
-        Duration::from_secs(60),
-    ));
+    let source = Arc::new(servicenow_token_source(&h));
     let tokens = futures::future::join_all((0..20).map(|_| {
         let s = source.clone();
         async move { s.token().await.unwrap().value }
@@ -245,16 +236,7 @@ async fn concurrent_callers_share_one_fetch() {
     assert_eq!(source.fallback_count(), 1);
     assert_eq!(source.store_reads(), 1, "one secret read, then the cache");
     // A second source (another container) finds the stored token: no fetch.
-    let other = TokenSource::new(
-        "servicenow",
-        reqwest::Client::new(),
-        servicenow_oauth_client(&h.sim_url),
-        Some(TokenStore::new(
-            aws_sdk_secretsmanager::Client::new(&h.aws),
-            h.resources.servicenow_token_secret_id.clone(),
-        )),
-        Duration::from_secs(60),
-    );
+    let other = servicenow_token_source(&h);
     assert_eq!(other.token().await.unwrap().value, tokens[0]);
     assert_eq!(other.fallback_count(), 0);
     assert_eq!(h.sim.tokens_issued(), 1);
