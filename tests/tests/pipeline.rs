@@ -227,7 +227,10 @@ async fn a_permanent_400_is_dead_lettered_with_its_reason_and_can_be_replayed() 
     assert_eq!(dead_body, &body, "the original payload is kept for replay");
     assert_eq!(attrs["failure_reason"], "servicenow_rejected");
     assert_eq!(attrs["http_status"], "400");
-    assert_eq!(attrs["failure_class"], "permanent");
+    assert!(
+        attrs.len() <= 10,
+        "SQS accepts at most 10 message attributes: {attrs:?}"
+    );
     assert!(attrs["idempotency_key"].starts_with("gc-"));
     assert!(!attrs["correlation_id"].is_empty());
     assert!(

@@ -481,10 +481,10 @@ impl Writer {
                 .and_then(|a| a.string_value.clone())
                 .unwrap_or_default()
         };
+        // SQS allows at most 10 message attributes.
         let attrs = string_attributes([
             ("failure_reason", why.code.to_string()),
             ("failure_detail", truncate(&why.detail, 1000)),
-            ("failure_class", "permanent".to_string()),
             (
                 "http_status",
                 why.http_status.map(|s| s.to_string()).unwrap_or_default(),
@@ -493,7 +493,6 @@ impl Writer {
             ("source_message_id", ids.message_id.to_string()),
             ("correlation_id", ids.correlation_id.to_string()),
             ("event_type", passthrough("event_type")),
-            ("organization_id", passthrough("organization_id")),
             ("received_at", passthrough("received_at")),
             ("failed_at", failed_at),
         ]);
