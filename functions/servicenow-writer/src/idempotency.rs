@@ -2,7 +2,8 @@
 //!
 //! Record: `{id, status: INPROGRESS|COMPLETED, payload_hash, lease_expires_ms, lease_token, expiration (TTL, s),
 //! incident_number, incident_sys_id}`. A claim is a conditional put that succeeds when no live record exists or
-//! the in-progress lease of the same payload ran out. A claim that replaced a record tells the caller to look
+//! the in-progress lease of the same payload ran out. Every attribute name in an expression is aliased, so
+//! no name can collide with a DynamoDB reserved word. A claim that replaced a record tells the caller to look
 //! the incident up in ServiceNow first: the previous holder may have created it and died before completing.
 
 use std::collections::HashMap;
@@ -146,10 +147,14 @@ impl IdempotencyStore {
                 .item("lease_expires_ms", n(lease_until_ms))
                 .item("expiration", n(now / 1000 + self.ttl.as_secs()))
                 .condition_expression(
-                    "attribute_not_exists(id) OR expiration < :now_s \
-                     OR (#status = :in_progress AND lease_expires_ms < :now_ms AND payload_hash = :hash)",
+                    "attribute_not_exists(#id) OR #expiration < :now_s \
+                     OR (#status = :in_progress AND #lease < :now_ms AND #hash = :hash)",
                 )
+                .expression_attribute_names("#id", "id")
+                .expression_attribute_names("#expiration", "expiration")
                 .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#lease", "lease_expires_ms")
+                .expression_attribute_names("#hash", "payload_hash")
                 .expression_attribute_values(":now_s", n(now / 1000))
                 .expression_attribute_values(":now_ms", n(now))
                 .expression_attribute_values(":in_progress", s(IN_PROGRESS))
@@ -206,11 +211,17 @@ impl IdempotencyStore {
             .table_name(&self.table)
             .key("id", s(key))
             .update_expression(
-                "SET #status = :completed, incident_number = :number, incident_sys_id = :sys_id, \
-                 completed_at_ms = :now, expiration = :exp REMOVE lease_token, lease_expires_ms",
+                "SET #status = :completed, #number = :number, #sys_id = :sys_id, \
+                 #completed = :now, #expiration = :exp REMOVE #token, #lease",
             )
-            .condition_expression("lease_token = :token")
+            .condition_expression("#token = :token")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#number", "incident_number")
+            .expression_attribute_names("#sys_id", "incident_sys_id")
+            .expression_attribute_names("#completed", "completed_at_ms")
+            .expression_attribute_names("#expiration", "expiration")
+            .expression_attribute_names("#token", "lease_token")
+            .expression_attribute_names("#lease", "lease_expires_ms")
             .expression_attribute_values(":completed", s(COMPLETED))
             .expression_attribute_values(":number", s(number))
             .expression_attribute_values(":sys_id", s(sys_id))
@@ -229,8 +240,10 @@ impl IdempotencyStore {
             .update_item()
             .table_name(&self.table)
             .key("id", s(key))
-            .update_expression("SET lease_expires_ms = :zero")
-            .condition_expression("lease_token = :token")
+            .update_expression("SET #lease = :zero")
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#lease", "lease_expires_ms")
+            .expression_attribute_names("#token", "lease_token")
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":token", s(token))
             .send()
@@ -245,7 +258,8 @@ impl IdempotencyStore {
             .delete_item()
             .table_name(&self.table)
             .key("id", s(key))
-            .condition_expression("lease_token = :token")
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", "lease_token")
             .expression_attribute_values(":token", s(token))
             .send()
             .await;
