@@ -36,6 +36,8 @@ pub struct GenesysFaults {
     /// Every ingest request answers 503 while set ("Genesys down").
     pub down: bool,
     pub latency_ms: u64,
+    /// The next N token requests answer 503.
+    pub token_fail_next: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -200,6 +202,19 @@ async fn token(
             "client authentication failed",
         );
     };
+    {
+        let mut s = sim.lock();
+        if s.faults.token_fail_next > 0 {
+            s.faults.token_fail_next -= 1;
+            drop(s);
+            sim.record("/oauth/token", 503);
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+    }
     if form.grant_type != "client_credentials" {
         sim.record("/oauth/token", 400);
         return oauth_error(

@@ -443,3 +443,48 @@ async fn a_revoked_genesys_token_is_replaced_once() {
     assert_eq!(h.genesys.tokens_issued(), 2);
     assert_eq!(h.genesys.events().len(), 2);
 }
+
+#[tokio::test]
+async fn a_jwks_document_can_come_from_secrets_manager() {
+    let aws = integration_tests::aws_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&aws);
+    let name = format!("jwks-{}", uuid::Uuid::new_v4().simple());
+    sm.create_secret()
+        .name(&name)
+        .secret_string(JWKS_JSON)
+        .send()
+        .await
+        .unwrap();
+    let auth = legacy_ingest::auth::Authenticator::new(
+        legacy_ingest::auth::JwtPolicy {
+            issuers: vec![DEV_ISSUER.into()],
+            audiences: vec![DEV_AUDIENCE.into()],
+            leeway: Duration::from_secs(60),
+            max_age: None,
+            algorithms: legacy_ingest::auth::parse_algorithms(&["ES256".into(), "RS256".into()])
+                .unwrap(),
+        },
+        Vec::new(),
+        Some(legacy_ingest::auth::Jwks::new(
+            legacy_ingest::auth::JwksSource::Secret {
+                client: sm,
+                id: name,
+            },
+            Duration::from_secs(300),
+        )),
+    );
+    for alg in [Algorithm::ES256, Algorithm::RS256] {
+        let claims = auth
+            .verify(&mint(alg, &standard_claims()))
+            .await
+            .expect("verified with the JWKS secret");
+        assert_eq!(claims.sub.as_deref(), Some(DEV_SUBJECT));
+    }
+    let foreign = sign(
+        Algorithm::ES256,
+        ES256_OTHER_PRIVATE,
+        Some("dev-es256"),
+        &standard_claims(),
+    );
+    assert!(auth.verify(&foreign).await.is_err());
+}

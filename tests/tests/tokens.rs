@@ -241,3 +241,53 @@ async fn concurrent_callers_share_one_fetch() {
     assert_eq!(other.fallback_count(), 0);
     assert_eq!(h.sim.tokens_issued(), 1);
 }
+
+#[tokio::test]
+async fn transient_token_endpoint_failures_are_retried_within_the_invocation() {
+    let h = Harness::start().await;
+    let (gsim, gurl) = genesys().await;
+    gsim.set_faults(local::genesys_sim::GenesysFaults {
+        token_fail_next: 2,
+        ..Default::default()
+    });
+    let results = refresher(&h, &gurl, GENESYS_CLIENT_SECRET)
+        .run(deadline())
+        .await;
+    assert!(
+        results
+            .iter()
+            .all(|(_, r)| r.as_ref().ok() == Some(&Refreshed::Renewed)),
+        "{results:?}"
+    );
+    let statuses: Vec<u16> = gsim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/oauth/token")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [503, 503, 200]);
+    // More failures than attempts (3): a transient error, and the invocation fails.
+    let _ = aws_sdk_secretsmanager::Client::new(&h.aws)
+        .put_secret_value()
+        .secret_id(&h.resources.genesys_token_secret_id)
+        .secret_string("{}")
+        .send()
+        .await
+        .unwrap();
+    gsim.set_faults(local::genesys_sim::GenesysFaults {
+        token_fail_next: 10,
+        ..Default::default()
+    });
+    let results = refresher(&h, &gurl, GENESYS_CLIENT_SECRET)
+        .run(deadline())
+        .await;
+    let err = results
+        .iter()
+        .find(|(p, _)| *p == "genesys")
+        .unwrap()
+        .1
+        .as_ref()
+        .unwrap_err();
+    assert_eq!(err.class, FailureClass::Transient);
+    assert!(summarise(&results).is_err());
+}
