@@ -511,3 +511,27 @@ pub fn servicenow_token_source(h: &Harness) -> TokenSource {
         Duration::from_secs(60),
     )
 }
+
+/// Empties a token secret (the placeholder the template creates).
+pub async fn clear_stored_token(h: &Harness, secret_id: &str) {
+    aws_sdk_secretsmanager::Client::new(&h.aws)
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string("{}")
+        .send()
+        .await
+        .expect("token secret writable");
+}
+
+/// Whether every provider ended with `expected`.
+pub fn all_ended(
+    results: &[(
+        &'static str,
+        Result<token_refresher::Refreshed, token_refresher::RefreshError>,
+    )],
+    expected: token_refresher::Refreshed,
+) -> bool {
+    results
+        .iter()
+        .all(|(_, r)| r.as_ref().ok() == Some(&expected))
+}

@@ -24,13 +24,7 @@ async fn no_token_or_secret_reaches_the_logs() {
     refresher(&h, &gurl, GENESYS_CLIENT_SECRET)
         .run(deadline())
         .await;
-    aws_sdk_secretsmanager::Client::new(&h.aws)
-        .put_secret_value()
-        .secret_id(&h.resources.genesys_token_secret_id)
-        .secret_string("{}")
-        .send()
-        .await
-        .unwrap();
+    clear_stored_token(&h, &h.resources.genesys_token_secret_id).await;
     refresher(&h, &gurl, "wrong-client-secret")
         .run(deadline())
         .await;

@@ -27,12 +27,7 @@ async fn the_refresher_stores_working_tokens_for_both_providers_and_keeps_fresh_
     let (gsim, gurl) = genesys().await;
     let refresher = refresher(&h, &gurl, GENESYS_CLIENT_SECRET);
     let results = refresher.run(deadline()).await;
-    assert!(
-        results
-            .iter()
-            .all(|(_, r)| r.as_ref().ok() == Some(&Refreshed::Renewed)),
-        "{results:?}"
-    );
+    assert!(all_ended(&results, Refreshed::Renewed), "{results:?}");
     assert!(summarise(&results).is_ok());
 
     let sn = stored_token(&h, &h.resources.servicenow_token_secret_id)
@@ -59,12 +54,7 @@ async fn the_refresher_stores_working_tokens_for_both_providers_and_keeps_fresh_
 
     // A second run a moment later keeps both: no new token requests.
     let results = refresher.run(deadline()).await;
-    assert!(
-        results
-            .iter()
-            .all(|(_, r)| r.as_ref().ok() == Some(&Refreshed::StillFresh)),
-        "{results:?}"
-    );
+    assert!(all_ended(&results, Refreshed::StillFresh), "{results:?}");
     assert_eq!((gsim.tokens_issued(), h.sim.tokens_issued()), (1, 1));
 }
 
@@ -96,26 +86,15 @@ async fn a_token_near_expiry_is_renewed() {
         .await
         .unwrap();
     let results = refresher.run(deadline()).await;
-    assert!(
-        results
-            .iter()
-            .all(|(_, r)| r.as_ref().ok() == Some(&Refreshed::Renewed)),
-        "{results:?}"
-    );
-    assert_ne!(
-        stored_token(&h, &h.resources.genesys_token_secret_id)
-            .await
-            .unwrap()
-            .access_token,
-        "old"
-    );
-    assert_ne!(
-        stored_token(&h, &h.resources.servicenow_token_secret_id)
-            .await
-            .unwrap()
-            .access_token,
-        "old"
-    );
+    assert!(all_ended(&results, Refreshed::Renewed), "{results:?}");
+    let renewed = stored_token(&h, &h.resources.genesys_token_secret_id)
+        .await
+        .unwrap();
+    assert_ne!(renewed.access_token, "old");
+    let renewed = stored_token(&h, &h.resources.servicenow_token_secret_id)
+        .await
+        .unwrap();
+    assert_ne!(renewed.access_token, "old");
     assert_eq!((gsim.tokens_issued(), h.sim.tokens_issued()), (1, 1));
 }
 
@@ -253,12 +232,7 @@ async fn transient_token_endpoint_failures_are_retried_within_the_invocation() {
     let results = refresher(&h, &gurl, GENESYS_CLIENT_SECRET)
         .run(deadline())
         .await;
-    assert!(
-        results
-            .iter()
-            .all(|(_, r)| r.as_ref().ok() == Some(&Refreshed::Renewed)),
-        "{results:?}"
-    );
+    assert!(all_ended(&results, Refreshed::Renewed), "{results:?}");
     let statuses: Vec<u16> = gsim
         .requests()
         .iter()
@@ -267,13 +241,7 @@ async fn transient_token_endpoint_failures_are_retried_within_the_invocation() {
         .collect();
     assert_eq!(statuses, [503, 503, 200]);
     // More failures than attempts (3): a transient error, and the invocation fails.
-    let _ = aws_sdk_secretsmanager::Client::new(&h.aws)
-        .put_secret_value()
-        .secret_id(&h.resources.genesys_token_secret_id)
-        .secret_string("{}")
-        .send()
-        .await
-        .unwrap();
+    clear_stored_token(&h, &h.resources.genesys_token_secret_id).await;
     gsim.set_faults(local::genesys_sim::GenesysFaults {
         token_fail_next: 10,
         ..Default::default()
