@@ -79,16 +79,19 @@ async fn serve() -> Result<(), BoxError> {
             &res.servicenow_oauth_secret_id,
         ),
         (
-            "SERVICENOW_TOKEN_SECRET_ID",
-            &res.servicenow_token_secret_id,
-        ),
-        (
             "GENESYS_CREDENTIALS_SECRET_ID",
             &res.genesys_client_secret_id,
         ),
         ("GENESYS_TOKEN_SECRET_ID", &res.genesys_token_secret_id),
     ] {
         std::env::set_var(name, value);
+    }
+    // ServiceNow tokens are kept only when the writer uses OAuth (always with the simulator).
+    if config::optional("SERVICENOW_AUTH").as_deref() == Some("oauth") {
+        std::env::set_var(
+            "SERVICENOW_TOKEN_SECRET_ID",
+            &res.servicenow_token_secret_id,
+        );
     }
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
