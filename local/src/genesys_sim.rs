@@ -194,59 +194,56 @@ async fn token(
                 .ok()
         })
         .and_then(|d| String::from_utf8(d).ok());
-    let Some((id, secret)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
-        sim.record("/oauth/token", 401);
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
-    };
-    {
+    let outcome = {
         let mut s = sim.lock();
+        let known = creds
+            .as_deref()
+            .and_then(|c| c.split_once(':'))
+            .is_some_and(|(id, secret)| s.clients.get(id).map(String::as_str) == Some(secret));
         if s.faults.token_fail_next > 0 {
             s.faults.token_fail_next -= 1;
-            drop(s);
-            sim.record("/oauth/token", 503);
-            return oauth_error(
+            Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "try again",
+            ))
+        } else if !known {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            ))
+        } else if form.grant_type != "client_credentials" {
+            Err((
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials",
+            ))
+        } else {
+            let value = format!("gsim-{}", uuid::Uuid::new_v4().simple());
+            let lifetime = s.token_lifetime;
+            s.tokens.insert(
+                value.clone(),
+                Issued {
+                    expires: Instant::now() + lifetime,
+                    revoked: false,
+                },
             );
+            s.tokens_issued += 1;
+            Ok((value, lifetime))
+        }
+    };
+    match outcome {
+        Ok((value, lifetime)) => {
+            sim.record("/oauth/token", 200);
+            Json(json!({"access_token": value, "token_type": "bearer", "expires_in": lifetime.as_secs()}))
+                .into_response()
+        }
+        Err((status, error, description)) => {
+            sim.record("/oauth/token", status.as_u16());
+            oauth_error(status, error, description)
         }
     }
-    if form.grant_type != "client_credentials" {
-        sim.record("/oauth/token", 400);
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only client_credentials",
-        );
-    }
-    let mut s = sim.lock();
-    if s.clients.get(id).map(String::as_str) != Some(secret) {
-        drop(s);
-        sim.record("/oauth/token", 401);
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
-    }
-    let value = format!("gsim-{}", uuid::Uuid::new_v4().simple());
-    let lifetime = s.token_lifetime;
-    s.tokens.insert(
-        value.clone(),
-        Issued {
-            expires: Instant::now() + lifetime,
-            revoked: false,
-        },
-    );
-    s.tokens_issued += 1;
-    drop(s);
-    sim.record("/oauth/token", 200);
-    Json(json!({"access_token": value, "token_type": "bearer", "expires_in": lifetime.as_secs()}))
-        .into_response()
 }
 
 async fn ingest(

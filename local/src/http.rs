@@ -51,51 +51,58 @@ pub async fn spawn(addr: SocketAddr, router: Router) -> std::io::Result<SocketAd
     Ok(bound)
 }
 
-/// `POST /webhooks/genesys` → the receiver's Lambda handler, with the body as API Gateway delivers it.
+/// The request as API Gateway hands it to a Lambda function (body collected, at most `limit` bytes).
+async fn to_lambda(
+    request: axum::extract::Request,
+    limit: usize,
+) -> Result<lambda_http::Request, Response> {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(http::Request::from_parts(
+            parts,
+            lambda_http::Body::Binary(bytes.to_vec()),
+        )),
+        Err(_) => Err((http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response()),
+    }
+}
+
+fn from_lambda(response: lambda_http::Response<lambda_http::Body>) -> Response {
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Body::from(body.to_vec()))
+}
+
+/// `POST /webhooks/genesys` → the receiver's Lambda adapter, exactly as deployed.
 pub fn receiver_router(receiver: Arc<webhook_receiver::Receiver>) -> Router {
     async fn handle(
         State(receiver): State<Arc<webhook_receiver::Receiver>>,
         request: axum::extract::Request,
     ) -> Response {
-        let (parts, body) = request.into_parts();
+        // Larger than the receiver's own limit, so it answers 413 itself.
         let limit = receiver
             .config()
             .max_body_bytes
             .saturating_mul(4)
             .max(1 << 20);
-        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-            return (http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
-        };
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let lambda_request =
-            http::Request::from_parts(parts, lambda_http::Body::Binary(bytes.to_vec()));
-        let headers = lambda_request.headers().clone();
-        let correlation = webhook_receiver::correlation_id(&headers, Some(&request_id));
-        let reply = receiver
-            .handle(&headers, lambda_request.body().as_ref(), &correlation)
-            .await;
-        let response = webhook_receiver::to_lambda_response(&reply, &correlation);
-        let (parts, body) = response.into_parts();
-        Response::from_parts(parts, Body::from(body.to_vec()))
+        match to_lambda(request, limit).await {
+            Ok(r) => from_lambda(webhook_receiver::handle_lambda(&receiver, r).await),
+            Err(refused) => refused,
+        }
     }
     Router::new()
         .route("/webhooks/genesys", axum::routing::post(handle))
         .with_state(receiver)
 }
 
-/// `POST /ingest` → legacy-ingest's handler.
+/// `POST /ingest` → legacy-ingest's Lambda adapter, exactly as deployed.
 pub fn ingest_router(ingest: Arc<legacy_ingest::Ingest>) -> Router {
     async fn handle(
         State(ingest): State<Arc<legacy_ingest::Ingest>>,
         request: axum::extract::Request,
     ) -> Response {
-        let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
-            return (http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
-        };
-        let reply = ingest.handle(&parts.headers, &bytes).await;
-        let (parts, body) = legacy_ingest::to_lambda_response(&reply).into_parts();
-        Response::from_parts(parts, Body::from(body.to_vec()))
+        match to_lambda(request, 1 << 20).await {
+            Ok(r) => from_lambda(legacy_ingest::handle_lambda(&ingest, r).await),
+            Err(refused) => refused,
+        }
     }
     Router::new()
         .route("/ingest", axum::routing::post(handle))

@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use shared::aws::string_attributes;
 use shared::config::{self, ConfigError};
 use shared::failure::FailureClass;
-use shared::idempotency::{payload_hash, KeyConfig};
+use shared::idempotency::{payload_hash, IdempotencyKey, KeyConfig};
 use shared::retry::{Deadline, RetryPolicy};
 use shared::{InboundEvent, IncidentDraft, Mapping};
 
@@ -157,7 +157,8 @@ struct Permanent {
     http_status: Option<u16>,
 }
 
-type Parsed = Result<InboundEvent, shared::EnvelopeError>;
+/// A record's event and idempotency key, derived once per record.
+type Parsed = Result<(InboundEvent, IdempotencyKey), shared::EnvelopeError>;
 /// Records of a batch that share an idempotency key, in arrival order.
 type Group = Vec<(SqsMessage, Parsed)>;
 
@@ -211,8 +212,12 @@ impl Writer {
         let mut groups: Vec<Group> = Vec::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
         for record in records {
-            let parsed = InboundEvent::parse(record.body.as_deref().unwrap_or("").as_bytes());
-            let key = parsed.as_ref().ok().map(|e| self.config.key.derive(e).key);
+            let parsed =
+                InboundEvent::parse(record.body.as_deref().unwrap_or("").as_bytes()).map(|event| {
+                    let key = self.config.key.derive(&event);
+                    (event, key)
+                });
+            let key = parsed.as_ref().ok().map(|(_, k)| k.key.clone());
             match key.as_ref().and_then(|k| by_key.get(k)) {
                 Some(&i) => groups[i].push((record, parsed)),
                 None => {
@@ -259,8 +264,8 @@ impl Writer {
                 .and_then(|a| a.string_value.as_deref())
                 .unwrap_or(""),
         };
-        let event = match parsed {
-            Ok(e) => e,
+        let (event, key) = match parsed {
+            Ok(parsed) => parsed,
             Err(e) => {
                 let p = Permanent {
                     code: "invalid_envelope",
@@ -270,7 +275,6 @@ impl Writer {
                 return self.dead_letter(record, &ids, None, &p).await;
             }
         };
-        let key = self.config.key.derive(&event);
         let hash = payload_hash(&event);
         let mut draft = match self.mapping.map(&event, &key.key) {
             Ok(d) => d,
