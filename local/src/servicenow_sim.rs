@@ -1,6 +1,9 @@
 //! ServiceNow Table API simulator (incident and sys_user), following the documented behaviour:
 //! `201 {"result": {...}}` with string values, v1 `404` on an empty query (v2 `200 []`), Basic auth,
 //! silently ignored unknown `sysparm_query` fields (the trap), `429` with `Retry-After` and `X-RateLimit-*`.
+//! `work_notes` is a journal field: each write appends an entry; it reads empty as a value and as the whole
+//! journal (newest first) as a display value (`sysparm_display_value=true|all`). `PATCH` and `DELETE` on
+//! `/api/now/table/incident/{sys_id}` update and delete (404 for an unknown sys_id).
 //!
 //! Faults are set at start or at run time (`POST /sim/faults`): a rate limit window, the next N requests
 //! throttled, N injected statuses (e.g. 503 or 400), latency, and "create, then drop the connection".
@@ -67,6 +70,8 @@ pub struct Faults {
     pub fail_method: Option<String>,
     /// The next N creates store the incident, then drop the connection without answering.
     pub drop_after_create: u32,
+    /// The next N updates (`PATCH`) apply, then drop the connection without answering.
+    pub drop_after_update: u32,
     /// Added to every API request.
     pub latency_ms: u64,
 }
@@ -86,8 +91,17 @@ pub struct LoggedRequest {
     pub at_ms: u64,
 }
 
+/// One work note, as the journal keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalEntry {
+    pub created_on: String,
+    pub text: String,
+}
+
 struct State_ {
     incidents: Vec<Map<String, Value>>,
+    /// sys_id → work notes, oldest first.
+    journals: HashMap<String, Vec<JournalEntry>>,
     users: Vec<Map<String, Value>>,
     faults: Faults,
     next_number: u64,
@@ -115,6 +129,7 @@ impl ServiceNowSim {
         Self {
             state: Arc::new(Mutex::new(State_ {
                 incidents: Vec::new(),
+                journals: HashMap::new(),
                 users: Vec::new(),
                 faults: Faults::default(),
                 next_number: 10001,
@@ -166,8 +181,37 @@ impl ServiceNowSim {
         self.lock().faults.clone()
     }
 
+    /// Every incident, with `work_notes` shown as ServiceNow displays the journal.
     pub fn incidents(&self) -> Vec<Map<String, Value>> {
-        self.lock().incidents.clone()
+        let s = self.lock();
+        s.incidents
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                let display = journal_display(&s, &as_text(&r["sys_id"]));
+                r.insert("work_notes".into(), json!(display));
+                r
+            })
+            .collect()
+    }
+
+    /// The work notes of the incident `number`, oldest first.
+    pub fn work_notes(&self, number: &str) -> Vec<String> {
+        let s = self.lock();
+        s.incidents
+            .iter()
+            .find(|r| r["number"] == json!(number))
+            .and_then(|r| s.journals.get(&as_text(&r["sys_id"])))
+            .map(|j| j.iter().map(|e| e.text.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Deletes the incident `number`, as an administrator would; `false` when there is none.
+    pub fn delete_incident(&self, number: &str) -> bool {
+        let mut s = self.lock();
+        let before = s.incidents.len();
+        s.incidents.retain(|r| r["number"] != json!(number));
+        before != s.incidents.len()
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
@@ -193,6 +237,7 @@ impl ServiceNowSim {
     pub fn reset(&self) {
         let mut s = self.lock();
         s.incidents.clear();
+        s.journals.clear();
         s.log.clear();
         s.faults = Faults::default();
         s.window_count = 0;
@@ -208,7 +253,20 @@ impl ServiceNowSim {
                 "/api/now/v2/table/incident",
                 post(create_incident).get(query_incidents_v2),
             )
-            .route("/api/now/table/incident/{sys_id}", get(get_incident))
+            .route(
+                "/api/now/table/incident/{sys_id}",
+                get(get_incident)
+                    .patch(update_incident)
+                    .put(update_incident)
+                    .delete(delete_incident),
+            )
+            .route(
+                "/api/now/v2/table/incident/{sys_id}",
+                get(get_incident)
+                    .patch(update_incident)
+                    .put(update_incident)
+                    .delete(delete_incident),
+            )
             .route("/api/now/table/sys_user", get(query_users_v1))
             .route("/api/now/v2/table/sys_user", get(query_users_v2))
             .route("/sim/incidents", get(list_incidents))
@@ -404,20 +462,9 @@ async fn create_incident(
         for f in INCIDENT_FIELDS {
             rec.insert(f.to_string(), json!(""));
         }
-        for (k, v) in &input {
-            // ServiceNow ignores columns the table does not have; all values are strings.
-            if INCIDENT_FIELDS.contains(&k.as_str())
-                && !matches!(k.as_str(), "sys_id" | "number" | "priority")
-            {
-                rec.insert(k.clone(), json!(as_text(v)));
-            }
-        }
-        let impact: u8 = as_text(&rec["impact"]).parse().unwrap_or(3).clamp(1, 3);
-        let urgency: u8 = as_text(&rec["urgency"]).parse().unwrap_or(3).clamp(1, 3);
-        rec.insert("impact".into(), json!(impact.to_string()));
-        rec.insert("urgency".into(), json!(urgency.to_string()));
-        rec.insert("priority".into(), json!((impact + urgency - 1).to_string()));
-        rec.insert("sys_id".into(), json!(new_sys_id()));
+        let sys_id = new_sys_id();
+        apply_fields(&mut s, &mut rec, &sys_id, &input);
+        rec.insert("sys_id".into(), json!(sys_id));
         rec.insert("number".into(), json!(format!("INC{:07}", s.next_number)));
         rec.insert("state".into(), json!("1"));
         rec.insert("sys_created_on".into(), json!(now_text()));
@@ -440,6 +487,164 @@ async fn create_incident(
     (StatusCode::CREATED, Json(json!({"result": out}))).into_response()
 }
 
+/// Writes `input`'s known columns into `rec` (strings, as ServiceNow stores them); `work_notes` is appended
+/// to the journal; `priority` is derived from impact and urgency.
+fn apply_fields(s: &mut State_, rec: &mut Map<String, Value>, sys_id: &str, input: &Map<String, Value>) {
+    for (k, v) in input {
+        // ServiceNow ignores columns the table does not have; all values are strings.
+        if !INCIDENT_FIELDS.contains(&k.as_str())
+            || matches!(k.as_str(), "sys_id" | "number" | "priority")
+        {
+            continue;
+        }
+        if k == "work_notes" {
+            let text = as_text(v);
+            if !text.trim().is_empty() {
+                s.journals
+                    .entry(sys_id.to_string())
+                    .or_default()
+                    .push(JournalEntry {
+                        created_on: now_text(),
+                        text,
+                    });
+            }
+            continue;
+        }
+        rec.insert(k.clone(), json!(as_text(v)));
+    }
+    let impact: u8 = as_text(&rec["impact"]).parse().unwrap_or(3).clamp(1, 3);
+    let urgency: u8 = as_text(&rec["urgency"]).parse().unwrap_or(3).clamp(1, 3);
+    rec.insert("impact".into(), json!(impact.to_string()));
+    rec.insert("urgency".into(), json!(urgency.to_string()));
+    rec.insert("priority".into(), json!((impact + urgency - 1).to_string()));
+}
+
+/// The journal as ServiceNow displays it: newest first, each entry under its header.
+fn journal_display(s: &State_, sys_id: &str) -> String {
+    s.journals
+        .get(sys_id)
+        .map(|entries| {
+            entries
+                .iter()
+                .rev()
+                .map(|e| {
+                    format!(
+                        "{} - Integration User (Work notes)\n{}\n\n",
+                        e.created_on, e.text
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const ONE_INCIDENT: &str = "/api/now/table/incident/{sys_id}";
+
+async fn update_incident(
+    State(sim): State<ServiceNowSim>,
+    Extension(kill): Extension<ConnectionKill>,
+    Path(sys_id): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = sim.gate(&headers, "PATCH", ONE_INCIDENT).await {
+        return r;
+    }
+    let Ok(Value::Object(input)) = serde_json::from_slice::<Value>(&body) else {
+        sim.record("PATCH", ONE_INCIDENT, 400);
+        return sn_error(
+            StatusCode::BAD_REQUEST,
+            "Exception while reading request",
+            "The payload is not valid JSON.",
+        );
+    };
+    let updated = {
+        let mut s = sim.lock();
+        let Some(i) = s.incidents.iter().position(|r| r["sys_id"] == json!(sys_id)) else {
+            drop(s);
+            sim.record("PATCH", ONE_INCIDENT, 404);
+            return not_found();
+        };
+        let mut rec = s.incidents[i].clone();
+        apply_fields(&mut s, &mut rec, &sys_id, &input);
+        s.incidents[i] = rec.clone();
+        let drop = s.faults.drop_after_update > 0;
+        if drop {
+            s.faults.drop_after_update -= 1;
+        }
+        (rec, drop)
+    };
+    if updated.1 {
+        sim.record("PATCH", ONE_INCIDENT, 0);
+        kill.0.notify_one();
+        std::future::pending::<()>().await;
+    }
+    sim.record("PATCH", ONE_INCIDENT, 200);
+    let out = present_incident(&sim, &updated.0, &params);
+    Json(json!({"result": out})).into_response()
+}
+
+async fn delete_incident(
+    State(sim): State<ServiceNowSim>,
+    Path(sys_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = sim.gate(&headers, "DELETE", ONE_INCIDENT).await {
+        return r;
+    }
+    let removed = {
+        let mut s = sim.lock();
+        let before = s.incidents.len();
+        s.incidents.retain(|r| r["sys_id"] != json!(sys_id));
+        before != s.incidents.len()
+    };
+    if removed {
+        sim.record("DELETE", ONE_INCIDENT, 204);
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        sim.record("DELETE", ONE_INCIDENT, 404);
+        not_found()
+    }
+}
+
+fn not_found() -> Response {
+    sn_error(
+        StatusCode::NOT_FOUND,
+        "No Record found",
+        "Record doesn't exist or ACL restricts the record retrieval",
+    )
+}
+
+/// An incident as the API presents it, journal display included when display values were asked for.
+fn present_incident(
+    sim: &ServiceNowSim,
+    record: &Map<String, Value>,
+    params: &BTreeMap<String, String>,
+) -> Value {
+    let journal = journal_display(&sim.lock(), &as_text(&record["sys_id"]));
+    let mut out = present(record, params, "incident");
+    let mode = params
+        .get("sysparm_display_value")
+        .map(String::as_str)
+        .unwrap_or("false");
+    if let Some(map) = out.as_object_mut() {
+        for (k, v) in map.iter_mut() {
+            let display = if k == "work_notes" {
+                json!(journal)
+            } else {
+                v.clone()
+            };
+            *v = match mode {
+                "true" => display,
+                "all" => json!({"display_value": display, "value": v.clone()}),
+                _ => v.clone(),
+            };
+        }
+    }
+    out
+}
+
 async fn get_incident(
     State(sim): State<ServiceNowSim>,
     Path(sys_id): Path<String>,
@@ -460,16 +665,12 @@ async fn get_incident(
         .cloned();
     match found {
         Some(r) => {
-            sim.record("GET", "/api/now/table/incident/{sys_id}", 200);
-            Json(json!({"result": present(&r, &params, "incident")})).into_response()
+            sim.record("GET", ONE_INCIDENT, 200);
+            Json(json!({"result": present_incident(&sim, &r, &params)})).into_response()
         }
         None => {
-            sim.record("GET", "/api/now/table/incident/{sys_id}", 404);
-            sn_error(
-                StatusCode::NOT_FOUND,
-                "No Record found",
-                "Record doesn't exist or ACL restricts the record retrieval",
-            )
+            sim.record("GET", ONE_INCIDENT, 404);
+            not_found()
         }
     }
 }

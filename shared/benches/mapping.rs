@@ -1,51 +1,54 @@
-//! Mapping throughput: raw webhook bytes → envelope parse → idempotency key → incident → JSON body.
-//! Run: `make bench` (criterion reports time per event; events/s = 1 / time).
+//! Mapping throughput per shipped profile: raw queued bytes → envelope parse → idempotency key → payload
+//! hash → profile selection and mapping → JSON body. Run: `make bench` (criterion reports time per event;
+//! events/s = 1 / time). `mapping/parse_map_serialise` is the conversation profile under its historic name.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use serde_json::json;
+use serde_json::Value;
 use shared::idempotency::{payload_hash, KeyConfig};
 use shared::{InboundEvent, Mapping};
 
-fn sample() -> Vec<u8> {
-    json!({
-        "event": "v2.detail.events.conversation.3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b.customer.end",
-        "data": {
-            "conversationId": "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b",
-            "participantId": "9b1c2d3e-0000-4000-8000-000000000001",
-            "ani": "tel:+14155550123", "dnis": "tel:+18005550100",
-            "queueName": "Billing Support", "mediaType": "voice", "direction": "inbound",
-            "disconnectType": "TRANSPORT_FAILURE",
-            "escalationReason": "Customer reports billing portal outage; card 4111 1111 1111 1111 was charged twice, call back on 415-555-0199",
-            "eventTime": 1_795_428_000_000i64,
-            "attributes": {"vip": "true", "queueWaitMs": 420000}
-        },
-        "metadata": {"organizationId": "6f1a0c4e-0000-4000-8000-00000000000a", "timestamp": "2026-11-23T10:00:00.000Z"}
-    })
-    .to_string()
-    .into_bytes()
+const CONVERSATION: &str = include_str!("../tests/fixtures/conversation-customer-end.json");
+const ACW: &str = include_str!("../tests/fixtures/conversation-acw.eventbridge.json");
+const SEED_000: &str = include_str!("../tests/fixtures/seed-000-flow-webhook.json");
+const SEED_001: &str = include_str!("../tests/fixtures/seed-001-ivr-escalation.body.json");
+
+fn ivr_envelope() -> Vec<u8> {
+    let Ok(Value::Object(body)) = serde_json::from_str::<Value>(SEED_001) else {
+        panic!("seed 001 fixture is a JSON object");
+    };
+    InboundEvent::bare_envelope("ivr:escalation", body, "org", "2026-11-23T10:00:00Z")
+        .to_string()
+        .into_bytes()
 }
 
 fn pipeline(c: &mut Criterion) {
     let mapping = Mapping::default_mapping().expect("default mapping");
     let keys = KeyConfig::default();
-    let raw = sample();
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("parse_map_serialise", CONVERSATION.as_bytes().to_vec()),
+        ("genesys_conversation_acw", ACW.as_bytes().to_vec()),
+        ("architect_flow_webhook", SEED_000.as_bytes().to_vec()),
+        ("ivr_escalation", ivr_envelope()),
+    ];
     let mut group = c.benchmark_group("mapping");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("parse_map_serialise", |b| {
-        b.iter(|| {
-            let event = InboundEvent::parse(black_box(&raw)).expect("valid");
-            let key = keys.derive(&event);
-            let hash = payload_hash(&event);
-            let incident = mapping.map(&event, &key.key).expect("maps");
-            let body = serde_json::to_vec(&incident).expect("serialises");
-            black_box((body, hash))
-        })
-    });
-    let event = InboundEvent::parse(&raw).expect("valid");
+    for (name, raw) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                let event = InboundEvent::parse(black_box(raw)).expect("valid");
+                let key = keys.derive(&event);
+                let hash = payload_hash(&event);
+                let mapped = mapping.apply(&event, &key.key).expect("maps");
+                let body = serde_json::to_vec(&mapped.incident).expect("serialises");
+                black_box((body, hash, mapped.update_note))
+            })
+        });
+    }
+    let event = InboundEvent::parse(CONVERSATION.as_bytes()).expect("valid");
     group.bench_function("map_only", |b| {
-        b.iter(|| black_box(mapping.map(black_box(&event), "gc-key").expect("maps")))
+        b.iter(|| black_box(mapping.apply(black_box(&event), "gc-key").expect("maps")))
     });
     group.finish();
 }

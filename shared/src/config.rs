@@ -11,21 +11,69 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-/// The variable's value, if set and not empty.
-pub fn optional(name: &'static str) -> Option<String> {
+/// A setting's environment variable, and the name it had before it was renamed (read for one more release,
+/// with a warning, when the new name is not set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub legacy: Option<&'static str>,
+}
+
+impl From<&'static str> for Setting {
+    fn from(name: &'static str) -> Self {
+        Setting { name, legacy: None }
+    }
+}
+
+/// `name`, formerly `legacy`.
+pub const fn renamed(name: &'static str, legacy: &'static str) -> Setting {
+    Setting {
+        name,
+        legacy: Some(legacy),
+    }
+}
+
+fn non_empty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    optional(name).ok_or(ConfigError::Missing(name))
+/// The variable's value, if set and not empty; else its legacy name's value (with a warning).
+pub fn optional(setting: impl Into<Setting>) -> Option<String> {
+    let setting = setting.into();
+    non_empty(setting.name).or_else(|| {
+        let legacy = setting.legacy?;
+        let value = non_empty(legacy)?;
+        warn_legacy(legacy, setting.name);
+        Some(value)
+    })
+}
+
+fn warn_legacy(legacy: &'static str, name: &'static str) {
+    static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if !warned.contains(&legacy) {
+        warned.push(legacy);
+        tracing::warn!(
+            setting = name,
+            legacy,
+            "deprecated setting name: rename {legacy} to {name} (the old name stops working in the next release)"
+        );
+    }
+}
+
+pub fn required(setting: impl Into<Setting>) -> Result<String, ConfigError> {
+    let setting = setting.into();
+    optional(setting).ok_or(ConfigError::Missing(setting.name))
 }
 
 /// Parses the variable, or returns `default` when unset.
-pub fn parse_or<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+pub fn parse_or<T: FromStr>(setting: impl Into<Setting>, default: T) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    match optional(name) {
+    let setting = setting.into();
+    let name = setting.name;
+    match optional(setting) {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
             name,
@@ -34,8 +82,10 @@ where
     }
 }
 
-pub fn bool_or(name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match optional(name).map(|v| v.trim().to_ascii_lowercase()) {
+pub fn bool_or(setting: impl Into<Setting>, default: bool) -> Result<bool, ConfigError> {
+    let setting = setting.into();
+    let name = setting.name;
+    match optional(setting).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(default),
         Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
         Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
@@ -46,13 +96,13 @@ pub fn bool_or(name: &'static str, default: bool) -> Result<bool, ConfigError> {
     }
 }
 
-pub fn millis_or(name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-    parse_or(name, default_ms).map(Duration::from_millis)
+pub fn millis_or(setting: impl Into<Setting>, default_ms: u64) -> Result<Duration, ConfigError> {
+    parse_or(setting, default_ms).map(Duration::from_millis)
 }
 
 /// Comma-separated list; empty entries are skipped.
-pub fn list_or(name: &'static str, default: &[&str]) -> Vec<String> {
-    match optional(name) {
+pub fn list_or(setting: impl Into<Setting>, default: &[&str]) -> Vec<String> {
+    match optional(setting) {
         None => default.iter().map(|s| s.to_string()).collect(),
         Some(v) => v
             .split(',')

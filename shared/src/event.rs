@@ -150,6 +150,28 @@ impl InboundEvent {
         }
     }
 
+    /// The webhook envelope for a bare JSON body (one without `event`/`data`/`metadata`), such as the flat
+    /// body an Architect HTTP action posts, whose event type the request named.
+    pub fn bare_envelope(
+        event_type: &str,
+        body: Map<String, Value>,
+        organization_id: &str,
+        timestamp: &str,
+    ) -> Value {
+        serde_json::json!({
+            "event": event_type,
+            "data": body,
+            "metadata": {"organizationId": organization_id, "timestamp": timestamp, "envelope": "bare"},
+        })
+    }
+
+    /// Whether a JSON object is neither envelope: it has no `event`, `detail` or `detail-type` member.
+    pub fn is_bare(top: &Map<String, Value>) -> bool {
+        !["event", "detail", "detail-type", "data"]
+            .iter()
+            .any(|k| top.contains_key(*k))
+    }
+
     /// The value at a JSON pointer into the body (`/a/b`), without copying the body.
     pub fn pointer(&self, pointer: &str) -> Option<&Value> {
         let rest = pointer.strip_prefix('/')?;

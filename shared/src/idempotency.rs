@@ -1,8 +1,10 @@
 //! Idempotency keys and payload hashes.
 //!
-//! The key is, in order of preference: the event's own id; the values at configured JSON pointers into the
-//! event body (e.g. `/conversationId`) together with the event type; else the SHA-256 of the canonical body.
-//! It becomes the DynamoDB record id and the incident's `correlation_id` (ServiceNow allows 100 characters).
+//! An *event* key is, in order of preference: the event's own id; the values at configured JSON pointers
+//! into the event body together with the event type (none by default); else the SHA-256 of the event type
+//! and canonical body, so two different events of one conversation never share a key while a re-delivered
+//! copy always does. A *conversation* key identifies the incident of a conversation. Keys are `gc-` and 64
+//! hex characters: DynamoDB record ids and the incident's `correlation_id` (ServiceNow allows 100).
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -44,7 +46,7 @@ pub struct KeyConfig {
 impl Default for KeyConfig {
     fn default() -> Self {
         Self {
-            pointers: vec!["/conversationId".to_string()],
+            pointers: Vec::new(),
             prefer_event_id: true,
         }
     }
@@ -73,6 +75,13 @@ impl KeyConfig {
         let hash = payload_hash(event);
         key_of(KeySource::BodyHash, &["body", &hash])
     }
+}
+
+/// The key of a conversation's incident: its `correlation_id` and the DynamoDB id of its record. Whatever
+/// profile maps an event of the conversation, the key is the same, so an IVR escalation and the later
+/// conversation events of that call share one incident.
+pub fn conversation_key(conversation_id: &str) -> String {
+    key_of(KeySource::Pointers, &["conversation", conversation_id.trim()]).key
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -160,7 +169,7 @@ mod tests {
 
     #[test]
     fn prefers_event_id_then_pointers_then_hash() {
-        let cfg = KeyConfig::default();
+        let cfg = pointer_config();
         let with_id = cfg.derive(&event(Some("e-1"), json!({"conversationId": "c-1"})));
         assert_eq!(with_id.source, KeySource::EventId);
         let by_ptr = cfg.derive(&event(None, json!({"conversationId": "c-1"})));
@@ -174,7 +183,7 @@ mod tests {
 
     #[test]
     fn keys_are_deterministic_and_distinguish_events() {
-        let cfg = KeyConfig::default();
+        let cfg = pointer_config();
         let a = cfg.derive(&event(None, json!({"conversationId": "c-1", "x": 1})));
         let b = cfg.derive(&event(None, json!({"x": 2, "conversationId": "c-1"})));
         assert_eq!(a, b, "pointer keys ignore unrelated fields");
@@ -190,6 +199,27 @@ mod tests {
             "v2.detail.events.conversation.00000000-0000-0000-0000-000000000000.customer.end"
                 .into();
         assert_eq!(a, cfg.derive(&same_kind));
+    }
+
+    fn pointer_config() -> KeyConfig {
+        KeyConfig {
+            pointers: vec!["/conversationId".into()],
+            prefer_event_id: true,
+        }
+    }
+
+    #[test]
+    fn by_default_events_without_id_are_keyed_by_content() {
+        let cfg = KeyConfig::default();
+        let end = cfg.derive(&event(None, json!({"conversationId": "c-1", "a": 1})));
+        assert_eq!(end.source, KeySource::BodyHash);
+        let again = cfg.derive(&event(None, json!({"a": 1, "conversationId": "c-1"})));
+        assert_eq!(end, again, "a re-delivered copy has the same key");
+        let other = cfg.derive(&event(None, json!({"conversationId": "c-1", "a": 2})));
+        assert_ne!(end, other, "another event of the conversation has its own key");
+        assert_ne!(conversation_key("c-1"), end.key);
+        assert_eq!(conversation_key(" c-1 "), conversation_key("c-1"));
+        assert!(conversation_key("c-1").starts_with("gc-"));
     }
 
     #[test]

@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
-use crate::priority::Levels;
-
 /// ServiceNow `short_description` limit.
 pub const SHORT_DESCRIPTION_MAX: usize = 160;
 
@@ -37,17 +35,18 @@ pub struct IncidentDraft {
     pub matched_rules: Vec<String>,
 }
 
-impl IncidentDraft {
-    pub fn levels(&self) -> Levels {
-        Levels {
-            impact: self.impact,
-            urgency: self.urgency,
-        }
-    }
-}
-
 fn as_text<S: Serializer>(v: &u8, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&v.to_string())
+}
+
+/// The reference an event's work note carries, so a retry can find the note before writing it again.
+pub fn event_ref(event_key: &str) -> String {
+    format!("[ref {event_key}]")
+}
+
+/// `note` with the event's reference on a last line of its own.
+pub fn with_event_ref(note: &str, event_key: &str) -> String {
+    format!("{note}\n{}", event_ref(event_key))
 }
 
 /// Truncates to at most `max` characters, ending with `…` when cut.

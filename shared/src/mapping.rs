@@ -1,42 +1,100 @@
-//! Configurable, versioned mapping of a Genesys event to a ServiceNow incident.
+//! Configurable, versioned mapping of Genesys events to ServiceNow incidents, in named profiles.
 //!
-//! A mapping file (JSON) declares variables read from the event body by JSON pointers, text templates with
-//! `{{variable}}` placeholders for the incident fields, the caller phone variable and the impact/urgency
-//! rules. See `shared/mappings/default.json`. Built-in variables: `event_type`, `event_kind`, `event_id`,
-//! `organization_id`, `event_timestamp`, `idempotency_key`, `envelope`, `matched_rules`.
+//! A mapping file (JSON, version 2) holds profiles. Each profile is selected by event-type globs (first
+//! match wins) and declares variables read from the event body by JSON pointers, text templates with
+//! `{{variable}}` placeholders for the incident fields and for the work note a later event of the same
+//! conversation adds, the caller phone variable and the impact/urgency rules. See
+//! `shared/mappings/default.json`. Version 1 files (one unnamed profile) still load, as a profile that
+//! matches every event type and creates one incident per event.
+//!
+//! Built-in variables: `event_type`, `event_kind`, `event_name`, `event_id`, `organization_id`,
+//! `event_timestamp`, `idempotency_key`, `envelope`, `matched_rules`, `profile`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::event::InboundEvent;
+use crate::event::{glob_match, InboundEvent};
+use crate::idempotency::conversation_key;
 use crate::incident::{truncate_chars, IncidentDraft, SHORT_DESCRIPTION_MAX};
-use crate::priority::{PriorityRules, RuleError};
+use crate::priority::{Levels, PriorityRules, RuleError};
 use crate::redact::{mask_phone, normalise_e164, redact_text};
 
 /// The mapping shipped with the project.
 pub const DEFAULT_MAPPING_JSON: &str = include_str!("../mappings/default.json");
 
-const SUPPORTED_VERSION: u32 = 1;
+const CURRENT_VERSION: u32 = 2;
 const BUILTINS: &[&str] = &[
     "event_type",
     "event_kind",
+    "event_name",
     "event_id",
     "organization_id",
     "event_timestamp",
     "idempotency_key",
     "envelope",
     "matched_rules",
+    "profile",
+];
+/// Incident columns the mapping sets itself or ServiceNow owns: `extra` may not name them.
+const RESERVED_COLUMNS: &[&str] = &[
+    "short_description",
+    "description",
+    "work_notes",
+    "contact_type",
+    "caller_id",
+    "category",
+    "subcategory",
+    "impact",
+    "urgency",
+    "priority",
+    "correlation_id",
+    "correlation_display",
+    "sys_id",
+    "number",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MappingFile {
+struct FileV2 {
+    version: u32,
+    #[serde(default)]
+    name: Option<String>,
+    /// Parsed one by one, so errors can name the profile.
+    profiles: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV1 {
+    #[allow(dead_code)]
     version: u32,
     name: String,
     variables: BTreeMap<String, VariableSpec>,
     incident: IncidentTemplates,
+    #[serde(default)]
+    caller: CallerSpec,
+    priority: PriorityRules,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileSpec {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    event_types: Vec<String>,
+    /// The variable holding the conversation id: the incident's identity.
+    #[serde(default)]
+    conversation: Option<String>,
+    #[serde(default)]
+    on_repeat: OnRepeat,
+    variables: BTreeMap<String, VariableSpec>,
+    incident: IncidentTemplates,
+    #[serde(default)]
+    update: Option<UpdateSpec>,
     #[serde(default)]
     caller: CallerSpec,
     priority: PriorityRules,
@@ -54,6 +112,9 @@ struct VariableSpec {
     pii: Pii,
     #[serde(default)]
     format: Format,
+    /// For `format: duration`: the unit the event uses; the value becomes milliseconds.
+    #[serde(default)]
+    unit: Option<Unit>,
 }
 
 /// How a variable's text is protected when it is written into a field.
@@ -76,6 +137,30 @@ enum Format {
     Raw,
     /// Epoch milliseconds or RFC 3339 → RFC 3339 UTC.
     Timestamp,
+    /// A number, also from a numeric string (`"42"`).
+    Number,
+    /// `true`/`false`, also from `"true"`, `"false"`, `"yes"`, `"no"`, `"1"`, `"0"`.
+    Boolean,
+    /// A number in `unit`, converted to milliseconds.
+    Duration,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Unit {
+    Milliseconds,
+    Seconds,
+    Minutes,
+}
+
+impl Unit {
+    fn millis(self) -> f64 {
+        match self {
+            Unit::Milliseconds => 1.0,
+            Unit::Seconds => 1000.0,
+            Unit::Minutes => 60_000.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +182,22 @@ fn phone() -> String {
     "phone".to_string()
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateSpec {
+    work_notes: String,
+    #[serde(default)]
+    raise: Vec<Raise>,
+}
+
+/// A level a later event may make more severe (never less).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Raise {
+    Impact,
+    Urgency,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallerSpec {
@@ -104,29 +205,54 @@ struct CallerSpec {
     phone_variable: Option<String>,
 }
 
+/// What a later event of a conversation that already has an incident does.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRepeat {
+    /// Adds one work note to the conversation's incident.
+    #[default]
+    Update,
+    /// Nothing: the event is recorded as done.
+    Ignore,
+    /// Creates its own incident (one incident per event).
+    NewIncident,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MappingLoadError {
     #[error("mapping file is invalid at `{path}`: {reason}")]
     Parse { path: String, reason: String },
-    #[error("mapping file version {0} is not supported (expected {SUPPORTED_VERSION})")]
+    #[error("mapping file version {0} is not supported (expected 1 or {CURRENT_VERSION})")]
     Version(u32),
-    #[error("template for `{field}` uses unknown variable `{variable}`")]
-    UnknownVariable { field: String, variable: String },
-    #[error("template for `{field}` has an unclosed `{{{{`")]
-    Unclosed { field: String },
-    #[error("variable `{0}` needs at least one JSON pointer starting with `/`")]
-    Pointer(String),
-    #[error(transparent)]
-    Rule(#[from] RuleError),
+    #[error("mapping file has no profiles")]
+    NoProfiles,
+    #[error("profile `{profile}`: {problem}")]
+    Profile { profile: String, problem: String },
     #[error("could not read mapping file {path}: {reason}")]
     Io { path: String, reason: String },
+}
+
+impl MappingLoadError {
+    fn profile(profile: &str, problem: impl Into<String>) -> Self {
+        MappingLoadError::Profile {
+            profile: profile.to_string(),
+            problem: problem.into(),
+        }
+    }
 }
 
 /// Mapping failures are permanent: the same event will never map differently.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MappingError {
-    #[error("required field `{variable}` is missing from the event (looked at {pointers})")]
-    MissingField { variable: String, pointers: String },
+    #[error("profile `{profile}`: required field `{variable}` is missing from the event or not a valid {format} (looked at {pointers})")]
+    MissingField {
+        profile: String,
+        variable: String,
+        pointers: String,
+        format: &'static str,
+    },
+    #[error("no mapping profile handles event type `{event_type}`")]
+    NoProfile { event_type: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,14 +261,32 @@ enum Segment {
     Var(String),
 }
 
+/// A compiled template. In a template of several lines, a line whose variables all render empty is left
+/// out; a one-line template is always kept.
 #[derive(Debug, Clone)]
-struct Template(Vec<Segment>);
+struct Template {
+    lines: Vec<Vec<Segment>>,
+}
 
-/// A validated mapping, ready to apply.
 #[derive(Debug, Clone)]
-pub struct Mapping {
+struct Variable {
     name: String,
-    variables: Vec<(String, VariableSpec)>,
+    pointers: Vec<String>,
+    required: bool,
+    default: Option<Value>,
+    pii: Pii,
+    format: Format,
+    unit: Unit,
+}
+
+/// One validated profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    name: String,
+    event_types: Vec<String>,
+    conversation: Option<String>,
+    on_repeat: OnRepeat,
+    variables: Vec<Variable>,
     short_description: Template,
     description: Template,
     work_notes: Template,
@@ -151,8 +295,50 @@ pub struct Mapping {
     subcategory: Template,
     correlation_display: Template,
     extra: Vec<(String, Template)>,
+    update: Option<Template>,
+    raise: Vec<Raise>,
     caller_variable: Option<String>,
     priority: PriorityRules,
+}
+
+/// A validated mapping file, ready to apply.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    name: String,
+    profiles: Vec<Profile>,
+}
+
+/// What an event maps to under its profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    /// The profile that handled it.
+    pub profile: String,
+    /// The conversation id, when the profile has one (an identifier, never PII).
+    pub conversation_id: Option<String>,
+    /// `correlation_id` of the incident: the conversation's key, or the event's when the profile creates
+    /// one incident per event.
+    pub incident_key: String,
+    /// The incident to create when the conversation has none yet.
+    pub incident: IncidentDraft,
+    /// The work note to add when it has one (`on_repeat: update`).
+    pub update_note: Option<String>,
+    pub on_repeat: OnRepeat,
+    /// Levels a later event may raise on an existing incident.
+    pub raise: Vec<Raise>,
+}
+
+impl Mapped {
+    /// Whether later events of the conversation go to the same incident.
+    pub fn per_conversation(&self) -> bool {
+        self.conversation_id.is_some() && self.on_repeat != OnRepeat::NewIncident
+    }
+
+    pub fn levels(&self) -> Levels {
+        Levels {
+            impact: self.incident.impact,
+            urgency: self.incident.urgency,
+        }
+    }
 }
 
 impl Mapping {
@@ -169,59 +355,291 @@ impl Mapping {
     }
 
     pub fn from_json(text: &str) -> Result<Self, MappingLoadError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let file: MappingFile =
-            serde_path_to_error::deserialize(de).map_err(|e| MappingLoadError::Parse {
-                path: e.path().to_string(),
-                reason: e.inner().to_string(),
-            })?;
-        if file.version != SUPPORTED_VERSION {
-            return Err(MappingLoadError::Version(file.version));
+        let raw: Value = serde_json::from_str(text).map_err(|e| MappingLoadError::Parse {
+            path: ".".into(),
+            reason: e.to_string(),
+        })?;
+        match raw.get("version").and_then(Value::as_u64) {
+            Some(1) => {
+                let v1: FileV1 = typed(raw, "")?;
+                let profile = ProfileSpec {
+                    name: v1.name.clone(),
+                    description: None,
+                    event_types: vec!["*".into()],
+                    conversation: None,
+                    on_repeat: OnRepeat::NewIncident,
+                    variables: v1.variables,
+                    incident: v1.incident,
+                    update: None,
+                    caller: v1.caller,
+                    priority: v1.priority,
+                };
+                Ok(Mapping {
+                    name: v1.name,
+                    profiles: vec![Profile::compile(profile)?],
+                })
+            }
+            Some(2) => {
+                let file: FileV2 = typed(raw, "")?;
+                if file.version != CURRENT_VERSION {
+                    return Err(MappingLoadError::Version(file.version));
+                }
+                if file.profiles.is_empty() {
+                    return Err(MappingLoadError::NoProfiles);
+                }
+                let mut profiles: Vec<Profile> = Vec::with_capacity(file.profiles.len());
+                for (i, value) in file.profiles.into_iter().enumerate() {
+                    let label = value
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("#{}", i + 1));
+                    let spec: ProfileSpec = typed(value, &format!("profiles[{i}] `{label}`: "))?;
+                    let profile = Profile::compile(spec)?;
+                    check_overlaps(&profiles, &profile)?;
+                    profiles.push(profile);
+                }
+                Ok(Mapping {
+                    name: file.name.unwrap_or_else(|| "mapping".into()),
+                    profiles,
+                })
+            }
+            Some(other) => Err(MappingLoadError::Version(other as u32)),
+            None => Err(MappingLoadError::Parse {
+                path: "version".into(),
+                reason: "missing or not a number".into(),
+            }),
         }
-        file.priority.validate()?;
-        for (name, spec) in &file.variables {
-            if spec.pointers.is_empty() || spec.pointers.iter().any(|p| !p.starts_with('/')) {
-                return Err(MappingLoadError::Pointer(name.clone()));
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn profiles(&self) -> &[Profile] {
+        &self.profiles
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The first profile whose event-type globs match the event (its type or its `{id}` form).
+    pub fn select(&self, event: &InboundEvent) -> Option<&Profile> {
+        let kind = event.event_kind();
+        self.profiles.iter().find(|p| p.handles(&event.event_type, &kind))
+    }
+
+    /// Every profile's event-type globs: the event types this mapping handles.
+    pub fn event_types(&self) -> Vec<String> {
+        self.profiles
+            .iter()
+            .flat_map(|p| p.event_types.iter().cloned())
+            .collect()
+    }
+
+    /// Selects the profile and maps the event; `event_key` is the event's idempotency key.
+    pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped, MappingError> {
+        self.select(event)
+            .ok_or_else(|| MappingError::NoProfile {
+                event_type: event.event_kind(),
+            })?
+            .apply(event, event_key)
+    }
+}
+
+/// The mapping in `MAPPING_FILE` when set, else the built-in one. Every function that maps or filters
+/// events loads it the same way, so they agree on the event types.
+pub fn mapping_from_env() -> Result<Mapping, MappingLoadError> {
+    match crate::config::optional("MAPPING_FILE") {
+        Some(path) => Mapping::from_path(&path),
+        None => Mapping::default_mapping(),
+    }
+}
+
+/// Two profiles may not claim a common event type: which profile maps an event must never depend on the
+/// order of the file.
+fn check_overlaps(earlier: &[Profile], profile: &Profile) -> Result<(), MappingLoadError> {
+    for glob in &profile.event_types {
+        for other in earlier {
+            if let Some(theirs) = other.event_types.iter().find(|g| globs_intersect(g, glob)) {
+                return Err(MappingLoadError::profile(
+                    &profile.name,
+                    format!(
+                        "event type `{glob}` overlaps profile `{}`'s `{theirs}`: an event type may select \
+                         one profile only",
+                        other.name
+                    ),
+                ));
             }
         }
-        let known = |v: &str| file.variables.contains_key(v) || BUILTINS.contains(&v);
-        for var in file.priority.variables() {
-            if !file.variables.contains_key(var) {
-                return Err(MappingLoadError::UnknownVariable {
-                    field: "priority".into(),
-                    variable: var.to_string(),
-                });
+    }
+    Ok(())
+}
+
+/// Whether some text matches both globs (`*` matches any run of characters).
+fn globs_intersect(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // reachable[j]: the prefixes a[..i] and b[..j] can produce a common text.
+    let mut reachable = vec![false; b.len() + 1];
+    reachable[0] = true;
+    for j in 1..=b.len() {
+        reachable[j] = reachable[j - 1] && b[j - 1] == '*';
+    }
+    for i in 1..=a.len() {
+        let mut next = vec![false; b.len() + 1];
+        next[0] = reachable[0] && a[i - 1] == '*';
+        for j in 1..=b.len() {
+            next[j] = match (a[i - 1], b[j - 1]) {
+                // A star may match nothing, or absorb the other side's next character (or star).
+                ('*', _) => reachable[j] || next[j - 1],
+                (_, '*') => next[j - 1] || reachable[j],
+                (x, y) => x == y && reachable[j - 1],
+            };
+        }
+        reachable = next;
+    }
+    reachable[b.len()]
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: Value, label: &str) -> Result<T, MappingLoadError> {
+    serde_path_to_error::deserialize(value).map_err(|e| MappingLoadError::Parse {
+        path: format!("{label}{}", e.path()),
+        reason: e.inner().to_string(),
+    })
+}
+
+/// RFC 6901: starts with `/`, and `~` only as `~0` or `~1`.
+fn valid_pointer(p: &str) -> bool {
+    let Some(rest) = p.strip_prefix('/') else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    b.iter()
+        .enumerate()
+        .all(|(i, &c)| c != b'~' || matches!(b.get(i + 1), Some(b'0' | b'1')))
+}
+
+impl Profile {
+    fn compile(spec: ProfileSpec) -> Result<Self, MappingLoadError> {
+        let name = spec.name.clone();
+        let err = |problem: String| MappingLoadError::profile(&name, problem);
+        if name.trim().is_empty() {
+            return Err(MappingLoadError::Parse {
+                path: "profiles[].name".into(),
+                reason: "must not be empty".into(),
+            });
+        }
+        if spec.event_types.is_empty() || spec.event_types.iter().any(|g| g.trim().is_empty()) {
+            return Err(err("`event_types` needs at least one non-empty glob".into()));
+        }
+        spec.priority
+            .validate()
+            .map_err(|e: RuleError| err(format!("priority: {e}")))?;
+        let mut variables = Vec::with_capacity(spec.variables.len());
+        for (var, v) in &spec.variables {
+            if BUILTINS.contains(&var.as_str()) {
+                return Err(err(format!("variable `{var}` shadows a built-in variable")));
+            }
+            if v.pointers.is_empty() {
+                return Err(err(format!("variable `{var}` needs at least one JSON pointer")));
+            }
+            if let Some(bad) = v.pointers.iter().find(|p| !valid_pointer(p)) {
+                return Err(err(format!(
+                    "variable `{var}`: `{bad}` is not a JSON pointer (it starts with `/`; `~` only as `~0` or `~1`)"
+                )));
+            }
+            let unit = match (v.format, v.unit) {
+                (Format::Duration, Some(u)) => u,
+                (Format::Duration, None) => {
+                    return Err(err(format!(
+                        "variable `{var}`: `format: duration` needs a `unit` (milliseconds, seconds or minutes)"
+                    )))
+                }
+                (_, Some(_)) => {
+                    return Err(err(format!(
+                        "variable `{var}`: `unit` only applies to `format: duration`"
+                    )))
+                }
+                (_, None) => Unit::Milliseconds,
+            };
+            variables.push(Variable {
+                name: var.clone(),
+                pointers: v.pointers.clone(),
+                required: v.required,
+                default: v.default.clone(),
+                pii: v.pii,
+                format: v.format,
+                unit,
+            });
+        }
+        let declared = |v: &str| spec.variables.contains_key(v);
+        for var in spec.priority.variables() {
+            if !declared(var) {
+                return Err(err(format!("priority rules use unknown variable `{var}`")));
             }
         }
-        if let Some(v) = &file.caller.phone_variable {
-            if !file.variables.contains_key(v) {
-                return Err(MappingLoadError::UnknownVariable {
-                    field: "caller".into(),
-                    variable: v.clone(),
-                });
+        if let Some(v) = &spec.caller.phone_variable {
+            if !declared(v) {
+                return Err(err(format!("caller.phone_variable names unknown variable `{v}`")));
+            }
+        }
+        if let Some(v) = &spec.conversation {
+            match spec.variables.get(v) {
+                None => return Err(err(format!("conversation names unknown variable `{v}`"))),
+                Some(s) if !s.required => {
+                    return Err(err(format!(
+                        "conversation variable `{v}` must be `required: true` (an incident needs its conversation)"
+                    )))
+                }
+                Some(_) => {}
             }
         }
         let compile = |field: &str, text: &str| -> Result<Template, MappingLoadError> {
-            let t = Template::parse(field, text)?;
-            for seg in &t.0 {
-                if let Segment::Var(v) = seg {
-                    if !known(v) {
-                        return Err(MappingLoadError::UnknownVariable {
-                            field: field.to_string(),
-                            variable: v.clone(),
-                        });
-                    }
-                }
+            let t = Template::parse(text).map_err(|_| {
+                err(format!("template for `{field}` has an unclosed `{{{{`"))
+            })?;
+            if let Some(unknown) = t.variables().find(|v| !declared(v) && !BUILTINS.contains(v)) {
+                return Err(err(format!(
+                    "template for `{field}` uses unknown variable `{unknown}`"
+                )));
             }
             Ok(t)
         };
-        let i = &file.incident;
-        let extra = i
-            .extra
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), compile(k, v)?)))
-            .collect::<Result<Vec<_>, MappingLoadError>>()?;
-        Ok(Mapping {
+        let i = &spec.incident;
+        let mut extra = Vec::with_capacity(i.extra.len());
+        for (column, text) in &i.extra {
+            if RESERVED_COLUMNS.contains(&column.as_str()) {
+                return Err(err(format!(
+                    "incident.extra may not set `{column}`: the mapping or ServiceNow owns it"
+                )));
+            }
+            extra.push((column.clone(), compile(&format!("extra.{column}"), text)?));
+        }
+        let (update, raise) = match (&spec.update, spec.on_repeat) {
+            (Some(u), OnRepeat::Update) => (
+                Some(compile("update.work_notes", &u.work_notes)?),
+                u.raise.clone(),
+            ),
+            (None, OnRepeat::Update) if spec.conversation.is_some() => {
+                return Err(err(
+                    "`on_repeat: update` needs an `update` section with `work_notes`".into(),
+                ))
+            }
+            (Some(_), _) if spec.conversation.is_none() => {
+                return Err(err(
+                    "`update` needs `conversation`: without a conversation there is nothing to update"
+                        .into(),
+                ))
+            }
+            (Some(_), other) => {
+                return Err(err(format!(
+                    "`update` is set but `on_repeat` is {other:?}: it would never be used"
+                )))
+            }
+            (None, _) => (None, Vec::new()),
+        };
+        Ok(Profile {
             short_description: compile("short_description", &i.short_description)?,
             description: compile("description", &i.description)?,
             work_notes: compile("work_notes", &i.work_notes)?,
@@ -230,10 +648,19 @@ impl Mapping {
             subcategory: compile("subcategory", &i.subcategory)?,
             correlation_display: compile("correlation_display", &i.correlation_display)?,
             extra,
-            caller_variable: file.caller.phone_variable.clone(),
-            name: file.name,
-            variables: file.variables.into_iter().collect(),
-            priority: file.priority,
+            update,
+            raise,
+            caller_variable: spec.caller.phone_variable.clone(),
+            conversation: spec.conversation.clone(),
+            on_repeat: if spec.conversation.is_some() {
+                spec.on_repeat
+            } else {
+                OnRepeat::NewIncident
+            },
+            event_types: spec.event_types,
+            variables,
+            priority: spec.priority,
+            name: spec.name,
         })
     }
 
@@ -241,54 +668,82 @@ impl Mapping {
         &self.name
     }
 
-    /// Maps `event` to an incident whose `correlation_id` is `idempotency_key`.
-    pub fn map(
-        &self,
-        event: &InboundEvent,
-        idempotency_key: &str,
-    ) -> Result<IncidentDraft, MappingError> {
-        let mut raw: BTreeMap<String, Value> = BTreeMap::new();
+    pub fn event_types(&self) -> &[String] {
+        &self.event_types
+    }
+
+    pub fn on_repeat(&self) -> OnRepeat {
+        self.on_repeat
+    }
+
+    fn handles(&self, event_type: &str, kind: &str) -> bool {
+        self.event_types
+            .iter()
+            .any(|g| glob_match(g, kind) || glob_match(g, event_type))
+    }
+
+    /// Maps `event`. `event_key` is the event's own idempotency key: the incident's `correlation_id` when
+    /// the profile has no conversation.
+    pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped, MappingError> {
+        let mut raw: BTreeMap<&str, Value> = BTreeMap::new();
         let mut text: BTreeMap<&str, String> = BTreeMap::new();
-        for (name, spec) in &self.variables {
-            let found = spec
+        for var in &self.variables {
+            let found = var
                 .pointers
                 .iter()
                 .filter_map(|p| event.pointer(p))
-                .find(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()));
-            let value = match (found, &spec.default) {
-                (Some(v), _) => v.clone(),
-                (None, _) if spec.required => {
+                .filter(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()))
+                .find_map(|v| convert(v, var));
+            let value = match (found, &var.default) {
+                (Some(v), _) => v,
+                (None, _) if var.required => {
                     return Err(MappingError::MissingField {
-                        variable: name.clone(),
-                        pointers: spec.pointers.join(", "),
+                        profile: self.name.clone(),
+                        variable: var.name.clone(),
+                        pointers: var.pointers.join(", "),
+                        format: var.format.label(),
                     })
                 }
                 (None, Some(d)) => d.clone(),
                 (None, None) => Value::Null,
             };
-            text.insert(name, render(&value, spec));
-            raw.insert(name.clone(), value);
+            text.insert(&var.name, render(&value, var));
+            raw.insert(&var.name, value);
         }
-        let (levels, matched) = self.priority.evaluate(&raw);
-        let matched_rules: Vec<String> = matched.iter().map(|s| s.to_string()).collect();
-        let kind = event.event_kind();
+        let (levels, matched) = self.priority.evaluate_refs(&raw);
         let matched_text = if matched.is_empty() {
             "none".to_string()
         } else {
             matched.join(", ")
         };
-        let builtins: [(&str, &str); 8] = [
+        let conversation_id = self
+            .conversation
+            .as_deref()
+            .and_then(|v| raw.get(v))
+            .map(|v| match v {
+                Value::String(s) => s.trim().to_string(),
+                other => other.to_string(),
+            });
+        let incident_key = match (&conversation_id, self.on_repeat) {
+            (Some(id), OnRepeat::Update | OnRepeat::Ignore) => conversation_key(id),
+            _ => event_key.to_string(),
+        };
+        let kind = event.event_kind();
+        let name = event_name(&kind);
+        let builtins: [(&str, &str); 10] = [
             ("event_type", &event.event_type),
             ("event_kind", &kind),
+            ("event_name", name),
             ("event_id", event.event_id.as_deref().unwrap_or("none")),
             (
                 "organization_id",
                 event.organization_id.as_deref().unwrap_or(""),
             ),
             ("event_timestamp", event.timestamp.as_deref().unwrap_or("")),
-            ("idempotency_key", idempotency_key),
+            ("idempotency_key", event_key),
             ("envelope", event.kind.as_str()),
             ("matched_rules", &matched_text),
+            ("profile", &self.name),
         ];
         let get = |name: &str| -> &str {
             text.get(name)
@@ -298,11 +753,11 @@ impl Mapping {
         };
         let caller_phone = self
             .caller_variable
-            .as_ref()
+            .as_deref()
             .and_then(|v| raw.get(v))
             .and_then(Value::as_str)
             .and_then(normalise_e164);
-        Ok(IncidentDraft {
+        let incident = IncidentDraft {
             short_description: truncate_chars(
                 self.short_description.render(&get).trim(),
                 SHORT_DESCRIPTION_MAX,
@@ -315,7 +770,7 @@ impl Mapping {
             impact: levels.impact,
             urgency: levels.urgency,
             work_notes: self.work_notes.render(&get),
-            correlation_id: idempotency_key.to_string(),
+            correlation_id: incident_key.clone(),
             correlation_display: truncate_chars(&self.correlation_display.render(&get), 100),
             extra: self
                 .extra
@@ -323,23 +778,81 @@ impl Mapping {
                 .map(|(k, t)| (k.clone(), t.render(&get)))
                 .collect(),
             caller_phone,
-            matched_rules,
+            matched_rules: matched.iter().map(|s| s.to_string()).collect(),
+        };
+        Ok(Mapped {
+            profile: self.name.clone(),
+            conversation_id,
+            incident_key,
+            update_note: self.update.as_ref().map(|t| t.render(&get)),
+            on_repeat: self.on_repeat,
+            raise: self.raise.clone(),
+            incident,
         })
     }
 }
 
-fn render(value: &Value, spec: &VariableSpec) -> String {
+impl Format {
+    fn label(self) -> &'static str {
+        match self {
+            Format::Raw => "value",
+            Format::Timestamp => "timestamp",
+            Format::Number => "number",
+            Format::Boolean => "boolean",
+            Format::Duration => "duration",
+        }
+    }
+}
+
+/// `v2.detail.events.conversation.{id}.customer.end` → `customer.end`; other types stay whole.
+fn event_name(kind: &str) -> &str {
+    kind.rsplit_once("{id}.").map_or(kind, |(_, name)| name)
+}
+
+/// The value in the variable's format, or `None` when it does not have that format.
+fn convert(v: &Value, var: &Variable) -> Option<Value> {
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        _ => None,
+    };
+    match var.format {
+        Format::Raw | Format::Timestamp => Some(v.clone()),
+        Format::Number => number(v).map(json_number),
+        Format::Boolean => match v {
+            Value::Bool(b) => Some(Value::Bool(*b)),
+            Value::Number(n) => n.as_f64().map(|x| Value::Bool(x != 0.0)),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "1" => Some(Value::Bool(true)),
+                "false" | "no" | "n" | "0" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            _ => None,
+        },
+        Format::Duration => number(v).map(|x| json_number(x * var.unit.millis())),
+    }
+}
+
+/// Whole numbers as integers (`420000`, not `420000.0`).
+fn json_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn render(value: &Value, var: &Variable) -> String {
     let plain = match value {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
-        Value::Number(_) | Value::Bool(_) => value.to_string(),
         other => other.to_string(),
     };
-    let plain = match spec.format {
-        Format::Raw => plain,
+    let plain = match var.format {
         Format::Timestamp => format_timestamp(value).unwrap_or(plain),
+        _ => plain,
     };
-    match spec.pii {
+    match var.pii {
         Pii::None => plain,
         Pii::Phone if plain.is_empty() => plain,
         Pii::Phone => mask_phone(&plain),
@@ -368,32 +881,58 @@ fn format_timestamp(v: &Value) -> Option<String> {
 }
 
 impl Template {
-    fn parse(field: &str, text: &str) -> Result<Self, MappingLoadError> {
-        let mut segs = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                segs.push(Segment::Text(rest[..start].to_string()));
+    /// `Err` when a `{{` is not closed.
+    fn parse(text: &str) -> Result<Self, ()> {
+        let mut lines = Vec::new();
+        for line in text.split('\n') {
+            let mut segs = Vec::new();
+            let mut rest = line;
+            while let Some(start) = rest.find("{{") {
+                if start > 0 {
+                    segs.push(Segment::Text(rest[..start].to_string()));
+                }
+                let after = &rest[start + 2..];
+                let end = after.find("}}").ok_or(())?;
+                segs.push(Segment::Var(after[..end].trim().to_string()));
+                rest = &after[end + 2..];
             }
-            let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| MappingLoadError::Unclosed {
-                field: field.to_string(),
-            })?;
-            segs.push(Segment::Var(after[..end].trim().to_string()));
-            rest = &after[end + 2..];
+            if !rest.is_empty() {
+                segs.push(Segment::Text(rest.to_string()));
+            }
+            lines.push(segs);
         }
-        if !rest.is_empty() {
-            segs.push(Segment::Text(rest.to_string()));
-        }
-        Ok(Template(segs))
+        Ok(Template { lines })
+    }
+
+    fn variables(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().flatten().filter_map(|s| match s {
+            Segment::Var(v) => Some(v.as_str()),
+            Segment::Text(_) => None,
+        })
     }
 
     fn render<'a>(&self, get: &impl Fn(&str) -> &'a str) -> String {
         let mut out = String::with_capacity(128);
-        for seg in &self.0 {
-            match seg {
-                Segment::Text(t) => out.push_str(t),
-                Segment::Var(v) => out.push_str(get(v)),
+        let several = self.lines.len() > 1;
+        let mut first = true;
+        for line in &self.lines {
+            let has_vars = line.iter().any(|s| matches!(s, Segment::Var(_)));
+            let all_empty = line.iter().all(|s| match s {
+                Segment::Var(v) => get(v).is_empty(),
+                Segment::Text(_) => true,
+            });
+            if several && has_vars && all_empty {
+                continue;
+            }
+            if !first {
+                out.push('\n');
+            }
+            first = false;
+            for seg in line {
+                match seg {
+                    Segment::Text(t) => out.push_str(t),
+                    Segment::Var(v) => out.push_str(get(v)),
+                }
             }
         }
         out
@@ -401,161 +940,4 @@ impl Template {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::EnvelopeKind;
-    use serde_json::json;
-
-    const CONV: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";
-
-    fn event(body: Value) -> InboundEvent {
-        InboundEvent {
-            kind: EnvelopeKind::Webhook,
-            event_type: format!("v2.detail.events.conversation.{CONV}.customer.end"),
-            event_id: Some("evt-1".into()),
-            organization_id: Some("org-1".into()),
-            timestamp: Some("2026-11-23T10:00:00Z".into()),
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
-    }
-
-    #[test]
-    fn default_mapping_loads() {
-        let m = Mapping::default_mapping().unwrap();
-        assert_eq!(m.name(), "genesys-conversation-to-incident");
-    }
-
-    #[test]
-    fn maps_a_conversation_event() {
-        let m = Mapping::default_mapping().unwrap();
-        let ev = event(json!({
-            "conversationId": CONV, "participantId": "p-1", "ani": "tel:+14155550123",
-            "queueName": "Billing", "mediaType": "voice", "direction": "inbound",
-            "disconnectType": "TRANSPORT_FAILURE", "escalationReason": "Card 4111 1111 1111 1111 declined, call back on 415-555-0199",
-            "eventTime": 1_795_428_000_000i64, "attributes": {"vip": "true"}
-        }));
-        let inc = m.map(&ev, "gc-key").unwrap();
-        assert_eq!(inc.correlation_id, "gc-key");
-        assert_eq!(inc.contact_type, "phone");
-        assert_eq!(inc.caller_phone.as_deref(), Some("+14155550123"));
-        assert!(inc.description.contains(&format!("Conversation: {CONV}")));
-        assert!(
-            inc.description.contains("Caller: ***0123"),
-            "{}",
-            inc.description
-        );
-        assert!(!inc.description.contains("4155550123"));
-        assert!(inc.description.contains("[REDACTED CARD]"));
-        assert!(inc.description.contains("***0199"));
-        assert!(!inc.description.contains("4111"));
-        assert!(inc.description.contains("Queue: Billing"));
-        assert!(
-            inc.description.contains("Event time: 2026-11-23T10:00:00Z"),
-            "{}",
-            inc.description
-        );
-        assert!(inc
-            .short_description
-            .starts_with("Genesys voice escalation: Card [REDACTED CARD]"));
-        assert_eq!((inc.impact, inc.urgency), (2, 1));
-        assert_eq!(inc.matched_rules, vec!["vip-caller", "call-dropped"]);
-        assert!(inc.work_notes.contains("vip-caller, call-dropped"));
-        assert_eq!(
-            inc.correlation_display,
-            format!("Genesys conversation {CONV}")
-        );
-        let json = serde_json::to_value(&inc).unwrap();
-        assert_eq!(json["impact"], "2");
-        assert!(json.get("priority").is_none());
-        assert!(json.get("caller_phone").is_none());
-        assert!(json.get("caller_id").is_none());
-    }
-
-    #[test]
-    fn missing_required_field_is_named() {
-        let m = Mapping::default_mapping().unwrap();
-        let err = m
-            .map(&event(json!({"ani": "+14155550123"})), "k")
-            .unwrap_err();
-        assert_eq!(
-            err,
-            MappingError::MissingField {
-                variable: "conversation_id".into(),
-                pointers: "/conversationId".into()
-            }
-        );
-        assert!(err.to_string().contains("conversation_id"));
-        // Empty strings count as missing.
-        assert!(m.map(&event(json!({"conversationId": " "})), "k").is_err());
-    }
-
-    #[test]
-    fn defaults_and_fallback_pointers() {
-        let m = Mapping::default_mapping().unwrap();
-        let inc = m.map(&event(json!({"conversationId": CONV, "queueId": "q-9", "wrapupCode": "Network outage"})), "k").unwrap();
-        assert!(inc.description.contains("Queue: q-9"));
-        assert!(inc.short_description.contains("Network outage"));
-        assert_eq!((inc.impact, inc.urgency), (1, 2));
-        assert_eq!(inc.caller_phone, None);
-        assert!(inc.description.contains("Caller: \n"));
-    }
-
-    #[test]
-    fn short_description_is_capped() {
-        let m = Mapping::default_mapping().unwrap();
-        let inc = m
-            .map(
-                &event(json!({"conversationId": CONV, "escalationReason": "x".repeat(500)})),
-                "k",
-            )
-            .unwrap();
-        assert_eq!(inc.short_description.chars().count(), 160);
-    }
-
-    #[test]
-    fn load_errors_are_explicit() {
-        let base: Value = serde_json::from_str(DEFAULT_MAPPING_JSON).unwrap();
-        let mut bad = base.clone();
-        bad["incident"]["description"] = json!("{{nope}}");
-        assert!(matches!(
-            Mapping::from_json(&bad.to_string()),
-            Err(MappingLoadError::UnknownVariable { .. })
-        ));
-        let mut bad = base.clone();
-        bad["version"] = json!(2);
-        assert!(matches!(
-            Mapping::from_json(&bad.to_string()),
-            Err(MappingLoadError::Version(2))
-        ));
-        let mut bad = base.clone();
-        bad["incident"]["short_description"] = json!("{{queue");
-        assert!(matches!(
-            Mapping::from_json(&bad.to_string()),
-            Err(MappingLoadError::Unclosed { .. })
-        ));
-        let mut bad = base.clone();
-        bad["variables"]["queue"]["pointers"] = json!(["queueName"]);
-        assert!(matches!(
-            Mapping::from_json(&bad.to_string()),
-            Err(MappingLoadError::Pointer(_))
-        ));
-        let mut bad = base;
-        bad["incident"]["unknown_field"] = json!("x");
-        let err = Mapping::from_json(&bad.to_string()).unwrap_err();
-        assert!(err.to_string().contains("incident"), "{err}");
-    }
-
-    #[test]
-    fn template_parsing() {
-        let t = Template::parse("f", "a {{ x }} b {{y}}").unwrap();
-        assert_eq!(
-            t.0,
-            vec![
-                Segment::Text("a ".into()),
-                Segment::Var("x".into()),
-                Segment::Text(" b ".into()),
-                Segment::Var("y".into())
-            ]
-        );
-    }
-}
+mod tests;

@@ -91,13 +91,22 @@ impl PriorityRules {
 
     /// The resulting levels and the names of the rules that matched.
     pub fn evaluate(&self, vars: &BTreeMap<String, Value>) -> (Levels, Vec<&str>) {
+        self.evaluate_with(|name| vars.get(name))
+    }
+
+    /// As `evaluate`, over variables keyed by borrowed names.
+    pub fn evaluate_refs(&self, vars: &BTreeMap<&str, Value>) -> (Levels, Vec<&str>) {
+        self.evaluate_with(|name| vars.get(name))
+    }
+
+    fn evaluate_with<'v>(&self, get: impl Fn(&str) -> Option<&'v Value>) -> (Levels, Vec<&str>) {
         let mut levels = self.default;
         let mut matched = Vec::new();
         for rule in &self.rules {
             let holds = rule
                 .when
                 .iter()
-                .all(|c| vars.get(&c.var).is_some_and(|v| c.test.holds(v)));
+                .all(|c| get(&c.var).is_some_and(|v| c.test.holds(v)));
             if holds {
                 if let Some(i) = rule.impact {
                     levels.impact = levels.impact.min(i);

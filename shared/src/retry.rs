@@ -51,6 +51,12 @@ impl RetryPolicy {
     }
 }
 
+/// Equal jitter: uniform in `[d/2, d]`, for polling waits that should not line up across workers.
+pub fn jitter(d: Duration) -> Duration {
+    let ms = d.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}
+
 /// Parses `Retry-After` as delta-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();

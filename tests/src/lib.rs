@@ -231,6 +231,8 @@ impl Harness {
                 dead_letter_queue_url: resources.dead_letter_queue_url.clone(),
                 idempotency_table: resources.table.clone(),
                 idempotency_ttl: Duration::from_secs(72 * 3600),
+                conversation_ttl: Duration::from_secs(14 * 24 * 3600),
+                conversation_lock_wait: Duration::from_secs(3),
                 key: KeyConfig::default(),
                 max_concurrency: 5,
                 retry: opts.retry,
@@ -401,16 +403,54 @@ pub fn new_conversation() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Counts outcomes by kind: (created, reconciled, duplicate, dead-lettered, retried).
-pub fn tally(outcomes: &[(String, Outcome)]) -> (usize, usize, usize, usize, usize) {
-    let mut t = (0, 0, 0, 0, 0);
+/// Outcomes counted by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub created: usize,
+    pub updated: usize,
+    pub reconciled: usize,
+    pub duplicates: usize,
+    pub dead_lettered: usize,
+    pub retried: usize,
+}
+
+impl Tally {
+    pub fn created(n: usize) -> Self {
+        Tally {
+            created: n,
+            ..Tally::default()
+        }
+    }
+    pub fn duplicates(n: usize) -> Self {
+        Tally {
+            duplicates: n,
+            ..Tally::default()
+        }
+    }
+    pub fn reconciled(n: usize) -> Self {
+        Tally {
+            reconciled: n,
+            ..Tally::default()
+        }
+    }
+    pub fn dead_lettered(n: usize) -> Self {
+        Tally {
+            dead_lettered: n,
+            ..Tally::default()
+        }
+    }
+}
+
+pub fn tally(outcomes: &[(String, Outcome)]) -> Tally {
+    let mut t = Tally::default();
     for (_, o) in outcomes {
         match o {
-            Outcome::Created { .. } => t.0 += 1,
-            Outcome::Reconciled { .. } => t.1 += 1,
-            Outcome::Duplicate { .. } => t.2 += 1,
-            Outcome::DeadLettered { .. } => t.3 += 1,
-            Outcome::Retry { .. } => t.4 += 1,
+            Outcome::Created { .. } => t.created += 1,
+            Outcome::Updated { .. } => t.updated += 1,
+            Outcome::Reconciled { .. } => t.reconciled += 1,
+            Outcome::Duplicate { .. } => t.duplicates += 1,
+            Outcome::DeadLettered { .. } => t.dead_lettered += 1,
+            Outcome::Retry { .. } => t.retried += 1,
         }
     }
     t

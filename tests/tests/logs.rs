@@ -37,8 +37,13 @@ async fn logs_are_json_with_correlation_ids_and_leak_nothing() {
     let number = h.sim.incidents()[0]["number"].as_str().unwrap().to_string();
     let recorded = lines
         .iter()
-        .find(|l| l["fields"]["message"] == "incident recorded")
-        .expect("an 'incident recorded' line");
+        .find(|l| l["fields"]["message"] == "event applied")
+        .expect("an 'event applied' line");
+    assert!(!recorded["fields"]["conversation_id"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert_eq!(recorded["fields"]["profile"], "genesys-conversation");
     assert_eq!(recorded["fields"]["incident_number"], json!(number));
     assert!(recorded["fields"]["idempotency_key"]
         .as_str()

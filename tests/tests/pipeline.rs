@@ -31,7 +31,7 @@ async fn signed_webhook_becomes_exactly_one_incident_with_the_expected_fields() 
     assert!(body["messageId"].as_str().is_some_and(|m| !m.is_empty()));
 
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (1, 0, 0, 0, 0), "{outcomes:?}");
+    assert_eq!(tally(&outcomes), Tally::created(1), "{outcomes:?}");
     let inc = one_incident(&h);
     assert_eq!(inc["contact_type"], "phone");
     assert_eq!(inc["caller_id"], caller.as_str());
@@ -72,14 +72,14 @@ async fn the_same_event_five_times_concurrently_creates_one_incident() {
         assert_eq!(status, 202, "{reply}");
     }
     let outcomes = h.drain().await;
-    let (created, reconciled, duplicates, dead, _retried) = tally(&outcomes);
+    let Tally { created, reconciled, duplicates, dead_lettered: dead, .. } = tally(&outcomes);
     assert_eq!((created + reconciled, dead), (1, 0), "{outcomes:?}");
     assert_eq!(duplicates, 4, "{outcomes:?}");
     one_incident(&h);
     // Delivered once more later (a Genesys retry): still one.
     assert_eq!(h.post_signed(&body).await.0, 202);
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (0, 0, 1, 0, 0));
+    assert_eq!(tally(&outcomes), Tally::duplicates(1));
     one_incident(&h);
 }
 
@@ -93,7 +93,7 @@ async fn rate_limited_with_retry_after_is_created_once_after_the_wait() {
     });
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (1, 0, 0, 0, 0), "{outcomes:?}");
+    assert_eq!(tally(&outcomes), Tally::created(1), "{outcomes:?}");
     one_incident(&h);
     let log = h.sim.requests();
     let throttled = log
@@ -121,7 +121,7 @@ async fn a_burst_of_503s_still_creates_once() {
     });
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    let (created, reconciled, dup, dead, _) = tally(&outcomes);
+    let Tally { created, reconciled, duplicates: dup, dead_lettered: dead, .. } = tally(&outcomes);
     assert_eq!((created + reconciled, dup, dead), (1, 0, 0), "{outcomes:?}");
     one_incident(&h);
     assert_eq!(
@@ -139,7 +139,7 @@ async fn create_then_dropped_connection_is_reconciled_to_one_incident() {
     });
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (0, 1, 0, 0, 0), "{outcomes:?}");
+    assert_eq!(tally(&outcomes), Tally::reconciled(1), "{outcomes:?}");
     one_incident(&h);
 }
 
@@ -181,10 +181,13 @@ async fn a_crash_between_create_and_completion_does_not_duplicate_on_redelivery(
         },
     )
     .unwrap();
-    let draft = shared::Mapping::default_mapping()
+    // As the writer creates it: the creating event's reference in the work notes.
+    let mut draft = shared::Mapping::default_mapping()
         .unwrap()
-        .map(&event, &key)
-        .unwrap();
+        .apply(&event, &key)
+        .unwrap()
+        .incident;
+    draft.work_notes = shared::incident::with_event_ref(&draft.work_notes, &key);
     let first = client.create_incident(&draft).await.unwrap();
     // While its lease is live, a redelivery backs off instead of creating.
     h.enqueue_raw(&raw).await;
@@ -211,7 +214,7 @@ async fn a_permanent_400_is_dead_lettered_with_its_reason_and_can_be_replayed() 
     let body = webhook_event(&new_conversation(), json!({})).to_string();
     assert_eq!(h.post_signed(&body).await.0, 202);
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (0, 0, 0, 1, 0), "{outcomes:?}");
+    assert_eq!(tally(&outcomes), Tally::dead_lettered(1), "{outcomes:?}");
     assert!(h.sim.incidents().is_empty());
     // Not retried: exactly one request reached ServiceNow's create (the rejected one).
     let creates = h
@@ -241,9 +244,9 @@ async fn a_permanent_400_is_dead_lettered_with_its_reason_and_can_be_replayed() 
     // Replay (receive → send → delete, as `make replay-dlq` does): now it succeeds, once.
     h.enqueue_raw(dead_body).await;
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (1, 0, 0, 0, 0), "{outcomes:?}");
+    assert_eq!(tally(&outcomes), Tally::created(1), "{outcomes:?}");
     h.enqueue_raw(dead_body).await;
-    assert_eq!(tally(&h.drain().await), (0, 0, 1, 0, 0));
+    assert_eq!(tally(&h.drain().await), Tally::duplicates(1));
     one_incident(&h);
 }
 
@@ -257,7 +260,7 @@ async fn schema_drift_is_dead_lettered_naming_the_missing_field() {
         .remove("conversationId");
     assert_eq!(h.post_signed(&event.to_string()).await.0, 202);
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (0, 0, 0, 1, 0), "{outcomes:?}");
+    assert_eq!(tally(&outcomes), Tally::dead_lettered(1), "{outcomes:?}");
     assert!(h.sim.incidents().is_empty(), "never an empty ticket");
     let dead = h.dead_letters().await;
     assert_eq!(dead.len(), 1);
@@ -279,7 +282,7 @@ async fn an_eventbridge_shaped_event_becomes_an_incident() {
     h.enqueue_raw(&eventbridge_event(&conv, "eb-0001").to_string())
         .await; // EventBridge redelivery
     let outcomes = h.drain().await;
-    let (created, _, dup, dead, _) = tally(&outcomes);
+    let Tally { created, duplicates: dup, dead_lettered: dead, .. } = tally(&outcomes);
     assert_eq!((created, dup, dead), (1, 1, 0), "{outcomes:?}");
     let inc = one_incident(&h);
     assert!(inc["description"].as_str().unwrap().contains(&conv));
@@ -292,11 +295,11 @@ async fn conflicting_payload_under_the_same_event_id_is_dead_lettered() {
     let conv = new_conversation();
     h.enqueue_raw(&eventbridge_event(&conv, "eb-dup").to_string())
         .await;
-    assert_eq!(tally(&h.drain().await), (1, 0, 0, 0, 0));
+    assert_eq!(tally(&h.drain().await), Tally::created(1));
     let mut changed = eventbridge_event(&conv, "eb-dup");
     changed["detail"]["eventBody"]["queueName"] = json!("Another queue");
     h.enqueue_raw(&changed.to_string()).await;
-    assert_eq!(tally(&h.drain().await), (0, 0, 0, 1, 0));
+    assert_eq!(tally(&h.drain().await), Tally::dead_lettered(1));
     assert_eq!(
         h.dead_letters().await[0].1["failure_reason"],
         "idempotency_conflict"
@@ -432,7 +435,7 @@ async fn a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs() {
     });
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    let (created, _, _, dead, retried) = tally(&outcomes);
+    let Tally { created, dead_lettered: dead, retried, .. } = tally(&outcomes);
     assert_eq!((created, dead), (0, 0));
     assert_eq!(retried, 2, "received maxReceiveCount times: {outcomes:?}");
     let dead = h.dead_letters().await;

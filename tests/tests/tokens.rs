@@ -111,7 +111,7 @@ async fn a_revoked_token_falls_back_to_a_direct_fetch_and_the_incident_is_create
         .await;
     let tokens = h.sn_tokens.clone().expect("OAuth mode");
     h.post_new_event().await;
-    assert_eq!(tally(&h.drain().await), (1, 0, 0, 0, 0));
+    assert_eq!(tally(&h.drain().await), Tally::created(1));
     assert_eq!(tokens.fallback_count(), 0, "the stored token was used");
     assert_eq!(h.sim.tokens_issued(), 1);
 
@@ -121,7 +121,7 @@ async fn a_revoked_token_falls_back_to_a_direct_fetch_and_the_incident_is_create
         .unwrap();
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), (1, 0, 0, 0, 0), "{outcomes:?}");
+    assert_eq!(tally(&outcomes), Tally::created(1), "{outcomes:?}");
     assert_eq!(h.sim.incidents().len(), 2);
     assert_eq!(
         tokens.fallback_count(),

@@ -1,7 +1,7 @@
 //! DynamoDB idempotency records, after the Lambda Powertools design.
 //!
 //! Record: `{id, status: INPROGRESS|COMPLETED, payload_hash, lease_expires_ms, lease_token, expiration (TTL, s),
-//! incident_number, incident_sys_id}`. A claim is a conditional put that succeeds when no live record exists or
+//! incident_number}`. A claim is a conditional put that succeeds when no live record exists or
 //! the in-progress lease of the same payload ran out. Every attribute name in an expression is aliased, so
 //! no name can collide with a DynamoDB reserved word. A claim that replaced a record tells the caller to look
 //! the incident up in ServiceNow first: the previous holder may have created it and died before completing.
@@ -46,7 +46,7 @@ pub struct StoreError {
     pub class: FailureClass,
 }
 
-fn store_error<E, R>(
+pub(crate) fn store_error<E, R>(
     operation: &'static str,
     e: aws_sdk_dynamodb::error::SdkError<E, R>,
 ) -> StoreError
@@ -68,7 +68,7 @@ where
     }
 }
 
-fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+pub(crate) fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
@@ -76,7 +76,7 @@ where
 }
 
 /// `Ok(true)` when the conditional write applied, `Ok(false)` when its condition did not hold.
-fn applied<T, E, R>(
+pub(crate) fn applied<T, E, R>(
     operation: &'static str,
     res: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
 ) -> Result<bool, StoreError>
@@ -91,26 +91,26 @@ where
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: u64) -> AttributeValue {
+pub(crate) fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
+pub(crate) fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
+pub(crate) fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
@@ -197,13 +197,7 @@ impl IdempotencyStore {
     }
 
     /// Marks the key COMPLETED with the incident it produced.
-    pub async fn complete(
-        &self,
-        key: &str,
-        token: &str,
-        number: &str,
-        sys_id: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn complete(&self, key: &str, token: &str, number: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let res = self
             .client
@@ -211,20 +205,18 @@ impl IdempotencyStore {
             .table_name(&self.table)
             .key("id", s(key))
             .update_expression(
-                "SET #status = :completed, #number = :number, #sys_id = :sys_id, \
+                "SET #status = :completed, #number = :number, \
                  #completed = :now, #expiration = :exp REMOVE #token, #lease",
             )
             .condition_expression("#token = :token")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#number", "incident_number")
-            .expression_attribute_names("#sys_id", "incident_sys_id")
             .expression_attribute_names("#completed", "completed_at_ms")
             .expression_attribute_names("#expiration", "expiration")
             .expression_attribute_names("#token", "lease_token")
             .expression_attribute_names("#lease", "lease_expires_ms")
             .expression_attribute_values(":completed", s(COMPLETED))
             .expression_attribute_values(":number", s(number))
-            .expression_attribute_values(":sys_id", s(sys_id))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":exp", n(now / 1000 + self.ttl.as_secs()))
             .expression_attribute_values(":token", s(token))

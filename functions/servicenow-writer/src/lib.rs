@@ -1,11 +1,14 @@
-//! servicenow-writer: SQS batch → ServiceNow incidents, exactly once.
+//! servicenow-writer: SQS batch → ServiceNow incidents, one per conversation, exactly once.
 //!
-//! Per record: parse the envelope (webhook or EventBridge) → derive the idempotency key → map (pure) →
-//! claim the key in DynamoDB → [reconcile by `correlation_id` if the claim replaced an earlier one] →
-//! resolve the caller → create → mark COMPLETED. Transient failures are retried in the invocation with
+//! Per record: parse the envelope (webhook or EventBridge) → derive the event's idempotency key → select the
+//! mapping profile and map (pure) → claim the event key in DynamoDB → for a conversation, lock its record
+//! and either create its incident (reconciling by `correlation_id` when an earlier attempt may have created
+//! it) or add the event's work note to it (reading the incident's notes first when an earlier attempt may
+//! have written it) → mark the event COMPLETED. Transient failures are retried in the invocation with
 //! backoff + full jitter (honouring `Retry-After`) and then reported in `batchItemFailures`; permanent ones
 //! go to the dead-letter queue with the reason as message attributes.
 
+pub mod conversations;
 pub mod idempotency;
 pub mod servicenow;
 
@@ -18,13 +21,16 @@ use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use shared::aws::string_attributes;
-use shared::config::{self, ConfigError};
+use shared::config::{self, renamed, ConfigError};
 use shared::failure::FailureClass;
 use shared::idempotency::{payload_hash, IdempotencyKey, KeyConfig};
+use shared::incident::{event_ref, with_event_ref};
+use shared::mapping::{Mapped, MappingError, OnRepeat, Raise};
 use shared::retry::{Deadline, RetryPolicy};
 use shared::{InboundEvent, IncidentDraft, Mapping};
 
-use idempotency::{Claim, IdempotencyStore};
+use conversations::{ConversationLock, ConversationStore, KnownIncident, Locked};
+use idempotency::{Claim, IdempotencyStore, StoreError};
 use servicenow::{
     IncidentRef, ServiceNowAuth, ServiceNowClient, ServiceNowConfig, ServiceNowError,
 };
@@ -34,7 +40,12 @@ use shared::tokens::{token_source_from_env, Provider};
 pub struct WriterConfig {
     pub dead_letter_queue_url: String,
     pub idempotency_table: String,
+    /// How long a completed event key is remembered.
     pub idempotency_ttl: Duration,
+    /// How long a conversation's incident is remembered after its last event.
+    pub conversation_ttl: Duration,
+    /// How long a record waits for another invocation to finish an event of the same conversation.
+    pub conversation_lock_wait: Duration,
     pub key: KeyConfig,
     pub max_concurrency: usize,
     pub retry: RetryPolicy,
@@ -63,27 +74,42 @@ impl WriterConfig {
             idempotency_ttl: Duration::from_secs(
                 3600 * config::parse_or("IDEMPOTENCY_TTL_HOURS", 72u64)?,
             ),
+            conversation_ttl: Duration::from_secs(
+                3600 * config::parse_or("CONVERSATION_TTL_HOURS", 14 * 24u64)?,
+            ),
+            conversation_lock_wait: config::millis_or("WRITER_CONVERSATION_LOCK_WAIT_MS", 5000)?,
             key: KeyConfig {
-                pointers: config::list_or("IDEMPOTENCY_KEY_POINTERS", &["/conversationId"]),
+                pointers: config::list_or("IDEMPOTENCY_KEY_POINTERS", &[]),
                 prefer_event_id: config::bool_or("IDEMPOTENCY_USE_EVENT_ID", true)?,
             },
-            max_concurrency: config::parse_or("MAX_CONCURRENCY", 5usize)?.max(1),
+            max_concurrency: config::parse_or(
+                renamed("WRITER_MAX_CONCURRENCY", "MAX_CONCURRENCY"),
+                5usize,
+            )?
+            .max(1),
             retry: RetryPolicy {
-                max_attempts: config::parse_or("RETRY_MAX_ATTEMPTS", defaults.max_attempts)?.max(1),
+                max_attempts: config::parse_or(
+                    renamed("WRITER_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"),
+                    defaults.max_attempts,
+                )?
+                .max(1),
                 base_delay: config::millis_or(
-                    "RETRY_BASE_MS",
+                    renamed("WRITER_RETRY_BASE_MS", "RETRY_BASE_MS"),
                     defaults.base_delay.as_millis() as u64,
                 )?,
                 max_delay: config::millis_or(
-                    "RETRY_MAX_MS",
+                    renamed("WRITER_RETRY_MAX_MS", "RETRY_MAX_MS"),
                     defaults.max_delay.as_millis() as u64,
                 )?,
                 max_retry_after: Duration::from_secs(config::parse_or(
-                    "RETRY_AFTER_MAX_SECONDS",
+                    renamed("WRITER_RETRY_AFTER_MAX_SECONDS", "RETRY_AFTER_MAX_SECONDS"),
                     defaults.max_retry_after.as_secs(),
                 )?),
             },
-            deadline_reserve: config::millis_or("DEADLINE_RESERVE_MS", 1500)?,
+            deadline_reserve: config::millis_or(
+                renamed("WRITER_DEADLINE_RESERVE_MS", "DEADLINE_RESERVE_MS"),
+                1500,
+            )?,
             default_caller_sys_id: config::optional("SERVICENOW_DEFAULT_CALLER_SYS_ID"),
         })
     }
@@ -126,11 +152,16 @@ pub enum Outcome {
     Created {
         number: String,
     },
-    /// The incident already existed in ServiceNow (found by `correlation_id` after an interrupted attempt).
+    /// A later event of the conversation: one work note added to its incident.
+    Updated {
+        number: String,
+    },
+    /// The work was already done in ServiceNow (found by `correlation_id` or by the event's note after an
+    /// interrupted attempt): recorded, nothing written again.
     Reconciled {
         number: String,
     },
-    /// Already completed earlier: nothing done.
+    /// Already completed earlier, or a later event of a conversation whose profile ignores repeats.
     Duplicate {
         number: Option<String>,
     },
@@ -157,9 +188,56 @@ struct Permanent {
     http_status: Option<u16>,
 }
 
-/// A record's event and idempotency key, derived once per record.
-type Parsed = Result<(InboundEvent, IdempotencyKey), shared::EnvelopeError>;
-/// Records of a batch that share an idempotency key, in arrival order.
+/// How the ServiceNow part of a record ended when it did not succeed.
+#[derive(Debug)]
+enum Failure {
+    Permanent(Permanent),
+    /// Worth another try later: the record goes back to the queue.
+    Transient(String),
+}
+
+impl Failure {
+    fn servicenow(code: &'static str, e: ServiceNowError) -> Self {
+        match e.class() {
+            FailureClass::Permanent => Failure::Permanent(Permanent {
+                code,
+                detail: format!("ServiceNow rejected the request: {e}"),
+                http_status: e.http_status(),
+            }),
+            FailureClass::Transient => Failure::Transient(e.to_string()),
+        }
+    }
+
+    fn store(e: StoreError) -> Self {
+        // Even a misconfigured table is not the event's fault: keep it queued (redrive catches it).
+        Failure::Transient(e.to_string())
+    }
+}
+
+/// What the ServiceNow part of a record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Done {
+    Created(String),
+    Updated(String),
+    Reconciled(String),
+    Ignored(String),
+}
+
+/// A record ready to process: its event, its key and what it maps to.
+struct Prepared {
+    event: InboundEvent,
+    key: IdempotencyKey,
+    mapped: Mapped,
+}
+
+/// A record that can never be processed.
+struct Rejected {
+    key: Option<String>,
+    why: Permanent,
+}
+
+type Parsed = Result<Prepared, Rejected>;
+/// Records of a batch that share an incident (one conversation) or a key, in arrival order.
 type Group = Vec<(SqsMessage, Parsed)>;
 
 #[derive(Debug)]
@@ -173,6 +251,7 @@ pub struct Writer {
     mapping: Mapping,
     servicenow: ServiceNowClient,
     store: IdempotencyStore,
+    conversations: ConversationStore,
     sqs: aws_sdk_sqs::Client,
 }
 
@@ -180,6 +259,8 @@ pub struct Writer {
 struct Ids<'a> {
     message_id: &'a str,
     correlation_id: &'a str,
+    event_key: &'a str,
+    conversation_id: &'a str,
 }
 
 impl Writer {
@@ -191,33 +272,63 @@ impl Writer {
         sqs: aws_sdk_sqs::Client,
     ) -> Self {
         let store = IdempotencyStore::new(
-            dynamodb,
+            dynamodb.clone(),
             config.idempotency_table.clone(),
             config.idempotency_ttl,
+        );
+        let conversations = ConversationStore::new(
+            dynamodb,
+            config.idempotency_table.clone(),
+            config.conversation_ttl,
         );
         Self {
             config,
             mapping,
             servicenow,
             store,
+            conversations,
             sqs,
+        }
+    }
+
+    fn prepare(&self, record: &SqsMessage) -> Parsed {
+        let event = InboundEvent::parse(record.body.as_deref().unwrap_or("").as_bytes()).map_err(
+            |e| Rejected {
+                key: None,
+                why: Permanent {
+                    code: "invalid_envelope",
+                    detail: e.to_string(),
+                    http_status: None,
+                },
+            },
+        )?;
+        let key = self.config.key.derive(&event);
+        match self.mapping.apply(&event, &key.key) {
+            Ok(mapped) => Ok(Prepared { event, key, mapped }),
+            Err(e) => Err(Rejected {
+                key: Some(key.key),
+                why: Permanent {
+                    code: match e {
+                        MappingError::NoProfile { .. } => "no_mapping_profile",
+                        MappingError::MissingField { .. } => "mapping_failed",
+                    },
+                    detail: e.to_string(),
+                    http_status: None,
+                },
+            }),
         }
     }
 
     /// Processes a batch concurrently (bounded) and reports the records to retry.
     ///
-    /// Records sharing an idempotency key run one after the other, so a duplicate in the same batch is
-    /// recognised as such at once instead of waiting a visibility timeout behind its twin's lease.
+    /// Records of one conversation (or sharing a key) run one after the other in arrival order, so a
+    /// duplicate or a later event in the same batch is handled at once instead of waiting on its twin.
     pub async fn process_batch(&self, records: Vec<SqsMessage>, deadline: Deadline) -> BatchReport {
         let mut groups: Vec<Group> = Vec::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
         for record in records {
-            let parsed =
-                InboundEvent::parse(record.body.as_deref().unwrap_or("").as_bytes()).map(|event| {
-                    let key = self.config.key.derive(&event);
-                    (event, key)
-                });
-            let key = parsed.as_ref().ok().map(|(_, k)| k.key.clone());
+            let parsed = self.prepare(&record);
+            let key = parsed.as_ref().ok().map(|p| p.mapped.incident_key.clone());
             match key.as_ref().and_then(|k| by_key.get(k)) {
                 Some(&i) => groups[i].push((record, parsed)),
                 None => {
@@ -256,52 +367,40 @@ impl Writer {
         parsed: Parsed,
         deadline: Deadline,
     ) -> Outcome {
-        let ids = Ids {
+        let mut ids = Ids {
             message_id: record.message_id.as_deref().unwrap_or(""),
             correlation_id: record
                 .message_attributes
                 .get("correlation_id")
                 .and_then(|a| a.string_value.as_deref())
                 .unwrap_or(""),
+            event_key: "",
+            conversation_id: "",
         };
-        let (event, key) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                let p = Permanent {
-                    code: "invalid_envelope",
-                    detail: e.to_string(),
-                    http_status: None,
-                };
-                return self.dead_letter(record, &ids, None, &p).await;
+        let Prepared {
+            event,
+            key,
+            mut mapped,
+        } = match parsed {
+            Ok(p) => p,
+            Err(rejected) => {
+                return self
+                    .dead_letter(record, &ids, rejected.key.as_deref(), &rejected.why)
+                    .await
             }
         };
-        let hash = payload_hash(&event);
-        let mut draft = match self.mapping.map(&event, &key.key) {
-            Ok(d) => d,
-            Err(e) => {
-                let p = Permanent {
-                    code: "mapping_failed",
-                    detail: e.to_string(),
-                    http_status: None,
-                };
-                return self.dead_letter(record, &ids, Some(&key.key), &p).await;
-            }
-        };
+        let conversation_id = mapped.conversation_id.clone().unwrap_or_default();
+        ids.event_key = &key.key;
+        ids.conversation_id = &conversation_id;
         if deadline.remaining() <= self.config.deadline_reserve {
             return Outcome::Retry {
                 reason: "invocation deadline too close to start".into(),
             };
         }
+        let hash = payload_hash(&event);
         let lease_until = epoch_ms() + deadline.remaining().as_millis() as u64;
         let claim = match self.store.claim(&key.key, &hash, lease_until).await {
             Ok(c) => c,
-            Err(e) if e.class == FailureClass::Permanent => {
-                // A misconfigured table is not the event's fault: keep it on the queue (redrive catches it).
-                error!(message_id = ids.message_id, idempotency_key = %key.key, error = %e, "idempotency store unusable");
-                return Outcome::Retry {
-                    reason: e.to_string(),
-                };
-            }
             Err(e) => {
                 warn!(message_id = ids.message_id, idempotency_key = %key.key, error = %e, "idempotency claim failed");
                 return Outcome::Retry {
@@ -313,6 +412,7 @@ impl Writer {
             Claim::Acquired { token, retaken } => (token, retaken),
             Claim::Completed { incident_number } => {
                 info!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
+                      conversation_id = ids.conversation_id,
                       incident_number = incident_number.as_deref().unwrap_or(""), "duplicate event skipped");
                 return Outcome::Duplicate {
                     number: incident_number,
@@ -334,64 +434,333 @@ impl Writer {
             }
         };
 
-        match self
-            .create_with_retries(&mut draft, retaken, deadline, &ids)
-            .await
-        {
-            Ok((incident, reconciled)) => {
-                match self
-                    .store
-                    .complete(&key.key, &token, &incident.number, &incident.sys_id)
-                    .await
-                {
+        let result = if mapped.per_conversation() {
+            self.for_conversation(&mut mapped, retaken, deadline, &ids)
+                .await
+        } else {
+            self.create_with_retries(&mut mapped.incident, retaken, deadline, &ids)
+                .await
+                .map(|(incident, reconciled)| match reconciled {
+                    true => Done::Reconciled(incident.number),
+                    false => Done::Created(incident.number),
+                })
+                .map_err(|e| Failure::servicenow("servicenow_rejected", e))
+        };
+        match result {
+            Ok(done) => {
+                let number = match &done {
+                    Done::Created(n) | Done::Updated(n) | Done::Reconciled(n) | Done::Ignored(n) => {
+                        n.clone()
+                    }
+                };
+                match self.store.complete(&key.key, &token, &number).await {
                     Ok(true) => {}
                     Ok(false) => {
                         warn!(idempotency_key = %key.key, "lease was taken over before completion")
                     }
-                    // The incident exists; a later replay reconciles by correlation_id.
+                    // The work is done; a replay finds it (by correlation_id or by the note's reference).
                     Err(e) => {
                         warn!(idempotency_key = %key.key, error = %e, "could not mark completed")
                     }
                 }
                 info!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
-                      incident_number = %incident.number, impact = draft.impact, urgency = draft.urgency,
-                      reconciled, "incident recorded");
-                if reconciled {
-                    Outcome::Reconciled {
-                        number: incident.number,
-                    }
-                } else {
-                    Outcome::Created {
-                        number: incident.number,
-                    }
+                      conversation_id = ids.conversation_id, profile = %mapped.profile, incident_number = %number,
+                      impact = mapped.incident.impact, urgency = mapped.incident.urgency, outcome = ?done,
+                      "event applied");
+                match done {
+                    Done::Created(number) => Outcome::Created { number },
+                    Done::Updated(number) => Outcome::Updated { number },
+                    Done::Reconciled(number) => Outcome::Reconciled { number },
+                    Done::Ignored(number) => Outcome::Duplicate {
+                        number: Some(number),
+                    },
                 }
             }
-            Err(e) if e.class() == FailureClass::Permanent => {
+            Err(Failure::Permanent(p)) => {
                 if let Err(se) = self.store.forget(&key.key, &token).await {
                     warn!(idempotency_key = %key.key, error = %se, "could not delete claim");
                 }
-                let p = Permanent {
-                    code: "servicenow_rejected",
-                    detail: format!("ServiceNow rejected the incident: {e}"),
-                    http_status: e.http_status(),
-                };
                 self.dead_letter(record, &ids, Some(&key.key), &p).await
             }
-            Err(e) => {
+            Err(Failure::Transient(reason)) => {
                 if let Err(se) = self.store.release(&key.key, &token).await {
                     warn!(idempotency_key = %key.key, error = %se, "could not release claim; its lease will expire");
                 }
                 warn!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
-                      error = %e, "transient failure; record returned to the queue");
-                Outcome::Retry {
-                    reason: e.to_string(),
+                      conversation_id = ids.conversation_id, reason = %reason,
+                      "transient failure; record returned to the queue");
+                Outcome::Retry { reason }
+            }
+        }
+    }
+
+    /// Applies an event of a conversation under the conversation's lock: the first event creates the
+    /// incident, later ones add a work note (or nothing, by profile).
+    async fn for_conversation(
+        &self,
+        mapped: &mut Mapped,
+        retaken: bool,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> Result<Done, Failure> {
+        let conversation = mapped.incident_key.clone();
+        let lock = self.lock_conversation(&conversation, deadline).await?;
+        let result = self
+            .under_lock(mapped, lock.incident.clone(), lock.existed || retaken, retaken, deadline, ids)
+            .await;
+        let recorded = match &result {
+            Ok((_, Some(incident))) => self
+                .conversations
+                .record(&conversation, &lock.token, incident)
+                .await
+                .map(|_| ()),
+            _ => self.conversations.unlock(&conversation, &lock.token).await,
+        };
+        if let Err(e) = recorded {
+            // The incident carries the conversation key as correlation_id: the next event reconciles.
+            warn!(conversation_id = ids.conversation_id, error = %e, "could not record the conversation's incident");
+        }
+        result.map(|(done, _)| done)
+    }
+
+    /// Locks the conversation, waiting up to `conversation_lock_wait` for another holder to finish.
+    async fn lock_conversation(
+        &self,
+        conversation: &str,
+        deadline: Deadline,
+    ) -> Result<ConversationLock, Failure> {
+        let reserve = self.config.deadline_reserve;
+        let give_up = Deadline::after(self.config.conversation_lock_wait.min(deadline.remaining()));
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let until = epoch_ms() + deadline.remaining().as_millis() as u64;
+            match self
+                .conversations
+                .lock(conversation, until)
+                .await
+                .map_err(Failure::store)?
+            {
+                Locked::Acquired(lock) => return Ok(lock),
+                Locked::Busy if give_up.allows(wait, Duration::ZERO) && deadline.allows(wait, reserve) => {
+                    tokio::time::sleep(shared::retry::jitter(wait)).await;
+                    wait = (wait * 2).min(Duration::from_millis(800));
+                }
+                Locked::Busy => {
+                    return Err(Failure::Transient(
+                        "another invocation is applying an event of this conversation".into(),
+                    ))
                 }
             }
         }
     }
 
+    /// With the lock held. `reconcile`: an earlier attempt may have created the incident without recording
+    /// it. `check_notes`: an earlier attempt of this event may already have written its note. Returns what
+    /// was done and the incident to record for the conversation.
+    async fn under_lock(
+        &self,
+        mapped: &mut Mapped,
+        known: Option<KnownIncident>,
+        reconcile: bool,
+        check_notes: bool,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> Result<(Done, Option<KnownIncident>), Failure> {
+        let levels = (Some(mapped.incident.impact), Some(mapped.incident.urgency));
+        let incident = match known {
+            Some(incident) => incident,
+            None => {
+                let (found, reconciled) = self
+                    .create_with_retries(&mut mapped.incident, reconcile, deadline, ids)
+                    .await
+                    .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
+                let incident = KnownIncident {
+                    sys_id: found.sys_id,
+                    number: found.number.clone(),
+                    impact: levels.0.filter(|_| !reconciled),
+                    urgency: levels.1.filter(|_| !reconciled),
+                    replaces: None,
+                };
+                if !reconciled {
+                    return Ok((Done::Created(found.number), Some(incident)));
+                }
+                // It existed: made by this event before a crash (its note is there), or by another one.
+                return self
+                    .update_existing(mapped, incident, true, deadline, ids)
+                    .await;
+            }
+        };
+        self.update_existing(mapped, incident, check_notes, deadline, ids)
+            .await
+    }
+
+    /// A later event for an existing incident: one work note (unless the profile ignores repeats), raising
+    /// levels the profile allows; a deleted incident is replaced once.
+    async fn update_existing(
+        &self,
+        mapped: &mut Mapped,
+        incident: KnownIncident,
+        check_notes: bool,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> Result<(Done, Option<KnownIncident>), Failure> {
+        let note = match (&mapped.update_note, mapped.on_repeat) {
+            (Some(note), OnRepeat::Update) => with_event_ref(note, ids.event_key),
+            _ if check_notes => {
+                // Ignoring repeats, but this event may be the one that created the incident.
+                let number = incident.number.clone();
+                return Ok((Done::Reconciled(number), Some(incident)));
+            }
+            _ => {
+                let number = incident.number.clone();
+                return Ok((Done::Ignored(number), Some(incident)));
+            }
+        };
+        match self
+            .update_with_retries(mapped, &incident, &note, check_notes, deadline, ids)
+            .await
+        {
+            Ok((done, levels)) => {
+                let updated = KnownIncident {
+                    impact: levels.0.or(incident.impact),
+                    urgency: levels.1.or(incident.urgency),
+                    ..incident
+                };
+                Ok((done, Some(updated)))
+            }
+            Err(UpdateError::Gone) => self.replace_deleted(mapped, incident, deadline, ids).await,
+            Err(UpdateError::ServiceNow(e)) => {
+                Err(Failure::servicenow("servicenow_update_rejected", e))
+            }
+        }
+    }
+
+    /// The conversation's incident answered 404: ServiceNow no longer has it. Creates a new one that says so,
+    /// once: if the replacement is gone too, it is an ACL or a deletion policy, and a loop would not help.
+    async fn replace_deleted(
+        &self,
+        mapped: &mut Mapped,
+        gone: KnownIncident,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> Result<(Done, Option<KnownIncident>), Failure> {
+        if let Some(original) = &gone.replaces {
+            return Err(Failure::Permanent(Permanent {
+                code: "incident_gone",
+                detail: format!(
+                    "incident {} (which replaced the deleted {original}) answered 404 to an update: deleted again, \
+                     or an ACL keeps the integration user from reading or updating it",
+                    gone.number
+                ),
+                http_status: Some(404),
+            }));
+        }
+        warn!(conversation_id = ids.conversation_id, incident_number = %gone.number,
+              "the conversation's incident no longer exists in ServiceNow; creating a replacement");
+        mapped.incident.work_notes = format!(
+            "{}\nThis incident replaces {} for the same Genesys conversation: ServiceNow no longer has it (deleted).",
+            mapped.incident.work_notes, gone.number
+        );
+        let (created, _) = self
+            .create_with_retries(&mut mapped.incident, false, deadline, ids)
+            .await
+            .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
+        let incident = KnownIncident {
+            sys_id: created.sys_id,
+            number: created.number.clone(),
+            impact: Some(mapped.incident.impact),
+            urgency: Some(mapped.incident.urgency),
+            replaces: Some(gone.number),
+        };
+        Ok((Done::Created(created.number), Some(incident)))
+    }
+
+    /// Adds `note` (which carries the event's reference) to the incident, retrying transient failures. When
+    /// an earlier attempt may have written it (`check_notes`, or after an ambiguous failure), the incident's
+    /// work notes are read first and a note already there is not written again. Returns the levels sent.
+    async fn update_with_retries(
+        &self,
+        mapped: &Mapped,
+        incident: &KnownIncident,
+        note: &str,
+        mut check_notes: bool,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> Result<(Done, (Option<u8>, Option<u8>)), UpdateError> {
+        let mut retry = 0;
+        loop {
+            match self
+                .update_attempt(mapped, incident, note, check_notes, ids)
+                .await
+            {
+                Ok(done) => return Ok(done),
+                Err(UpdateError::ServiceNow(e)) if e.class() == FailureClass::Transient => {
+                    check_notes |= e.ambiguous();
+                    if !self.backoff(&mut retry, &e, deadline, ids).await {
+                        return Err(UpdateError::ServiceNow(e));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn update_attempt(
+        &self,
+        mapped: &Mapped,
+        incident: &KnownIncident,
+        note: &str,
+        check_notes: bool,
+        ids: &Ids<'_>,
+    ) -> Result<(Done, (Option<u8>, Option<u8>)), UpdateError> {
+        let wanted = mapped.levels();
+        let raise = |which: Raise, new: u8, known: Option<u8>| {
+            mapped.raise.contains(&which) && known.is_none_or(|k| new < k)
+        };
+        let may_raise = raise(Raise::Impact, wanted.impact, incident.impact)
+            || raise(Raise::Urgency, wanted.urgency, incident.urgency);
+        let state = if check_notes || may_raise {
+            match self.servicenow.incident_state(&incident.sys_id).await? {
+                None => return Err(UpdateError::Gone),
+                Some(state) => Some(state),
+            }
+        } else {
+            None
+        };
+        if check_notes
+            && state
+                .as_ref()
+                .is_some_and(|s| s.work_notes.contains(&event_ref(ids.event_key)))
+        {
+            return Ok((Done::Reconciled(incident.number.clone()), (None, None)));
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert("work_notes".into(), note.into());
+        let mut sent = (None, None);
+        if let Some(state) = &state {
+            if raise(Raise::Impact, wanted.impact, state.impact) && mapped.raise.contains(&Raise::Impact) {
+                fields.insert("impact".into(), wanted.impact.to_string().into());
+                sent.0 = Some(wanted.impact);
+            } else {
+                sent.0 = state.impact;
+            }
+            if raise(Raise::Urgency, wanted.urgency, state.urgency) && mapped.raise.contains(&Raise::Urgency) {
+                fields.insert("urgency".into(), wanted.urgency.to_string().into());
+                sent.1 = Some(wanted.urgency);
+            } else {
+                sent.1 = state.urgency;
+            }
+        }
+        match self.servicenow.update_incident(&incident.sys_id, &fields).await {
+            Ok(_) => Ok((Done::Updated(incident.number.clone()), sent)),
+            Err(e) if e.http_status() == Some(404) => Err(UpdateError::Gone),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Creates the incident, retrying transient failures within the deadline. After an ambiguous failure
-    /// (the create may have happened) or on a retaken claim, looks the incident up before creating again.
+    /// (the create may have happened) or when an earlier attempt may have created it, looks the incident up
+    /// by `correlation_id` before creating again. Returns the incident and whether it was found.
     async fn create_with_retries(
         &self,
         draft: &mut IncidentDraft,
@@ -399,42 +768,56 @@ impl Writer {
         deadline: Deadline,
         ids: &Ids<'_>,
     ) -> Result<(IncidentRef, bool), ServiceNowError> {
-        let policy = self.config.retry;
         let mut retry = 0;
         loop {
-            match self.attempt(draft, reconcile).await {
+            match self.create_attempt(draft, reconcile, ids).await {
                 Ok(done) => return Ok(done),
                 Err(e) if e.class() == FailureClass::Permanent => return Err(e),
                 Err(e) => {
                     reconcile |= e.ambiguous();
-                    retry += 1;
-                    let retry_after = e.retry_after();
-                    if retry >= policy.max_attempts
-                        || retry_after.is_some_and(|d| d > policy.max_retry_after)
-                    {
+                    if !self.backoff(&mut retry, &e, deadline, ids).await {
                         return Err(e);
                     }
-                    let delay = policy.delay(retry - 1, retry_after);
-                    if !deadline.allows(delay, self.config.deadline_reserve) {
-                        return Err(e);
-                    }
-                    info!(
-                        message_id = ids.message_id,
-                        retry,
-                        delay_ms = delay.as_millis() as u64,
-                        status = e.http_status().unwrap_or(0),
-                        "retrying ServiceNow"
-                    );
-                    tokio::time::sleep(delay).await;
                 }
             }
         }
     }
 
-    async fn attempt(
+    /// After a transient failure: waits and returns `true` when another attempt is allowed and fits.
+    async fn backoff(
+        &self,
+        retry: &mut u32,
+        e: &ServiceNowError,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> bool {
+        let policy = self.config.retry;
+        *retry += 1;
+        let retry_after = e.retry_after();
+        if *retry >= policy.max_attempts || retry_after.is_some_and(|d| d > policy.max_retry_after)
+        {
+            return false;
+        }
+        let delay = policy.delay(*retry - 1, retry_after);
+        if !deadline.allows(delay, self.config.deadline_reserve) {
+            return false;
+        }
+        info!(
+            message_id = ids.message_id,
+            retry = *retry,
+            delay_ms = delay.as_millis() as u64,
+            status = e.http_status().unwrap_or(0),
+            "retrying ServiceNow"
+        );
+        tokio::time::sleep(delay).await;
+        true
+    }
+
+    async fn create_attempt(
         &self,
         draft: &mut IncidentDraft,
         reconcile: bool,
+        ids: &Ids<'_>,
     ) -> Result<(IncidentRef, bool), ServiceNowError> {
         if reconcile {
             if let Some(found) = self
@@ -448,7 +831,9 @@ impl Writer {
         if draft.caller_id.is_none() {
             draft.caller_id = self.resolve_caller(draft).await?;
         }
-        Ok((self.servicenow.create_incident(draft).await?, false))
+        let mut body = draft.clone();
+        body.work_notes = with_event_ref(&draft.work_notes, ids.event_key);
+        Ok((self.servicenow.create_incident(&body).await?, false))
     }
 
     async fn resolve_caller(
@@ -517,6 +902,7 @@ impl Writer {
         match sent {
             Ok(_) => {
                 error!(message_id = ids.message_id, correlation_id = ids.correlation_id,
+                       conversation_id = ids.conversation_id,
                        idempotency_key = key.unwrap_or(""), reason = why.code, detail = %why.detail,
                        http_status = why.http_status.unwrap_or(0), "permanent failure dead-lettered");
                 Outcome::DeadLettered {
@@ -534,6 +920,20 @@ impl Writer {
     }
 }
 
+/// Why an update did not happen.
+#[derive(Debug)]
+enum UpdateError {
+    /// 404: the incident is gone (deleted, or hidden by an ACL).
+    Gone,
+    ServiceNow(ServiceNowError),
+}
+
+impl From<ServiceNowError> for UpdateError {
+    fn from(e: ServiceNowError) -> Self {
+        UpdateError::ServiceNow(e)
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     shared::incident::truncate_chars(s, max)
 }
@@ -545,13 +945,7 @@ fn epoch_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads the mapping from `MAPPING_FILE` when set, else the built-in default.
-pub fn mapping_from_env() -> Result<Mapping, shared::mapping::MappingLoadError> {
-    match config::optional("MAPPING_FILE") {
-        Some(path) => Mapping::from_path(&path),
-        None => Mapping::default_mapping(),
-    }
-}
+pub use shared::mapping::mapping_from_env;
 
 /// HTTP client for token endpoints.
 fn oauth_http() -> Result<reqwest::Client, reqwest::Error> {

@@ -1,4 +1,5 @@
-//! ServiceNow Table API client: create incidents, find them by `correlation_id`, resolve callers by phone.
+//! ServiceNow Table API client: create and update incidents, read their work notes, find them by
+//! `correlation_id`, resolve callers by phone.
 //!
 //! Error bodies from ServiceNow are never logged or returned: they can hold stack traces and schema details.
 
@@ -97,6 +98,15 @@ impl ServiceNowError {
             _ => None,
         }
     }
+}
+
+/// What `incident_state` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IncidentState {
+    /// The journal as displayed: every work note, newest first.
+    pub work_notes: String,
+    pub impact: Option<u8>,
+    pub urgency: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +229,69 @@ impl ServiceNowClient {
         })
     }
 
+    /// `PATCH /api/now/table/incident/{sys_id}` with `fields` (e.g. `work_notes`, raised levels). A 404 is
+    /// `Status { status: 404 }`: the incident is gone (or hidden by an ACL).
+    pub async fn update_incident(
+        &self,
+        sys_id: &str,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<IncidentRef, ServiceNowError> {
+        let url = format!("{}/api/now/table/incident/{}", self.base, path_segment(sys_id));
+        let response = self
+            .send(|h| {
+                h.patch(&url)
+                    .query(&[
+                        ("sysparm_exclude_reference_link", "true"),
+                        ("sysparm_fields", "sys_id,number"),
+                    ])
+                    .json(fields)
+            })
+            .await?;
+        let one: One = check(response)?
+            .json()
+            .await
+            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        Ok(IncidentRef {
+            sys_id: one.result.sys_id,
+            number: one.result.number,
+        })
+    }
+
+    /// The incident's work notes as ServiceNow displays its journal, and its current impact and urgency;
+    /// `None` when ServiceNow answers 404 (deleted, or hidden by an ACL).
+    pub async fn incident_state(
+        &self,
+        sys_id: &str,
+    ) -> Result<Option<IncidentState>, ServiceNowError> {
+        let url = format!("{}/api/now/table/incident/{}", self.base, path_segment(sys_id));
+        let query = [
+            ("sysparm_fields", "work_notes,impact,urgency"),
+            // Journal fields have a value only as display values; `all` gives both forms per field.
+            ("sysparm_display_value", "all"),
+        ];
+        let response = self.send(|h| h.get(&url).query(&query)).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body: Value = check(response)?
+            .json()
+            .await
+            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        let field = |name: &str, prefer: &str| -> Option<String> {
+            match &body["result"][name] {
+                Value::String(s) => Some(s.clone()),
+                Value::Object(o) => o.get(prefer).and_then(Value::as_str).map(str::to_string),
+                _ => None,
+            }
+        };
+        let level = |name: &str| field(name, "value").and_then(|v| v.trim().parse::<u8>().ok());
+        Ok(Some(IncidentState {
+            work_notes: field("work_notes", "display_value").unwrap_or_default(),
+            impact: level("impact"),
+            urgency: level("urgency"),
+        }))
+    }
+
     /// The incident whose `correlation_id` is exactly `key`, if any.
     ///
     /// ServiceNow silently ignores invalid query parts (the query can then match every record), so the
@@ -298,6 +371,19 @@ impl ServiceNowClient {
         }
         Ok(sys_id)
     }
+}
+
+/// A sys_id as one URL path segment (sys_ids are hex; anything else is percent-encoded).
+fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn transport(e: reqwest::Error) -> ServiceNowError {

@@ -164,6 +164,9 @@ async fn serve() -> Result<(), BoxError> {
                 for (message_id, outcome) in outcomes {
                     match outcome {
                         Outcome::Created { number } => println!("  {message_id}: created {number}"),
+                        Outcome::Updated { number } => {
+                            println!("  {message_id}: work note added to {number}")
+                        }
                         Outcome::Reconciled { number } => {
                             println!("  {message_id}: already existed as {number}")
                         }

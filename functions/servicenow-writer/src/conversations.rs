@@ -1,0 +1,191 @@
+//! DynamoDB conversation records: which incident a conversation has, and a short lock so that events of
+//! one conversation are applied one at a time, whichever invocation holds them.
+//!
+//! Record (same table as the event records, keyed by the conversation key, which is also the incident's
+//! `correlation_id`): `{id, kind: "conversation", incident_sys_id, incident_number, impact, urgency,
+//! replaces, lock_token, lock_until_ms, expiration}`. A lock is a conditional update that succeeds when no
+//! live lock exists; it returns the record as it was, so the holder learns the incident and whether an
+//! earlier holder got as far as creating one (a record without an incident means it may have: reconcile).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+
+use crate::idempotency::{
+    applied, get_n, get_s, is_condition_failure, n, now_ms, s, store_error, StoreError,
+};
+
+/// The incident a conversation has, as far as this integration knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownIncident {
+    pub sys_id: String,
+    pub number: String,
+    /// The levels last sent (for `raise`), when known.
+    pub impact: Option<u8>,
+    pub urgency: Option<u8>,
+    /// The number of a deleted incident this one replaced.
+    pub replaces: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationLock {
+    pub token: String,
+    pub incident: Option<KnownIncident>,
+    /// A record existed: an earlier holder may have created the incident without recording it.
+    pub existed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locked {
+    Acquired(ConversationLock),
+    /// Another invocation holds a live lock.
+    Busy,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationStore {
+    client: Client,
+    table: String,
+    ttl: Duration,
+}
+
+impl ConversationStore {
+    pub fn new(client: Client, table: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            ttl,
+        }
+    }
+
+    fn expiration(&self) -> AttributeValue {
+        n(now_ms() / 1000 + self.ttl.as_secs())
+    }
+
+    /// Locks the conversation `key` until `until_ms` (epoch ms).
+    pub async fn lock(&self, key: &str, until_ms: u64) -> Result<Locked, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .update_expression(
+                "SET #token = :token, #until = :until, #kind = :kind, #expiration = :exp",
+            )
+            .condition_expression("attribute_not_exists(#until) OR #until < :now")
+            .expression_attribute_names("#token", "lock_token")
+            .expression_attribute_names("#until", "lock_until_ms")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_names("#expiration", "expiration")
+            .expression_attribute_values(":token", s(&token))
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":kind", s("conversation"))
+            .expression_attribute_values(":exp", self.expiration())
+            .expression_attribute_values(":now", n(now_ms()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let old = out.attributes().cloned().unwrap_or_default();
+                Ok(Locked::Acquired(ConversationLock {
+                    token,
+                    existed: !old.is_empty(),
+                    incident: known_incident(&old),
+                }))
+            }
+            Err(e) if is_condition_failure(&e) => Ok(Locked::Busy),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    /// Records the conversation's incident and releases the lock. `Ok(false)`: the lock had been taken over.
+    pub async fn record(
+        &self,
+        key: &str,
+        token: &str,
+        incident: &KnownIncident,
+    ) -> Result<bool, StoreError> {
+        let mut set = vec!["#sys_id = :sys_id", "#number = :number", "#expiration = :exp"];
+        let mut remove = vec!["#token", "#until"];
+        let mut values = vec![
+            (":sys_id", s(&incident.sys_id)),
+            (":number", s(&incident.number)),
+            (":exp", self.expiration()),
+            (":token", s(token)),
+        ];
+        let optional = [
+            ("#impact", ":impact", incident.impact.map(|v| n(u64::from(v)))),
+            ("#urgency", ":urgency", incident.urgency.map(|v| n(u64::from(v)))),
+            ("#replaces", ":replaces", incident.replaces.as_deref().map(s)),
+        ];
+        let assignments: Vec<String> = optional
+            .iter()
+            .filter(|(_, _, v)| v.is_some())
+            .map(|(name, value, _)| format!("{name} = {value}"))
+            .collect();
+        set.extend(assignments.iter().map(String::as_str));
+        for (name, value, v) in optional {
+            match v {
+                Some(v) => values.push((value, v)),
+                None => remove.push(name),
+            }
+        }
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .update_expression(format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")))
+            .condition_expression("#token = :token");
+        for (name, attr) in [
+            ("#sys_id", "incident_sys_id"),
+            ("#number", "incident_number"),
+            ("#expiration", "expiration"),
+            ("#token", "lock_token"),
+            ("#until", "lock_until_ms"),
+            ("#impact", "impact"),
+            ("#urgency", "urgency"),
+            ("#replaces", "replaces"),
+        ] {
+            req = req.expression_attribute_names(name, attr);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        applied("UpdateItem", req.send().await)
+    }
+
+    /// Releases the lock without recording anything.
+    pub async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .update_expression("REMOVE #token, #until")
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", "lock_token")
+            .expression_attribute_names("#until", "lock_until_ms")
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        applied("UpdateItem", res).map(|_| ())
+    }
+}
+
+fn known_incident(item: &HashMap<String, AttributeValue>) -> Option<KnownIncident> {
+    let level = |k: &str| get_n(item, k).and_then(|v| u8::try_from(v).ok());
+    Some(KnownIncident {
+        sys_id: get_s(item, "incident_sys_id")
+            .filter(|v| !v.is_empty())?
+            .to_string(),
+        number: get_s(item, "incident_number").unwrap_or("").to_string(),
+        impact: level("impact"),
+        urgency: level("urgency"),
+        replaces: get_s(item, "replaces").map(str::to_string),
+    })
+}

@@ -1,0 +1,410 @@
+use super::*;
+use crate::event::EnvelopeKind;
+use serde_json::json;
+
+const CONV: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";
+
+fn event_of(event_type: &str, body: Value) -> InboundEvent {
+    InboundEvent {
+        kind: EnvelopeKind::Webhook,
+        event_type: event_type.to_string(),
+        event_id: Some("evt-1".into()),
+        organization_id: Some("org-1".into()),
+        timestamp: Some("2026-11-23T10:00:00Z".into()),
+        body: body.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn event(body: Value) -> InboundEvent {
+    event_of(
+        &format!("v2.detail.events.conversation.{CONV}.customer.end"),
+        body,
+    )
+}
+
+fn default() -> Mapping {
+    Mapping::default_mapping().expect("built-in mapping loads")
+}
+
+fn map(body: Value) -> IncidentDraft {
+    default().apply(&event(body), "gc-key").unwrap().incident
+}
+
+fn load_err(file: &Value) -> Option<String> {
+    Mapping::from_json(&file.to_string())
+        .err()
+        .map(|e| e.to_string())
+}
+
+fn base() -> Value {
+    serde_json::from_str(DEFAULT_MAPPING_JSON).unwrap()
+}
+
+#[test]
+fn default_mapping_has_the_three_profiles() {
+    let m = default();
+    let names: Vec<&str> = m.profiles().iter().map(Profile::name).collect();
+    assert_eq!(
+        names,
+        ["genesys-conversation", "architect-flow-webhook", "ivr-escalation"]
+    );
+    assert!(m.event_types().contains(&"flow:webhook:outbound".to_string()));
+    assert!(m.event_types().contains(&"ivr:escalation".to_string()));
+}
+
+#[test]
+fn profiles_are_selected_by_event_type() {
+    let m = default();
+    let pick = |t: &str| m.select(&event_of(t, json!({}))).map(Profile::name);
+    assert_eq!(
+        pick(&format!("v2.detail.events.conversation.{CONV}.acw")),
+        Some("genesys-conversation")
+    );
+    assert_eq!(
+        pick("v2.detail.events.conversation.customer.end"),
+        Some("genesys-conversation")
+    );
+    assert_eq!(pick("flow:webhook:outbound"), Some("architect-flow-webhook"));
+    assert_eq!(pick("ivr:escalation"), Some("ivr-escalation"));
+    assert_eq!(pick("v2.users.presence"), None);
+    let err = m
+        .apply(&event_of("v2.users.presence", json!({})), "k")
+        .unwrap_err();
+    assert!(matches!(err, MappingError::NoProfile { .. }), "{err}");
+}
+
+#[test]
+fn maps_a_conversation_event() {
+    let inc = map(json!({
+        "conversationId": CONV, "participantId": "p-1", "ani": "tel:+14155550123",
+        "queueName": "Billing", "mediaType": "voice", "direction": "inbound",
+        "disconnectType": "TRANSPORT_FAILURE", "escalationReason": "Card 4111 1111 1111 1111 declined, call back on 415-555-0199",
+        "eventTime": 1_795_428_000_000i64, "attributes": {"vip": "true"}
+    }));
+    assert_eq!(inc.correlation_id, conversation_key(CONV));
+    assert_eq!(inc.contact_type, "phone");
+    assert_eq!(inc.caller_phone.as_deref(), Some("+14155550123"));
+    assert!(inc.description.contains(&format!("Conversation: {CONV}")));
+    assert!(inc.description.contains("Caller: ***0123"), "{}", inc.description);
+    assert!(!inc.description.contains("4155550123"));
+    assert!(inc.description.contains("[REDACTED CARD]"));
+    assert!(inc.description.contains("***0199"));
+    assert!(!inc.description.contains("4111"));
+    assert!(inc.description.contains("Queue: Billing"));
+    assert!(
+        inc.description.contains("Event time: 2026-11-23T10:00:00Z"),
+        "{}",
+        inc.description
+    );
+    assert!(inc
+        .short_description
+        .starts_with("Genesys voice escalation: Card [REDACTED CARD]"));
+    assert_eq!((inc.impact, inc.urgency), (2, 1));
+    assert_eq!(inc.matched_rules, vec!["vip-caller", "call-dropped"]);
+    assert!(inc.work_notes.contains("vip-caller, call-dropped"));
+    assert!(inc.work_notes.contains("event customer.end"), "{}", inc.work_notes);
+    assert_eq!(
+        inc.correlation_display,
+        format!("Genesys conversation {CONV}")
+    );
+    let json = serde_json::to_value(&inc).unwrap();
+    assert_eq!(json["impact"], "2");
+    assert!(json.get("priority").is_none());
+    assert!(json.get("caller_phone").is_none());
+    assert!(json.get("caller_id").is_none());
+}
+
+#[test]
+fn one_conversation_one_incident_key_whatever_the_profile() {
+    let m = default();
+    let end = m.apply(&event(json!({"conversationId": CONV})), "k1").unwrap();
+    let acw = m
+        .apply(
+            &event_of(
+                &format!("v2.detail.events.conversation.{CONV}.acw"),
+                json!({"conversationId": CONV, "wrapupCode": "Resolved"}),
+            ),
+            "k2",
+        )
+        .unwrap();
+    let ivr = m
+        .apply(&event_of("ivr:escalation", json!({"callId": CONV})), "k3")
+        .unwrap();
+    assert_eq!(end.incident_key, acw.incident_key);
+    assert_eq!(end.incident_key, ivr.incident_key);
+    assert!(end.per_conversation());
+    assert_eq!(end.conversation_id.as_deref(), Some(CONV));
+    let note = acw.update_note.unwrap();
+    assert!(note.starts_with("Genesys event acw at"), "{note}");
+    assert!(note.contains("Wrap-up code: Resolved"), "{note}");
+    // Lines whose variables are all empty are left out of a multi-line template.
+    assert!(!note.contains("Wrap-up notes:"), "{note}");
+    assert!(!note.contains("Agent:"), "{note}");
+}
+
+#[test]
+fn seed_000_flow_webhook_converts_its_strings() {
+    let m = default();
+    let body = |vip: &str, wait: &str| {
+        json!({"callerId": "+15551234567", "callReason": "Router down since this morning",
+               "interactionId": CONV, "customAttributes": {"vip": vip, "queue_wait": wait}})
+    };
+    let vip = m
+        .apply(&event_of("flow:webhook:outbound", body("true", "45")), "k")
+        .unwrap();
+    assert_eq!(vip.profile, "architect-flow-webhook");
+    assert_eq!(vip.conversation_id.as_deref(), Some(CONV));
+    assert_eq!(vip.incident.urgency, 1);
+    assert_eq!(vip.incident.caller_phone.as_deref(), Some("+15551234567"));
+    assert!(vip.incident.description.contains("Caller: ***4567"));
+    assert!(vip.incident.description.contains("Queue wait (ms): 45000"));
+    // "false" is not a VIP, and 45 s is not a long wait: seconds are not compared with milliseconds.
+    let plain = m
+        .apply(&event_of("flow:webhook:outbound", body("false", "45")), "k")
+        .unwrap();
+    assert_eq!(plain.incident.matched_rules, vec!["outage-reported"]);
+    let long = m
+        .apply(&event_of("flow:webhook:outbound", body("false", "301")), "k")
+        .unwrap();
+    assert!(long.incident.matched_rules.contains(&"long-queue-wait".to_string()));
+    // Not a number: the default applies.
+    let odd = m
+        .apply(&event_of("flow:webhook:outbound", body("maybe", "soon")), "k")
+        .unwrap();
+    assert!(odd.incident.description.contains("VIP: false"));
+    assert!(odd.incident.description.contains("Queue wait (ms): 0"));
+}
+
+#[test]
+fn seed_001_ivr_body_maps_ticket_priority_to_urgency() {
+    let m = default();
+    let body = |p: &str| {
+        json!({"callId": CONV, "startTime": "2023-10-27T14:30:00.000Z", "endTime": "2023-10-27T14:35:00.000Z",
+               "direction": "inbound", "queueName": "IT_Support_Hotline", "agentUserId": "admin_user_01",
+               "escalationReason": "IVR_TIMEOUT_EXCEEDED", "customerPhone": "+15550199888", "ticketPriority": p})
+    };
+    let urgency = |p: &str| {
+        m.apply(&event_of("ivr:escalation", body(p)), "k")
+            .unwrap()
+            .incident
+            .urgency
+    };
+    assert_eq!((urgency("High"), urgency("Medium"), urgency("Low")), (1, 2, 3));
+    let inc = m
+        .apply(&event_of("ivr:escalation", body("High")), "k")
+        .unwrap()
+        .incident;
+    assert_eq!(
+        inc.short_description,
+        "IVR escalation: IVR_TIMEOUT_EXCEEDED (queue IT_Support_Hotline)"
+    );
+    assert!(inc.description.contains("Caller: ***9888"));
+    assert!(!inc.description.contains("5550199888"));
+    assert!(inc.description.contains("Started: 2023-10-27T14:30:00Z"));
+    assert_eq!(inc.caller_phone.as_deref(), Some("+15550199888"));
+}
+
+#[test]
+fn missing_required_field_names_profile_variable_and_pointers() {
+    let m = default();
+    let err = m
+        .apply(&event(json!({"ani": "+14155550123"})), "k")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        MappingError::MissingField {
+            profile: "genesys-conversation".into(),
+            variable: "conversation_id".into(),
+            pointers: "/conversationId".into(),
+            format: "value",
+        }
+    );
+    let text = err.to_string();
+    assert!(text.contains("genesys-conversation") && text.contains("conversation_id"));
+    // Empty strings count as missing.
+    assert!(m.apply(&event(json!({"conversationId": " "})), "k").is_err());
+    let err = m
+        .apply(&event_of("flow:webhook:outbound", json!({"callerId": "+1"})), "k")
+        .unwrap_err();
+    assert!(err.to_string().contains("/interactionId, /conversationId"), "{err}");
+}
+
+#[test]
+fn defaults_and_fallback_pointers() {
+    let inc = map(json!({"conversationId": CONV, "queueId": "q-9", "wrapupCode": "Network outage"}));
+    assert!(inc.description.contains("Queue: q-9"));
+    assert!(inc.short_description.contains("Network outage"));
+    assert_eq!((inc.impact, inc.urgency), (1, 2));
+    assert_eq!(inc.caller_phone, None);
+    assert!(!inc.description.contains("Caller:"), "{}", inc.description);
+}
+
+#[test]
+fn short_description_is_capped() {
+    let inc = map(json!({"conversationId": CONV, "escalationReason": "x".repeat(500)}));
+    assert_eq!(inc.short_description.chars().count(), 160);
+}
+
+#[test]
+fn version_1_files_still_load_as_one_incident_per_event() {
+    let v1 = json!({
+        "version": 1, "name": "legacy",
+        "variables": {"conversation_id": {"pointers": ["/conversationId"], "required": true, "pii": "none"}},
+        "incident": {"short_description": "x {{conversation_id}}", "description": "d", "work_notes": "w",
+                     "category": "inquiry", "subcategory": "s", "correlation_display": "c"},
+        "priority": {"default": {"impact": 3, "urgency": 3}}
+    });
+    let m = Mapping::from_json(&v1.to_string()).unwrap();
+    let mapped = m.apply(&event(json!({"conversationId": CONV})), "gc-event").unwrap();
+    assert_eq!(mapped.incident_key, "gc-event");
+    assert!(!mapped.per_conversation());
+    assert_eq!(mapped.incident.short_description, format!("x {CONV}"));
+}
+
+#[test]
+fn load_errors_name_the_profile_and_the_field() {
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, &[&str])> = vec![
+        (
+            Box::new(|f| f["profiles"][1]["incident"]["description"] = json!("{{nope}}")),
+            &["architect-flow-webhook", "description", "nope"],
+        ),
+        (
+            Box::new(|f| f["profiles"][2]["update"]["work_notes"] = json!("{{queue")),
+            &["ivr-escalation", "update.work_notes", "unclosed"],
+        ),
+        (
+            Box::new(|f| f["profiles"][0]["variables"]["queue"]["pointers"] = json!(["queueName"])),
+            &["genesys-conversation", "queue", "queueName"],
+        ),
+        (
+            Box::new(|f| f["profiles"][0]["variables"]["queue"]["pointers"] = json!(["/a~2b"])),
+            &["genesys-conversation", "/a~2b"],
+        ),
+        (
+            Box::new(|f| f["profiles"][1]["incident"]["unknown_field"] = json!("x")),
+            &["architect-flow-webhook", "incident", "unknown_field"],
+        ),
+        (
+            Box::new(|f| f["profiles"][2]["surprise"] = json!(1)),
+            &["ivr-escalation", "surprise"],
+        ),
+        (
+            Box::new(|f| f["profiles"][2]["event_types"] = json!(["flow:*"])),
+            &["ivr-escalation", "flow:*", "architect-flow-webhook", "flow:webhook:outbound", "overlaps"],
+        ),
+        (
+            Box::new(|f| f["profiles"][1]["event_types"] = json!(["v2.detail.events.conversation.*.acw"])),
+            &["architect-flow-webhook", "genesys-conversation", "overlaps"],
+        ),
+        (
+            Box::new(|f| f["profiles"][0]["incident"]["extra"] = json!({"correlation_id": "x"})),
+            &["genesys-conversation", "correlation_id"],
+        ),
+        (
+            Box::new(|f| f["profiles"][0]["variables"]["conversation_id"]["required"] = json!(false)),
+            &["genesys-conversation", "conversation_id", "required"],
+        ),
+        (
+            Box::new(|f| {
+                f["profiles"][0]["update"]
+                    .as_object_mut()
+                    .map(|u| u.remove("work_notes"));
+            }),
+            &["genesys-conversation", "work_notes"],
+        ),
+        (
+            Box::new(|f| {
+                f["profiles"][1].as_object_mut().map(|p| p.remove("update"));
+            }),
+            &["architect-flow-webhook", "update"],
+        ),
+        (
+            Box::new(|f| f["profiles"][1]["variables"]["wait_ms"]["unit"] = json!("hours")),
+            &["architect-flow-webhook", "unit"],
+        ),
+        (
+            Box::new(|f| {
+                f["profiles"][1]["variables"]["wait_ms"]
+                    .as_object_mut()
+                    .map(|v| v.remove("unit"));
+            }),
+            &["architect-flow-webhook", "wait_ms", "unit"],
+        ),
+        (
+            Box::new(|f| f["profiles"][0]["priority"]["rules"][0]["impact"] = json!(4)),
+            &["genesys-conversation", "vip-caller", "impact"],
+        ),
+        (
+            Box::new(|f| f["profiles"][0]["priority"]["rules"][0]["when"][0]["var"] = json!("vipp")),
+            &["genesys-conversation", "vipp"],
+        ),
+        (
+            Box::new(|f| f["profiles"][0]["update"]["raise"] = json!(["priority"])),
+            &["genesys-conversation", "raise"],
+        ),
+        (Box::new(|f| f["version"] = json!(3)), &["version 3"]),
+        (Box::new(|f| f["profiles"] = json!([])), &["no profiles"]),
+    ];
+    for (i, (edit, needles)) in cases.iter().enumerate() {
+        let mut file = base();
+        edit(&mut file);
+        let Some(err) = load_err(&file) else {
+            panic!("case {i} loaded but must not");
+        };
+        for n in *needles {
+            assert!(err.contains(n), "case {i}: `{n}` not in: {err}");
+        }
+    }
+}
+
+#[test]
+fn glob_overlap() {
+    assert!(globs_intersect("flow:*", "flow:webhook:outbound"));
+    assert!(globs_intersect("*.acw", "v2.*"));
+    assert!(globs_intersect("a*", "*b"));
+    assert!(globs_intersect("*", "anything"));
+    assert!(globs_intersect("x", "x"));
+    assert!(!globs_intersect("x", "y"));
+    assert!(!globs_intersect("a*", "b*"));
+    assert!(!globs_intersect("*.acw", "*.customer.end"));
+    assert!(!globs_intersect(
+        "v2.detail.events.conversation.*.acw",
+        "v2.detail.events.conversation.acw"
+    ));
+    assert!(!globs_intersect("ivr:escalation", "flow:webhook:outbound"));
+}
+
+#[test]
+fn pointer_syntax() {
+    assert!(valid_pointer("/a/b"));
+    assert!(valid_pointer("/x~1y~0"));
+    assert!(!valid_pointer("a"));
+    assert!(!valid_pointer("/a~"));
+    assert!(!valid_pointer("/a~x"));
+}
+
+#[test]
+fn template_parsing_and_line_dropping() {
+    let t = Template::parse("a {{ x }} b {{y}}").unwrap();
+    assert_eq!(
+        t.lines,
+        vec![vec![
+            Segment::Text("a ".into()),
+            Segment::Var("x".into()),
+            Segment::Text(" b ".into()),
+            Segment::Var("y".into())
+        ]]
+    );
+    let get = |v: &str| -> &str {
+        match v {
+            "x" => "1",
+            _ => "",
+        }
+    };
+    assert_eq!(t.render(&get), "a 1 b ");
+    let one_line = Template::parse("only {{y}}").unwrap();
+    assert_eq!(one_line.render(&get), "only ");
+    let multi = Template::parse("head\nX: {{x}}\nY: {{y}}\nfixed").unwrap();
+    assert_eq!(multi.render(&get), "head\nX: 1\nfixed");
+    assert!(Template::parse("{{open").is_err());
+}
