@@ -196,11 +196,9 @@ impl Harness {
                 },
                 scheme: SignatureScheme::default(),
                 max_body_bytes: 256 * 1024,
-                allowed_event_types: webhook_receiver::DEFAULT_ALLOWED_EVENT_TYPES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                allowed_event_types: webhook_receiver::default_allowed_event_types(),
                 unknown_type_policy: UnknownTypePolicy::Reject,
+                organization_id: "6f1a0c4e-0000-4000-8000-00000000000a".into(),
                 secret_refresh_interval: Duration::from_secs(60),
             },
             sqs.clone(),

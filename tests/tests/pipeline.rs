@@ -414,7 +414,7 @@ async fn a_rotated_webhook_secret_is_picked_up_after_a_mismatch() {
     let mut headers = http::HeaderMap::new();
     headers.insert("x-hub-signature-256", new_sig.parse().unwrap());
     let reply = fresh
-        .handle(&headers, body.as_bytes(), "rotation-test")
+        .handle(&headers, body.as_bytes(), None, "rotation-test")
         .await;
     assert_eq!(reply.status, 202, "{:?}", reply.body);
 }

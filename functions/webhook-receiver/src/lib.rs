@@ -2,6 +2,8 @@
 //!
 //! Verifies the HMAC signature over the raw body (constant time), validates the envelope, puts the raw body on
 //! SQS and answers `202 {messageId}` only once SQS accepted it. Any SQS failure answers 503 so Genesys retries.
+//! A bare JSON body (no envelope, e.g. an Architect HTTP action's flat IVR body) is accepted when the request
+//! names its event type (`?event=ivr:escalation`); it is queued wrapped in the webhook envelope.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use tokio::sync::{Mutex, RwLock};
 use tracing::{error, info, warn};
 
 use shared::aws::{read_secret, string_attributes, SecretError};
-use shared::config::{self, ConfigError};
+use shared::config::{self, renamed, ConfigError};
 use shared::event::glob_match;
 use shared::signature::{SignatureError, SignatureScheme};
 use shared::InboundEvent;
@@ -40,18 +42,21 @@ pub struct Config {
     pub verification: Verification,
     pub scheme: SignatureScheme,
     pub max_body_bytes: usize,
+    /// Globs of accepted event types; by default every type a profile of the mapping handles.
     pub allowed_event_types: Vec<String>,
     pub unknown_type_policy: UnknownTypePolicy,
+    /// `metadata.organizationId` of the envelope a bare body is wrapped in.
+    pub organization_id: String,
     /// Minimum time between secret re-reads after a signature mismatch.
     pub secret_refresh_interval: Duration,
 }
 
-pub const DEFAULT_ALLOWED_EVENT_TYPES: &[&str] = &[
-    "v2.detail.events.conversation.*.customer.end",
-    "v2.detail.events.conversation.*.acw",
-    "v2.detail.events.conversation.customer.end",
-    "v2.detail.events.conversation.acw",
-];
+/// The event types of the built-in mapping's profiles.
+pub fn default_allowed_event_types() -> Vec<String> {
+    shared::Mapping::default_mapping()
+        .map(|m| m.event_types())
+        .unwrap_or_default()
+}
 
 impl Config {
     /// Reads the configuration from environment variables (see README).
@@ -66,6 +71,10 @@ impl Config {
         queue_url: String,
         secret_id: Option<String>,
     ) -> Result<Self, ConfigError> {
+        let mapping = shared::mapping::mapping_from_env().map_err(|e| ConfigError::Invalid {
+            name: "MAPPING_FILE",
+            reason: e.to_string(),
+        })?;
         let verification = match config::optional("WEBHOOK_SIGNATURE_VERIFICATION")
             .map(|v| v.to_ascii_lowercase())
             .as_deref()
@@ -82,18 +91,28 @@ impl Config {
             }
         };
         let scheme = SignatureScheme {
-            header: config::optional("SIGNATURE_HEADER")
+            header: config::optional(renamed("WEBHOOK_SIGNATURE_HEADER", "SIGNATURE_HEADER"))
                 .unwrap_or_else(|| SignatureScheme::default().header),
-            encoding: config::parse_or("SIGNATURE_ENCODING", SignatureScheme::default().encoding)?,
-            prefix: std::env::var("SIGNATURE_PREFIX")
+            encoding: config::parse_or(
+                renamed("WEBHOOK_SIGNATURE_ENCODING", "SIGNATURE_ENCODING"),
+                SignatureScheme::default().encoding,
+            )?,
+            // May be set empty on purpose, so read directly.
+            prefix: std::env::var("WEBHOOK_SIGNATURE_PREFIX")
+                .or_else(|_| std::env::var("SIGNATURE_PREFIX"))
                 .unwrap_or_else(|_| SignatureScheme::default().prefix),
         };
-        let unknown_type_policy = match config::optional("UNKNOWN_EVENT_TYPE_POLICY").as_deref() {
+        let unknown_type_policy = match config::optional(renamed(
+            "RECEIVER_UNKNOWN_EVENT_TYPE_POLICY",
+            "UNKNOWN_EVENT_TYPE_POLICY",
+        ))
+        .as_deref()
+        {
             None | Some("reject") => UnknownTypePolicy::Reject,
             Some("drop") => UnknownTypePolicy::Drop,
             Some(other) => {
                 return Err(ConfigError::Invalid {
-                    name: "UNKNOWN_EVENT_TYPE_POLICY",
+                    name: "RECEIVER_UNKNOWN_EVENT_TYPE_POLICY",
                     reason: format!("expected reject or drop, got {other:?}"),
                 })
             }
@@ -102,12 +121,23 @@ impl Config {
             queue_url,
             verification,
             scheme,
-            max_body_bytes: config::parse_or("MAX_BODY_BYTES", 256 * 1024)?,
-            allowed_event_types: config::list_or(
+            max_body_bytes: config::parse_or(
+                renamed("RECEIVER_MAX_BODY_BYTES", "MAX_BODY_BYTES"),
+                256 * 1024,
+            )?,
+            allowed_event_types: match config::optional(renamed(
+                "RECEIVER_ALLOWED_EVENT_TYPES",
                 "ALLOWED_EVENT_TYPES",
-                DEFAULT_ALLOWED_EVENT_TYPES,
-            ),
+            )) {
+                Some(_) => config::list_or(
+                    renamed("RECEIVER_ALLOWED_EVENT_TYPES", "ALLOWED_EVENT_TYPES"),
+                    &[],
+                ),
+                None => mapping.event_types(),
+            },
             unknown_type_policy,
+            organization_id: config::optional("GENESYS_ORGANIZATION_ID")
+                .unwrap_or_else(|| "unknown".into()),
             secret_refresh_interval: Duration::from_secs(60),
         })
     }
@@ -135,12 +165,16 @@ pub struct Accepted {
     pub event_type: String,
     pub organization_id: String,
     pub event_id: Option<String>,
+    /// The envelope a bare body was wrapped in: what is queued instead of the raw body.
+    pub wrapped: Option<String>,
 }
 
 /// Checks done before anything touches AWS, in order: size, signature, JSON, envelope, allow-list.
+/// `bare_type`: the event type the request named for a body without an envelope (`?event=`).
 pub fn validate(
     config: &Config,
     body: &[u8],
+    bare_type: Option<&str>,
     signature_check: impl FnOnce(&[u8]) -> Result<(), SignatureError>,
 ) -> Result<Accepted, Reply> {
     if body.len() > config.max_body_bytes {
@@ -157,7 +191,32 @@ pub fn validate(
     if let Err(e) = signature_check(body) {
         return Err(Reply::error(401, "invalid_signature", e.to_string()));
     }
-    let event = InboundEvent::parse(body).map_err(|e| {
+    let value: Result<Value, _> = serde_json::from_slice(body)
+        .map_err(|e| shared::EnvelopeError::Syntax(e.to_string()));
+    let (parsed, wrapped) = match value {
+        Ok(Value::Object(top)) if InboundEvent::is_bare(&top) => {
+            let Some(event_type) = bare_type.map(str::trim).filter(|t| valid_event_type(t)) else {
+                return Err(Reply::error(
+                    400,
+                    "missing_event_type",
+                    "the body has no envelope ({event, data, metadata} or an EventBridge event); post a bare \
+                     body with its event type in the URL, e.g. /webhooks/genesys?event=ivr:escalation for the \
+                     IVR escalation body (event types: letters, digits and . : _ - { })",
+                ));
+            };
+            let envelope = InboundEvent::bare_envelope(
+                event_type,
+                top,
+                &config.organization_id,
+                &shared::now_rfc3339(),
+            );
+            let text = envelope.to_string();
+            (InboundEvent::from_value(envelope), Some(text))
+        }
+        Ok(v) => (InboundEvent::from_value(v), None),
+        Err(e) => (Err(e), None),
+    };
+    let event = parsed.map_err(|e| {
         let mut r = Reply::error(400, "invalid_payload", e.to_string());
         if let Some(path) = e.path() {
             r.body["field"] = json!(path);
@@ -186,7 +245,15 @@ pub fn validate(
         event_type: event.event_type,
         organization_id: event.organization_id.unwrap_or_default(),
         event_id: event.event_id,
+        wrapped,
     })
+}
+
+fn valid_event_type(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 200
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:_-{}".contains(c))
 }
 
 /// HMAC key cache: read once per cold start, re-read at most once per interval after a mismatch.
@@ -292,7 +359,13 @@ impl Receiver {
     }
 
     /// Handles one webhook request. `correlation_id` identifies it in logs and on the queued message.
-    pub async fn handle(&self, headers: &HeaderMap, body: &[u8], correlation_id: &str) -> Reply {
+    pub async fn handle(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        bare_type: Option<&str>,
+        correlation_id: &str,
+    ) -> Reply {
         let signature = headers
             .get(self.config.scheme.header.as_str())
             .and_then(|v| v.to_str().ok());
@@ -300,7 +373,7 @@ impl Receiver {
             Ok(v) => v,
             Err(reply) => return reply,
         };
-        let accepted = match validate(&self.config, body, |_| verified) {
+        let accepted = match validate(&self.config, body, bare_type, |_| verified) {
             Ok(a) => a,
             Err(reply) => {
                 warn!(correlation_id, status = reply.status, reason = %reply.body["error"], "webhook rejected");
@@ -348,8 +421,10 @@ impl Receiver {
     }
 
     async fn enqueue(&self, body: &[u8], accepted: &Accepted, correlation_id: &str) -> Reply {
-        let Ok(text) = std::str::from_utf8(body) else {
-            return Reply::error(400, "invalid_payload", "body is not UTF-8");
+        let text = match (&accepted.wrapped, std::str::from_utf8(body)) {
+            (Some(wrapped), _) => wrapped.as_str(),
+            (None, Ok(text)) => text,
+            (None, Err(_)) => return Reply::error(400, "invalid_payload", "body is not UTF-8"),
         };
         let received_at = shared::now_rfc3339();
         let attrs = string_attributes([
@@ -409,10 +484,51 @@ pub async fn handle_lambda(
     let request_id = request.lambda_context_ref().map(|c| c.request_id.clone());
     let headers = request.headers().clone();
     let correlation = correlation_id(&headers, request_id.as_deref());
+    let bare_type = request
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("event").map(str::to_string))
+        .or_else(|| query_param(request.uri().query(), "event"));
     let reply = receiver
-        .handle(&headers, request.body().as_ref(), &correlation)
+        .handle(
+            &headers,
+            request.body().as_ref(),
+            bare_type.as_deref(),
+            &correlation,
+        )
         .await;
     to_lambda_response(&reply, &correlation)
+}
+
+/// `name`'s value in a raw query string (`a=1&event=ivr%3Aescalation`), percent-decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn to_lambda_response(
@@ -441,11 +557,9 @@ mod tests {
             verification: Verification::Disabled,
             scheme: SignatureScheme::default(),
             max_body_bytes: 1024,
-            allowed_event_types: DEFAULT_ALLOWED_EVENT_TYPES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            allowed_event_types: default_allowed_event_types(),
             unknown_type_policy: UnknownTypePolicy::Reject,
+            organization_id: "org".into(),
             secret_refresh_interval: Duration::from_secs(60),
         }
     }
@@ -461,7 +575,7 @@ mod tests {
 
     #[test]
     fn accepts_an_allowed_event() {
-        let a = validate(&cfg(), &body(END), |_| Ok(())).unwrap();
+        let a = validate(&cfg(), &body(END), None, |_| Ok(())).unwrap();
         assert_eq!(a.event_type, END);
         assert_eq!(a.organization_id, "o");
     }
@@ -469,15 +583,15 @@ mod tests {
     #[test]
     fn checks_run_in_order() {
         let big = vec![b' '; 2000];
-        assert_eq!(validate(&cfg(), &big, |_| Ok(())).unwrap_err().status, 413);
-        let r = validate(&cfg(), &body(END), |_| Err(SignatureError::Mismatch)).unwrap_err();
+        assert_eq!(validate(&cfg(), &big, None, |_| Ok(())).unwrap_err().status, 413);
+        let r = validate(&cfg(), &body(END), None, |_| Err(SignatureError::Mismatch)).unwrap_err();
         assert_eq!(r.status, 401);
-        let r = validate(&cfg(), b"{oops", |_| Ok(())).unwrap_err();
+        let r = validate(&cfg(), b"{oops", None, |_| Ok(())).unwrap_err();
         assert_eq!(
             (r.status, r.body["error"].as_str()),
             (400, Some("invalid_payload"))
         );
-        let r = validate(&cfg(), br#"{"event":"x","data":{}}"#, |_| Ok(())).unwrap_err();
+        let r = validate(&cfg(), br#"{"event":"x","data":{}}"#, None, |_| Ok(())).unwrap_err();
         assert_eq!(r.status, 400);
         assert!(
             r.body["message"].as_str().unwrap().contains("metadata"),
@@ -488,7 +602,7 @@ mod tests {
 
     #[test]
     fn allow_list_policy() {
-        let r = validate(&cfg(), &body("v2.users.presence"), |_| Ok(())).unwrap_err();
+        let r = validate(&cfg(), &body("v2.users.presence"), None, |_| Ok(())).unwrap_err();
         assert_eq!(
             (r.status, r.body["error"].as_str()),
             (400, Some("event_type_not_allowed"))
@@ -497,9 +611,46 @@ mod tests {
             unknown_type_policy: UnknownTypePolicy::Drop,
             ..cfg()
         };
-        let r = validate(&drop, &body("v2.users.presence"), |_| Ok(())).unwrap_err();
+        let r = validate(&drop, &body("v2.users.presence"), None, |_| Ok(())).unwrap_err();
         assert_eq!(r.status, 202);
         assert_eq!(r.body["status"], "ignored");
+    }
+
+    #[test]
+    fn default_allow_list_is_what_the_shipped_profiles_handle() {
+        for t in [
+            "flow:webhook:outbound",
+            "ivr:escalation",
+            END,
+            "v2.detail.events.conversation.acw",
+        ] {
+            assert!(validate(&cfg(), &body(t), None, |_| Ok(())).is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn bare_bodies_need_their_event_type_and_are_queued_wrapped() {
+        let ivr = br#"{"callId":"c-1","customerPhone":"+15550199888","escalationReason":"IVR_TIMEOUT_EXCEEDED"}"#;
+        let r = validate(&cfg(), ivr, None, |_| Ok(())).unwrap_err();
+        assert_eq!((r.status, r.body["error"].as_str()), (400, Some("missing_event_type")));
+        assert!(r.body["message"].as_str().unwrap().contains("?event=ivr:escalation"));
+        let a = validate(&cfg(), ivr, Some("ivr:escalation"), |_| Ok(())).unwrap();
+        assert_eq!(a.event_type, "ivr:escalation");
+        let queued = InboundEvent::parse(a.wrapped.unwrap().as_bytes()).unwrap();
+        assert_eq!(queued.body["callId"], "c-1");
+        assert_eq!(queued.organization_id.as_deref(), Some("org"));
+        // The named type still has to be allowed.
+        let r = validate(&cfg(), ivr, Some("ivr:other"), |_| Ok(())).unwrap_err();
+        assert_eq!(r.body["error"], "event_type_not_allowed");
+        let r = validate(&cfg(), ivr, Some("bad type<>"), |_| Ok(())).unwrap_err();
+        assert_eq!(r.body["error"], "missing_event_type");
+        // An envelope ignores the parameter.
+        assert!(validate(&cfg(), &body(END), Some("ivr:escalation"), |_| Ok(()))
+            .unwrap()
+            .wrapped
+            .is_none());
+        assert_eq!(query_param(Some("x=1&event=ivr%3Aescalation"), "event").as_deref(), Some("ivr:escalation"));
+        assert_eq!(query_param(Some("x=1"), "event"), None);
     }
 
     #[test]
