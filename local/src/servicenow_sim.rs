@@ -489,7 +489,12 @@ async fn create_incident(
 
 /// Writes `input`'s known columns into `rec` (strings, as ServiceNow stores them); `work_notes` is appended
 /// to the journal; `priority` is derived from impact and urgency.
-fn apply_fields(s: &mut State_, rec: &mut Map<String, Value>, sys_id: &str, input: &Map<String, Value>) {
+fn apply_fields(
+    s: &mut State_,
+    rec: &mut Map<String, Value>,
+    sys_id: &str,
+    input: &Map<String, Value>,
+) {
     for (k, v) in input {
         // ServiceNow ignores columns the table does not have; all values are strings.
         if !INCIDENT_FIELDS.contains(&k.as_str())
@@ -561,7 +566,11 @@ async fn update_incident(
     };
     let updated = {
         let mut s = sim.lock();
-        let Some(i) = s.incidents.iter().position(|r| r["sys_id"] == json!(sys_id)) else {
+        let Some(i) = s
+            .incidents
+            .iter()
+            .position(|r| r["sys_id"] == json!(sys_id))
+        else {
             drop(s);
             sim.record("PATCH", ONE_INCIDENT, 404);
             return not_found();

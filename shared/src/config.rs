@@ -112,3 +112,22 @@ pub fn list_or(setting: impl Into<Setting>, default: &[&str]) -> Vec<String> {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renamed_settings_prefer_the_new_name_and_fall_back_to_the_old_one() {
+        // Names used by this test only, so parallel tests cannot interfere.
+        let setting = renamed("CFG_TEST_NEW_NAME", "CFG_TEST_OLD_NAME");
+        assert_eq!(optional(setting), None);
+        std::env::set_var("CFG_TEST_OLD_NAME", "old");
+        assert_eq!(optional(setting).as_deref(), Some("old"));
+        std::env::set_var("CFG_TEST_NEW_NAME", "new");
+        assert_eq!(optional(setting).as_deref(), Some("new"));
+        std::env::set_var("CFG_TEST_NEW_NAME", "x");
+        let err = parse_or::<u32>(setting, 1).unwrap_err();
+        assert!(err.to_string().contains("CFG_TEST_NEW_NAME"), "{err}");
+    }
+}

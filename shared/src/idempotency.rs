@@ -81,7 +81,11 @@ impl KeyConfig {
 /// profile maps an event of the conversation, the key is the same, so an IVR escalation and the later
 /// conversation events of that call share one incident.
 pub fn conversation_key(conversation_id: &str) -> String {
-    key_of(KeySource::Pointers, &["conversation", conversation_id.trim()]).key
+    key_of(
+        KeySource::Pointers,
+        &["conversation", conversation_id.trim()],
+    )
+    .key
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -216,7 +220,10 @@ mod tests {
         let again = cfg.derive(&event(None, json!({"a": 1, "conversationId": "c-1"})));
         assert_eq!(end, again, "a re-delivered copy has the same key");
         let other = cfg.derive(&event(None, json!({"conversationId": "c-1", "a": 2})));
-        assert_ne!(end, other, "another event of the conversation has its own key");
+        assert_ne!(
+            end, other,
+            "another event of the conversation has its own key"
+        );
         assert_ne!(conversation_key("c-1"), end.key);
         assert_eq!(conversation_key(" c-1 "), conversation_key("c-1"));
         assert!(conversation_key("c-1").starts_with("gc-"));

@@ -427,7 +427,9 @@ impl Mapping {
     /// The first profile whose event-type globs match the event (its type or its `{id}` form).
     pub fn select(&self, event: &InboundEvent) -> Option<&Profile> {
         let kind = event.event_kind();
-        self.profiles.iter().find(|p| p.handles(&event.event_type, &kind))
+        self.profiles
+            .iter()
+            .find(|p| p.handles(&event.event_type, &kind))
     }
 
     /// Every profile's event-type globs: the event types this mapping handles.
@@ -542,7 +544,9 @@ impl Profile {
                 return Err(err(format!("variable `{var}` shadows a built-in variable")));
             }
             if v.pointers.is_empty() {
-                return Err(err(format!("variable `{var}` needs at least one JSON pointer")));
+                return Err(err(format!(
+                    "variable `{var}` needs at least one JSON pointer"
+                )));
             }
             if let Some(bad) = v.pointers.iter().find(|p| !valid_pointer(p)) {
                 return Err(err(format!(
@@ -581,7 +585,9 @@ impl Profile {
         }
         if let Some(v) = &spec.caller.phone_variable {
             if !declared(v) {
-                return Err(err(format!("caller.phone_variable names unknown variable `{v}`")));
+                return Err(err(format!(
+                    "caller.phone_variable names unknown variable `{v}`"
+                )));
             }
         }
         if let Some(v) = &spec.conversation {
@@ -596,10 +602,12 @@ impl Profile {
             }
         }
         let compile = |field: &str, text: &str| -> Result<Template, MappingLoadError> {
-            let t = Template::parse(text).map_err(|_| {
-                err(format!("template for `{field}` has an unclosed `{{{{`"))
-            })?;
-            if let Some(unknown) = t.variables().find(|v| !declared(v) && !BUILTINS.contains(v)) {
+            let t = Template::parse(text)
+                .map_err(|_| err(format!("template for `{field}` has an unclosed `{{{{`")))?;
+            if let Some(unknown) = t
+                .variables()
+                .find(|v| !declared(v) && !BUILTINS.contains(v))
+            {
                 return Err(err(format!(
                     "template for `{field}` uses unknown variable `{unknown}`"
                 )));
@@ -626,12 +634,10 @@ impl Profile {
                     "`on_repeat: update` needs an `update` section with `work_notes`".into(),
                 ))
             }
-            (Some(_), _) if spec.conversation.is_none() => {
-                return Err(err(
-                    "`update` needs `conversation`: without a conversation there is nothing to update"
-                        .into(),
-                ))
-            }
+            (Some(_), _) if spec.conversation.is_none() => return Err(err(
+                "`update` needs `conversation`: without a conversation there is nothing to update"
+                    .into(),
+            )),
             (Some(_), other) => {
                 return Err(err(format!(
                     "`update` is set but `on_repeat` is {other:?}: it would never be used"
@@ -716,14 +722,14 @@ impl Profile {
         } else {
             matched.join(", ")
         };
-        let conversation_id = self
-            .conversation
-            .as_deref()
-            .and_then(|v| raw.get(v))
-            .map(|v| match v {
-                Value::String(s) => s.trim().to_string(),
-                other => other.to_string(),
-            });
+        let conversation_id =
+            self.conversation
+                .as_deref()
+                .and_then(|v| raw.get(v))
+                .map(|v| match v {
+                    Value::String(s) => s.trim().to_string(),
+                    other => other.to_string(),
+                });
         let incident_key = match (&conversation_id, self.on_repeat) {
             (Some(id), OnRepeat::Update | OnRepeat::Ignore) => conversation_key(id),
             _ => event_key.to_string(),

@@ -9,7 +9,9 @@ use shared::idempotency::KeyConfig;
 use shared::{InboundEvent, Mapping};
 
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name)
 }
 
 fn fixture(name: &str) -> Value {

@@ -287,9 +287,23 @@ impl Harness {
         self.post(body, Some(&sig)).await
     }
 
+    /// POSTs a bare body with a valid signature, naming its event type in the URL (`?event=`).
+    pub async fn post_signed_bare(&self, body: &str, event_type: Option<&str>) -> (u16, Value) {
+        let sig = SignatureScheme::default().sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let url = match event_type {
+            Some(t) => format!("{}?event={t}", self.receiver_url),
+            None => self.receiver_url.clone(),
+        };
+        self.post_to(&url, body, Some(&sig)).await
+    }
+
     pub async fn post(&self, body: &str, signature: Option<&str>) -> (u16, Value) {
+        self.post_to(&self.receiver_url, body, signature).await
+    }
+
+    async fn post_to(&self, url: &str, body: &str, signature: Option<&str>) -> (u16, Value) {
         let mut req = reqwest::Client::new()
-            .post(&self.receiver_url)
+            .post(url)
             .header("content-type", "application/json")
             .body(body.to_string());
         if let Some(s) = signature {
@@ -372,6 +386,33 @@ pub fn webhook_event(conversation_id: &str, extra: Value) -> Value {
         }
     }
     event
+}
+
+/// A webhook-envelope `acw` (after-call work) event of `conversation_id` with its wrap-up code and notes.
+pub fn acw_event(conversation_id: &str, wrapup_code: &str, wrapup_notes: &str) -> Value {
+    json!({
+        "event": format!("v2.detail.events.conversation.{conversation_id}.acw"),
+        "data": {
+            "conversationId": conversation_id,
+            "participantId": "9b1c2d3e-0000-4000-8000-000000000002",
+            "mediaType": "voice",
+            "direction": "inbound",
+            "userId": "a1b2c3d4-0000-4000-8000-0000000000aa",
+            "queueId": "5e6f7a8b-0000-4000-8000-0000000000bb",
+            "wrapupCode": wrapup_code,
+            "wrapupNotes": wrapup_notes,
+            "wrapupDurationSeconds": 95,
+            "eventTime": 1_795_428_120_000i64
+        },
+        "metadata": {"organizationId": "6f1a0c4e-0000-4000-8000-00000000000a", "timestamp": "2026-11-23T10:02:00.000Z"}
+    })
+}
+
+/// A seed fixture (`shared/tests/fixtures/`): the seeds' example bodies.
+pub fn fixture(name: &str) -> Value {
+    let path = workspace_root().join("shared/tests/fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The same conversation event as Genesys' Amazon EventBridge integration delivers it.

@@ -72,7 +72,13 @@ async fn the_same_event_five_times_concurrently_creates_one_incident() {
         assert_eq!(status, 202, "{reply}");
     }
     let outcomes = h.drain().await;
-    let Tally { created, reconciled, duplicates, dead_lettered: dead, .. } = tally(&outcomes);
+    let Tally {
+        created,
+        reconciled,
+        duplicates,
+        dead_lettered: dead,
+        ..
+    } = tally(&outcomes);
     assert_eq!((created + reconciled, dead), (1, 0), "{outcomes:?}");
     assert_eq!(duplicates, 4, "{outcomes:?}");
     one_incident(&h);
@@ -121,7 +127,13 @@ async fn a_burst_of_503s_still_creates_once() {
     });
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    let Tally { created, reconciled, duplicates: dup, dead_lettered: dead, .. } = tally(&outcomes);
+    let Tally {
+        created,
+        reconciled,
+        duplicates: dup,
+        dead_lettered: dead,
+        ..
+    } = tally(&outcomes);
     assert_eq!((created + reconciled, dup, dead), (1, 0, 0), "{outcomes:?}");
     one_incident(&h);
     assert_eq!(
@@ -282,7 +294,12 @@ async fn an_eventbridge_shaped_event_becomes_an_incident() {
     h.enqueue_raw(&eventbridge_event(&conv, "eb-0001").to_string())
         .await; // EventBridge redelivery
     let outcomes = h.drain().await;
-    let Tally { created, duplicates: dup, dead_lettered: dead, .. } = tally(&outcomes);
+    let Tally {
+        created,
+        duplicates: dup,
+        dead_lettered: dead,
+        ..
+    } = tally(&outcomes);
     assert_eq!((created, dup, dead), (1, 1, 0), "{outcomes:?}");
     let inc = one_incident(&h);
     assert!(inc["description"].as_str().unwrap().contains(&conv));
@@ -435,7 +452,12 @@ async fn a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs() {
     });
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    let Tally { created, dead_lettered: dead, retried, .. } = tally(&outcomes);
+    let Tally {
+        created,
+        dead_lettered: dead,
+        retried,
+        ..
+    } = tally(&outcomes);
     assert_eq!((created, dead), (0, 0));
     assert_eq!(retried, 2, "received maxReceiveCount times: {outcomes:?}");
     let dead = h.dead_letters().await;

@@ -267,7 +267,11 @@ pub async fn from_env(
             .unwrap_or_else(|| "/api/v2/eventbridge/events".into()),
         tokens,
         RetryPolicy {
-            max_attempts: config::parse_or(renamed("INGEST_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"), 5u32)?.max(1),
+            max_attempts: config::parse_or(
+                renamed("INGEST_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"),
+                5u32,
+            )?
+            .max(1),
             base_delay: config::millis_or(renamed("INGEST_RETRY_BASE_MS", "RETRY_BASE_MS"), 200)?,
             max_delay: config::millis_or(renamed("INGEST_RETRY_MAX_MS", "RETRY_MAX_MS"), 2000)?,
             max_retry_after: Duration::from_secs(config::parse_or(
@@ -284,9 +288,15 @@ pub async fn from_env(
     }
     Ok(Ingest::new(
         IngestConfig {
-            max_body_bytes: config::parse_or(renamed("INGEST_MAX_BODY_BYTES", "MAX_BODY_BYTES"), 16 * 1024)?,
+            max_body_bytes: config::parse_or(
+                renamed("INGEST_MAX_BODY_BYTES", "MAX_BODY_BYTES"),
+                16 * 1024,
+            )?,
             rules: EventRules {
-                allowed_event_types: config::list_or(renamed("INGEST_ALLOWED_EVENT_TYPES", "ALLOWED_EVENT_TYPES"), &["*"]),
+                allowed_event_types: config::list_or(
+                    renamed("INGEST_ALLOWED_EVENT_TYPES", "ALLOWED_EVENT_TYPES"),
+                    &["*"],
+                ),
             },
             source_name,
             source_version: config::optional("LEGACY_SOURCE_VERSION").unwrap_or_else(|| "1".into()),

@@ -109,7 +109,11 @@ impl ConversationStore {
         token: &str,
         incident: &KnownIncident,
     ) -> Result<bool, StoreError> {
-        let mut set = vec!["#sys_id = :sys_id", "#number = :number", "#expiration = :exp"];
+        let mut set = vec![
+            "#sys_id = :sys_id",
+            "#number = :number",
+            "#expiration = :exp",
+        ];
         let mut remove = vec!["#token", "#until"];
         let mut values = vec![
             (":sys_id", s(&incident.sys_id)),
@@ -118,9 +122,21 @@ impl ConversationStore {
             (":token", s(token)),
         ];
         let optional = [
-            ("#impact", ":impact", incident.impact.map(|v| n(u64::from(v)))),
-            ("#urgency", ":urgency", incident.urgency.map(|v| n(u64::from(v)))),
-            ("#replaces", ":replaces", incident.replaces.as_deref().map(s)),
+            (
+                "#impact",
+                ":impact",
+                incident.impact.map(|v| n(u64::from(v))),
+            ),
+            (
+                "#urgency",
+                ":urgency",
+                incident.urgency.map(|v| n(u64::from(v))),
+            ),
+            (
+                "#replaces",
+                ":replaces",
+                incident.replaces.as_deref().map(s),
+            ),
         ];
         let assignments: Vec<String> = optional
             .iter()
@@ -139,7 +155,11 @@ impl ConversationStore {
             .update_item()
             .table_name(&self.table)
             .key("id", s(key))
-            .update_expression(format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")))
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
             .condition_expression("#token = :token");
         for (name, attr) in [
             ("#sys_id", "incident_sys_id"),

@@ -292,16 +292,17 @@ impl Writer {
     }
 
     fn prepare(&self, record: &SqsMessage) -> Parsed {
-        let event = InboundEvent::parse(record.body.as_deref().unwrap_or("").as_bytes()).map_err(
-            |e| Rejected {
-                key: None,
-                why: Permanent {
-                    code: "invalid_envelope",
-                    detail: e.to_string(),
-                    http_status: None,
-                },
-            },
-        )?;
+        let event =
+            InboundEvent::parse(record.body.as_deref().unwrap_or("").as_bytes()).map_err(|e| {
+                Rejected {
+                    key: None,
+                    why: Permanent {
+                        code: "invalid_envelope",
+                        detail: e.to_string(),
+                        http_status: None,
+                    },
+                }
+            })?;
         let key = self.config.key.derive(&event);
         match self.mapping.apply(&event, &key.key) {
             Ok(mapped) => Ok(Prepared { event, key, mapped }),
@@ -449,9 +450,10 @@ impl Writer {
         match result {
             Ok(done) => {
                 let number = match &done {
-                    Done::Created(n) | Done::Updated(n) | Done::Reconciled(n) | Done::Ignored(n) => {
-                        n.clone()
-                    }
+                    Done::Created(n)
+                    | Done::Updated(n)
+                    | Done::Reconciled(n)
+                    | Done::Ignored(n) => n.clone(),
                 };
                 match self.store.complete(&key.key, &token, &number).await {
                     Ok(true) => {}
@@ -506,7 +508,14 @@ impl Writer {
         let conversation = mapped.incident_key.clone();
         let lock = self.lock_conversation(&conversation, deadline).await?;
         let result = self
-            .under_lock(mapped, lock.incident.clone(), lock.existed || retaken, retaken, deadline, ids)
+            .under_lock(
+                mapped,
+                lock.incident.clone(),
+                lock.existed || retaken,
+                retaken,
+                deadline,
+                ids,
+            )
             .await;
         let recorded = match &result {
             Ok((_, Some(incident))) => self
@@ -541,7 +550,9 @@ impl Writer {
                 .map_err(Failure::store)?
             {
                 Locked::Acquired(lock) => return Ok(lock),
-                Locked::Busy if give_up.allows(wait, Duration::ZERO) && deadline.allows(wait, reserve) => {
+                Locked::Busy
+                    if give_up.allows(wait, Duration::ZERO) && deadline.allows(wait, reserve) =>
+                {
                     tokio::time::sleep(shared::retry::jitter(wait)).await;
                     wait = (wait * 2).min(Duration::from_millis(800));
                 }
@@ -738,20 +749,28 @@ impl Writer {
         fields.insert("work_notes".into(), note.into());
         let mut sent = (None, None);
         if let Some(state) = &state {
-            if raise(Raise::Impact, wanted.impact, state.impact) && mapped.raise.contains(&Raise::Impact) {
+            if raise(Raise::Impact, wanted.impact, state.impact)
+                && mapped.raise.contains(&Raise::Impact)
+            {
                 fields.insert("impact".into(), wanted.impact.to_string().into());
                 sent.0 = Some(wanted.impact);
             } else {
                 sent.0 = state.impact;
             }
-            if raise(Raise::Urgency, wanted.urgency, state.urgency) && mapped.raise.contains(&Raise::Urgency) {
+            if raise(Raise::Urgency, wanted.urgency, state.urgency)
+                && mapped.raise.contains(&Raise::Urgency)
+            {
                 fields.insert("urgency".into(), wanted.urgency.to_string().into());
                 sent.1 = Some(wanted.urgency);
             } else {
                 sent.1 = state.urgency;
             }
         }
-        match self.servicenow.update_incident(&incident.sys_id, &fields).await {
+        match self
+            .servicenow
+            .update_incident(&incident.sys_id, &fields)
+            .await
+        {
             Ok(_) => Ok((Done::Updated(incident.number.clone()), sent)),
             Err(e) if e.http_status() == Some(404) => Err(UpdateError::Gone),
             Err(e) => Err(e.into()),

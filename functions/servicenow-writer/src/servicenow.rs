@@ -236,7 +236,11 @@ impl ServiceNowClient {
         sys_id: &str,
         fields: &serde_json::Map<String, Value>,
     ) -> Result<IncidentRef, ServiceNowError> {
-        let url = format!("{}/api/now/table/incident/{}", self.base, path_segment(sys_id));
+        let url = format!(
+            "{}/api/now/table/incident/{}",
+            self.base,
+            path_segment(sys_id)
+        );
         let response = self
             .send(|h| {
                 h.patch(&url)
@@ -263,7 +267,11 @@ impl ServiceNowClient {
         &self,
         sys_id: &str,
     ) -> Result<Option<IncidentState>, ServiceNowError> {
-        let url = format!("{}/api/now/table/incident/{}", self.base, path_segment(sys_id));
+        let url = format!(
+            "{}/api/now/table/incident/{}",
+            self.base,
+            path_segment(sys_id)
+        );
         let query = [
             ("sysparm_fields", "work_notes,impact,urgency"),
             // Journal fields have a value only as display values; `all` gives both forms per field.

@@ -191,8 +191,8 @@ pub fn validate(
     if let Err(e) = signature_check(body) {
         return Err(Reply::error(401, "invalid_signature", e.to_string()));
     }
-    let value: Result<Value, _> = serde_json::from_slice(body)
-        .map_err(|e| shared::EnvelopeError::Syntax(e.to_string()));
+    let value: Result<Value, _> =
+        serde_json::from_slice(body).map_err(|e| shared::EnvelopeError::Syntax(e.to_string()));
     let (parsed, wrapped) = match value {
         Ok(Value::Object(top)) if InboundEvent::is_bare(&top) => {
             let Some(event_type) = bare_type.map(str::trim).filter(|t| valid_event_type(t)) else {
@@ -513,7 +513,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -583,7 +587,10 @@ mod tests {
     #[test]
     fn checks_run_in_order() {
         let big = vec![b' '; 2000];
-        assert_eq!(validate(&cfg(), &big, None, |_| Ok(())).unwrap_err().status, 413);
+        assert_eq!(
+            validate(&cfg(), &big, None, |_| Ok(())).unwrap_err().status,
+            413
+        );
         let r = validate(&cfg(), &body(END), None, |_| Err(SignatureError::Mismatch)).unwrap_err();
         assert_eq!(r.status, 401);
         let r = validate(&cfg(), b"{oops", None, |_| Ok(())).unwrap_err();
@@ -632,8 +639,14 @@ mod tests {
     fn bare_bodies_need_their_event_type_and_are_queued_wrapped() {
         let ivr = br#"{"callId":"c-1","customerPhone":"+15550199888","escalationReason":"IVR_TIMEOUT_EXCEEDED"}"#;
         let r = validate(&cfg(), ivr, None, |_| Ok(())).unwrap_err();
-        assert_eq!((r.status, r.body["error"].as_str()), (400, Some("missing_event_type")));
-        assert!(r.body["message"].as_str().unwrap().contains("?event=ivr:escalation"));
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (400, Some("missing_event_type"))
+        );
+        assert!(r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("?event=ivr:escalation"));
         let a = validate(&cfg(), ivr, Some("ivr:escalation"), |_| Ok(())).unwrap();
         assert_eq!(a.event_type, "ivr:escalation");
         let queued = InboundEvent::parse(a.wrapped.unwrap().as_bytes()).unwrap();
@@ -645,11 +658,16 @@ mod tests {
         let r = validate(&cfg(), ivr, Some("bad type<>"), |_| Ok(())).unwrap_err();
         assert_eq!(r.body["error"], "missing_event_type");
         // An envelope ignores the parameter.
-        assert!(validate(&cfg(), &body(END), Some("ivr:escalation"), |_| Ok(()))
-            .unwrap()
-            .wrapped
-            .is_none());
-        assert_eq!(query_param(Some("x=1&event=ivr%3Aescalation"), "event").as_deref(), Some("ivr:escalation"));
+        assert!(
+            validate(&cfg(), &body(END), Some("ivr:escalation"), |_| Ok(()))
+                .unwrap()
+                .wrapped
+                .is_none()
+        );
+        assert_eq!(
+            query_param(Some("x=1&event=ivr%3Aescalation"), "event").as_deref(),
+            Some("ivr:escalation")
+        );
         assert_eq!(query_param(Some("x=1"), "event"), None);
     }
 

@@ -46,9 +46,15 @@ fn default_mapping_has_the_three_profiles() {
     let names: Vec<&str> = m.profiles().iter().map(Profile::name).collect();
     assert_eq!(
         names,
-        ["genesys-conversation", "architect-flow-webhook", "ivr-escalation"]
+        [
+            "genesys-conversation",
+            "architect-flow-webhook",
+            "ivr-escalation"
+        ]
     );
-    assert!(m.event_types().contains(&"flow:webhook:outbound".to_string()));
+    assert!(m
+        .event_types()
+        .contains(&"flow:webhook:outbound".to_string()));
     assert!(m.event_types().contains(&"ivr:escalation".to_string()));
 }
 
@@ -64,7 +70,10 @@ fn profiles_are_selected_by_event_type() {
         pick("v2.detail.events.conversation.customer.end"),
         Some("genesys-conversation")
     );
-    assert_eq!(pick("flow:webhook:outbound"), Some("architect-flow-webhook"));
+    assert_eq!(
+        pick("flow:webhook:outbound"),
+        Some("architect-flow-webhook")
+    );
     assert_eq!(pick("ivr:escalation"), Some("ivr-escalation"));
     assert_eq!(pick("v2.users.presence"), None);
     let err = m
@@ -85,7 +94,11 @@ fn maps_a_conversation_event() {
     assert_eq!(inc.contact_type, "phone");
     assert_eq!(inc.caller_phone.as_deref(), Some("+14155550123"));
     assert!(inc.description.contains(&format!("Conversation: {CONV}")));
-    assert!(inc.description.contains("Caller: ***0123"), "{}", inc.description);
+    assert!(
+        inc.description.contains("Caller: ***0123"),
+        "{}",
+        inc.description
+    );
     assert!(!inc.description.contains("4155550123"));
     assert!(inc.description.contains("[REDACTED CARD]"));
     assert!(inc.description.contains("***0199"));
@@ -102,7 +115,11 @@ fn maps_a_conversation_event() {
     assert_eq!((inc.impact, inc.urgency), (2, 1));
     assert_eq!(inc.matched_rules, vec!["vip-caller", "call-dropped"]);
     assert!(inc.work_notes.contains("vip-caller, call-dropped"));
-    assert!(inc.work_notes.contains("event customer.end"), "{}", inc.work_notes);
+    assert!(
+        inc.work_notes.contains("event customer.end"),
+        "{}",
+        inc.work_notes
+    );
     assert_eq!(
         inc.correlation_display,
         format!("Genesys conversation {CONV}")
@@ -117,7 +134,9 @@ fn maps_a_conversation_event() {
 #[test]
 fn one_conversation_one_incident_key_whatever_the_profile() {
     let m = default();
-    let end = m.apply(&event(json!({"conversationId": CONV})), "k1").unwrap();
+    let end = m
+        .apply(&event(json!({"conversationId": CONV})), "k1")
+        .unwrap();
     let acw = m
         .apply(
             &event_of(
@@ -164,12 +183,21 @@ fn seed_000_flow_webhook_converts_its_strings() {
         .unwrap();
     assert_eq!(plain.incident.matched_rules, vec!["outage-reported"]);
     let long = m
-        .apply(&event_of("flow:webhook:outbound", body("false", "301")), "k")
+        .apply(
+            &event_of("flow:webhook:outbound", body("false", "301")),
+            "k",
+        )
         .unwrap();
-    assert!(long.incident.matched_rules.contains(&"long-queue-wait".to_string()));
+    assert!(long
+        .incident
+        .matched_rules
+        .contains(&"long-queue-wait".to_string()));
     // Not a number: the default applies.
     let odd = m
-        .apply(&event_of("flow:webhook:outbound", body("maybe", "soon")), "k")
+        .apply(
+            &event_of("flow:webhook:outbound", body("maybe", "soon")),
+            "k",
+        )
         .unwrap();
     assert!(odd.incident.description.contains("VIP: false"));
     assert!(odd.incident.description.contains("Queue wait (ms): 0"));
@@ -189,7 +217,10 @@ fn seed_001_ivr_body_maps_ticket_priority_to_urgency() {
             .incident
             .urgency
     };
-    assert_eq!((urgency("High"), urgency("Medium"), urgency("Low")), (1, 2, 3));
+    assert_eq!(
+        (urgency("High"), urgency("Medium"), urgency("Low")),
+        (1, 2, 3)
+    );
     let inc = m
         .apply(&event_of("ivr:escalation", body("High")), "k")
         .unwrap()
@@ -222,16 +253,25 @@ fn missing_required_field_names_profile_variable_and_pointers() {
     let text = err.to_string();
     assert!(text.contains("genesys-conversation") && text.contains("conversation_id"));
     // Empty strings count as missing.
-    assert!(m.apply(&event(json!({"conversationId": " "})), "k").is_err());
+    assert!(m
+        .apply(&event(json!({"conversationId": " "})), "k")
+        .is_err());
     let err = m
-        .apply(&event_of("flow:webhook:outbound", json!({"callerId": "+1"})), "k")
+        .apply(
+            &event_of("flow:webhook:outbound", json!({"callerId": "+1"})),
+            "k",
+        )
         .unwrap_err();
-    assert!(err.to_string().contains("/interactionId, /conversationId"), "{err}");
+    assert!(
+        err.to_string().contains("/interactionId, /conversationId"),
+        "{err}"
+    );
 }
 
 #[test]
 fn defaults_and_fallback_pointers() {
-    let inc = map(json!({"conversationId": CONV, "queueId": "q-9", "wrapupCode": "Network outage"}));
+    let inc =
+        map(json!({"conversationId": CONV, "queueId": "q-9", "wrapupCode": "Network outage"}));
     assert!(inc.description.contains("Queue: q-9"));
     assert!(inc.short_description.contains("Network outage"));
     assert_eq!((inc.impact, inc.urgency), (1, 2));
@@ -255,7 +295,9 @@ fn version_1_files_still_load_as_one_incident_per_event() {
         "priority": {"default": {"impact": 3, "urgency": 3}}
     });
     let m = Mapping::from_json(&v1.to_string()).unwrap();
-    let mapped = m.apply(&event(json!({"conversationId": CONV})), "gc-event").unwrap();
+    let mapped = m
+        .apply(&event(json!({"conversationId": CONV})), "gc-event")
+        .unwrap();
     assert_eq!(mapped.incident_key, "gc-event");
     assert!(!mapped.per_conversation());
     assert_eq!(mapped.incident.short_description, format!("x {CONV}"));
@@ -263,7 +305,8 @@ fn version_1_files_still_load_as_one_incident_per_event() {
 
 #[test]
 fn load_errors_name_the_profile_and_the_field() {
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &[&str])> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &[&str])> = vec![
         (
             Box::new(|f| f["profiles"][1]["incident"]["description"] = json!("{{nope}}")),
             &["architect-flow-webhook", "description", "nope"],
@@ -290,10 +333,18 @@ fn load_errors_name_the_profile_and_the_field() {
         ),
         (
             Box::new(|f| f["profiles"][2]["event_types"] = json!(["flow:*"])),
-            &["ivr-escalation", "flow:*", "architect-flow-webhook", "flow:webhook:outbound", "overlaps"],
+            &[
+                "ivr-escalation",
+                "flow:*",
+                "architect-flow-webhook",
+                "flow:webhook:outbound",
+                "overlaps",
+            ],
         ),
         (
-            Box::new(|f| f["profiles"][1]["event_types"] = json!(["v2.detail.events.conversation.*.acw"])),
+            Box::new(|f| {
+                f["profiles"][1]["event_types"] = json!(["v2.detail.events.conversation.*.acw"])
+            }),
             &["architect-flow-webhook", "genesys-conversation", "overlaps"],
         ),
         (
@@ -301,7 +352,9 @@ fn load_errors_name_the_profile_and_the_field() {
             &["genesys-conversation", "correlation_id"],
         ),
         (
-            Box::new(|f| f["profiles"][0]["variables"]["conversation_id"]["required"] = json!(false)),
+            Box::new(|f| {
+                f["profiles"][0]["variables"]["conversation_id"]["required"] = json!(false)
+            }),
             &["genesys-conversation", "conversation_id", "required"],
         ),
         (
@@ -335,7 +388,9 @@ fn load_errors_name_the_profile_and_the_field() {
             &["genesys-conversation", "vip-caller", "impact"],
         ),
         (
-            Box::new(|f| f["profiles"][0]["priority"]["rules"][0]["when"][0]["var"] = json!("vipp")),
+            Box::new(|f| {
+                f["profiles"][0]["priority"]["rules"][0]["when"][0]["var"] = json!("vipp")
+            }),
             &["genesys-conversation", "vipp"],
         ),
         (
