@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: run test venv lint bench build send-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
+.PHONY: run test venv lint bench build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
 
 ## run: moto + ServiceNow simulator + receiver on :3000 + writer poller (Ctrl-C stops everything)
 run: venv
@@ -22,7 +22,12 @@ run: venv
 
 ## test: formatting, clippy, template lint, unit + integration tests (moto + simulators on loopback)
 test: venv lint
-	VENV=$(VENV) scripts/with-moto.sh cargo nextest run --workspace --no-fail-fast
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		VENV=$(VENV) scripts/with-moto.sh cargo nextest run --workspace --no-fail-fast; \
+	else \
+		echo "cargo-nextest not found: running cargo test (install it with: cargo install cargo-nextest)"; \
+		VENV=$(VENV) scripts/with-moto.sh cargo test --workspace --no-fail-fast; \
+	fi
 
 lint: venv
 	cargo fmt --all -- --check
@@ -48,6 +53,14 @@ build: venv
 ## send-sample: POST a correctly signed sample Genesys event to the running receiver
 send-sample:
 	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- send-sample
+
+## send-flow-sample: POST seed 000's `flow:webhook:outbound` example event, signed
+send-flow-sample:
+	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- send-flow-sample
+
+## send-ivr-sample: POST seed 001's flat IVR escalation body, signed, to /webhooks/genesys?event=ivr:escalation
+send-ivr-sample:
+	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- send-ivr-sample
 
 ## replay-dlq: move dead-lettered messages back to the events queue (local emulator)
 replay-dlq:

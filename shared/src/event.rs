@@ -167,7 +167,7 @@ impl InboundEvent {
 
     /// Whether a JSON object is neither envelope: it has no `event`, `detail` or `detail-type` member.
     pub fn is_bare(top: &Map<String, Value>) -> bool {
-        !["event", "detail", "detail-type", "data"]
+        !["event", "detail", "detail-type"]
             .iter()
             .any(|k| top.contains_key(*k))
     }

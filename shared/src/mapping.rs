@@ -388,6 +388,7 @@ impl Mapping {
                     return Err(MappingLoadError::NoProfiles);
                 }
                 let mut profiles: Vec<Profile> = Vec::with_capacity(file.profiles.len());
+                let mut names = std::collections::BTreeSet::new();
                 for (i, value) in file.profiles.into_iter().enumerate() {
                     let label = value
                         .get("name")
@@ -395,6 +396,12 @@ impl Mapping {
                         .map(str::to_string)
                         .unwrap_or_else(|| format!("#{}", i + 1));
                     let spec: ProfileSpec = typed(value, &format!("profiles[{i}] `{label}`: "))?;
+                    if !names.insert(spec.name.clone()) {
+                        return Err(MappingLoadError::profile(
+                            &spec.name,
+                            "another profile has the same name",
+                        ));
+                    }
                     let profile = Profile::compile(spec)?;
                     check_overlaps(&profiles, &profile)?;
                     profiles.push(profile);
@@ -464,7 +471,13 @@ pub fn mapping_from_env() -> Result<Mapping, MappingLoadError> {
 fn check_overlaps(earlier: &[Profile], profile: &Profile) -> Result<(), MappingLoadError> {
     for glob in &profile.event_types {
         for other in earlier {
-            if let Some(theirs) = other.event_types.iter().find(|g| globs_intersect(g, glob)) {
+            // A glob is matched against the event type and its `{id}` form: compare both forms.
+            let id_form = |g: &str| g.replace("{id}", "*");
+            if let Some(theirs) = other
+                .event_types
+                .iter()
+                .find(|g| globs_intersect(&id_form(g), &id_form(glob)))
+            {
                 return Err(MappingLoadError::profile(
                     &profile.name,
                     format!(
@@ -598,6 +611,11 @@ impl Profile {
                         "conversation variable `{v}` must be `required: true` (an incident needs its conversation)"
                     )))
                 }
+                Some(s) if s.format != Format::Raw => {
+                    return Err(err(format!(
+                        "conversation variable `{v}` must keep its raw value (no `format`): it is an identifier"
+                    )))
+                }
                 Some(_) => {}
             }
         }
@@ -642,6 +660,12 @@ impl Profile {
                 return Err(err(format!(
                     "`update` is set but `on_repeat` is {other:?}: it would never be used"
                 )))
+            }
+            (None, OnRepeat::Ignore) if spec.conversation.is_none() => {
+                return Err(err(
+                    "`on_repeat: ignore` needs `conversation`: without one, every event is its own incident"
+                        .into(),
+                ))
             }
             (None, _) => (None, Vec::new()),
         };

@@ -672,18 +672,23 @@ impl Writer {
             "{}\nThis incident replaces {} for the same Genesys conversation: ServiceNow no longer has it (deleted).",
             mapped.incident.work_notes, gone.number
         );
-        let (created, _) = self
-            .create_with_retries(&mut mapped.incident, false, deadline, ids)
+        // Reconcile first: an earlier attempt may have made the replacement and died before recording it.
+        let (created, reconciled) = self
+            .create_with_retries(&mut mapped.incident, true, deadline, ids)
             .await
             .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
         let incident = KnownIncident {
             sys_id: created.sys_id,
             number: created.number.clone(),
-            impact: Some(mapped.incident.impact),
-            urgency: Some(mapped.incident.urgency),
+            impact: Some(mapped.incident.impact).filter(|_| !reconciled),
+            urgency: Some(mapped.incident.urgency).filter(|_| !reconciled),
             replaces: Some(gone.number),
         };
-        Ok((Done::Created(created.number), Some(incident)))
+        let done = match reconciled {
+            true => Done::Reconciled(created.number),
+            false => Done::Created(created.number),
+        };
+        Ok((done, Some(incident)))
     }
 
     /// Adds `note` (which carries the event's reference) to the incident, retrying transient failures. When

@@ -214,10 +214,7 @@ impl ServiceNowClient {
             })
             .await?;
         let response = check(response)?;
-        let one: One = response
-            .json()
-            .await
-            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        let one: One = response.json().await.map_err(decode)?;
         if one.result.sys_id.is_empty() {
             return Err(ServiceNowError::Decode(
                 "created record has no sys_id".into(),
@@ -251,10 +248,7 @@ impl ServiceNowClient {
                     .json(fields)
             })
             .await?;
-        let one: One = check(response)?
-            .json()
-            .await
-            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        let one: One = check(response)?.json().await.map_err(decode)?;
         Ok(IncidentRef {
             sys_id: one.result.sys_id,
             number: one.result.number,
@@ -281,10 +275,7 @@ impl ServiceNowClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let body: Value = check(response)?
-            .json()
-            .await
-            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        let body: Value = check(response)?.json().await.map_err(decode)?;
         let field = |name: &str, prefer: &str| -> Option<String> {
             match &body["result"][name] {
                 Value::String(s) => Some(s.clone()),
@@ -319,10 +310,7 @@ impl ServiceNowClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let many: Many = check(response)?
-            .json()
-            .await
-            .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+        let many: Many = check(response)?.json().await.map_err(decode)?;
         let found = many
             .result
             .into_iter()
@@ -351,10 +339,7 @@ impl ServiceNowClient {
         let sys_id = if response.status() == StatusCode::NOT_FOUND {
             None
         } else {
-            let body: Value = check(response)?
-                .json()
-                .await
-                .map_err(|e| ServiceNowError::Decode(e.to_string()))?;
+            let body: Value = check(response)?.json().await.map_err(decode)?;
             // Same trap as above: only trust a user whose number really matches.
             body["result"].as_array().and_then(|users| {
                 users
@@ -392,6 +377,19 @@ fn path_segment(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A 2xx whose body could not be read or parsed: only the kind of error, never the URL (it can hold a
+/// caller's phone number) nor the body's text.
+fn decode(e: reqwest::Error) -> ServiceNowError {
+    let kind = if e.is_timeout() {
+        "timeout while reading the answer"
+    } else if e.is_decode() {
+        "the answer is not the expected JSON"
+    } else {
+        "the answer could not be read"
+    };
+    ServiceNowError::Decode(kind.to_string())
 }
 
 fn transport(e: reqwest::Error) -> ServiceNowError {

@@ -18,6 +18,13 @@ async fn main() -> Result<(), BoxError> {
     match std::env::args().nth(1).as_deref() {
         Some("serve") => serve().await,
         Some("send-sample") => send_sample().await,
+        Some("send-flow-sample") => {
+            post_signed(SEED_000_FLOW_WEBHOOK.to_string(), "/webhooks/genesys").await
+        }
+        Some("send-ivr-sample") => {
+            let path = "/webhooks/genesys?event=ivr:escalation";
+            post_signed(SEED_001_IVR_BODY.to_string(), path).await
+        }
         Some("replay-dlq") => replay_dlq().await,
         Some("mint-token") => {
             println!("{}", mint_token(std::env::args().nth(2).as_deref()));
@@ -25,7 +32,7 @@ async fn main() -> Result<(), BoxError> {
         }
         Some("send-ingest-sample") => send_ingest_sample().await,
         _ => {
-            eprintln!("usage: local-runner serve | send-sample | replay-dlq | mint-token [ES256|RS256] | send-ingest-sample");
+            eprintln!("usage: local-runner serve | send-sample | send-flow-sample | send-ivr-sample | replay-dlq | mint-token [ES256|RS256] | send-ingest-sample");
             std::process::exit(2);
         }
     }
@@ -193,12 +200,26 @@ async fn serve() -> Result<(), BoxError> {
     }
 }
 
+/// Seed 000's `flow:webhook:outbound` example and seed 001's flat IVR escalation body.
+const SEED_000_FLOW_WEBHOOK: &str =
+    include_str!("../../../shared/tests/fixtures/seed-000-flow-webhook.json");
+const SEED_001_IVR_BODY: &str =
+    include_str!("../../../shared/tests/fixtures/seed-001-ivr-escalation.body.json");
+
 async fn send_sample() -> Result<(), BoxError> {
     let conversation = config::optional("SAMPLE_CONVERSATION_ID")
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let body = local::sample_event(&conversation).to_string();
+    post_signed(
+        local::sample_event(&conversation).to_string(),
+        "/webhooks/genesys",
+    )
+    .await
+}
+
+/// POSTs `body` to the running receiver at `path`, signed with the local webhook secret.
+async fn post_signed(body: String, path: &str) -> Result<(), BoxError> {
     let signature = SignatureScheme::default().sign(webhook_secret().as_bytes(), body.as_bytes());
-    let url = format!("http://{}/webhooks/genesys", receiver_addr());
+    let url = format!("http://{}{path}", receiver_addr());
     println!("POST {url}\nX-Hub-Signature-256: {signature}\n{body}\n");
     let response = reqwest::Client::new()
         .post(&url)

@@ -397,6 +397,22 @@ fn load_errors_name_the_profile_and_the_field() {
             Box::new(|f| f["profiles"][0]["update"]["raise"] = json!(["priority"])),
             &["genesys-conversation", "raise"],
         ),
+        (
+            Box::new(|f| {
+                f["profiles"][1]["event_types"] = json!(["v2.detail.events.conversation.{id}.acw"])
+            }),
+            &["architect-flow-webhook", "genesys-conversation", "overlaps"],
+        ),
+        (
+            Box::new(|f| f["profiles"][2]["name"] = json!("genesys-conversation")),
+            &["genesys-conversation", "same name"],
+        ),
+        (
+            Box::new(|f| {
+                f["profiles"][0]["variables"]["conversation_id"]["format"] = json!("boolean")
+            }),
+            &["genesys-conversation", "conversation_id", "raw"],
+        ),
         (Box::new(|f| f["version"] = json!(3)), &["version 3"]),
         (Box::new(|f| f["profiles"] = json!([])), &["no profiles"]),
     ];
