@@ -199,6 +199,10 @@ impl Harness {
                 allowed_event_types: webhook_receiver::default_allowed_event_types(),
                 unknown_type_policy: UnknownTypePolicy::Reject,
                 organization_id: "6f1a0c4e-0000-4000-8000-00000000000a".into(),
+                bare_event_types: webhook_receiver::DEFAULT_BARE_EVENT_TYPES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
                 secret_refresh_interval: Duration::from_secs(60),
             },
             sqs.clone(),

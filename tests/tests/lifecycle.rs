@@ -134,7 +134,15 @@ async fn customer_end_and_two_acws_three_times_each_concurrently_shuffled_give_o
         (1, 2, 0),
         "{outcomes:?}"
     );
-    assert_eq!(t.duplicates + t.reconciled, 6, "{outcomes:?}");
+    // SQS may deliver a message more than once (a visibility timeout running out under load): every one of
+    // the nine messages ended, the six copies as duplicates, and no effect happened twice.
+    let ended: std::collections::HashSet<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| !matches!(o, Outcome::Retry { .. }))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(ended.len(), 9, "{outcomes:?}");
+    assert!(t.duplicates + t.reconciled >= 6, "{outcomes:?}");
     let inc = only_incident(&h);
     let number = text(&inc, "number").to_string();
     let notes = later_notes(&h, &number);

@@ -47,9 +47,15 @@ pub struct Config {
     pub unknown_type_policy: UnknownTypePolicy,
     /// `metadata.organizationId` of the envelope a bare body is wrapped in.
     pub organization_id: String,
+    /// Globs of the event types a bare body may name with `?event=`. The query string is not signed, so
+    /// only types meant for bare bodies are accepted there.
+    pub bare_event_types: Vec<String>,
     /// Minimum time between secret re-reads after a signature mismatch.
     pub secret_refresh_interval: Duration,
 }
+
+/// Event types a bare body may name by default: the IVR escalation body of an Architect HTTP action.
+pub const DEFAULT_BARE_EVENT_TYPES: &[&str] = &["ivr:escalation"];
 
 /// The event types of the built-in mapping's profiles.
 pub fn default_allowed_event_types() -> Vec<String> {
@@ -138,6 +144,10 @@ impl Config {
             unknown_type_policy,
             organization_id: config::optional("GENESYS_ORGANIZATION_ID")
                 .unwrap_or_else(|| "unknown".into()),
+            bare_event_types: config::list_or(
+                "RECEIVER_BARE_EVENT_TYPES",
+                DEFAULT_BARE_EVENT_TYPES,
+            ),
             secret_refresh_interval: Duration::from_secs(60),
         })
     }
@@ -195,7 +205,21 @@ pub fn validate(
         serde_json::from_slice(body).map_err(|e| shared::EnvelopeError::Syntax(e.to_string()));
     let (parsed, wrapped) = match value {
         Ok(Value::Object(top)) if InboundEvent::is_bare(&top) => {
-            let Some(event_type) = bare_type.map(str::trim).filter(|t| valid_event_type(t)) else {
+            let bare_type = bare_type.map(str::trim);
+            if let Some(t) = bare_type.filter(|t| {
+                valid_event_type(t) && !config.bare_event_types.iter().any(|g| glob_match(g, t))
+            }) {
+                return Err(Reply::error(
+                    400,
+                    "bare_event_type_not_allowed",
+                    format!(
+                        "event type {t:?} may not be posted as a bare body (RECEIVER_BARE_EVENT_TYPES: {}); \
+                         send it in the {{event, data, metadata}} envelope",
+                        config.bare_event_types.join(",")
+                    ),
+                ));
+            }
+            let Some(event_type) = bare_type.filter(|t| valid_event_type(t)) else {
                 return Err(Reply::error(
                     400,
                     "missing_event_type",
@@ -564,6 +588,7 @@ mod tests {
             allowed_event_types: default_allowed_event_types(),
             unknown_type_policy: UnknownTypePolicy::Reject,
             organization_id: "org".into(),
+            bare_event_types: vec!["ivr:*".into()],
             secret_refresh_interval: Duration::from_secs(60),
         }
     }
@@ -655,6 +680,9 @@ mod tests {
         // The named type still has to be allowed.
         let r = validate(&cfg(), ivr, Some("ivr:other"), |_| Ok(())).unwrap_err();
         assert_eq!(r.body["error"], "event_type_not_allowed");
+        // Only types meant for bare bodies may be named in the (unsigned) query string.
+        let r = validate(&cfg(), ivr, Some("flow:webhook:outbound"), |_| Ok(())).unwrap_err();
+        assert_eq!(r.body["error"], "bare_event_type_not_allowed");
         let r = validate(&cfg(), ivr, Some("bad type<>"), |_| Ok(())).unwrap_err();
         assert_eq!(r.body["error"], "missing_event_type");
         // An envelope ignores the parameter.
