@@ -38,8 +38,8 @@ fn pipeline(c: &mut Criterion) {
         group.bench_function(*name, |b| {
             b.iter(|| {
                 let event = InboundEvent::parse(black_box(raw)).expect("valid");
-                let key = keys.derive(&event);
                 let hash = payload_hash(&event);
+                let key = keys.derive_hashed(&event, &hash);
                 let mapped = mapping.apply(&event, &key.key).expect("maps");
                 let body = serde_json::to_vec(&mapped.incident).expect("serialises");
                 black_box((body, hash, mapped.update_note))

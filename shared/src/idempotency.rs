@@ -54,6 +54,15 @@ impl Default for KeyConfig {
 
 impl KeyConfig {
     pub fn derive(&self, event: &InboundEvent) -> IdempotencyKey {
+        self.derive_inner(event, None)
+    }
+
+    /// As `derive`, reusing the event's [`payload_hash`] when the caller has computed it anyway.
+    pub fn derive_hashed(&self, event: &InboundEvent, payload_hash: &str) -> IdempotencyKey {
+        self.derive_inner(event, Some(payload_hash))
+    }
+
+    fn derive_inner(&self, event: &InboundEvent, known_hash: Option<&str>) -> IdempotencyKey {
         if self.prefer_event_id {
             if let Some(id) = event.event_id.as_deref().filter(|s| !s.trim().is_empty()) {
                 return key_of(KeySource::EventId, &["event-id", id]);
@@ -72,8 +81,10 @@ impl KeyConfig {
                 return key_of(KeySource::Pointers, &parts);
             }
         }
-        let hash = payload_hash(event);
-        key_of(KeySource::BodyHash, &["body", &hash])
+        match known_hash {
+            Some(hash) => key_of(KeySource::BodyHash, &["body", hash]),
+            None => key_of(KeySource::BodyHash, &["body", &payload_hash(event)]),
+        }
     }
 }
 
@@ -111,45 +122,62 @@ fn key_of(source: KeySource, parts: &[&str]) -> IdempotencyKey {
 }
 
 /// SHA-256 (hex) of the event type and canonical body: the same event always hashes the same,
-/// whatever its key order or envelope.
+/// whatever its key order or envelope. The canonical form (keys sorted, JSON-escaped) is streamed into the
+/// hash, never built as a string.
 pub fn payload_hash(event: &InboundEvent) -> String {
-    let mut canonical = String::with_capacity(256);
-    canonical.push_str(&event.event_kind());
-    canonical.push('\n');
-    write_canonical_map(&event.body, &mut canonical);
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    let mut h = HashWriter(Sha256::new());
+    h.0.update(event.event_kind().as_bytes());
+    h.0.update(b"\n");
+    write_canonical_map(&event.body, &mut h);
+    hex::encode(h.0.finalize())
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_canonical(v: &Value, out: &mut HashWriter) {
     match v {
         Value::Object(m) => write_canonical_map(m, out),
         Value::Array(items) => {
-            out.push('[');
+            out.0.update(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.0.update(b",");
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.0.update(b"]");
         }
-        scalar => out.push_str(&scalar.to_string()),
+        // Writing JSON into a hash cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
 }
 
-fn write_canonical_map(m: &Map<String, Value>, out: &mut String) {
-    let mut keys: Vec<&String> = m.keys().collect();
-    keys.sort();
-    out.push('{');
-    for (i, k) in keys.into_iter().enumerate() {
+fn write_canonical_map(m: &Map<String, Value>, out: &mut HashWriter) {
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+    // serde_json's map keeps keys sorted already (no `preserve_order`); sorting again is cheap and safe.
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.0.update(b"{");
+    for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.0.update(b",");
         }
-        out.push_str(&Value::String(k.clone()).to_string());
-        out.push(':');
-        write_canonical(&m[k], out);
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.0.update(b":");
+        write_canonical(v, out);
     }
-    out.push('}');
+    out.0.update(b"}");
 }
 
 #[cfg(test)]
@@ -227,6 +255,23 @@ mod tests {
         assert_ne!(conversation_key("c-1"), end.key);
         assert_eq!(conversation_key(" c-1 "), conversation_key("c-1"));
         assert!(conversation_key("c-1").starts_with("gc-"));
+    }
+
+    #[test]
+    fn payload_hash_is_stable_and_reusable_for_keys() {
+        let e = event(
+            None,
+            json!({"a": "x\"y", "b": [1, 2.5, null, true], "c": {"z": 1, "y": "é"}}),
+        );
+        // The canonical form `{"a":"x\"y","b":[1,2.5,null,true],"c":{"y":"é","z":1}}` after the kind.
+        let mut expected = Sha256::new();
+        expected.update(e.event_kind().as_bytes());
+        expected.update(
+            b"\n{\"a\":\"x\\\"y\",\"b\":[1,2.5,null,true],\"c\":{\"y\":\"\xc3\xa9\",\"z\":1}}",
+        );
+        assert_eq!(payload_hash(&e), hex::encode(expected.finalize()));
+        let cfg = KeyConfig::default();
+        assert_eq!(cfg.derive(&e), cfg.derive_hashed(&e, &payload_hash(&e)));
     }
 
     #[test]

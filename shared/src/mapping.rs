@@ -449,11 +449,15 @@ impl Mapping {
 
     /// Selects the profile and maps the event; `event_key` is the event's idempotency key.
     pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped, MappingError> {
-        self.select(event)
-            .ok_or_else(|| MappingError::NoProfile {
-                event_type: event.event_kind(),
-            })?
-            .apply(event, event_key)
+        let kind = event.event_kind();
+        match self
+            .profiles
+            .iter()
+            .find(|p| p.handles(&event.event_type, &kind))
+        {
+            Some(profile) => profile.apply_with_kind(event, event_key, kind),
+            None => Err(MappingError::NoProfile { event_type: kind }),
+        }
     }
 }
 
@@ -715,6 +719,15 @@ impl Profile {
     /// Maps `event`. `event_key` is the event's own idempotency key: the incident's `correlation_id` when
     /// the profile has no conversation.
     pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped, MappingError> {
+        self.apply_with_kind(event, event_key, event.event_kind())
+    }
+
+    fn apply_with_kind(
+        &self,
+        event: &InboundEvent,
+        event_key: &str,
+        kind: String,
+    ) -> Result<Mapped, MappingError> {
         let mut raw: BTreeMap<&str, Value> = BTreeMap::new();
         let mut text: BTreeMap<&str, String> = BTreeMap::new();
         for var in &self.variables {
@@ -758,7 +771,6 @@ impl Profile {
             (Some(id), OnRepeat::Update | OnRepeat::Ignore) => conversation_key(id),
             _ => event_key.to_string(),
         };
-        let kind = event.event_kind();
         let name = event_name(&kind);
         let builtins: [(&str, &str); 10] = [
             ("event_type", &event.event_type),

@@ -387,3 +387,34 @@ async fn an_event_no_profile_handles_is_dead_lettered_naming_its_type() {
     assert_eq!(dead[0].1["failure_reason"], "no_mapping_profile");
     assert!(dead[0].1["failure_detail"].contains("v2.users.presence"));
 }
+
+#[tokio::test]
+async fn a_refusal_after_a_lost_update_answer_is_replayed_without_a_second_note() {
+    let h = Harness::start().await;
+    let conv = new_conversation();
+    h.post_signed(&webhook_event(&conv, json!({})).to_string())
+        .await;
+    h.drain().await;
+    // The PATCH is applied but its answer lost; the read that follows is refused for good.
+    h.sim.set_faults(Faults {
+        drop_after_update: 1,
+        fail_next: 1,
+        fail_status: 400,
+        fail_method: Some("GET".into()),
+        ..Faults::default()
+    });
+    h.post_signed(&acw_event(&conv, "Billing dispute", "Refund promised").to_string())
+        .await;
+    assert_eq!(tally(&h.drain().await), Tally::dead_lettered(1));
+    let number = text(&only_incident(&h), "number").to_string();
+    assert_eq!(
+        later_notes(&h, &number).len(),
+        1,
+        "the lost PATCH was applied"
+    );
+    // The replay finds the note instead of writing it again.
+    let dead = h.dead_letters().await;
+    h.enqueue_raw(&dead[0].0).await;
+    assert_eq!(tally(&h.drain().await), Tally::reconciled(1));
+    assert_eq!(later_notes(&h, &number).len(), 1);
+}

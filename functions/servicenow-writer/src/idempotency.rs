@@ -242,19 +242,4 @@ impl IdempotencyStore {
             .await;
         applied("UpdateItem", res).map(|_| ())
     }
-
-    /// Deletes our claim after a permanent failure, so a fixed replay can be processed.
-    pub async fn forget(&self, key: &str, token: &str) -> Result<(), StoreError> {
-        let res = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("id", s(key))
-            .condition_expression("#token = :token")
-            .expression_attribute_names("#token", "lease_token")
-            .expression_attribute_values(":token", s(token))
-            .send()
-            .await;
-        applied("DeleteItem", res).map(|_| ())
-    }
 }

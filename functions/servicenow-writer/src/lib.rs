@@ -225,7 +225,7 @@ enum Done {
 
 /// A record ready to process: its event, its key and what it maps to.
 struct Prepared {
-    event: InboundEvent,
+    event_hash: String,
     key: IdempotencyKey,
     mapped: Mapped,
 }
@@ -303,9 +303,14 @@ impl Writer {
                     },
                 }
             })?;
-        let key = self.config.key.derive(&event);
+        let event_hash = payload_hash(&event);
+        let key = self.config.key.derive_hashed(&event, &event_hash);
         match self.mapping.apply(&event, &key.key) {
-            Ok(mapped) => Ok(Prepared { event, key, mapped }),
+            Ok(mapped) => Ok(Prepared {
+                event_hash,
+                key,
+                mapped,
+            }),
             Err(e) => Err(Rejected {
                 key: Some(key.key),
                 why: Permanent {
@@ -379,7 +384,7 @@ impl Writer {
             conversation_id: "",
         };
         let Prepared {
-            event,
+            event_hash: hash,
             key,
             mut mapped,
         } = match parsed {
@@ -398,7 +403,6 @@ impl Writer {
                 reason: "invocation deadline too close to start".into(),
             };
         }
-        let hash = payload_hash(&event);
         let lease_until = epoch_ms() + deadline.remaining().as_millis() as u64;
         let claim = match self.store.claim(&key.key, &hash, lease_until).await {
             Ok(c) => c,
@@ -479,8 +483,10 @@ impl Writer {
                 }
             }
             Err(Failure::Permanent(p)) => {
-                if let Err(se) = self.store.forget(&key.key, &token).await {
-                    warn!(idempotency_key = %key.key, error = %se, "could not delete claim");
+                // Released, not deleted: an attempt before the refusal may have been applied (a timeout after
+                // the commit), so a replay must look for its incident or note before writing again.
+                if let Err(se) = self.store.release(&key.key, &token).await {
+                    warn!(idempotency_key = %key.key, error = %se, "could not release claim; its lease will expire");
                 }
                 self.dead_letter(record, &ids, Some(&key.key), &p).await
             }
