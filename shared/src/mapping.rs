@@ -255,17 +255,47 @@ pub enum MappingError {
     NoProfile { event_type: String },
 }
 
+/// A parsed template part; a variable is still a name.
 #[derive(Debug, Clone, PartialEq)]
 enum Segment {
     Text(String),
     Var(String),
 }
 
-/// A compiled template. In a template of several lines, a line whose variables all render empty is left
-/// out; a one-line template is always kept.
+/// Where a compiled template finds a variable's text: the profile's variables by index, or a built-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    User(usize),
+    Builtin(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(String),
+    Var(Slot),
+}
+
+/// A compiled template: variables resolved to slots at load time. In a template of several lines, a line
+/// whose variables all render empty is left out; a one-line template is always kept.
 #[derive(Debug, Clone)]
 struct Template {
-    lines: Vec<Vec<Segment>>,
+    lines: Vec<Vec<Piece>>,
+}
+
+/// The texts a template reads: the profile's variables (in declaration order) and the built-ins (in
+/// `BUILTINS` order).
+struct Values<'a> {
+    user: &'a [String],
+    builtins: [&'a str; BUILTINS.len()],
+}
+
+impl Values<'_> {
+    fn get(&self, slot: Slot) -> &str {
+        match slot {
+            Slot::User(i) => self.user.get(i).map_or("", String::as_str),
+            Slot::Builtin(i) => self.builtins.get(i).copied().unwrap_or(""),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -623,18 +653,21 @@ impl Profile {
                 Some(_) => {}
             }
         }
+        let slot = |name: &str| -> Option<Slot> {
+            variables
+                .iter()
+                .position(|v| v.name == name)
+                .map(Slot::User)
+                .or_else(|| BUILTINS.iter().position(|b| *b == name).map(Slot::Builtin))
+        };
         let compile = |field: &str, text: &str| -> Result<Template, MappingLoadError> {
-            let t = Template::parse(text)
+            let parsed = parse_template(text)
                 .map_err(|_| err(format!("template for `{field}` has an unclosed `{{{{`")))?;
-            if let Some(unknown) = t
-                .variables()
-                .find(|v| !declared(v) && !BUILTINS.contains(v))
-            {
-                return Err(err(format!(
+            Template::resolve(parsed, slot).map_err(|unknown| {
+                err(format!(
                     "template for `{field}` uses unknown variable `{unknown}`"
-                )));
-            }
-            Ok(t)
+                ))
+            })
         };
         let i = &spec.incident;
         let mut extra = Vec::with_capacity(i.extra.len());
@@ -729,7 +762,7 @@ impl Profile {
         kind: String,
     ) -> Result<Mapped, MappingError> {
         let mut raw: BTreeMap<&str, Value> = BTreeMap::new();
-        let mut text: BTreeMap<&str, String> = BTreeMap::new();
+        let mut text: Vec<String> = Vec::with_capacity(self.variables.len());
         for var in &self.variables {
             let found = var
                 .pointers
@@ -750,7 +783,7 @@ impl Profile {
                 (None, Some(d)) => d.clone(),
                 (None, None) => Value::Null,
             };
-            text.insert(&var.name, render(&value, var));
+            text.push(render(&value, var));
             raw.insert(&var.name, value);
         }
         let (levels, matched) = self.priority.evaluate_refs(&raw);
@@ -772,26 +805,21 @@ impl Profile {
             _ => event_key.to_string(),
         };
         let name = event_name(&kind);
-        let builtins: [(&str, &str); 10] = [
-            ("event_type", &event.event_type),
-            ("event_kind", &kind),
-            ("event_name", name),
-            ("event_id", event.event_id.as_deref().unwrap_or("none")),
-            (
-                "organization_id",
+        // In `BUILTINS` order.
+        let get = Values {
+            user: &text,
+            builtins: [
+                &event.event_type,
+                &kind,
+                name,
+                event.event_id.as_deref().unwrap_or("none"),
                 event.organization_id.as_deref().unwrap_or(""),
-            ),
-            ("event_timestamp", event.timestamp.as_deref().unwrap_or("")),
-            ("idempotency_key", event_key),
-            ("envelope", event.kind.as_str()),
-            ("matched_rules", &matched_text),
-            ("profile", &self.name),
-        ];
-        let get = |name: &str| -> &str {
-            text.get(name)
-                .map(String::as_str)
-                .or_else(|| builtins.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
-                .unwrap_or("")
+                event.timestamp.as_deref().unwrap_or(""),
+                event_key,
+                event.kind.as_str(),
+                &matched_text,
+                &self.name,
+            ],
         };
         let caller_phone = self
             .caller_variable
@@ -922,62 +950,79 @@ fn format_timestamp(v: &Value) -> Option<String> {
     dt.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
 }
 
-impl Template {
-    /// `Err` when a `{{` is not closed.
-    fn parse(text: &str) -> Result<Self, ()> {
-        let mut lines = Vec::new();
-        for line in text.split('\n') {
-            let mut segs = Vec::new();
-            let mut rest = line;
-            while let Some(start) = rest.find("{{") {
-                if start > 0 {
-                    segs.push(Segment::Text(rest[..start].to_string()));
-                }
-                let after = &rest[start + 2..];
-                let end = after.find("}}").ok_or(())?;
-                segs.push(Segment::Var(after[..end].trim().to_string()));
-                rest = &after[end + 2..];
+/// Splits a template into lines of text and `{{variable}}` parts; `Err` when a `{{` is not closed.
+fn parse_template(text: &str) -> Result<Vec<Vec<Segment>>, ()> {
+    let mut lines = Vec::new();
+    for line in text.split('\n') {
+        let mut segs = Vec::new();
+        let mut rest = line;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                segs.push(Segment::Text(rest[..start].to_string()));
             }
-            if !rest.is_empty() {
-                segs.push(Segment::Text(rest.to_string()));
-            }
-            lines.push(segs);
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or(())?;
+            segs.push(Segment::Var(after[..end].trim().to_string()));
+            rest = &after[end + 2..];
         }
+        if !rest.is_empty() {
+            segs.push(Segment::Text(rest.to_string()));
+        }
+        lines.push(segs);
+    }
+    Ok(lines)
+}
+
+impl Template {
+    /// Resolves every variable name to its slot; `Err` names the first unknown variable.
+    fn resolve(
+        lines: Vec<Vec<Segment>>,
+        slot: impl Fn(&str) -> Option<Slot>,
+    ) -> Result<Self, String> {
+        let lines = lines
+            .into_iter()
+            .map(|line| {
+                line.into_iter()
+                    .map(|seg| match seg {
+                        Segment::Text(t) => Ok(Piece::Text(t)),
+                        Segment::Var(v) => slot(&v).map(Piece::Var).ok_or(v),
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Template { lines })
     }
 
-    fn variables(&self) -> impl Iterator<Item = &str> {
-        self.lines.iter().flatten().filter_map(|s| match s {
-            Segment::Var(v) => Some(v.as_str()),
-            Segment::Text(_) => None,
-        })
-    }
-
-    fn render<'a>(&self, get: &impl Fn(&str) -> &'a str) -> String {
+    fn render(&self, values: &Values<'_>) -> String {
         let mut out = String::with_capacity(128);
         let several = self.lines.len() > 1;
-        let mut first = true;
-        for line in &self.lines {
-            let has_vars = line.iter().any(|s| matches!(s, Segment::Var(_)));
-            let all_empty = line.iter().all(|s| match s {
-                Segment::Var(v) => get(v).is_empty(),
-                Segment::Text(_) => true,
-            });
-            if several && has_vars && all_empty {
-                continue;
-            }
-            if !first {
+        for (i, line) in self.lines.iter().enumerate() {
+            let start = out.len();
+            if i > 0 {
                 out.push('\n');
             }
-            first = false;
-            for seg in line {
-                match seg {
-                    Segment::Text(t) => out.push_str(t),
-                    Segment::Var(v) => out.push_str(get(v)),
+            let mut has_vars = false;
+            let mut all_empty = true;
+            for piece in line {
+                match piece {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Var(slot) => {
+                        let v = values.get(*slot);
+                        has_vars = true;
+                        all_empty &= v.is_empty();
+                        out.push_str(v);
+                    }
                 }
             }
+            if several && has_vars && all_empty {
+                out.truncate(start);
+            }
         }
-        out
+        // A first line left out leaves the next one starting with its separator.
+        match out.strip_prefix('\n') {
+            Some(rest) if several => rest.to_string(),
+            _ => out,
+        }
     }
 }
 

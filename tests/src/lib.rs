@@ -145,6 +145,8 @@ pub struct Options {
     pub invocation_timeout: Duration,
     /// The writer authenticates to ServiceNow with OAuth tokens (token secret + fallback) instead of Basic.
     pub servicenow_oauth: bool,
+    /// The writer's mapping (the built-in one when `None`).
+    pub mapping: Option<shared::Mapping>,
 }
 
 impl Default for Options {
@@ -160,6 +162,7 @@ impl Default for Options {
             },
             invocation_timeout: Duration::from_secs(8),
             servicenow_oauth: false,
+            mapping: None,
         }
     }
 }
@@ -241,7 +244,9 @@ impl Harness {
                 deadline_reserve: Duration::from_millis(300),
                 default_caller_sys_id: Some("default-caller-sys-id".into()),
             },
-            shared::Mapping::default_mapping().expect("default mapping"),
+            opts.mapping
+                .clone()
+                .unwrap_or_else(|| shared::Mapping::default_mapping().expect("default mapping")),
             ServiceNowClient::new(&ServiceNowConfig {
                 instance_url: sim_url.clone(),
                 auth: match &sn_tokens {

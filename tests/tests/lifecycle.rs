@@ -418,3 +418,54 @@ async fn a_refusal_after_a_lost_update_answer_is_replayed_without_a_second_note(
     assert_eq!(tally(&h.drain().await), Tally::reconciled(1));
     assert_eq!(later_notes(&h, &number).len(), 1);
 }
+
+/// The built-in mapping with the conversation profile's `on_repeat` set to `mode`.
+fn mapping_with_on_repeat(mode: &str) -> shared::Mapping {
+    let mut file: Value = serde_json::from_str(shared::mapping::DEFAULT_MAPPING_JSON).unwrap();
+    let profile = &mut file["profiles"][0];
+    profile["on_repeat"] = json!(mode);
+    if let Some(p) = profile.as_object_mut() {
+        p.remove("update");
+    }
+    shared::Mapping::from_json(&file.to_string()).expect("mapping loads")
+}
+
+#[tokio::test]
+async fn on_repeat_ignore_records_later_events_without_touching_the_incident() {
+    let h = Harness::with(Options {
+        mapping: Some(mapping_with_on_repeat("ignore")),
+        ..Options::default()
+    })
+    .await;
+    let conv = new_conversation();
+    h.post_signed(&webhook_event(&conv, json!({})).to_string())
+        .await;
+    h.post_signed(&acw_event(&conv, "Resolved", "Done").to_string())
+        .await;
+    let t = tally(&h.drain().await);
+    assert_eq!((t.created, t.updated, t.duplicates), (1, 0, 1), "{t:?}");
+    let inc = only_incident(&h);
+    assert!(later_notes(&h, text(&inc, "number")).is_empty());
+    assert!(!h.sim.requests().iter().any(|r| r.method == "PATCH"));
+}
+
+#[tokio::test]
+async fn on_repeat_new_incident_keeps_one_incident_per_event() {
+    let h = Harness::with(Options {
+        mapping: Some(mapping_with_on_repeat("new_incident")),
+        ..Options::default()
+    })
+    .await;
+    let conv = new_conversation();
+    h.post_signed(&webhook_event(&conv, json!({})).to_string())
+        .await;
+    h.post_signed(&acw_event(&conv, "Resolved", "Done").to_string())
+        .await;
+    assert_eq!(tally(&h.drain().await), Tally::created(2));
+    let incidents = h.sim.incidents();
+    assert_eq!(incidents.len(), 2);
+    assert_ne!(
+        incidents[0]["correlation_id"],
+        incidents[1]["correlation_id"]
+    );
+}

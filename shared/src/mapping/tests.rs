@@ -456,9 +456,9 @@ fn pointer_syntax() {
 
 #[test]
 fn template_parsing_and_line_dropping() {
-    let t = Template::parse("a {{ x }} b {{y}}").unwrap();
+    let parsed = parse_template("a {{ x }} b {{y}}").unwrap();
     assert_eq!(
-        t.lines,
+        parsed,
         vec![vec![
             Segment::Text("a ".into()),
             Segment::Var("x".into()),
@@ -466,16 +466,28 @@ fn template_parsing_and_line_dropping() {
             Segment::Var("y".into())
         ]]
     );
-    let get = |v: &str| -> &str {
-        match v {
-            "x" => "1",
-            _ => "",
-        }
+    let slot = |v: &str| match v {
+        "x" => Some(Slot::User(0)),
+        "y" => Some(Slot::User(1)),
+        "event_type" => Some(Slot::Builtin(0)),
+        _ => None,
     };
-    assert_eq!(t.render(&get), "a 1 b ");
-    let one_line = Template::parse("only {{y}}").unwrap();
-    assert_eq!(one_line.render(&get), "only ");
-    let multi = Template::parse("head\nX: {{x}}\nY: {{y}}\nfixed").unwrap();
-    assert_eq!(multi.render(&get), "head\nX: 1\nfixed");
-    assert!(Template::parse("{{open").is_err());
+    let compile = |text: &str| Template::resolve(parse_template(text).unwrap(), slot).unwrap();
+    let user = ["1".to_string(), String::new()];
+    let values = Values {
+        user: &user,
+        builtins: ["type"; BUILTINS.len()],
+    };
+    assert_eq!(compile("a {{ x }} b {{y}}").render(&values), "a 1 b ");
+    assert_eq!(compile("only {{y}}").render(&values), "only ");
+    assert_eq!(
+        compile("head\nX: {{x}}\nY: {{y}}\nfixed {{event_type}}").render(&values),
+        "head\nX: 1\nfixed type"
+    );
+    assert_eq!(compile("Y: {{y}}\nX: {{x}}").render(&values), "X: 1");
+    assert_eq!(
+        Template::resolve(parse_template("{{nope}}").unwrap(), slot).unwrap_err(),
+        "nope"
+    );
+    assert!(parse_template("{{open").is_err());
 }
