@@ -338,36 +338,99 @@ pub struct Mapping {
     profiles: Vec<Profile>,
 }
 
-/// What an event maps to under its profile.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mapped {
+/// What an event maps to under its profile. The incident and the work note are rendered on demand: an
+/// event needs one or the other, never both.
+#[derive(Debug, Clone)]
+pub struct Mapped<'m> {
     /// The profile that handled it.
-    pub profile: String,
+    pub profile: &'m str,
     /// The conversation id, when the profile has one (an identifier, never PII).
     pub conversation_id: Option<String>,
     /// `correlation_id` of the incident: the conversation's key, or the event's when the profile creates
     /// one incident per event.
     pub incident_key: String,
-    /// The incident to create when the conversation has none yet.
-    pub incident: IncidentDraft,
-    /// The work note to add when it has one (`on_repeat: update`).
-    pub update_note: Option<String>,
     pub on_repeat: OnRepeat,
     /// Levels a later event may raise on an existing incident.
-    pub raise: Vec<Raise>,
+    pub raise: &'m [Raise],
+    levels: Levels,
+    matched_rules: Vec<&'m str>,
+    caller_phone: Option<String>,
+    templates: &'m Profile,
+    /// Rendered variable texts, in the profile's order.
+    texts: Vec<String>,
+    /// Built-ins that borrow from the event, owned (in `BUILTINS` order, `None` for the others).
+    event_type: String,
+    kind: String,
+    event_id: String,
+    organization_id: String,
+    timestamp: String,
+    event_key: String,
+    envelope: &'static str,
+    matched_text: String,
 }
 
-impl Mapped {
+impl Mapped<'_> {
     /// Whether later events of the conversation go to the same incident.
     pub fn per_conversation(&self) -> bool {
         self.conversation_id.is_some() && self.on_repeat != OnRepeat::NewIncident
     }
 
+    /// Impact and urgency from the profile's rules.
     pub fn levels(&self) -> Levels {
-        Levels {
-            impact: self.incident.impact,
-            urgency: self.incident.urgency,
+        self.levels
+    }
+
+    fn values(&self) -> Values<'_> {
+        Values {
+            user: &self.texts,
+            builtins: [
+                &self.event_type,
+                &self.kind,
+                event_name(&self.kind),
+                &self.event_id,
+                &self.organization_id,
+                &self.timestamp,
+                &self.event_key,
+                self.envelope,
+                &self.matched_text,
+                &self.templates.name,
+            ],
         }
+    }
+
+    /// The incident to create when the conversation has none yet.
+    pub fn incident(&self) -> IncidentDraft {
+        let p = self.templates;
+        let get = self.values();
+        IncidentDraft {
+            short_description: truncate_chars(
+                p.short_description.render(&get).trim(),
+                SHORT_DESCRIPTION_MAX,
+            ),
+            description: p.description.render(&get),
+            contact_type: p.contact_type.render(&get),
+            caller_id: None,
+            category: p.category.render(&get),
+            subcategory: p.subcategory.render(&get),
+            impact: self.levels.impact,
+            urgency: self.levels.urgency,
+            work_notes: p.work_notes.render(&get),
+            correlation_id: self.incident_key.clone(),
+            correlation_display: truncate_chars(&p.correlation_display.render(&get), 100),
+            extra: p
+                .extra
+                .iter()
+                .map(|(k, t)| (k.clone(), t.render(&get)))
+                .collect(),
+            caller_phone: self.caller_phone.clone(),
+            matched_rules: self.matched_rules.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The work note to add to an existing incident (`on_repeat: update`).
+    pub fn update_note(&self) -> Option<String> {
+        let update = self.templates.update.as_ref()?;
+        Some(update.render(&self.values()))
     }
 }
 
@@ -478,7 +541,7 @@ impl Mapping {
     }
 
     /// Selects the profile and maps the event; `event_key` is the event's idempotency key.
-    pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped, MappingError> {
+    pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped<'_>, MappingError> {
         let kind = event.event_kind();
         match self
             .profiles
@@ -751,7 +814,7 @@ impl Profile {
 
     /// Maps `event`. `event_key` is the event's own idempotency key: the incident's `correlation_id` when
     /// the profile has no conversation.
-    pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped, MappingError> {
+    pub fn apply(&self, event: &InboundEvent, event_key: &str) -> Result<Mapped<'_>, MappingError> {
         self.apply_with_kind(event, event_key, event.event_kind())
     }
 
@@ -760,7 +823,7 @@ impl Profile {
         event: &InboundEvent,
         event_key: &str,
         kind: String,
-    ) -> Result<Mapped, MappingError> {
+    ) -> Result<Mapped<'_>, MappingError> {
         let mut raw: BTreeMap<&str, Value> = BTreeMap::new();
         let mut text: Vec<String> = Vec::with_capacity(self.variables.len());
         for var in &self.variables {
@@ -804,60 +867,31 @@ impl Profile {
             (Some(id), OnRepeat::Update | OnRepeat::Ignore) => conversation_key(id),
             _ => event_key.to_string(),
         };
-        let name = event_name(&kind);
-        // In `BUILTINS` order.
-        let get = Values {
-            user: &text,
-            builtins: [
-                &event.event_type,
-                &kind,
-                name,
-                event.event_id.as_deref().unwrap_or("none"),
-                event.organization_id.as_deref().unwrap_or(""),
-                event.timestamp.as_deref().unwrap_or(""),
-                event_key,
-                event.kind.as_str(),
-                &matched_text,
-                &self.name,
-            ],
-        };
         let caller_phone = self
             .caller_variable
             .as_deref()
             .and_then(|v| raw.get(v))
             .and_then(Value::as_str)
             .and_then(normalise_e164);
-        let incident = IncidentDraft {
-            short_description: truncate_chars(
-                self.short_description.render(&get).trim(),
-                SHORT_DESCRIPTION_MAX,
-            ),
-            description: self.description.render(&get),
-            contact_type: self.contact_type.render(&get),
-            caller_id: None,
-            category: self.category.render(&get),
-            subcategory: self.subcategory.render(&get),
-            impact: levels.impact,
-            urgency: levels.urgency,
-            work_notes: self.work_notes.render(&get),
-            correlation_id: incident_key.clone(),
-            correlation_display: truncate_chars(&self.correlation_display.render(&get), 100),
-            extra: self
-                .extra
-                .iter()
-                .map(|(k, t)| (k.clone(), t.render(&get)))
-                .collect(),
-            caller_phone,
-            matched_rules: matched.iter().map(|s| s.to_string()).collect(),
-        };
         Ok(Mapped {
-            profile: self.name.clone(),
+            profile: &self.name,
             conversation_id,
             incident_key,
-            update_note: self.update.as_ref().map(|t| t.render(&get)),
             on_repeat: self.on_repeat,
-            raise: self.raise.clone(),
-            incident,
+            raise: &self.raise,
+            levels,
+            matched_rules: matched,
+            caller_phone,
+            templates: self,
+            texts: text,
+            event_type: event.event_type.clone(),
+            kind,
+            event_id: event.event_id.clone().unwrap_or_else(|| "none".into()),
+            organization_id: event.organization_id.clone().unwrap_or_default(),
+            timestamp: event.timestamp.clone().unwrap_or_default(),
+            event_key: event_key.to_string(),
+            envelope: event.kind.as_str(),
+            matched_text,
         })
     }
 }

@@ -62,16 +62,17 @@ fn result_of(raw: &[u8]) -> Value {
     let event = InboundEvent::parse(raw).expect("valid envelope");
     let key = KeyConfig::default().derive(&event);
     let mapped = mapping.apply(&event, &key.key).expect("maps");
+    let incident = mapped.incident();
     json!({
         "profile": mapped.profile,
         "conversation_id": mapped.conversation_id,
         "event_key": key.key,
         "incident_key": mapped.incident_key,
         "on_repeat": format!("{:?}", mapped.on_repeat),
-        "incident": mapped.incident,
-        "caller_phone": mapped.incident.caller_phone,
-        "matched_rules": mapped.incident.matched_rules,
-        "update_note": mapped.update_note,
+        "incident": &incident,
+        "caller_phone": incident.caller_phone,
+        "matched_rules": incident.matched_rules,
+        "update_note": mapped.update_note(),
     })
 }
 

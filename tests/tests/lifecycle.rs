@@ -225,11 +225,9 @@ async fn a_crash_between_patch_and_marking_the_event_done_adds_no_second_note() 
         )
         .await
         .unwrap();
-    let mapped = shared::Mapping::default_mapping()
-        .unwrap()
-        .apply(&event, &key)
-        .unwrap();
-    let note = shared::incident::with_event_ref(mapped.update_note.as_deref().unwrap(), &key);
+    let mapping = shared::Mapping::default_mapping().unwrap();
+    let mapped = mapping.apply(&event, &key).unwrap();
+    let note = shared::incident::with_event_ref(mapped.update_note().as_deref().unwrap(), &key);
     let client = servicenow_writer::servicenow::ServiceNowClient::new(
         &servicenow_writer::servicenow::ServiceNowConfig {
             instance_url: h.sim_url.clone(),

@@ -198,7 +198,7 @@ async fn a_crash_between_create_and_completion_does_not_duplicate_on_redelivery(
         .unwrap()
         .apply(&event, &key)
         .unwrap()
-        .incident;
+        .incident();
     draft.work_notes = shared::incident::with_event_ref(&draft.work_notes, &key);
     let first = client.create_incident(&draft).await.unwrap();
     // While its lease is live, a redelivery backs off instead of creating.

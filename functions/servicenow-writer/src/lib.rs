@@ -224,10 +224,10 @@ enum Done {
 }
 
 /// A record ready to process: its event, its key and what it maps to.
-struct Prepared {
+struct Prepared<'m> {
     event_hash: String,
     key: IdempotencyKey,
-    mapped: Mapped,
+    mapped: Mapped<'m>,
 }
 
 /// A record that can never be processed.
@@ -236,9 +236,9 @@ struct Rejected {
     why: Permanent,
 }
 
-type Parsed = Result<Prepared, Rejected>;
+type Parsed<'m> = Result<Prepared<'m>, Rejected>;
 /// Records of a batch that share an incident (one conversation) or a key, in arrival order.
-type Group = Vec<(SqsMessage, Parsed)>;
+type Group<'m> = Vec<(SqsMessage, Parsed<'m>)>;
 
 #[derive(Debug)]
 pub struct BatchReport {
@@ -291,7 +291,7 @@ impl Writer {
         }
     }
 
-    fn prepare(&self, record: &SqsMessage) -> Parsed {
+    fn prepare(&self, record: &SqsMessage) -> Parsed<'_> {
         let event =
             InboundEvent::parse(record.body.as_deref().unwrap_or("").as_bytes()).map_err(|e| {
                 Rejected {
@@ -370,7 +370,7 @@ impl Writer {
     async fn process_record(
         &self,
         record: &SqsMessage,
-        parsed: Parsed,
+        parsed: Parsed<'_>,
         deadline: Deadline,
     ) -> Outcome {
         let mut ids = Ids {
@@ -386,7 +386,7 @@ impl Writer {
         let Prepared {
             event_hash: hash,
             key,
-            mut mapped,
+            mapped,
         } = match parsed {
             Ok(p) => p,
             Err(rejected) => {
@@ -440,10 +440,10 @@ impl Writer {
         };
 
         let result = if mapped.per_conversation() {
-            self.for_conversation(&mut mapped, retaken, deadline, &ids)
+            self.for_conversation(&mapped, retaken, deadline, &ids)
                 .await
         } else {
-            self.create_with_retries(&mut mapped.incident, retaken, deadline, &ids)
+            self.create_with_retries(&mut mapped.incident(), retaken, deadline, &ids)
                 .await
                 .map(|(incident, reconciled)| match reconciled {
                     true => Done::Reconciled(incident.number),
@@ -471,7 +471,7 @@ impl Writer {
                 }
                 info!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
                       conversation_id = ids.conversation_id, profile = %mapped.profile, incident_number = %number,
-                      impact = mapped.incident.impact, urgency = mapped.incident.urgency, outcome = ?done,
+                      impact = mapped.levels().impact, urgency = mapped.levels().urgency, outcome = ?done,
                       "event applied");
                 match done {
                     Done::Created(number) => Outcome::Created { number },
@@ -506,7 +506,7 @@ impl Writer {
     /// incident, later ones add a work note (or nothing, by profile).
     async fn for_conversation(
         &self,
-        mapped: &mut Mapped,
+        mapped: &Mapped<'_>,
         retaken: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
@@ -576,19 +576,19 @@ impl Writer {
     /// was done and the incident to record for the conversation.
     async fn under_lock(
         &self,
-        mapped: &mut Mapped,
+        mapped: &Mapped<'_>,
         known: Option<KnownIncident>,
         reconcile: bool,
         check_notes: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
     ) -> Result<(Done, Option<KnownIncident>), Failure> {
-        let levels = (Some(mapped.incident.impact), Some(mapped.incident.urgency));
+        let levels = (Some(mapped.levels().impact), Some(mapped.levels().urgency));
         let incident = match known {
             Some(incident) => incident,
             None => {
                 let (found, reconciled) = self
-                    .create_with_retries(&mut mapped.incident, reconcile, deadline, ids)
+                    .create_with_retries(&mut mapped.incident(), reconcile, deadline, ids)
                     .await
                     .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
                 let incident = KnownIncident {
@@ -615,14 +615,14 @@ impl Writer {
     /// levels the profile allows; a deleted incident is replaced once.
     async fn update_existing(
         &self,
-        mapped: &mut Mapped,
+        mapped: &Mapped<'_>,
         incident: KnownIncident,
         check_notes: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
     ) -> Result<(Done, Option<KnownIncident>), Failure> {
-        let note = match (&mapped.update_note, mapped.on_repeat) {
-            (Some(note), OnRepeat::Update) => with_event_ref(note, ids.event_key),
+        let note = match (mapped.update_note(), mapped.on_repeat) {
+            (Some(note), OnRepeat::Update) => with_event_ref(&note, ids.event_key),
             _ if check_notes => {
                 // Ignoring repeats, but this event may be the one that created the incident.
                 let number = incident.number.clone();
@@ -656,7 +656,7 @@ impl Writer {
     /// once: if the replacement is gone too, it is an ACL or a deletion policy, and a loop would not help.
     async fn replace_deleted(
         &self,
-        mapped: &mut Mapped,
+        mapped: &Mapped<'_>,
         gone: KnownIncident,
         deadline: Deadline,
         ids: &Ids<'_>,
@@ -674,20 +674,21 @@ impl Writer {
         }
         warn!(conversation_id = ids.conversation_id, incident_number = %gone.number,
               "the conversation's incident no longer exists in ServiceNow; creating a replacement");
-        mapped.incident.work_notes = format!(
+        let mut draft = mapped.incident();
+        draft.work_notes = format!(
             "{}\nThis incident replaces {} for the same Genesys conversation: ServiceNow no longer has it (deleted).",
-            mapped.incident.work_notes, gone.number
+            draft.work_notes, gone.number
         );
         // Reconcile first: an earlier attempt may have made the replacement and died before recording it.
         let (created, reconciled) = self
-            .create_with_retries(&mut mapped.incident, true, deadline, ids)
+            .create_with_retries(&mut draft, true, deadline, ids)
             .await
             .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
         let incident = KnownIncident {
             sys_id: created.sys_id,
             number: created.number.clone(),
-            impact: Some(mapped.incident.impact).filter(|_| !reconciled),
-            urgency: Some(mapped.incident.urgency).filter(|_| !reconciled),
+            impact: Some(draft.impact).filter(|_| !reconciled),
+            urgency: Some(draft.urgency).filter(|_| !reconciled),
             replaces: Some(gone.number),
         };
         let done = match reconciled {
@@ -702,7 +703,7 @@ impl Writer {
     /// work notes are read first and a note already there is not written again. Returns the levels sent.
     async fn update_with_retries(
         &self,
-        mapped: &Mapped,
+        mapped: &Mapped<'_>,
         incident: &KnownIncident,
         note: &str,
         mut check_notes: bool,
@@ -729,7 +730,7 @@ impl Writer {
 
     async fn update_attempt(
         &self,
-        mapped: &Mapped,
+        mapped: &Mapped<'_>,
         incident: &KnownIncident,
         note: &str,
         check_notes: bool,

@@ -27,7 +27,7 @@ fn default() -> Mapping {
 }
 
 fn map(body: Value) -> IncidentDraft {
-    default().apply(&event(body), "gc-key").unwrap().incident
+    default().apply(&event(body), "gc-key").unwrap().incident()
 }
 
 fn load_err(file: &Value) -> Option<String> {
@@ -153,7 +153,7 @@ fn one_conversation_one_incident_key_whatever_the_profile() {
     assert_eq!(end.incident_key, ivr.incident_key);
     assert!(end.per_conversation());
     assert_eq!(end.conversation_id.as_deref(), Some(CONV));
-    let note = acw.update_note.unwrap();
+    let note = acw.update_note().unwrap();
     assert!(note.starts_with("Genesys event acw at"), "{note}");
     assert!(note.contains("Wrap-up code: Resolved"), "{note}");
     // Lines whose variables are all empty are left out of a multi-line template.
@@ -173,15 +173,18 @@ fn seed_000_flow_webhook_converts_its_strings() {
         .unwrap();
     assert_eq!(vip.profile, "architect-flow-webhook");
     assert_eq!(vip.conversation_id.as_deref(), Some(CONV));
-    assert_eq!(vip.incident.urgency, 1);
-    assert_eq!(vip.incident.caller_phone.as_deref(), Some("+15551234567"));
-    assert!(vip.incident.description.contains("Caller: ***4567"));
-    assert!(vip.incident.description.contains("Queue wait (ms): 45000"));
+    assert_eq!(vip.incident().urgency, 1);
+    assert_eq!(vip.incident().caller_phone.as_deref(), Some("+15551234567"));
+    assert!(vip.incident().description.contains("Caller: ***4567"));
+    assert!(vip
+        .incident()
+        .description
+        .contains("Queue wait (ms): 45000"));
     // "false" is not a VIP, and 45 s is not a long wait: seconds are not compared with milliseconds.
     let plain = m
         .apply(&event_of("flow:webhook:outbound", body("false", "45")), "k")
         .unwrap();
-    assert_eq!(plain.incident.matched_rules, vec!["outage-reported"]);
+    assert_eq!(plain.incident().matched_rules, vec!["outage-reported"]);
     let long = m
         .apply(
             &event_of("flow:webhook:outbound", body("false", "301")),
@@ -189,7 +192,7 @@ fn seed_000_flow_webhook_converts_its_strings() {
         )
         .unwrap();
     assert!(long
-        .incident
+        .incident()
         .matched_rules
         .contains(&"long-queue-wait".to_string()));
     // Not a number: the default applies.
@@ -199,8 +202,8 @@ fn seed_000_flow_webhook_converts_its_strings() {
             "k",
         )
         .unwrap();
-    assert!(odd.incident.description.contains("VIP: false"));
-    assert!(odd.incident.description.contains("Queue wait (ms): 0"));
+    assert!(odd.incident().description.contains("VIP: false"));
+    assert!(odd.incident().description.contains("Queue wait (ms): 0"));
 }
 
 #[test]
@@ -214,7 +217,7 @@ fn seed_001_ivr_body_maps_ticket_priority_to_urgency() {
     let urgency = |p: &str| {
         m.apply(&event_of("ivr:escalation", body(p)), "k")
             .unwrap()
-            .incident
+            .incident()
             .urgency
     };
     assert_eq!(
@@ -224,7 +227,7 @@ fn seed_001_ivr_body_maps_ticket_priority_to_urgency() {
     let inc = m
         .apply(&event_of("ivr:escalation", body("High")), "k")
         .unwrap()
-        .incident;
+        .incident();
     assert_eq!(
         inc.short_description,
         "IVR escalation: IVR_TIMEOUT_EXCEEDED (queue IT_Support_Hotline)"
@@ -300,7 +303,7 @@ fn version_1_files_still_load_as_one_incident_per_event() {
         .unwrap();
     assert_eq!(mapped.incident_key, "gc-event");
     assert!(!mapped.per_conversation());
-    assert_eq!(mapped.incident.short_description, format!("x {CONV}"));
+    assert_eq!(mapped.incident().short_description, format!("x {CONV}"));
 }
 
 #[test]
