@@ -324,6 +324,50 @@ impl Harness {
         (status, json)
     }
 
+    /// Claims the event key of `raw` as an invocation that is about to die would: its lease ends after
+    /// `lease`. Returns the event, its key and the claim.
+    pub async fn claim_as_dying_invocation(
+        &self,
+        raw: &str,
+        lease: Duration,
+    ) -> (
+        shared::InboundEvent,
+        String,
+        servicenow_writer::idempotency::Claim,
+    ) {
+        let event = shared::InboundEvent::parse(raw.as_bytes()).expect("valid event");
+        let key = KeyConfig::default().derive(&event).key;
+        let store = servicenow_writer::idempotency::IdempotencyStore::new(
+            aws_sdk_dynamodb::Client::new(&self.aws),
+            self.resources.table.clone(),
+            Duration::from_secs(3600),
+        );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let claim = store
+            .claim(
+                &key,
+                &shared::idempotency::payload_hash(&event),
+                now_ms + lease.as_millis() as u64,
+            )
+            .await
+            .expect("claim");
+        (event, key, claim)
+    }
+
+    /// A ServiceNow client for the simulator, with the harness's Basic credentials.
+    pub fn servicenow_client(&self) -> ServiceNowClient {
+        ServiceNowClient::new(&ServiceNowConfig {
+            instance_url: self.sim_url.clone(),
+            auth: basic_auth(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(2),
+        })
+        .expect("http client")
+    }
+
     /// Sends a raw message to the events queue (as an EventBridge rule or a replay would).
     pub async fn enqueue_raw(&self, body: &str) {
         self.sqs

@@ -20,6 +20,17 @@ fn text<'a>(inc: &'a serde_json::Map<String, Value>, field: &str) -> &'a str {
     inc[field].as_str().unwrap_or_default()
 }
 
+/// A new conversation whose `customer.end` has made its incident; returns the conversation id.
+async fn conversation_with_incident(h: &Harness) -> String {
+    let conv = new_conversation();
+    let (status, reply) = h
+        .post_signed(&webhook_event(&conv, json!({})).to_string())
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(tally(&h.drain().await), Tally::created(1));
+    conv
+}
+
 /// The notes added after creation (the first journal entry is the creation's).
 fn later_notes(h: &Harness, number: &str) -> Vec<String> {
     h.sim.work_notes(number).into_iter().skip(1).collect()
@@ -194,10 +205,7 @@ async fn an_acw_before_its_customer_end_still_gives_one_incident() {
 #[tokio::test]
 async fn a_crash_between_patch_and_marking_the_event_done_adds_no_second_note() {
     let h = Harness::start().await;
-    let conv = new_conversation();
-    h.post_signed(&webhook_event(&conv, json!({})).to_string())
-        .await;
-    assert_eq!(tally(&h.drain().await), Tally::created(1));
+    let conv = conversation_with_incident(&h).await;
     let inc = only_incident(&h);
     let (sys_id, number) = (
         text(&inc, "sys_id").to_string(),
@@ -206,37 +214,13 @@ async fn a_crash_between_patch_and_marking_the_event_done_adds_no_second_note() 
 
     // An invocation claimed the acw, wrote its note, and died before marking the event done.
     let raw = acw_event(&conv, "Billing dispute", "Refund promised").to_string();
-    let event = shared::InboundEvent::parse(raw.as_bytes()).unwrap();
-    let key = shared::idempotency::KeyConfig::default().derive(&event).key;
-    let store = servicenow_writer::idempotency::IdempotencyStore::new(
-        aws_sdk_dynamodb::Client::new(&h.aws),
-        h.resources.table.clone(),
-        Duration::from_secs(3600),
-    );
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    store
-        .claim(
-            &key,
-            &shared::idempotency::payload_hash(&event),
-            now_ms + 300,
-        )
-        .await
-        .unwrap();
+    let (event, key, _) = h
+        .claim_as_dying_invocation(&raw, Duration::from_millis(300))
+        .await;
     let mapping = shared::Mapping::default_mapping().unwrap();
     let mapped = mapping.apply(&event, &key).unwrap();
     let note = shared::incident::with_event_ref(mapped.update_note().as_deref().unwrap(), &key);
-    let client = servicenow_writer::servicenow::ServiceNowClient::new(
-        &servicenow_writer::servicenow::ServiceNowConfig {
-            instance_url: h.sim_url.clone(),
-            auth: basic_auth(),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(2),
-        },
-    )
-    .unwrap();
+    let client = h.servicenow_client();
     let mut fields = serde_json::Map::new();
     fields.insert("work_notes".into(), note.into());
     client.update_incident(&sys_id, &fields).await.unwrap();
@@ -261,10 +245,7 @@ async fn a_crash_between_patch_and_marking_the_event_done_adds_no_second_note() 
 #[tokio::test]
 async fn an_update_whose_answer_is_lost_is_not_written_twice() {
     let h = Harness::start().await;
-    let conv = new_conversation();
-    h.post_signed(&webhook_event(&conv, json!({})).to_string())
-        .await;
-    h.drain().await;
+    let conv = conversation_with_incident(&h).await;
     h.sim.set_faults(Faults {
         drop_after_update: 1,
         ..Faults::default()
@@ -288,10 +269,7 @@ async fn an_update_whose_answer_is_lost_is_not_written_twice() {
 #[tokio::test]
 async fn an_update_for_a_deleted_incident_creates_one_replacement_that_says_so() {
     let h = Harness::start().await;
-    let conv = new_conversation();
-    h.post_signed(&webhook_event(&conv, json!({})).to_string())
-        .await;
-    h.drain().await;
+    let conv = conversation_with_incident(&h).await;
     let first = text(&only_incident(&h), "number").to_string();
     assert!(h.sim.delete_incident(&first));
 
@@ -327,10 +305,7 @@ async fn an_update_for_a_deleted_incident_creates_one_replacement_that_says_so()
 #[tokio::test]
 async fn a_permanently_refused_update_is_dead_lettered_with_its_reason_and_nothing_is_duplicated() {
     let h = Harness::start().await;
-    let conv = new_conversation();
-    h.post_signed(&webhook_event(&conv, json!({})).to_string())
-        .await;
-    h.drain().await;
+    let conv = conversation_with_incident(&h).await;
     h.sim.set_faults(Faults {
         fail_next: 1,
         fail_status: 400,
@@ -389,10 +364,7 @@ async fn an_event_no_profile_handles_is_dead_lettered_naming_its_type() {
 #[tokio::test]
 async fn a_refusal_after_a_lost_update_answer_is_replayed_without_a_second_note() {
     let h = Harness::start().await;
-    let conv = new_conversation();
-    h.post_signed(&webhook_event(&conv, json!({})).to_string())
-        .await;
-    h.drain().await;
+    let conv = conversation_with_incident(&h).await;
     // The PATCH is applied but its answer lost; the read that follows is refused for good.
     h.sim.set_faults(Faults {
         drop_after_update: 1,

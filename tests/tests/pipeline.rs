@@ -161,38 +161,14 @@ async fn a_crash_between_create_and_completion_does_not_duplicate_on_redelivery(
     let conv = new_conversation();
     let raw = webhook_event(&conv, json!({})).to_string();
     // Invocation 1 claimed the key, created the incident, and died before marking it COMPLETED.
-    let event = shared::InboundEvent::parse(raw.as_bytes()).unwrap();
-    let key = shared::idempotency::KeyConfig::default().derive(&event).key;
-    let store = servicenow_writer::idempotency::IdempotencyStore::new(
-        aws_sdk_dynamodb::Client::new(&h.aws),
-        h.resources.table.clone(),
-        Duration::from_secs(3600),
-    );
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let claim = store
-        .claim(
-            &key,
-            &shared::idempotency::payload_hash(&event),
-            now_ms + 300,
-        )
-        .await
-        .unwrap();
+    let (event, key, claim) = h
+        .claim_as_dying_invocation(&raw, Duration::from_millis(300))
+        .await;
     assert!(matches!(
         claim,
         servicenow_writer::idempotency::Claim::Acquired { retaken: false, .. }
     ));
-    let client = servicenow_writer::servicenow::ServiceNowClient::new(
-        &servicenow_writer::servicenow::ServiceNowConfig {
-            instance_url: h.sim_url.clone(),
-            auth: basic_auth(),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(2),
-        },
-    )
-    .unwrap();
+    let client = h.servicenow_client();
     // As the writer creates it: the creating event's reference in the work notes.
     let mut draft = shared::Mapping::default_mapping()
         .unwrap()

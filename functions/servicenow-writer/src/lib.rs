@@ -759,23 +759,23 @@ impl Writer {
         }
         let mut fields = serde_json::Map::new();
         fields.insert("work_notes".into(), note.into());
+        // The levels the incident has after this update (for the conversation record).
         let mut sent = (None, None);
         if let Some(state) = &state {
-            if raise(Raise::Impact, wanted.impact, state.impact)
-                && mapped.raise.contains(&Raise::Impact)
-            {
-                fields.insert("impact".into(), wanted.impact.to_string().into());
-                sent.0 = Some(wanted.impact);
-            } else {
-                sent.0 = state.impact;
-            }
-            if raise(Raise::Urgency, wanted.urgency, state.urgency)
-                && mapped.raise.contains(&Raise::Urgency)
-            {
-                fields.insert("urgency".into(), wanted.urgency.to_string().into());
-                sent.1 = Some(wanted.urgency);
-            } else {
-                sent.1 = state.urgency;
+            for (which, new, current, after) in [
+                (Raise::Impact, wanted.impact, state.impact, &mut sent.0),
+                (Raise::Urgency, wanted.urgency, state.urgency, &mut sent.1),
+            ] {
+                *after = current;
+                if raise(which, new, current) {
+                    let field = if which == Raise::Impact {
+                        "impact"
+                    } else {
+                        "urgency"
+                    };
+                    fields.insert(field.into(), new.to_string().into());
+                    *after = Some(new);
+                }
             }
         }
         match self
