@@ -743,6 +743,12 @@ impl Profile {
             extra.push((column.clone(), compile(&format!("extra.{column}"), text)?));
         }
         let (update, raise) = match (&spec.update, spec.on_repeat) {
+            (Some(_), _) if spec.conversation.is_none() => {
+                return Err(err(
+                    "`update` needs `conversation`: without a conversation there is nothing to update"
+                        .into(),
+                ))
+            }
             (Some(u), OnRepeat::Update) => (
                 Some(compile("update.work_notes", &u.work_notes)?),
                 u.raise.clone(),
@@ -1030,9 +1036,10 @@ impl Template {
     fn render(&self, values: &Values<'_>) -> String {
         let mut out = String::with_capacity(128);
         let several = self.lines.len() > 1;
-        for (i, line) in self.lines.iter().enumerate() {
+        let mut kept = 0;
+        for line in &self.lines {
             let start = out.len();
-            if i > 0 {
+            if kept > 0 {
                 out.push('\n');
             }
             let mut has_vars = false;
@@ -1050,13 +1057,11 @@ impl Template {
             }
             if several && has_vars && all_empty {
                 out.truncate(start);
+            } else {
+                kept += 1;
             }
         }
-        // A first line left out leaves the next one starting with its separator.
-        match out.strip_prefix('\n') {
-            Some(rest) if several => rest.to_string(),
-            _ => out,
-        }
+        out
     }
 }
 

@@ -284,6 +284,11 @@ async fn an_update_for_a_deleted_incident_creates_one_replacement_that_says_so()
         notes[0].contains(&format!("replaces {first}")),
         "{notes:#?}"
     );
+    // The event that found the incident gone keeps its own note, on the replacement.
+    assert!(
+        notes[0].contains("Wrap-up notes: Refund promised"),
+        "{notes:#?}"
+    );
     // The next event updates the replacement; nothing loops.
     h.post_signed(&acw_event(&conv, "Follow-up", "Called back").to_string())
         .await;
@@ -438,4 +443,31 @@ async fn on_repeat_new_incident_keeps_one_incident_per_event() {
         incidents[0]["correlation_id"],
         incidents[1]["correlation_id"]
     );
+}
+
+#[tokio::test]
+async fn a_replacement_made_by_an_attempt_that_died_gets_the_next_events_note() {
+    let h = Harness::start().await;
+    let conv = conversation_with_incident(&h).await;
+    let first = text(&only_incident(&h), "number").to_string();
+    assert!(h.sim.delete_incident(&first));
+    // Another event's attempt created the replacement and died before recording it.
+    let earlier = acw_event(&conv, "First", "Earlier attempt").to_string();
+    let earlier_event = shared::InboundEvent::parse(earlier.as_bytes()).unwrap();
+    let mapping = shared::Mapping::default_mapping().unwrap();
+    let mut draft = mapping
+        .apply(&earlier_event, "gc-earlier")
+        .unwrap()
+        .incident();
+    draft.work_notes = shared::incident::with_event_ref(&draft.work_notes, "gc-earlier");
+    let replacement = h.servicenow_client().create_incident(&draft).await.unwrap();
+
+    h.post_signed(&acw_event(&conv, "Billing dispute", "Refund promised").to_string())
+        .await;
+    let t = tally(&h.drain().await);
+    assert_eq!((t.created, t.updated), (0, 1), "{t:?}");
+    assert_eq!(h.sim.incidents().len(), 1);
+    let notes = later_notes(&h, &replacement.number);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(notes[0].contains("Refund promised"));
 }

@@ -225,21 +225,34 @@ impl IdempotencyStore {
         applied("UpdateItem", res)
     }
 
-    /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first.
-    pub async fn release(&self, key: &str, token: &str) -> Result<(), StoreError> {
-        let res = self
+    /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first. `keep`:
+    /// remember the record at least that long from now (for a dead-lettered event, the DLQ's retention).
+    pub async fn release(
+        &self,
+        key: &str,
+        token: &str,
+        keep: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("id", s(key))
-            .update_expression("SET #lease = :zero")
             .condition_expression("#token = :token")
             .expression_attribute_names("#lease", "lease_expires_ms")
             .expression_attribute_names("#token", "lease_token")
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":token", s(token))
-            .send()
-            .await;
-        applied("UpdateItem", res).map(|_| ())
+            .expression_attribute_values(":token", s(token));
+        req = match keep {
+            Some(keep) => req
+                .update_expression("SET #lease = :zero, #expiration = :exp")
+                .expression_attribute_names("#expiration", "expiration")
+                .expression_attribute_values(
+                    ":exp",
+                    n(now_ms() / 1000 + keep.max(self.ttl).as_secs()),
+                ),
+            None => req.update_expression("SET #lease = :zero"),
+        };
+        applied("UpdateItem", req.send().await).map(|_| ())
     }
 }

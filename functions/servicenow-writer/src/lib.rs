@@ -483,15 +483,17 @@ impl Writer {
                 }
             }
             Err(Failure::Permanent(p)) => {
-                // Released, not deleted: an attempt before the refusal may have been applied (a timeout after
-                // the commit), so a replay must look for its incident or note before writing again.
-                if let Err(se) = self.store.release(&key.key, &token).await {
+                // Released, not deleted, and kept as long as a conversation (the DLQ's retention): an attempt
+                // before the refusal may have been applied (a timeout after the commit), so a replay must look
+                // for its incident or note before writing again.
+                let keep = Some(self.config.conversation_ttl);
+                if let Err(se) = self.store.release(&key.key, &token, keep).await {
                     warn!(idempotency_key = %key.key, error = %se, "could not release claim; its lease will expire");
                 }
                 self.dead_letter(record, &ids, Some(&key.key), &p).await
             }
             Err(Failure::Transient(reason)) => {
-                if let Err(se) = self.store.release(&key.key, &token).await {
+                if let Err(se) = self.store.release(&key.key, &token, None).await {
                     warn!(idempotency_key = %key.key, error = %se, "could not release claim; its lease will expire");
                 }
                 warn!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
@@ -679,6 +681,10 @@ impl Writer {
             "{}\nThis incident replaces {} for the same Genesys conversation: ServiceNow no longer has it (deleted).",
             draft.work_notes, gone.number
         );
+        if let (Some(note), OnRepeat::Update) = (mapped.update_note(), mapped.on_repeat) {
+            // The event that found the incident gone: its own note goes onto the replacement.
+            draft.work_notes = format!("{}\n\n{note}", draft.work_notes);
+        }
         // Reconcile first: an earlier attempt may have made the replacement and died before recording it.
         let (created, reconciled) = self
             .create_with_retries(&mut draft, true, deadline, ids)
@@ -691,11 +697,12 @@ impl Writer {
             urgency: Some(draft.urgency).filter(|_| !reconciled),
             replaces: Some(gone.number),
         };
-        let done = match reconciled {
-            true => Done::Reconciled(created.number),
-            false => Done::Created(created.number),
-        };
-        Ok((done, Some(incident)))
+        if reconciled {
+            // Made by an earlier attempt that died before recording it: by this event (its note is there)
+            // or by another one (this event's note is still to write).
+            return Box::pin(self.update_existing(mapped, incident, true, deadline, ids)).await;
+        }
+        Ok((Done::Created(created.number), Some(incident)))
     }
 
     /// Adds `note` (which carries the event's reference) to the incident, retrying transient failures. When

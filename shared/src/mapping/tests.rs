@@ -416,6 +416,15 @@ fn load_errors_name_the_profile_and_the_field() {
             }),
             &["genesys-conversation", "conversation_id", "raw"],
         ),
+        (
+            Box::new(|f| {
+                f["profiles"][1]
+                    .as_object_mut()
+                    .map(|p| p.remove("conversation"));
+                f["profiles"][1]["variables"]["conversation_id"]["required"] = json!(false);
+            }),
+            &["architect-flow-webhook", "`update` needs `conversation`"],
+        ),
         (Box::new(|f| f["version"] = json!(3)), &["version 3"]),
         (Box::new(|f| f["profiles"] = json!([])), &["no profiles"]),
     ];
@@ -488,6 +497,7 @@ fn template_parsing_and_line_dropping() {
         "head\nX: 1\nfixed type"
     );
     assert_eq!(compile("Y: {{y}}\nX: {{x}}").render(&values), "X: 1");
+    assert_eq!(compile("\nX: {{x}}").render(&values), "\nX: 1");
     assert_eq!(
         Template::resolve(parse_template("{{nope}}").unwrap(), slot).unwrap_err(),
         "nope"
