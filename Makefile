@@ -12,7 +12,11 @@ export CARGO_TERM_COLOR ?= never
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: run test venv lint bench build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
+.PHONY: help run test venv lint bench build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /'
 
 ## run: moto + ServiceNow simulator + receiver on :3000 + writer poller (Ctrl-C stops everything)
 run: venv
@@ -40,7 +44,7 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## bench: criterion benchmark of the mapping (parse → map → serialise)
+## bench: criterion benchmark of the mapping, per shipped profile (parse → key → map → serialise)
 bench:
 	cargo bench -p shared --bench mapping
 

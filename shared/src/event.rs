@@ -78,9 +78,6 @@ struct WebhookMetadata {
 struct EventBridgeEnvelope {
     #[serde(deserialize_with = "non_empty")]
     id: String,
-    #[serde(rename = "detail-type")]
-    #[allow(dead_code)]
-    detail_type: String,
     #[serde(default)]
     time: Option<String>,
     #[serde(default)]

@@ -18,16 +18,6 @@ pub enum KeySource {
     BodyHash,
 }
 
-impl KeySource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeySource::EventId => "event-id",
-            KeySource::Pointers => "pointers",
-            KeySource::BodyHash => "body-hash",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
     /// `gc-` followed by 64 hex characters.

@@ -83,10 +83,6 @@ pub struct Deadline {
 }
 
 impl Deadline {
-    pub fn at(at: Instant) -> Self {
-        Self { at }
-    }
-
     /// A Lambda context deadline (milliseconds since the epoch).
     pub fn from_epoch_ms(deadline_ms: u64) -> Self {
         let now = SystemTime::now()
@@ -109,10 +105,6 @@ impl Deadline {
     /// Whether waiting `wait` still leaves `reserve` for the work after it.
     pub fn allows(&self, wait: Duration, reserve: Duration) -> bool {
         self.remaining() > wait + reserve
-    }
-
-    pub fn instant(&self) -> Instant {
-        self.at
     }
 }
 
