@@ -6,6 +6,8 @@ pub mod aws;
 pub mod config;
 pub mod event;
 pub mod failure;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod idempotency;
 pub mod incident;
 pub mod logging;

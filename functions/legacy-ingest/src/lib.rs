@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::{error, info, warn};
 
 use shared::config::{self, renamed, ConfigError};
@@ -27,26 +27,7 @@ use genesys::{PublishError, Publisher};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-    pub retry_after: Option<Duration>,
-}
-
-impl Reply {
-    fn new(status: u16, body: Value) -> Self {
-        Self {
-            status,
-            body,
-            retry_after: None,
-        }
-    }
-
-    fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Self::new(status, json!({"error": code, "message": message.into()}))
-    }
-}
+pub use shared::http::Reply;
 
 pub struct IngestConfig {
     pub max_body_bytes: usize,
@@ -80,7 +61,8 @@ impl Ingest {
             Ok(c) => c,
             Err(e) => {
                 warn!(reason = %e, "ingest request not authenticated");
-                let mut r = Reply::error(401, "unauthorized", e.to_string());
+                let mut r =
+                    Reply::error(401, "unauthorized", e.to_string()).with_challenge("Bearer");
                 if e == AuthError::MissingToken {
                     r.body["message"] = json!("an Authorization: Bearer <JWT> header is required");
                 }
@@ -160,21 +142,6 @@ impl Ingest {
     }
 }
 
-pub fn to_lambda_response(reply: &Reply) -> lambda_http::Response<lambda_http::Body> {
-    let mut builder = lambda_http::Response::builder()
-        .status(reply.status)
-        .header("content-type", "application/json");
-    if let Some(after) = reply.retry_after {
-        builder = builder.header("retry-after", after.as_secs().max(1).to_string());
-    }
-    if reply.status == 401 {
-        builder = builder.header("www-authenticate", "Bearer");
-    }
-    builder
-        .body(lambda_http::Body::Text(reply.body.to_string()))
-        .unwrap_or_else(|_| lambda_http::Response::new(lambda_http::Body::Empty))
-}
-
 pub async fn handle_lambda(
     ingest: &Ingest,
     request: lambda_http::Request,
@@ -182,7 +149,7 @@ pub async fn handle_lambda(
     let reply = ingest
         .handle(request.headers(), request.body().as_ref())
         .await;
-    to_lambda_response(&reply)
+    reply.to_lambda(None)
 }
 
 /// Builds everything from environment variables (see README). Secrets are read once, here.

@@ -153,21 +153,10 @@ impl Config {
     }
 }
 
-/// The HTTP answer, independent of the Lambda or local server types.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
+pub use shared::http::Reply;
 
-impl Reply {
-    fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
-        Reply {
-            status,
-            body: json!({"error": code, "message": message.into()}),
-        }
-    }
-}
+/// How long Genesys should wait before retrying a 503.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// A request that passed every check and is ready to queue.
 #[derive(Debug)]
@@ -259,10 +248,10 @@ pub fn validate(
                 "event_type_not_allowed",
                 format!("event type {kind:?} is not in the allow-list"),
             ),
-            UnknownTypePolicy::Drop => Reply {
-                status: 202,
-                body: json!({"status": "ignored", "reason": "event type not in the allow-list"}),
-            },
+            UnknownTypePolicy::Drop => Reply::new(
+                202,
+                json!({"status": "ignored", "reason": "event type not in the allow-list"}),
+            ),
         });
     }
     Ok(Accepted {
@@ -423,6 +412,7 @@ impl Receiver {
         let unavailable = |e: SecretError| {
             error!(error = %e, "webhook signing secret unavailable");
             Reply::error(503, "unavailable", "signature key unavailable; retry later")
+                .with_retry_after(RETRY_AFTER)
         };
         let current = key.current(&self.secrets).await.map_err(unavailable)?;
         let first = self.config.scheme.verify(&current, body, signature);
@@ -470,14 +460,15 @@ impl Receiver {
                 let message_id = out.message_id().unwrap_or_default().to_string();
                 info!(correlation_id, message_id, event_type = %accepted.event_type,
                       event_id = accepted.event_id.as_deref().unwrap_or(""), "webhook queued");
-                Reply {
-                    status: 202,
-                    body: json!({"status": "queued", "messageId": message_id, "correlationId": correlation_id}),
-                }
+                Reply::new(
+                    202,
+                    json!({"status": "queued", "messageId": message_id, "correlationId": correlation_id}),
+                )
             }
             Err(e) => {
                 error!(correlation_id, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SQS send failed");
                 Reply::error(503, "unavailable", "event could not be stored; retry later")
+                    .with_retry_after(RETRY_AFTER)
             }
         }
     }
@@ -520,7 +511,7 @@ pub async fn handle_lambda(
             &correlation,
         )
         .await;
-    to_lambda_response(&reply, &correlation)
+    reply.to_lambda(Some(&correlation))
 }
 
 /// `name`'s value in a raw query string (`a=1&event=ivr%3Aescalation`), percent-decoded.
@@ -557,22 +548,6 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn to_lambda_response(
-    reply: &Reply,
-    correlation: &str,
-) -> lambda_http::Response<lambda_http::Body> {
-    let mut builder = lambda_http::Response::builder()
-        .status(reply.status)
-        .header("content-type", "application/json")
-        .header("x-correlation-id", correlation);
-    if reply.status == 503 {
-        builder = builder.header("retry-after", "5");
-    }
-    builder
-        .body(lambda_http::Body::Text(reply.body.to_string()))
-        .unwrap_or_else(|_| lambda_http::Response::new(lambda_http::Body::Empty))
 }
 
 #[cfg(test)]
