@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use shared::BoxError;
 
 #[derive(Debug, Clone)]
 pub struct ResourceNames {

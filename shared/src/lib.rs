@@ -3,11 +3,14 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod failure;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "client")]
+pub mod http_client;
 pub mod idempotency;
 pub mod incident;
 pub mod logging;
@@ -26,6 +29,9 @@ pub use event::{EnvelopeError, EnvelopeKind, InboundEvent};
 pub use failure::FailureClass;
 pub use incident::IncidentDraft;
 pub use mapping::{Mapping, MappingError};
+
+/// The error type of start-up code and tools: anything that can explain itself.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The current UTC time in RFC 3339, for message attributes and logs.
 pub fn now_rfc3339() -> String {

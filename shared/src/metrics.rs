@@ -9,12 +9,7 @@ pub fn count(name: &str, dimension: (&str, &str), value: u64) {
     println!("{}", emf_line(name, dimension, value, now_ms()));
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::clock::epoch_ms as now_ms;
 
 pub fn emf_line(name: &str, dimension: (&str, &str), value: u64, timestamp_ms: u64) -> String {
     let mut line = json!({

@@ -400,7 +400,7 @@ struct CredentialsSecret {
     password: Option<String>,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// The provider's OAuth client from the environment. Credentials come from the secret named by
 /// `credentials_secret_var` (`{"client_id", "client_secret"[, "username", "password"]}`), else from

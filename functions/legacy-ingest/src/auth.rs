@@ -6,7 +6,7 @@
 //! `exp`, `iss` and `aud` are required; `nbf` is checked; an optional maximum age applies to `iat`.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
@@ -367,10 +367,7 @@ impl Authenticator {
         let Some(max_age) = self.policy.max_age else {
             return Ok(claims);
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = shared::clock::epoch_secs();
         let iat = claims.iat.ok_or(AuthError::Claims)?;
         let leeway = self.policy.leeway.as_secs();
         if iat > now + leeway {

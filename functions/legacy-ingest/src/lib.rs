@@ -25,7 +25,7 @@ use auth::{AuthError, Authenticator, Jwks, JwksSource, JwtPolicy};
 use event::EventRules;
 use genesys::{PublishError, Publisher};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use shared::BoxError;
 
 pub use shared::http::Reply;
 
@@ -276,9 +276,8 @@ pub async fn from_env(
 
 /// The HTTP client for Genesys and JWKS: rustls, pooled, with timeouts.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .user_agent(concat!("genesys-legacy-ingest/", env!("CARGO_PKG_VERSION")))
-        .build()
+    shared::http_client::client(
+        "legacy-ingest",
+        shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5)),
+    )
 }

@@ -14,7 +14,9 @@ pub mod servicenow;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use shared::clock::epoch_ms;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures::StreamExt;
@@ -976,19 +978,9 @@ fn truncate(s: &str, max: usize) -> String {
     shared::incident::truncate_chars(s, max)
 }
 
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 pub use shared::mapping::mapping_from_env;
 
 /// HTTP client for token endpoints.
 fn oauth_http() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .build()
+    shared::http_client::client("servicenow-writer", shared::http_client::TOKEN_ENDPOINT)
 }

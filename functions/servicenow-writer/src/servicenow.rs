@@ -141,15 +141,10 @@ pub struct ServiceNowClient {
 
 impl ServiceNowClient {
     pub fn new(config: &ServiceNowConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!(
-                "genesys-servicenow-writer/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()?;
+        let http = shared::http_client::client(
+            "servicenow-writer",
+            shared::http_client::Timeouts::new(config.connect_timeout, config.request_timeout),
+        )?;
         Ok(Self {
             http,
             base: config.instance_url.trim_end_matches('/').to_string(),
@@ -424,10 +419,7 @@ fn check(response: reqwest::Response) -> Result<reqwest::Response, ServiceNowErr
                 .trim()
                 .parse()
                 .ok()?;
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok()?
-                .as_secs();
+            let now = shared::clock::epoch_secs();
             (status == StatusCode::TOO_MANY_REQUESTS)
                 .then(|| Duration::from_secs(reset.saturating_sub(now)))
         });

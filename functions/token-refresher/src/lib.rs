@@ -13,7 +13,7 @@ use shared::oauth::{fetch_token, ClientCredentials};
 use shared::retry::{Deadline, RetryPolicy};
 use shared::tokens::{oauth_client_from_env, Provider, RefreshPolicy, StoredToken, TokenStore};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use shared::BoxError;
 
 /// One provider to keep a token for.
 pub struct ProviderJob {

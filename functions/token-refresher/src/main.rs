@@ -9,10 +9,7 @@ async fn main() -> Result<(), Error> {
     let aws = shared::aws::sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let refresher = Refresher {
-        http: reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?,
+        http: shared::http_client::client("token-refresher", shared::http_client::TOKEN_ENDPOINT)?,
         jobs: jobs_from_env(&secrets).await?,
         policy: policy_from_env()?,
         retry: RetryPolicy::default(),
