@@ -85,11 +85,9 @@ pub struct Deadline {
 impl Deadline {
     /// A Lambda context deadline (milliseconds since the epoch).
     pub fn from_epoch_ms(deadline_ms: u64) -> Self {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Self::after(Duration::from_millis(deadline_ms.saturating_sub(now)))
+        Self::after(Duration::from_millis(
+            deadline_ms.saturating_sub(crate::clock::epoch_ms()),
+        ))
     }
 
     pub fn after(d: Duration) -> Self {
