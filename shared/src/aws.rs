@@ -38,10 +38,24 @@ pub enum SecretError {
         reason: String,
         class: FailureClass,
     },
+    #[error("secret {id} could not be written: {reason}")]
+    Write { id: String, reason: String },
     #[error("secret {id} has no string value")]
     Empty { id: String },
     #[error("secret {id} must be JSON with string fields {fields}")]
     Shape { id: String, fields: String },
+}
+
+impl SecretError {
+    /// Whether trying again can help: a read as Secrets Manager classified it, a write always; an empty or
+    /// misshapen secret stays so until someone fixes it.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            SecretError::Read { class, .. } => *class,
+            SecretError::Write { .. } => FailureClass::Transient,
+            SecretError::Empty { .. } | SecretError::Shape { .. } => FailureClass::Permanent,
+        }
+    }
 }
 
 /// A pair of credentials: from the JSON secret named by `secret_var` (fields `names`), else from the two

@@ -149,10 +149,9 @@ impl TokenStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| SecretError::Read {
+            .map_err(|e| SecretError::Write {
                 id: self.secret_id.clone(),
                 reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-                class: FailureClass::Transient,
             })
     }
 }

@@ -179,7 +179,7 @@ async fn invalid_client_fails_the_invocation_clearly_and_the_other_provider_is_s
     let genesys = results.iter().find(|(p, _)| *p == "genesys").unwrap();
     let servicenow = results.iter().find(|(p, _)| *p == "servicenow").unwrap();
     let err = genesys.1.as_ref().unwrap_err();
-    assert_eq!(err.class, FailureClass::Permanent);
+    assert_eq!(err.class(), FailureClass::Permanent);
     assert!(err.message.contains("invalid_client"), "{err}");
     assert_eq!(servicenow.1.as_ref().ok(), Some(&Refreshed::Renewed));
     let summary = summarise(&results).unwrap_err();
@@ -256,6 +256,6 @@ async fn transient_token_endpoint_failures_are_retried_within_the_invocation() {
         .1
         .as_ref()
         .unwrap_err();
-    assert_eq!(err.class, FailureClass::Transient);
+    assert_eq!(err.class(), FailureClass::Transient);
     assert!(summarise(&results).is_err());
 }

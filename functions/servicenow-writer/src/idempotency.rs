@@ -46,6 +46,12 @@ pub struct StoreError {
     pub class: FailureClass,
 }
 
+impl StoreError {
+    pub fn class(&self) -> FailureClass {
+        self.class
+    }
+}
+
 pub(crate) fn store_error<E, R>(
     operation: &'static str,
     e: aws_sdk_dynamodb::error::SdkError<E, R>,

@@ -38,6 +38,12 @@ pub struct RefreshError {
     pub class: FailureClass,
 }
 
+impl RefreshError {
+    pub fn class(&self) -> FailureClass {
+        self.class
+    }
+}
+
 pub struct Refresher {
     pub http: reqwest::Client,
     pub jobs: Vec<ProviderJob>,
@@ -61,7 +67,7 @@ impl Refresher {
                 }
                 Ok(Refreshed::StillFresh) => info!(provider = name, "stored token still fresh"),
                 Err(e) => {
-                    error!(provider = name, error = %e.message, permanent = e.class == FailureClass::Permanent,
+                    error!(provider = name, error = %e.message, permanent = e.class() == FailureClass::Permanent,
                            "token refresh failed");
                     shared::metrics::count("TokenRefreshFailed", ("Provider", name), 1);
                 }
