@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
-use shared::idempotency::{payload_hash, KeyConfig};
+use shared::keys::{payload_hash, KeyConfig};
 use shared::{InboundEvent, Mapping};
 
 const CONVERSATION: &str = include_str!("../tests/fixtures/conversation-customer-end.json");

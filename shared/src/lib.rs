@@ -11,8 +11,8 @@ pub mod failure;
 pub mod http;
 #[cfg(feature = "client")]
 pub mod http_client;
-pub mod idempotency;
 pub mod incident;
+pub mod keys;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;

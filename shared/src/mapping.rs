@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::event::{glob_match, InboundEvent};
-use crate::idempotency::conversation_key;
 use crate::incident::{truncate_chars, IncidentDraft, SHORT_DESCRIPTION_MAX};
+use crate::keys::conversation_key;
 use crate::priority::{Levels, PriorityRules, RuleError};
 use crate::redact::{mask_phone, normalise_e164, redact_text};
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use shared::idempotency::KeyConfig;
+use shared::keys::KeyConfig;
 use shared::{InboundEvent, Mapping};
 
 fn dir(name: &str) -> PathBuf {

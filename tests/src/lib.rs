@@ -17,7 +17,7 @@ use local::poller::Poller;
 use local::servicenow_sim::ServiceNowSim;
 use servicenow_writer::servicenow::{ServiceNowAuth, ServiceNowClient, ServiceNowConfig};
 use servicenow_writer::{Outcome, Writer, WriterConfig};
-use shared::idempotency::KeyConfig;
+use shared::keys::KeyConfig;
 use shared::oauth::{ClientAuth, ClientCredentials, Grant};
 use shared::retry::RetryPolicy;
 use shared::signature::SignatureScheme;
@@ -349,7 +349,7 @@ impl Harness {
         let claim = store
             .claim(
                 &key,
-                &shared::idempotency::payload_hash(&event),
+                &shared::keys::payload_hash(&event),
                 now_ms + lease.as_millis() as u64,
             )
             .await

@@ -57,7 +57,7 @@ async fn seed_000_flow_webhook_becomes_one_incident_with_caller_and_vip_urgency(
     assert!(!description.contains("5551234567"));
     assert_eq!(
         text(&inc, "correlation_id"),
-        shared::idempotency::conversation_key("8c3f8f0e-2d4a-4b6e-9f1a-0c6d5e4b3a21")
+        shared::keys::conversation_key("8c3f8f0e-2d4a-4b6e-9f1a-0c6d5e4b3a21")
     );
 }
 
@@ -167,7 +167,7 @@ async fn customer_end_and_two_acws_three_times_each_concurrently_shuffled_give_o
     let all = h.sim.work_notes(&number).join("\n");
     for body in &bodies {
         let event = shared::InboundEvent::parse(body.as_bytes()).unwrap();
-        let key = shared::idempotency::KeyConfig::default().derive(&event).key;
+        let key = shared::keys::KeyConfig::default().derive(&event).key;
         let reference = shared::incident::event_ref(&key);
         assert_eq!(all.matches(&reference).count(), 1, "{reference} in {all}");
     }

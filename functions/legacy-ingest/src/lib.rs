@@ -205,14 +205,9 @@ pub async fn from_env(
         }),
         _ => None,
     };
-    let jwks = jwks_source.map(|s| {
-        Jwks::new(
-            s,
-            Duration::from_secs(
-                config::parse_or("JWT_JWKS_MIN_REFRESH_SECONDS", 300u64).unwrap_or(300),
-            ),
-        )
-    });
+    let min_refresh =
+        Duration::from_secs(config::parse_or("JWT_JWKS_MIN_REFRESH_SECONDS", 300u64)?);
+    let jwks = jwks_source.map(|s| Jwks::new(s, min_refresh));
     if let Some(j) = &jwks {
         if let Err(e) = j.refresh().await {
             // Not fatal: static keys may suffice, and an unknown kid triggers a refresh later.
