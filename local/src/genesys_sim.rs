@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -47,33 +47,21 @@ pub struct ReceivedEvent {
     pub body: Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LoggedRequest {
-    pub path: String,
-    pub status: u16,
-    pub at_ms: u64,
-}
-
-struct Issued {
-    expires: Instant,
-    revoked: bool,
-}
+pub use crate::sim_common::LoggedRequest;
+use crate::sim_common::{IssuedTokens, RequestLog};
 
 struct Inner {
     clients: HashMap<String, String>,
-    token_lifetime: Duration,
-    tokens: HashMap<String, Issued>,
+    tokens: IssuedTokens,
     events: Vec<ReceivedEvent>,
     answers: HashMap<String, (Value, u16, Value)>,
     faults: GenesysFaults,
-    log: Vec<LoggedRequest>,
-    tokens_issued: u32,
+    log: RequestLog,
 }
 
 #[derive(Clone)]
 pub struct GenesysSim {
     inner: Arc<Mutex<Inner>>,
-    started: Instant,
     ingest_path: String,
 }
 
@@ -84,15 +72,12 @@ impl GenesysSim {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 clients,
-                token_lifetime: Duration::from_secs(86_399),
-                tokens: HashMap::new(),
+                tokens: IssuedTokens::new(Duration::from_secs(86_399)),
                 events: Vec::new(),
                 answers: HashMap::new(),
                 faults: GenesysFaults::default(),
-                log: Vec::new(),
-                tokens_issued: 0,
+                log: RequestLog::default(),
             })),
-            started: Instant::now(),
             ingest_path: DEFAULT_INGEST_PATH.to_string(),
         }
     }
@@ -111,14 +96,12 @@ impl GenesysSim {
     }
 
     pub fn set_token_lifetime(&self, d: Duration) {
-        self.lock().token_lifetime = d;
+        self.lock().tokens.lifetime = d;
     }
 
     /// Revokes every issued token: the API answers 401 to them from now on.
     pub fn revoke_all(&self) {
-        for t in self.lock().tokens.values_mut() {
-            t.revoked = true;
-        }
+        self.lock().tokens.revoke_all();
     }
 
     pub fn events(&self) -> Vec<ReceivedEvent> {
@@ -126,11 +109,11 @@ impl GenesysSim {
     }
 
     pub fn tokens_issued(&self) -> u32 {
-        self.lock().tokens_issued
+        self.lock().tokens.issued()
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.lock().log.clone()
+        self.lock().log.entries()
     }
 
     pub fn router(&self) -> Router {
@@ -149,12 +132,7 @@ impl GenesysSim {
     }
 
     fn record(&self, path: &str, status: u16) {
-        let at_ms = self.started.elapsed().as_millis() as u64;
-        self.lock().log.push(LoggedRequest {
-            path: path.into(),
-            status,
-            at_ms,
-        });
+        self.lock().log.record("POST", path, status);
     }
 }
 
@@ -220,17 +198,7 @@ async fn token(
                 "only client_credentials",
             ))
         } else {
-            let value = format!("gsim-{}", uuid::Uuid::new_v4().simple());
-            let lifetime = s.token_lifetime;
-            s.tokens.insert(
-                value.clone(),
-                Issued {
-                    expires: Instant::now() + lifetime,
-                    revoked: false,
-                },
-            );
-            s.tokens_issued += 1;
-            Ok((value, lifetime))
+            Ok(s.tokens.issue("gsim"))
         }
     };
     match outcome {
@@ -263,10 +231,7 @@ async fn ingest(
         .map(str::to_string);
     let response = {
         let mut s = sim.lock();
-        let authorised = bearer
-            .as_deref()
-            .and_then(|t| s.tokens.get(t))
-            .is_some_and(|t| !t.revoked && t.expires > Instant::now());
+        let authorised = bearer.as_deref().is_some_and(|t| s.tokens.is_live(t));
         if !authorised {
             api_error(
                 StatusCode::UNAUTHORIZED,

@@ -13,6 +13,7 @@ pub mod genesys_sim;
 pub mod http;
 pub mod poller;
 pub mod servicenow_sim;
+pub mod sim_common;
 
 /// Credentials and secrets for local runs only (the simulator and the emulator); never used in AWS.
 pub const LOCAL_WEBHOOK_SECRET: &str = "local-webhook-secret";

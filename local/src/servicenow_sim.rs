@@ -82,14 +82,8 @@ pub struct RateLimit {
     pub window_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LoggedRequest {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    /// Milliseconds since the simulator started.
-    pub at_ms: u64,
-}
+pub use crate::sim_common::LoggedRequest;
+use crate::sim_common::{IssuedTokens, RequestLog};
 
 /// One work note, as the journal keeps it.
 #[derive(Debug, Clone, Serialize)]
@@ -107,12 +101,9 @@ struct State_ {
     next_number: u64,
     window_start: Instant,
     window_count: u32,
-    log: Vec<LoggedRequest>,
+    log: RequestLog,
     oauth_clients: HashMap<String, String>,
-    /// access token → (expiry, revoked)
-    tokens: HashMap<String, (Instant, bool)>,
-    token_lifetime: Duration,
-    tokens_issued: u32,
+    tokens: IssuedTokens,
 }
 
 /// A running simulator's shared state; clone freely.
@@ -121,7 +112,6 @@ pub struct ServiceNowSim {
     state: Arc<Mutex<State_>>,
     username: String,
     password: String,
-    started: Instant,
 }
 
 impl ServiceNowSim {
@@ -135,15 +125,12 @@ impl ServiceNowSim {
                 next_number: 10001,
                 window_start: Instant::now(),
                 window_count: 0,
-                log: Vec::new(),
+                log: RequestLog::default(),
                 oauth_clients: HashMap::new(),
-                tokens: HashMap::new(),
-                token_lifetime: Duration::from_secs(1800),
-                tokens_issued: 0,
+                tokens: IssuedTokens::new(Duration::from_secs(1800)),
             })),
             username: username.to_string(),
             password: password.to_string(),
-            started: Instant::now(),
         }
     }
 
@@ -159,18 +146,16 @@ impl ServiceNowSim {
     }
 
     pub fn set_token_lifetime(&self, lifetime: Duration) {
-        self.lock().token_lifetime = lifetime;
+        self.lock().tokens.lifetime = lifetime;
     }
 
     /// Revokes every issued access token: the API answers 401 to them from now on.
     pub fn revoke_tokens(&self) {
-        for t in self.lock().tokens.values_mut() {
-            t.1 = true;
-        }
+        self.lock().tokens.revoke_all();
     }
 
     pub fn tokens_issued(&self) -> u32 {
-        self.lock().tokens_issued
+        self.lock().tokens.issued()
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -215,7 +200,7 @@ impl ServiceNowSim {
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.lock().log.clone()
+        self.lock().log.entries()
     }
 
     /// Adds a `sys_user`; returns its sys_id.
@@ -285,13 +270,7 @@ impl ServiceNowSim {
     }
 
     fn record(&self, method: &str, path: &str, status: u16) {
-        let at_ms = self.started.elapsed().as_millis() as u64;
-        self.lock().log.push(LoggedRequest {
-            method: method.into(),
-            path: path.into(),
-            status,
-            at_ms,
-        });
+        self.lock().log.record(method, path, status);
     }
 
     /// Auth, latency, rate limit and injected failures, in that order. `Err` is the response to send.
@@ -357,11 +336,7 @@ impl ServiceNowSim {
             return false;
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
-            return self
-                .lock()
-                .tokens
-                .get(token.trim())
-                .is_some_and(|(expires, revoked)| !revoked && *expires > Instant::now());
+            return self.lock().tokens.is_live(token);
         }
         let Some(b64) = value.strip_prefix("Basic ") else {
             return false;
@@ -882,11 +857,7 @@ async fn oauth_token(
         drop(s);
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant");
     }
-    let token = format!("snsim-{}", uuid::Uuid::new_v4().simple());
-    let lifetime = s.token_lifetime;
-    s.tokens
-        .insert(token.clone(), (Instant::now() + lifetime, false));
-    s.tokens_issued += 1;
+    let (token, lifetime) = s.tokens.issue("snsim");
     drop(s);
     sim.record("POST", "/oauth_token.do", 200);
     Json(json!({"access_token": token, "refresh_token": format!("r-{}", uuid::Uuid::new_v4().simple()),
