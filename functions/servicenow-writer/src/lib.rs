@@ -138,7 +138,13 @@ pub async fn servicenow_config_from_env(
         Some("oauth") => ServiceNowAuth::OAuth(Arc::new(
             token_source_from_env(secrets, oauth_http()?, Provider::ServiceNow).await?,
         )),
-        Some(other) => return Err(format!("SERVICENOW_AUTH {other:?}: basic or oauth").into()),
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "SERVICENOW_AUTH",
+                reason: format!("expected basic or oauth, got {other:?}"),
+            }
+            .into())
+        }
     };
     Ok(ServiceNowConfig {
         instance_url: config::required("SERVICENOW_INSTANCE_URL")?,

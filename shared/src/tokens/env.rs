@@ -114,16 +114,21 @@ pub async fn oauth_client_from_env(
                 None | Some("password") => match (secret.username, secret.password) {
                     (Some(username), Some(password)) => Grant::Password { username, password },
                     _ => {
-                        return Err(
-                            "the ServiceNow password grant needs username and password".into()
-                        )
+                        return Err(config::ConfigError::Invalid {
+                            name: "SERVICENOW_OAUTH_GRANT",
+                            reason: "the password grant needs a username and password with the \
+                                     OAuth client (secret fields or SERVICENOW_USERNAME/PASSWORD)"
+                                .into(),
+                        }
+                        .into())
                     }
                 },
                 Some("client_credentials") => Grant::ClientCredentials,
                 Some(other) => {
-                    return Err(format!(
-                        "SERVICENOW_OAUTH_GRANT {other:?}: password or client_credentials"
-                    )
+                    return Err(config::ConfigError::Invalid {
+                        name: "SERVICENOW_OAUTH_GRANT",
+                        reason: format!("expected password or client_credentials, got {other:?}"),
+                    }
                     .into())
                 }
             };
