@@ -593,32 +593,46 @@ impl Writer {
         deadline: Deadline,
         ids: &Ids<'_>,
     ) -> Result<(Done, Option<KnownIncident>), Failure> {
-        let levels = (Some(mapped.levels().impact), Some(mapped.levels().urgency));
-        let incident = match known {
-            Some(incident) => incident,
-            None => {
-                let (found, reconciled) = self
-                    .create_with_retries(&mut mapped.incident(), reconcile, deadline, ids)
+        match known {
+            Some(incident) => {
+                self.update_existing(mapped, incident, check_notes, deadline, ids)
                     .await
-                    .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
-                let incident = KnownIncident {
-                    sys_id: found.sys_id,
-                    number: found.number.clone(),
-                    impact: levels.0.filter(|_| !reconciled),
-                    urgency: levels.1.filter(|_| !reconciled),
-                    replaces: None,
-                };
-                if !reconciled {
-                    return Ok((Done::Created(found.number), Some(incident)));
-                }
-                // It existed: made by this event before a crash (its note is there), or by another one.
-                return self
-                    .update_existing(mapped, incident, true, deadline, ids)
-                    .await;
             }
-        };
-        self.update_existing(mapped, incident, check_notes, deadline, ids)
+            None => {
+                self.create_or_adopt(mapped, mapped.incident(), reconcile, None, deadline, ids)
+                    .await
+            }
+        }
+    }
+
+    /// Creates the conversation's incident from `draft` — or, when `reconcile` finds one an interrupted
+    /// attempt made (by this event: its note is there; by another: this event's note is still to write),
+    /// adopts it and continues as an update.
+    async fn create_or_adopt(
+        &self,
+        mapped: &Mapped<'_>,
+        mut draft: IncidentDraft,
+        reconcile: bool,
+        replaces: Option<String>,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> Result<(Done, Option<KnownIncident>), Failure> {
+        let (found, reconciled) = self
+            .create_with_retries(&mut draft, reconcile, deadline, ids)
             .await
+            .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
+        let incident = KnownIncident {
+            sys_id: found.sys_id,
+            number: found.number.clone(),
+            // Levels are known only for an incident made here.
+            impact: (!reconciled).then_some(draft.impact),
+            urgency: (!reconciled).then_some(draft.urgency),
+            replaces,
+        };
+        if reconciled {
+            return Box::pin(self.update_existing(mapped, incident, true, deadline, ids)).await;
+        }
+        Ok((Done::Created(found.number), Some(incident)))
     }
 
     /// A later event for an existing incident: one work note (unless the profile ignores repeats), raising
@@ -694,23 +708,8 @@ impl Writer {
             draft.work_notes = format!("{}\n\n{note}", draft.work_notes);
         }
         // Reconcile first: an earlier attempt may have made the replacement and died before recording it.
-        let (created, reconciled) = self
-            .create_with_retries(&mut draft, true, deadline, ids)
+        self.create_or_adopt(mapped, draft, true, Some(gone.number), deadline, ids)
             .await
-            .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
-        let incident = KnownIncident {
-            sys_id: created.sys_id,
-            number: created.number.clone(),
-            impact: Some(draft.impact).filter(|_| !reconciled),
-            urgency: Some(draft.urgency).filter(|_| !reconciled),
-            replaces: Some(gone.number),
-        };
-        if reconciled {
-            // Made by an earlier attempt that died before recording it: by this event (its note is there)
-            // or by another one (this event's note is still to write).
-            return Box::pin(self.update_existing(mapped, incident, true, deadline, ids)).await;
-        }
-        Ok((Done::Created(created.number), Some(incident)))
     }
 
     /// Adds `note` (which carries the event's reference) to the incident, retrying transient failures. When
