@@ -224,6 +224,18 @@ pub fn validate(
                 &shared::now_rfc3339(),
             );
             let text = envelope.to_string();
+            // What is queued is the wrapped body: it must fit the limit too, or SQS would refuse it forever.
+            if text.len() > config.max_body_bytes {
+                return Err(Reply::error(
+                    413,
+                    "payload_too_large",
+                    format!(
+                        "body is {} bytes once wrapped in its envelope; the limit is {}",
+                        text.len(),
+                        config.max_body_bytes
+                    ),
+                ));
+            }
             (InboundEvent::from_value(envelope), Some(text))
         }
         Ok(v) => (InboundEvent::from_value(v), None),
@@ -660,6 +672,20 @@ mod tests {
         assert_eq!(r.body["error"], "bare_event_type_not_allowed");
         let r = validate(&cfg(), ivr, Some("bad type<>"), |_| Ok(())).unwrap_err();
         assert_eq!(r.body["error"], "missing_event_type");
+        // The wrapped body must fit the limit as well.
+        let near_limit = format!(r#"{{"callId":"c-1","pad":"{}"}}"#, "x".repeat(990));
+        assert!(near_limit.len() <= 1024);
+        let r = validate(
+            &cfg(),
+            near_limit.as_bytes(),
+            Some("ivr:escalation"),
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (413, Some("payload_too_large"))
+        );
         // An envelope ignores the parameter.
         assert!(
             validate(&cfg(), &body(END), Some("ivr:escalation"), |_| Ok(()))
