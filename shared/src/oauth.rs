@@ -122,6 +122,18 @@ impl OAuthError {
     }
 }
 
+impl crate::retry::Retryable for OAuthError {
+    fn class(&self) -> FailureClass {
+        OAuthError::class(self)
+    }
+    fn out_of_time(budget: std::time::Duration, started: bool) -> Self {
+        OAuthError::Transport(match started {
+            true => format!("no answer within {} ms", budget.as_millis()),
+            false => "no time left for another token request".into(),
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,

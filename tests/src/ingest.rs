@@ -11,7 +11,7 @@ use local::dev_tokens::{DEV_AUDIENCE, DEV_ISSUER, JWKS_JSON, KEY_SET_JSON};
 use local::genesys_sim::{GenesysSim, DEFAULT_INGEST_PATH};
 use serde_json::Value;
 use shared::oauth::ClientCredentials;
-use shared::retry::RetryPolicy;
+use shared::retry::{Retrier, RetryPolicy};
 use shared::tokens::TokenSource;
 
 pub const GENESYS_CLIENT_ID: &str = "ingest-client";
@@ -116,11 +116,16 @@ impl IngestHarness {
             &genesys_url,
             DEFAULT_INGEST_PATH,
             tokens,
-            RetryPolicy {
-                max_attempts: 5,
-                base_delay: Duration::from_millis(50),
-                max_delay: Duration::from_millis(500),
-                max_retry_after: Duration::from_secs(2),
+            Retrier {
+                policy: RetryPolicy {
+                    max_attempts: 5,
+                    base_delay: Duration::from_millis(50),
+                    max_delay: Duration::from_millis(500),
+                    max_retry_after: Duration::from_secs(2),
+                },
+                reserve: Duration::from_millis(50),
+                attempt_timeout: Duration::from_secs(5),
+                min_attempt: Duration::from_millis(100),
             },
         );
         let ingest = Arc::new(Ingest::new(

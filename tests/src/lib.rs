@@ -575,11 +575,14 @@ pub fn refresher(
             },
         ],
         policy: shared::tokens::RefreshPolicy::default(),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
-            max_retry_after: Duration::from_secs(1),
+        retry: shared::retry::Retrier {
+            policy: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(100),
+                max_retry_after: Duration::from_secs(1),
+            },
+            ..token_refresher::retrier()
         },
     }
 }

@@ -8,14 +8,14 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use shared::failure::FailureClass;
-use shared::retry::{parse_retry_after, Deadline, RetryPolicy};
+use shared::retry::{parse_retry_after, Attempt as RetryAttempt, Deadline, Retrier, Retryable};
 use shared::tokens::TokenSource;
 
 pub struct Publisher {
     http: reqwest::Client,
     url: String,
     tokens: Arc<TokenSource>,
-    retry: RetryPolicy,
+    retrier: Retrier,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +37,38 @@ pub enum PublishError {
     },
 }
 
-enum Attempt {
-    Done(u16),
+/// Why one attempt did not deliver.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("Genesys rejected the event (HTTP {0})")]
     Rejected(u16),
+    #[error("{reason}")]
     Retry {
         reason: String,
         hint: Option<Duration>,
     },
-    /// 401: the token was refused; fetch a new one and try again at once.
-    Unauthorized,
+}
+
+impl Retryable for AttemptError {
+    fn class(&self) -> FailureClass {
+        match self {
+            AttemptError::Rejected(_) => FailureClass::Permanent,
+            AttemptError::Retry { .. } => FailureClass::Transient,
+        }
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AttemptError::Retry { hint, .. } => *hint,
+            AttemptError::Rejected(_) => None,
+        }
+    }
+    fn out_of_time(budget: Duration, started: bool) -> Self {
+        let reason = match started {
+            true => format!("no answer within {} ms", budget.as_millis()),
+            false => "no time left for another attempt".to_string(),
+        };
+        AttemptError::Retry { reason, hint: None }
+    }
 }
 
 impl Publisher {
@@ -54,16 +77,18 @@ impl Publisher {
         api_base: &str,
         path: &str,
         tokens: Arc<TokenSource>,
-        retry: RetryPolicy,
+        retrier: Retrier,
     ) -> Self {
         Self {
             http,
             url: format!("{}{}", api_base.trim_end_matches('/'), path),
             tokens,
-            retry,
+            retrier,
         }
     }
 
+    /// Delivers the event. Every attempt carries the same `Idempotency-Key`, so one that succeeded without
+    /// telling us is not delivered twice by the next.
     pub async fn publish(
         &self,
         body: &Value,
@@ -71,50 +96,57 @@ impl Publisher {
         deadline: Deadline,
     ) -> Result<Published, PublishError> {
         let mut attempts = 0;
-        let mut retries = 0;
-        let mut reauthorised = false;
-        loop {
-            attempts += 1;
-            let (reason, hint) = match self.attempt(body, key).await {
-                Attempt::Done(status) => return Ok(Published { status, attempts }),
-                Attempt::Rejected(status) => return Err(PublishError::Rejected { status }),
-                Attempt::Unauthorized if !reauthorised => {
-                    reauthorised = true;
-                    continue;
-                }
-                Attempt::Unauthorized => ("Genesys refused a fresh access token".to_string(), None),
-                Attempt::Retry { reason, hint } => (reason, hint),
-            };
-            let delay = self.retry.delay(retries, hint);
-            retries += 1;
-            let too_long = hint.is_some_and(|h| h > self.retry.max_retry_after);
-            if attempts >= self.retry.max_attempts
-                || too_long
-                || !deadline.allows(delay, Duration::from_millis(50))
-            {
-                return Err(PublishError::Unavailable {
-                    retry_after: hint
-                        .unwrap_or(Duration::from_secs(5))
-                        .max(Duration::from_secs(1)),
-                    reason,
-                });
-            }
-            info!(attempt = attempts, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying Genesys publish");
-            tokio::time::sleep(delay).await;
+        let result = self
+            .retrier
+            .run(
+                deadline,
+                |a: RetryAttempt| {
+                    attempts = a.number;
+                    self.attempt(body, key)
+                },
+                |e, n| {
+                    info!(failed_attempt = n.failed_attempt, delay_ms = n.delay.as_millis() as u64,
+                          reason = %e, "retrying Genesys publish")
+                },
+            )
+            .await;
+        match result {
+            Ok(status) => Ok(Published { status, attempts }),
+            Err(AttemptError::Rejected(status)) => Err(PublishError::Rejected { status }),
+            Err(AttemptError::Retry { reason, hint }) => Err(PublishError::Unavailable {
+                retry_after: hint
+                    .unwrap_or(Duration::from_secs(5))
+                    .max(Duration::from_secs(1)),
+                reason,
+            }),
         }
     }
 
-    async fn attempt(&self, body: &Value, key: &str) -> Attempt {
+    /// One delivery; a refused token is replaced and the request sent once more within the attempt.
+    async fn attempt(&self, body: &Value, key: &str) -> Result<u16, AttemptError> {
+        match self.send(body, key).await? {
+            Sent::Status(status) => Ok(status),
+            Sent::Unauthorized => match self.send(body, key).await? {
+                Sent::Status(status) => Ok(status),
+                Sent::Unauthorized => Err(AttemptError::Retry {
+                    reason: "Genesys refused a fresh access token".into(),
+                    hint: None,
+                }),
+            },
+        }
+    }
+
+    async fn send(&self, body: &Value, key: &str) -> Result<Sent, AttemptError> {
         let token = match self.tokens.token().await {
             Ok(t) => t,
             Err(e) => {
                 if e.class() == FailureClass::Permanent {
                     warn!(error = %e, "Genesys OAuth client refused; check the client credentials");
                 }
-                return Attempt::Retry {
+                return Err(AttemptError::Retry {
                     reason: format!("no Genesys access token: {e}"),
                     hint: None,
-                };
+                });
             }
         };
         let sent = self
@@ -126,32 +158,33 @@ impl Publisher {
             .json(body)
             .send()
             .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                return Attempt::Retry {
-                    reason: format!("request failed: {}", e.without_url()),
-                    hint: None,
-                }
-            }
-        };
+        let response = sent.map_err(|e| AttemptError::Retry {
+            reason: format!("request failed: {}", e.without_url()),
+            hint: None,
+        })?;
         let status = response.status().as_u16();
         match status {
-            200..=299 => Attempt::Done(status),
+            200..=299 => Ok(Sent::Status(status)),
             401 => {
-                // Re-read the stored token or fetch a new one; the next attempt uses it.
+                // Re-read the stored token or fetch a new one; the next request uses it.
                 if let Err(e) = self.tokens.on_unauthorized(&token).await {
                     warn!(error = %e, "could not replace a refused Genesys token");
                 }
-                Attempt::Unauthorized
+                Ok(Sent::Unauthorized)
             }
-            408 | 429 | 500..=599 => Attempt::Retry {
+            408 | 429 | 500..=599 => Err(AttemptError::Retry {
                 reason: format!("HTTP {status}"),
                 hint: retry_hint(response.headers()),
-            },
-            _ => Attempt::Rejected(status),
+            }),
+            _ => Err(AttemptError::Rejected(status)),
         }
     }
+}
+
+enum Sent {
+    Status(u16),
+    /// 401: the token was refused (and replaced).
+    Unauthorized,
 }
 
 /// `Retry-After` (seconds or HTTP date), else Genesys' `inin-ratelimit-reset` (seconds).

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use shared::config::{self, renamed, ConfigError};
 
-use shared::retry::{Deadline, RetryPolicy};
+use shared::retry::{Deadline, Retrier, RetryPolicy};
 use shared::tokens::{token_source_from_env, Provider};
 
 use auth::{AuthError, Authenticator, Jwks, JwksSource, JwtPolicy};
@@ -228,18 +228,26 @@ pub async fn from_env(
         &config::optional("GENESYS_INGEST_PATH")
             .unwrap_or_else(|| "/api/v2/eventbridge/events".into()),
         tokens,
-        RetryPolicy {
-            max_attempts: config::parse_or(
-                renamed("INGEST_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"),
-                5u32,
-            )?
-            .max(1),
-            base_delay: config::millis_or(renamed("INGEST_RETRY_BASE_MS", "RETRY_BASE_MS"), 200)?,
-            max_delay: config::millis_or(renamed("INGEST_RETRY_MAX_MS", "RETRY_MAX_MS"), 2000)?,
-            max_retry_after: Duration::from_secs(config::parse_or(
-                renamed("INGEST_RETRY_AFTER_MAX_SECONDS", "RETRY_AFTER_MAX_SECONDS"),
-                5u64,
-            )?),
+        Retrier {
+            policy: RetryPolicy {
+                max_attempts: config::parse_or(
+                    renamed("INGEST_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"),
+                    5u32,
+                )?
+                .max(1),
+                base_delay: config::millis_or(
+                    renamed("INGEST_RETRY_BASE_MS", "RETRY_BASE_MS"),
+                    200,
+                )?,
+                max_delay: config::millis_or(renamed("INGEST_RETRY_MAX_MS", "RETRY_MAX_MS"), 2000)?,
+                max_retry_after: Duration::from_secs(config::parse_or(
+                    renamed("INGEST_RETRY_AFTER_MAX_SECONDS", "RETRY_AFTER_MAX_SECONDS"),
+                    5u64,
+                )?),
+            },
+            reserve: Duration::from_millis(50),
+            attempt_timeout: INGEST_TIMEOUTS.request,
+            min_attempt: Duration::from_millis(200),
         },
     );
     let source_name = config::optional("LEGACY_SOURCE_NAME");
@@ -271,8 +279,8 @@ pub async fn from_env(
 
 /// The HTTP client for Genesys and JWKS: rustls, pooled, with timeouts.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    shared::http_client::client(
-        "legacy-ingest",
-        shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5)),
-    )
+    shared::http_client::client("legacy-ingest", INGEST_TIMEOUTS)
 }
+
+const INGEST_TIMEOUTS: shared::http_client::Timeouts =
+    shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5));

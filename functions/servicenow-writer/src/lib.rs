@@ -28,7 +28,7 @@ use shared::failure::FailureClass;
 use shared::incident::{event_ref, with_event_ref};
 use shared::keys::{payload_hash, IdempotencyKey, KeyConfig};
 use shared::mapping::{Mapped, MappingError, OnRepeat, Raise};
-use shared::retry::{Deadline, RetryPolicy};
+use shared::retry::{Attempt, Deadline, Retrier, RetryNotice, RetryPolicy, Retryable};
 use shared::{InboundEvent, IncidentDraft, Mapping};
 
 use conversations::{ConversationLock, ConversationStore, KnownIncident, Locked};
@@ -256,6 +256,7 @@ pub struct BatchReport {
 
 pub struct Writer {
     config: WriterConfig,
+    retrier: Retrier,
     mapping: Mapping,
     servicenow: ServiceNowClient,
     store: IdempotencyStore,
@@ -290,6 +291,13 @@ impl Writer {
             config.conversation_ttl,
         );
         Self {
+            retrier: Retrier {
+                policy: config.retry,
+                reserve: config.deadline_reserve,
+                // Each request has the client's timeout; an attempt (lookups and a write) has the deadline.
+                attempt_timeout: Duration::MAX,
+                min_attempt: Duration::from_millis(500),
+            },
             config,
             mapping,
             servicenow,
@@ -451,7 +459,7 @@ impl Writer {
             self.for_conversation(&mapped, retaken, deadline, &ids)
                 .await
         } else {
-            self.create_with_retries(&mut mapped.incident(), retaken, deadline, &ids)
+            self.create_with_retries(&mapped.incident(), retaken, deadline, &ids)
                 .await
                 .map(|(incident, reconciled)| match reconciled {
                     true => Done::Reconciled(incident.number),
@@ -611,14 +619,14 @@ impl Writer {
     async fn create_or_adopt(
         &self,
         mapped: &Mapped<'_>,
-        mut draft: IncidentDraft,
+        draft: IncidentDraft,
         reconcile: bool,
         replaces: Option<String>,
         deadline: Deadline,
         ids: &Ids<'_>,
     ) -> Result<(Done, Option<KnownIncident>), Failure> {
         let (found, reconciled) = self
-            .create_with_retries(&mut draft, reconcile, deadline, ids)
+            .create_with_retries(&draft, reconcile, deadline, ids)
             .await
             .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
         let incident = KnownIncident {
@@ -720,26 +728,20 @@ impl Writer {
         mapped: &Mapped<'_>,
         incident: &KnownIncident,
         note: &str,
-        mut check_notes: bool,
+        check_notes: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
     ) -> Result<(Done, (Option<u8>, Option<u8>)), UpdateError> {
-        let mut retry = 0;
-        loop {
-            match self
-                .update_attempt(mapped, incident, note, check_notes, ids)
-                .await
-            {
-                Ok(done) => return Ok(done),
-                Err(UpdateError::ServiceNow(e)) if e.class() == FailureClass::Transient => {
-                    check_notes |= e.ambiguous();
-                    if !self.backoff(&mut retry, &e, deadline, ids).await {
-                        return Err(UpdateError::ServiceNow(e));
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.retrier
+            .run(
+                deadline,
+                |a: Attempt| {
+                    let check_notes = check_notes || a.after_ambiguous;
+                    self.update_attempt(mapped, incident, note, check_notes, ids)
+                },
+                |e, n| log_retry(ids, e, n),
+            )
+            .await
     }
 
     async fn update_attempt(
@@ -808,59 +810,28 @@ impl Writer {
     /// by `correlation_id` before creating again. Returns the incident and whether it was found.
     async fn create_with_retries(
         &self,
-        draft: &mut IncidentDraft,
-        mut reconcile: bool,
+        draft: &IncidentDraft,
+        reconcile: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
     ) -> Result<(IncidentRef, bool), ServiceNowError> {
-        let mut retry = 0;
-        loop {
-            match self.create_attempt(draft, reconcile, ids).await {
-                Ok(done) => return Ok(done),
-                Err(e) if e.class() == FailureClass::Permanent => return Err(e),
-                Err(e) => {
-                    reconcile |= e.ambiguous();
-                    if !self.backoff(&mut retry, &e, deadline, ids).await {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-    }
-
-    /// After a transient failure: waits and returns `true` when another attempt is allowed and fits.
-    async fn backoff(
-        &self,
-        retry: &mut u32,
-        e: &ServiceNowError,
-        deadline: Deadline,
-        ids: &Ids<'_>,
-    ) -> bool {
-        let policy = self.config.retry;
-        *retry += 1;
-        let retry_after = e.retry_after();
-        if *retry >= policy.max_attempts || retry_after.is_some_and(|d| d > policy.max_retry_after)
-        {
-            return false;
-        }
-        let delay = policy.delay(*retry - 1, retry_after);
-        if !deadline.allows(delay, self.config.deadline_reserve) {
-            return false;
-        }
-        info!(
-            message_id = ids.message_id,
-            retry = *retry,
-            delay_ms = delay.as_millis() as u64,
-            status = e.http_status().unwrap_or(0),
-            "retrying ServiceNow"
-        );
-        tokio::time::sleep(delay).await;
-        true
+        // The caller is looked up once, by the first attempt that gets that far.
+        let caller = tokio::sync::OnceCell::new();
+        self.retrier
+            .run(
+                deadline,
+                |a: Attempt| {
+                    self.create_attempt(draft, &caller, reconcile || a.after_ambiguous, ids)
+                },
+                |e, n| log_retry(ids, e, n),
+            )
+            .await
     }
 
     async fn create_attempt(
         &self,
-        draft: &mut IncidentDraft,
+        draft: &IncidentDraft,
+        caller: &tokio::sync::OnceCell<Option<String>>,
         reconcile: bool,
         ids: &Ids<'_>,
     ) -> Result<(IncidentRef, bool), ServiceNowError> {
@@ -873,10 +844,13 @@ impl Writer {
                 return Ok((found, true));
             }
         }
-        if draft.caller_id.is_none() {
-            draft.caller_id = self.resolve_caller(draft).await?;
-        }
         let mut body = draft.clone();
+        if body.caller_id.is_none() {
+            body.caller_id = caller
+                .get_or_try_init(|| self.resolve_caller(draft))
+                .await?
+                .clone();
+        }
         body.work_notes = with_event_ref(&draft.work_notes, ids.event_key);
         Ok((self.servicenow.create_incident(&body).await?, false))
     }
@@ -966,11 +940,39 @@ impl Writer {
 }
 
 /// Why an update did not happen.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum UpdateError {
     /// 404: the incident is gone (deleted, or hidden by an ACL).
+    #[error("the incident is gone")]
     Gone,
+    #[error(transparent)]
     ServiceNow(ServiceNowError),
+}
+
+impl Retryable for UpdateError {
+    fn class(&self) -> FailureClass {
+        match self {
+            UpdateError::Gone => FailureClass::Permanent,
+            UpdateError::ServiceNow(e) => e.class(),
+        }
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpdateError::Gone => None,
+            UpdateError::ServiceNow(e) => e.retry_after(),
+        }
+    }
+    fn ambiguous(&self) -> bool {
+        matches!(self, UpdateError::ServiceNow(e) if e.ambiguous())
+    }
+    fn out_of_time(budget: Duration, started: bool) -> Self {
+        UpdateError::ServiceNow(ServiceNowError::out_of_time(budget, started))
+    }
+}
+
+fn log_retry(ids: &Ids<'_>, e: &impl std::fmt::Display, n: RetryNotice) {
+    info!(message_id = ids.message_id, correlation_id = ids.correlation_id, conversation_id = ids.conversation_id,
+          failed_attempt = n.failed_attempt, delay_ms = n.delay.as_millis() as u64, error = %e, "retrying ServiceNow");
 }
 
 impl From<ServiceNowError> for UpdateError {

@@ -59,6 +59,9 @@ pub enum ServiceNowError {
     /// No access token could be had (the request was not sent).
     #[error("no ServiceNow access token: {0}")]
     Token(String),
+    /// The invocation had no time left for another request (none was sent).
+    #[error("no time left in the invocation for another ServiceNow request")]
+    OutOfTime,
 }
 
 impl ServiceNowError {
@@ -72,7 +75,8 @@ impl ServiceNowError {
             // A token problem is configuration or an outage, never the event's fault: keep it queued.
             ServiceNowError::Transport(_)
             | ServiceNowError::Decode(_)
-            | ServiceNowError::Token(_) => FailureClass::Transient,
+            | ServiceNowError::Token(_)
+            | ServiceNowError::OutOfTime => FailureClass::Transient,
         }
     }
 
@@ -81,7 +85,7 @@ impl ServiceNowError {
         match self {
             ServiceNowError::Status { status, .. } => *status >= 500,
             ServiceNowError::Transport(_) | ServiceNowError::Decode(_) => true,
-            ServiceNowError::Token(_) => false,
+            ServiceNowError::Token(_) | ServiceNowError::OutOfTime => false,
         }
     }
 
@@ -96,6 +100,27 @@ impl ServiceNowError {
         match self {
             ServiceNowError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+}
+
+impl shared::retry::Retryable for ServiceNowError {
+    fn class(&self) -> FailureClass {
+        ServiceNowError::class(self)
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        ServiceNowError::retry_after(self)
+    }
+    fn ambiguous(&self) -> bool {
+        ServiceNowError::ambiguous(self)
+    }
+    fn out_of_time(budget: Duration, started: bool) -> Self {
+        match started {
+            true => ServiceNowError::Transport(format!(
+                "no answer within the invocation's remaining {} ms",
+                budget.as_millis()
+            )),
+            false => ServiceNowError::OutOfTime,
         }
     }
 }

@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 
 use shared::failure::FailureClass;
 use shared::oauth::{fetch_token, ClientCredentials};
-use shared::retry::{Deadline, RetryPolicy};
+use shared::retry::{Deadline, Retrier};
 use shared::tokens::{oauth_client_from_env, Provider, RefreshPolicy, StoredToken, TokenStore};
 
 pub use shared::BoxError;
@@ -44,11 +44,20 @@ impl RefreshError {
     }
 }
 
+/// Token requests: the token endpoint's timeout per attempt, a second kept back for storing the token.
+pub fn retrier() -> Retrier {
+    Retrier {
+        reserve: Duration::from_secs(1),
+        attempt_timeout: shared::http_client::TOKEN_ENDPOINT.request,
+        ..Retrier::default()
+    }
+}
+
 pub struct Refresher {
     pub http: reqwest::Client,
     pub jobs: Vec<ProviderJob>,
     pub policy: RefreshPolicy,
-    pub retry: RetryPolicy,
+    pub retry: Retrier,
 }
 
 impl Refresher {
@@ -98,29 +107,24 @@ impl Refresher {
         if !self.policy.due(stored.as_ref(), SystemTime::now()) {
             return Ok(Refreshed::StillFresh);
         }
-        let mut retry = 0;
-        let token = loop {
-            match fetch_token(&self.http, &job.creds).await {
-                Ok(t) => break t,
-                Err(e) if e.class() == FailureClass::Permanent => {
-                    return Err(fail(
-                        format!("{e}; check the client credentials"),
-                        FailureClass::Permanent,
-                    ))
-                }
-                Err(e) => {
-                    retry += 1;
-                    let delay = self.retry.delay(retry - 1, None);
-                    if retry >= self.retry.max_attempts
-                        || !deadline.allows(delay, Duration::from_secs(1))
-                    {
-                        return Err(fail(e.to_string(), FailureClass::Transient));
-                    }
-                    warn!(provider = job.provider.name(), retry, error = %e, "token request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        };
+        let token = self
+            .retry
+            .run(
+                deadline,
+                |_| fetch_token(&self.http, &job.creds),
+                |e, n| {
+                    warn!(provider = job.provider.name(), failed_attempt = n.failed_attempt, error = %e,
+                          "token request failed; retrying")
+                },
+            )
+            .await
+            .map_err(|e| match e.class() {
+                FailureClass::Permanent => fail(
+                    format!("{e}; check the client credentials"),
+                    FailureClass::Permanent,
+                ),
+                FailureClass::Transient => fail(e.to_string(), FailureClass::Transient),
+            })?;
         job.store
             .write(&StoredToken::new(&token, SystemTime::now()))
             .await

@@ -1,6 +1,5 @@
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use shared::retry::RetryPolicy;
 use token_refresher::{jobs_from_env, policy_from_env, summarise, Refresher};
 
 #[tokio::main]
@@ -12,7 +11,7 @@ async fn main() -> Result<(), Error> {
         http: shared::http_client::client("token-refresher", shared::http_client::TOKEN_ENDPOINT)?,
         jobs: jobs_from_env(&secrets).await?,
         policy: policy_from_env()?,
-        retry: RetryPolicy::default(),
+        retry: token_refresher::retrier(),
     };
     let refresher = &refresher;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

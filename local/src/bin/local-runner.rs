@@ -108,7 +108,7 @@ async fn serve() -> Result<(), BoxError> {
         http: reqwest::Client::new(),
         jobs: token_refresher::jobs_from_env(&secrets).await?,
         policy: token_refresher::policy_from_env()?,
-        retry: shared::retry::RetryPolicy::default(),
+        retry: token_refresher::retrier(),
     };
     let every = Duration::from_secs(config::parse_or("LOCAL_REFRESH_SECONDS", 30u64)?);
     tokio::spawn(async move {
