@@ -10,7 +10,10 @@
 
 pub mod conversations;
 pub mod idempotency;
+pub mod ports;
 pub mod servicenow;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +25,6 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
-use shared::aws::string_attributes;
 use shared::config::{self, renamed, ConfigError};
 use shared::failure::FailureClass;
 use shared::incident::{event_ref, with_event_ref};
@@ -33,6 +35,7 @@ use shared::{InboundEvent, IncidentDraft, Mapping};
 
 use conversations::{ConversationLock, ConversationStore, KnownIncident, Locked};
 use idempotency::{Claim, IdempotencyStore, StoreError};
+use ports::{Claims, Conversations, DeadLetter, DeadLetters, Incidents, SqsDeadLetters};
 use servicenow::{
     IncidentRef, ServiceNowAuth, ServiceNowClient, ServiceNowConfig, ServiceNowError,
 };
@@ -254,14 +257,20 @@ pub struct BatchReport {
     pub outcomes: Vec<(String, Outcome)>,
 }
 
-pub struct Writer {
+/// The writer over its edges (see [`ports`]); by default the real ServiceNow, DynamoDB and SQS clients.
+pub struct Writer<
+    I = ServiceNowClient,
+    C = IdempotencyStore,
+    V = ConversationStore,
+    D = SqsDeadLetters,
+> {
     config: WriterConfig,
     retrier: Retrier,
     mapping: Mapping,
-    servicenow: ServiceNowClient,
-    store: IdempotencyStore,
-    conversations: ConversationStore,
-    sqs: aws_sdk_sqs::Client,
+    servicenow: I,
+    store: C,
+    conversations: V,
+    dead_letters: D,
 }
 
 /// Correlation ids of one record, carried into every log line.
@@ -290,6 +299,30 @@ impl Writer {
             config.idempotency_table.clone(),
             config.conversation_ttl,
         );
+        let dead_letters = SqsDeadLetters {
+            sqs,
+            queue_url: config.dead_letter_queue_url.clone(),
+        };
+        Writer::with_ports(
+            config,
+            mapping,
+            servicenow,
+            store,
+            conversations,
+            dead_letters,
+        )
+    }
+}
+
+impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, D> {
+    pub fn with_ports(
+        config: WriterConfig,
+        mapping: Mapping,
+        servicenow: I,
+        store: C,
+        conversations: V,
+        dead_letters: D,
+    ) -> Self {
         Self {
             retrier: Retrier {
                 policy: config.retry,
@@ -303,7 +336,7 @@ impl Writer {
             servicenow,
             store,
             conversations,
-            sqs,
+            dead_letters,
         }
     }
 
@@ -890,7 +923,7 @@ impl Writer {
                 .unwrap_or_default()
         };
         // SQS allows at most 10 message attributes.
-        let attrs = string_attributes([
+        let attributes = vec![
             ("failure_reason", why.code.to_string()),
             ("failure_detail", truncate(&why.detail, 1000)),
             (
@@ -903,7 +936,7 @@ impl Writer {
             ("event_type", passthrough("event_type")),
             ("received_at", passthrough("received_at")),
             ("failed_at", failed_at),
-        ]);
+        ];
         let body = record.body.clone().unwrap_or_default();
         let body = if body.is_empty() {
             "{}".to_string()
@@ -911,12 +944,8 @@ impl Writer {
             body
         };
         let sent = self
-            .sqs
-            .send_message()
-            .queue_url(&self.config.dead_letter_queue_url)
-            .message_body(body)
-            .set_message_attributes(Some(attrs))
-            .send()
+            .dead_letters
+            .send(DeadLetter { body, attributes })
             .await;
         match sent {
             Ok(_) => {
@@ -929,7 +958,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                error!(message_id = ids.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(&e),
+                error!(message_id = ids.message_id, error = %e,
                        "could not dead-letter; record returned to the queue");
                 Outcome::Retry {
                     reason: "dead-letter queue unavailable".into(),

@@ -42,7 +42,7 @@ pub struct IncidentRef {
     pub number: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceNowError {
     /// ServiceNow answered with an error status; `retry_after` from `Retry-After` or `X-RateLimit-Reset`.
     #[error("ServiceNow answered HTTP {status}")]

@@ -1,0 +1,748 @@
+//! The writer's decisions over in-memory fakes of its edges: every claim state × every way a ServiceNow call
+//! can end (answered, refused, failed, or succeeded without telling us).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use serde_json::Value;
+
+use shared::clock::epoch_ms;
+use shared::failure::FailureClass;
+use shared::keys::{payload_hash, KeyConfig};
+use shared::retry::{Deadline, RetryPolicy};
+use shared::{InboundEvent, IncidentDraft, Mapping};
+
+use crate::conversations::{ConversationLock, KnownIncident, Locked};
+use crate::idempotency::{Claim, StoreError};
+use crate::ports::{Claims, Conversations, DeadLetter, DeadLetters, Incidents};
+use crate::servicenow::{IncidentRef, IncidentState, ServiceNowError};
+use crate::{Outcome, Writer, WriterConfig};
+
+fn store_down(operation: &'static str) -> StoreError {
+    StoreError {
+        operation,
+        reason: "fake store unavailable".into(),
+        class: FailureClass::Transient,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClaimStatus {
+    InProgress { lease_until: u64, token: String },
+    Completed { number: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClaimRecord {
+    hash: String,
+    status: ClaimStatus,
+    /// Set by a release: how long the record is kept (`Some(None)`: released with the default TTL).
+    released: Option<Option<Duration>>,
+}
+
+/// The idempotency table's claim semantics, in memory.
+#[derive(Default)]
+struct FakeClaims {
+    records: Mutex<HashMap<String, ClaimRecord>>,
+    down: AtomicBool,
+    tokens: AtomicUsize,
+}
+
+impl FakeClaims {
+    fn record(&self, key: &str) -> Option<ClaimRecord> {
+        self.records.lock().unwrap().get(key).cloned()
+    }
+}
+
+impl Claims for FakeClaims {
+    async fn claim(&self, key: &str, hash: &str, until: u64) -> Result<Claim, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(store_down("PutItem"));
+        }
+        let mut records = self.records.lock().unwrap();
+        let token = format!("token-{}", self.tokens.fetch_add(1, Ordering::SeqCst));
+        let fresh = ClaimRecord {
+            hash: hash.into(),
+            status: ClaimStatus::InProgress {
+                lease_until: until,
+                token: token.clone(),
+            },
+            released: None,
+        };
+        let Some(existing) = records.get(key) else {
+            records.insert(key.into(), fresh);
+            return Ok(Claim::Acquired {
+                token,
+                retaken: false,
+            });
+        };
+        if existing.hash != hash {
+            return Ok(Claim::Conflict);
+        }
+        match &existing.status {
+            ClaimStatus::Completed { number } => Ok(Claim::Completed {
+                incident_number: Some(number.clone()),
+            }),
+            ClaimStatus::InProgress { lease_until, .. } if *lease_until < epoch_ms() => {
+                records.insert(key.into(), fresh);
+                Ok(Claim::Acquired {
+                    token,
+                    retaken: true,
+                })
+            }
+            ClaimStatus::InProgress { .. } => Ok(Claim::InFlight),
+        }
+    }
+
+    async fn complete(&self, key: &str, token: &str, number: &str) -> Result<bool, StoreError> {
+        let mut records = self.records.lock().unwrap();
+        match records.get_mut(key) {
+            Some(r) if matches!(&r.status, ClaimStatus::InProgress { token: t, .. } if t == token) =>
+            {
+                r.status = ClaimStatus::Completed {
+                    number: number.into(),
+                };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        token: &str,
+        keep: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let mut records = self.records.lock().unwrap();
+        if let Some(r) = records.get_mut(key) {
+            if let ClaimStatus::InProgress {
+                token: t,
+                lease_until,
+            } = &mut r.status
+            {
+                if t == token {
+                    *lease_until = 0;
+                    r.released = Some(keep);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct ConversationRecord {
+    incident: Option<KnownIncident>,
+    lock: Option<(String, u64)>,
+}
+
+#[derive(Default)]
+struct FakeConversations {
+    records: Mutex<HashMap<String, ConversationRecord>>,
+    tokens: AtomicUsize,
+}
+
+impl Conversations for FakeConversations {
+    async fn lock(&self, key: &str, until_ms: u64) -> Result<Locked, StoreError> {
+        let mut records = self.records.lock().unwrap();
+        let existed = records.contains_key(key);
+        let record = records.entry(key.into()).or_default();
+        if record.lock.as_ref().is_some_and(|(_, u)| *u >= epoch_ms()) {
+            return Ok(Locked::Busy);
+        }
+        let token = format!("lock-{}", self.tokens.fetch_add(1, Ordering::SeqCst));
+        record.lock = Some((token.clone(), until_ms));
+        Ok(Locked::Acquired(ConversationLock {
+            token,
+            incident: record.incident.clone(),
+            existed,
+        }))
+    }
+
+    async fn record(
+        &self,
+        key: &str,
+        token: &str,
+        incident: &KnownIncident,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.records.lock().unwrap();
+        let record = records.entry(key.into()).or_default();
+        let held = record.lock.as_ref().is_some_and(|(t, _)| t == token);
+        record.incident = Some(incident.clone());
+        if held {
+            record.lock = None;
+        }
+        Ok(held)
+    }
+
+    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        let mut records = self.records.lock().unwrap();
+        if let Some(record) = records.get_mut(key) {
+            if record.lock.as_ref().is_some_and(|(t, _)| t == token) {
+                record.lock = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How one scripted ServiceNow write ends.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Applied and answered.
+    Answer,
+    /// Not applied; answered with this error.
+    Refuse(ServiceNowError),
+    /// Applied, but the answer was lost (a timeout after the commit, a dropped connection).
+    CommitThenLose,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FakeIncident {
+    sys_id: String,
+    number: String,
+    correlation_id: String,
+    /// Newest last.
+    notes: Vec<String>,
+    impact: u8,
+    urgency: u8,
+}
+
+/// ServiceNow's incident table, in memory; writes follow a script (then answer normally).
+#[derive(Default)]
+struct FakeServiceNow {
+    incidents: Mutex<Vec<FakeIncident>>,
+    creates: Mutex<VecDeque<Step>>,
+    updates: Mutex<VecDeque<Step>>,
+}
+
+impl FakeServiceNow {
+    fn scripted(creates: &[Step], updates: &[Step]) -> Self {
+        Self {
+            creates: Mutex::new(creates.iter().cloned().collect()),
+            updates: Mutex::new(updates.iter().cloned().collect()),
+            ..Self::default()
+        }
+    }
+
+    fn insert(&self, correlation_id: &str, note: &str) -> IncidentRef {
+        let mut incidents = self.incidents.lock().unwrap();
+        let n = incidents.len() + 1;
+        let incident = FakeIncident {
+            sys_id: format!("sys-{n}"),
+            number: format!("INC{n:07}"),
+            correlation_id: correlation_id.into(),
+            notes: vec![note.into()],
+            impact: 3,
+            urgency: 3,
+        };
+        let found = IncidentRef {
+            sys_id: incident.sys_id.clone(),
+            number: incident.number.clone(),
+        };
+        incidents.push(incident);
+        found
+    }
+
+    fn incidents(&self) -> Vec<FakeIncident> {
+        self.incidents.lock().unwrap().clone()
+    }
+
+    fn next(script: &Mutex<VecDeque<Step>>) -> Step {
+        script.lock().unwrap().pop_front().unwrap_or(Step::Answer)
+    }
+}
+
+fn lost() -> ServiceNowError {
+    ServiceNowError::Transport("operation timed out".into())
+}
+
+fn status(status: u16) -> ServiceNowError {
+    ServiceNowError::Status {
+        status,
+        retry_after: None,
+    }
+}
+
+impl Incidents for FakeServiceNow {
+    async fn create_incident(&self, draft: &IncidentDraft) -> Result<IncidentRef, ServiceNowError> {
+        match Self::next(&self.creates) {
+            Step::Refuse(e) => Err(e),
+            Step::Answer => Ok(self.insert(&draft.correlation_id, &draft.work_notes)),
+            Step::CommitThenLose => {
+                self.insert(&draft.correlation_id, &draft.work_notes);
+                Err(lost())
+            }
+        }
+    }
+
+    async fn update_incident(
+        &self,
+        sys_id: &str,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<IncidentRef, ServiceNowError> {
+        if !self.incidents().iter().any(|i| i.sys_id == sys_id) {
+            return Err(status(404));
+        }
+        let step = Self::next(&self.updates);
+        if let Step::Refuse(e) = step {
+            return Err(e);
+        }
+        let mut incidents = self.incidents.lock().unwrap();
+        let Some(incident) = incidents.iter_mut().find(|i| i.sys_id == sys_id) else {
+            return Err(status(404));
+        };
+        let level = |f: &str| {
+            fields
+                .get(f)
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse().ok())
+        };
+        if let Some(note) = fields.get("work_notes").and_then(Value::as_str) {
+            incident.notes.push(note.into());
+        }
+        incident.impact = level("impact").unwrap_or(incident.impact);
+        incident.urgency = level("urgency").unwrap_or(incident.urgency);
+        match step {
+            Step::CommitThenLose => Err(lost()),
+            _ => Ok(IncidentRef {
+                sys_id: incident.sys_id.clone(),
+                number: incident.number.clone(),
+            }),
+        }
+    }
+
+    async fn incident_state(&self, sys_id: &str) -> Result<Option<IncidentState>, ServiceNowError> {
+        Ok(self
+            .incidents()
+            .into_iter()
+            .find(|i| i.sys_id == sys_id)
+            .map(|i| IncidentState {
+                work_notes: i
+                    .notes
+                    .iter()
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+                impact: Some(i.impact),
+                urgency: Some(i.urgency),
+            }))
+    }
+
+    async fn find_by_correlation_id(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Option<IncidentRef>, ServiceNowError> {
+        Ok(self
+            .incidents()
+            .into_iter()
+            .find(|i| i.correlation_id == correlation_id)
+            .map(|i| IncidentRef {
+                sys_id: i.sys_id,
+                number: i.number,
+            }))
+    }
+
+    async fn find_caller(&self, _e164: &str) -> Result<Option<String>, ServiceNowError> {
+        Ok(None)
+    }
+}
+
+#[derive(Default)]
+struct FakeDeadLetters {
+    sent: Mutex<Vec<DeadLetter>>,
+}
+
+impl FakeDeadLetters {
+    fn reasons(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                l.attributes
+                    .iter()
+                    .find(|(k, _)| *k == "failure_reason")
+                    .map(|(_, v)| v.clone())
+            })
+            .collect()
+    }
+}
+
+impl DeadLetters for FakeDeadLetters {
+    async fn send(&self, letter: DeadLetter) -> Result<(), String> {
+        self.sent.lock().unwrap().push(letter);
+        Ok(())
+    }
+}
+
+type FakeWriter = Writer<FakeServiceNow, FakeClaims, FakeConversations, FakeDeadLetters>;
+
+fn config() -> WriterConfig {
+    WriterConfig {
+        dead_letter_queue_url: "fake-dlq".into(),
+        idempotency_table: "fake-table".into(),
+        idempotency_ttl: Duration::from_secs(3600),
+        conversation_ttl: Duration::from_secs(14 * 24 * 3600),
+        conversation_lock_wait: Duration::from_millis(200),
+        key: KeyConfig::default(),
+        max_concurrency: 2,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_retry_after: Duration::from_secs(30),
+        },
+        deadline_reserve: Duration::from_millis(100),
+        default_caller_sys_id: None,
+    }
+}
+
+fn writer(servicenow: FakeServiceNow) -> FakeWriter {
+    Writer::with_ports(
+        config(),
+        Mapping::default_mapping().expect("built-in mapping"),
+        servicenow,
+        FakeClaims::default(),
+        FakeConversations::default(),
+        FakeDeadLetters::default(),
+    )
+}
+
+const CONVERSATION: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";
+
+fn customer_end() -> String {
+    include_str!("../../../shared/tests/fixtures/conversation-customer-end.json").to_string()
+}
+
+fn acw() -> String {
+    serde_json::json!({
+        "event": format!("v2.detail.events.conversation.{CONVERSATION}.acw"),
+        "data": {"conversationId": CONVERSATION, "wrapupCode": "Billing", "wrapupNotes": "refund issued",
+                 "mediaType": "voice", "direction": "inbound", "eventTime": 1_795_428_120_000i64},
+        "metadata": {"organizationId": "6f1a0c4e-0000-4000-8000-00000000000a",
+                     "timestamp": "2026-11-23T10:02:00.000Z"}
+    })
+    .to_string()
+}
+
+/// The event key and payload hash the writer derives for `body`.
+fn key_and_hash(body: &str) -> (String, String) {
+    let event = InboundEvent::parse(body.as_bytes()).expect("valid event");
+    let hash = payload_hash(&event);
+    (KeyConfig::default().derive_hashed(&event, &hash).key, hash)
+}
+
+fn record(body: &str) -> SqsMessage {
+    let mut message = SqsMessage::default();
+    message.message_id = Some("m-1".into());
+    message.body = Some(body.into());
+    message
+}
+
+async fn process(w: &FakeWriter, body: &str) -> Outcome {
+    let report = w
+        .process_batch(vec![record(body)], Deadline::after(Duration::from_secs(30)))
+        .await;
+    let mut outcomes = report.outcomes;
+    assert_eq!(outcomes.len(), 1);
+    outcomes.remove(0).1
+}
+
+/// The event's claim as the table holds it before the record arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Before {
+    /// Never seen.
+    New,
+    /// Claimed by an invocation that died before creating anything (its lease ran out).
+    DiedBeforeCreate,
+    /// Claimed by an invocation that created the incident and died before recording it.
+    DiedAfterCreate,
+    Completed,
+    /// Another invocation holds a live lease.
+    InFlight,
+    /// The same key with another payload.
+    OtherPayload,
+    /// DynamoDB unavailable.
+    StoreDown,
+}
+
+/// How the creates of this record end, in order (later calls answer normally).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creates {
+    Answered,
+    ThrottledThenAnswered,
+    /// A timeout after the commit: the next attempt must find it, not create again.
+    CommittedButLost,
+    /// A timeout before the commit: the next attempt looks, finds nothing, creates.
+    LostBeforeCommit,
+    Refused,
+    AlwaysUnavailable,
+}
+
+impl Creates {
+    const ALL: [Creates; 6] = [
+        Creates::Answered,
+        Creates::ThrottledThenAnswered,
+        Creates::CommittedButLost,
+        Creates::LostBeforeCommit,
+        Creates::Refused,
+        Creates::AlwaysUnavailable,
+    ];
+
+    fn script(self) -> Vec<Step> {
+        match self {
+            Creates::Answered => vec![],
+            Creates::ThrottledThenAnswered => vec![Step::Refuse(ServiceNowError::Status {
+                status: 429,
+                retry_after: Some(Duration::from_millis(1)),
+            })],
+            Creates::CommittedButLost => vec![Step::CommitThenLose],
+            Creates::LostBeforeCommit => vec![Step::Refuse(lost())],
+            Creates::Refused => vec![Step::Refuse(status(400))],
+            Creates::AlwaysUnavailable => vec![Step::Refuse(status(503)); 5],
+        }
+    }
+}
+
+/// An outcome without its details; a dead letter keeps its reason code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Created,
+    Updated,
+    Reconciled,
+    Duplicate,
+    DeadLettered(String),
+    Retry,
+}
+
+fn dead_lettered(code: &str) -> Kind {
+    Kind::DeadLettered(code.into())
+}
+
+fn kind(outcome: &Outcome) -> Kind {
+    match outcome {
+        Outcome::Created { .. } => Kind::Created,
+        Outcome::Updated { .. } => Kind::Updated,
+        Outcome::Reconciled { .. } => Kind::Reconciled,
+        Outcome::Duplicate { .. } => Kind::Duplicate,
+        Outcome::DeadLettered { reason } => {
+            dead_lettered(reason.split(':').next().unwrap_or_default())
+        }
+        Outcome::Retry { .. } => Kind::Retry,
+    }
+}
+
+/// The event's claim after the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Completed,
+    /// Released, kept as long as a conversation (the DLQ's retention): a replay reconciles first.
+    ReleasedAndKept,
+    /// Released for the next delivery, which reconciles first.
+    Released,
+    /// Not touched by this record (someone else's, or never claimed).
+    AsBefore,
+}
+
+/// What must happen: (outcome, incidents in ServiceNow afterwards, the claim afterwards).
+fn expected(before: Before, creates: Creates) -> (Kind, usize, After) {
+    let preexisting = usize::from(before == Before::DiedAfterCreate);
+    match before {
+        Before::Completed => return (Kind::Duplicate, 0, After::AsBefore),
+        Before::InFlight | Before::StoreDown => return (Kind::Retry, 0, After::AsBefore),
+        Before::OtherPayload => return (dead_lettered("idempotency_conflict"), 0, After::AsBefore),
+        // The dying invocation's incident is found by correlation_id: nothing is created, whatever would fail.
+        Before::DiedAfterCreate => return (Kind::Reconciled, 1, After::Completed),
+        Before::New | Before::DiedBeforeCreate => {}
+    }
+    match creates {
+        Creates::Answered | Creates::ThrottledThenAnswered | Creates::LostBeforeCommit => {
+            (Kind::Created, preexisting + 1, After::Completed)
+        }
+        Creates::CommittedButLost => (Kind::Reconciled, 1, After::Completed),
+        Creates::Refused => (
+            dead_lettered("servicenow_rejected"),
+            0,
+            After::ReleasedAndKept,
+        ),
+        Creates::AlwaysUnavailable => (Kind::Retry, 0, After::Released),
+    }
+}
+
+async fn arrange(w: &FakeWriter, before: Before, body: &str) {
+    let (key, hash) = key_and_hash(body);
+    let in_progress = |lease_until| ClaimRecord {
+        hash: hash.clone(),
+        status: ClaimStatus::InProgress {
+            lease_until,
+            token: "dead-invocation".into(),
+        },
+        released: None,
+    };
+    let record = match before {
+        Before::New | Before::StoreDown => None,
+        Before::DiedBeforeCreate => Some(in_progress(epoch_ms() - 1)),
+        Before::DiedAfterCreate => {
+            // Its note carries this event's reference, as every create does.
+            let note = shared::incident::with_event_ref("created by the dead invocation", &key);
+            w.servicenow
+                .insert(&shared::keys::conversation_key(CONVERSATION), &note);
+            Some(in_progress(epoch_ms() - 1))
+        }
+        Before::Completed => Some(ClaimRecord {
+            hash: hash.clone(),
+            status: ClaimStatus::Completed {
+                number: "INC-EARLIER".into(),
+            },
+            released: None,
+        }),
+        Before::InFlight => Some(in_progress(epoch_ms() + 60_000)),
+        Before::OtherPayload => Some(ClaimRecord {
+            hash: "another-payload".into(),
+            ..in_progress(epoch_ms() + 60_000)
+        }),
+    };
+    if let Some(r) = record {
+        w.store.records.lock().unwrap().insert(key, r);
+    }
+    w.store
+        .down
+        .store(before == Before::StoreDown, Ordering::SeqCst);
+}
+
+fn after(w: &FakeWriter, before: Option<&ClaimRecord>, body: &str) -> After {
+    let (key, _) = key_and_hash(body);
+    let now = w.store.record(&key);
+    match now.as_ref().map(|r| (&r.status, r.released)) {
+        _ if now.as_ref() == before => After::AsBefore,
+        Some((ClaimStatus::Completed { .. }, _)) => After::Completed,
+        Some((ClaimStatus::InProgress { .. }, Some(Some(keep))))
+            if keep >= w.config.conversation_ttl =>
+        {
+            After::ReleasedAndKept
+        }
+        Some((ClaimStatus::InProgress { .. }, Some(None))) => After::Released,
+        other => panic!("unexpected claim afterwards: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_claim_state_against_every_way_a_create_ends() {
+    let befores = [
+        Before::New,
+        Before::DiedBeforeCreate,
+        Before::DiedAfterCreate,
+        Before::Completed,
+        Before::InFlight,
+        Before::OtherPayload,
+        Before::StoreDown,
+    ];
+    let body = customer_end();
+    let mut failures = Vec::new();
+    for before in befores {
+        for creates in Creates::ALL {
+            let w = writer(FakeServiceNow::scripted(&creates.script(), &[]));
+            arrange(&w, before, &body).await;
+            let claim_before = w.store.record(&key_and_hash(&body).0);
+            let outcome = process(&w, &body).await;
+            let got = (
+                kind(&outcome),
+                w.servicenow.incidents().len(),
+                after(&w, claim_before.as_ref(), &body),
+            );
+            let want = expected(before, creates);
+            if got != want {
+                failures.push(format!(
+                    "{before:?} × {creates:?}: got {got:?} ({outcome:?}), want {want:?}"
+                ));
+            }
+            let dead_letters = w.dead_letters.reasons();
+            let want_dlq = usize::from(matches!(want.0, Kind::DeadLettered(_)));
+            if dead_letters.len() != want_dlq {
+                failures.push(format!(
+                    "{before:?} × {creates:?}: dead letters {dead_letters:?}"
+                ));
+            }
+            // Exactly one incident per conversation, whatever happened.
+            let incidents = w.servicenow.incidents();
+            if incidents
+                .iter()
+                .filter(|i| i.correlation_id == shared::keys::conversation_key(CONVERSATION))
+                .count()
+                > 1
+            {
+                failures.push(format!(
+                    "{before:?} × {creates:?}: duplicate incidents {incidents:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// How the work-note update of a later event ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Updates {
+    Answered,
+    /// Written, answer lost: the next attempt reads the journal and does not write it twice.
+    CommittedButLost,
+    LostBeforeCommit,
+    Refused,
+    AlwaysUnavailable,
+    /// The incident was deleted in ServiceNow: one replacement carrying the event's note.
+    IncidentDeleted,
+}
+
+#[tokio::test]
+async fn every_way_a_later_events_work_note_ends() {
+    let cases = [
+        (Updates::Answered, Kind::Updated, 1, 1),
+        (Updates::CommittedButLost, Kind::Reconciled, 1, 1),
+        (Updates::LostBeforeCommit, Kind::Updated, 1, 1),
+        (
+            Updates::Refused,
+            dead_lettered("servicenow_update_rejected"),
+            1,
+            0,
+        ),
+        (Updates::AlwaysUnavailable, Kind::Retry, 1, 0),
+        (Updates::IncidentDeleted, Kind::Created, 1, 1),
+    ];
+    let mut failures = Vec::new();
+    for (updates, want_kind, want_incidents, want_notes) in cases {
+        let script = match updates {
+            Updates::Answered | Updates::IncidentDeleted => vec![],
+            Updates::CommittedButLost => vec![Step::CommitThenLose],
+            Updates::LostBeforeCommit => vec![Step::Refuse(lost())],
+            Updates::Refused => vec![Step::Refuse(status(400))],
+            Updates::AlwaysUnavailable => vec![Step::Refuse(status(503)); 5],
+        };
+        let w = writer(FakeServiceNow::scripted(&[], &script));
+        assert_eq!(kind(&process(&w, &customer_end()).await), Kind::Created);
+        if updates == Updates::IncidentDeleted {
+            w.servicenow.incidents.lock().unwrap().clear();
+        }
+        let outcome = process(&w, &acw()).await;
+        let incidents = w.servicenow.incidents();
+        let (acw_key, _) = key_and_hash(&acw());
+        let notes = incidents
+            .iter()
+            .flat_map(|i| &i.notes)
+            .filter(|n| n.contains(&shared::incident::event_ref(&acw_key)))
+            .count();
+        let got = (kind(&outcome), incidents.len(), notes);
+        let want = (want_kind, want_incidents, want_notes);
+        if got != want {
+            failures.push(format!(
+                "{updates:?}: got {got:?} ({outcome:?}), want {want:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
