@@ -58,29 +58,20 @@ impl SecretError {
     }
 }
 
-/// A pair of credentials: from the JSON secret named by `secret_var` (fields `names`), else from the two
-/// environment variables `env` (local runs).
-pub async fn credential_pair(
+/// Two string fields (`names`) of the JSON secret `id`, e.g. a username and password.
+pub async fn read_pair(
     client: &aws_sdk_secretsmanager::Client,
-    secret_var: &'static str,
+    id: &str,
     names: (&str, &str),
-    env: (&'static str, &'static str),
-) -> Result<(String, String), Box<dyn std::error::Error + Send + Sync>> {
-    let Some(id) = crate::config::optional(secret_var) else {
-        return Ok((
-            crate::config::required(env.0)?,
-            crate::config::required(env.1)?,
-        ));
-    };
-    let raw = read_secret(client, &id).await?;
+) -> Result<(String, String), SecretError> {
+    let raw = read_secret(client, id).await?;
     let value: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
     match (value[names.0].as_str(), value[names.1].as_str()) {
         (Some(a), Some(b)) => Ok((a.to_string(), b.to_string())),
         _ => Err(SecretError::Shape {
-            id,
+            id: id.to_string(),
             fields: format!("{} and {}", names.0, names.1),
-        }
-        .into()),
+        }),
     }
 }
 

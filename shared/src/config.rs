@@ -33,19 +33,167 @@ pub const fn renamed(name: &'static str, legacy: &'static str) -> Setting {
     }
 }
 
-fn non_empty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Where a function's settings come from: the process environment (Lambda), or given pairs (tests and the
+/// local runner, which build configurations as values instead of changing the process environment).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// Read the process environment for what `given` does not hold.
+    process: bool,
+    given: std::collections::HashMap<String, String>,
 }
 
-/// The variable's value, if set and not empty; else its legacy name's value (with a warning).
-pub fn optional(setting: impl Into<Setting>) -> Option<String> {
-    let setting = setting.into();
-    non_empty(setting.name).or_else(|| {
-        let legacy = setting.legacy?;
-        let value = non_empty(legacy)?;
-        warn_legacy(legacy, setting.name);
-        Some(value)
-    })
+impl Env {
+    /// The process environment.
+    pub fn process() -> Self {
+        Self {
+            process: true,
+            given: Default::default(),
+        }
+    }
+
+    /// Exactly these variables, nothing from the process environment.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self::default().with(pairs)
+    }
+
+    /// These variables over this environment (the local runner's resources over the user's settings).
+    pub fn with<K: Into<String>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.given
+            .extend(pairs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// The variable's raw value, even when empty.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        self.given
+            .get(name)
+            .cloned()
+            .or_else(|| self.process.then(|| std::env::var(name).ok()).flatten())
+    }
+
+    fn non_empty(&self, name: &str) -> Option<String> {
+        self.raw(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The variable's value, if set and not empty; else its legacy name's value (with a warning).
+    pub fn optional(&self, setting: impl Into<Setting>) -> Option<String> {
+        let setting = setting.into();
+        self.non_empty(setting.name).or_else(|| {
+            let legacy = setting.legacy?;
+            let value = self.non_empty(legacy)?;
+            warn_legacy(legacy, setting.name);
+            Some(value)
+        })
+    }
+
+    pub fn required(&self, setting: impl Into<Setting>) -> Result<String, ConfigError> {
+        let setting = setting.into();
+        self.optional(setting)
+            .ok_or(ConfigError::Missing(setting.name))
+    }
+
+    /// Parses the variable, or returns `default` when unset.
+    pub fn parse_or<T: FromStr>(
+        &self,
+        setting: impl Into<Setting>,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let setting = setting.into();
+        self.parse(setting).map(|v| v.unwrap_or(default))
+    }
+
+    /// Parses the variable when set.
+    pub fn parse<T: FromStr>(&self, setting: impl Into<Setting>) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let setting = setting.into();
+        let name = setting.name;
+        self.optional(setting)
+            .map(|v| {
+                v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                    name,
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    pub fn bool_or(&self, setting: impl Into<Setting>, default: bool) -> Result<bool, ConfigError> {
+        let setting = setting.into();
+        let name = setting.name;
+        match self
+            .optional(setting)
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+            Some(v) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("expected true or false, got {v:?}"),
+            }),
+        }
+    }
+
+    pub fn millis_or(
+        &self,
+        setting: impl Into<Setting>,
+        default_ms: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.parse_or(setting, default_ms)
+            .map(Duration::from_millis)
+    }
+
+    pub fn secs_or(
+        &self,
+        setting: impl Into<Setting>,
+        default_s: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.parse_or(setting, default_s).map(Duration::from_secs)
+    }
+
+    /// Comma-separated list; empty entries are skipped.
+    pub fn list_or(&self, setting: impl Into<Setting>, default: &[&str]) -> Vec<String> {
+        match self.optional(setting) {
+            None => default.iter().map(|s| s.to_string()).collect(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// One of `choices` (case-insensitive), or the first when unset.
+    pub fn choice(
+        &self,
+        setting: impl Into<Setting>,
+        choices: &[&'static str],
+    ) -> Result<&'static str, ConfigError> {
+        let setting = setting.into();
+        let Some(value) = self.optional(setting) else {
+            return Ok(choices[0]);
+        };
+        let value = value.trim().to_ascii_lowercase();
+        choices
+            .iter()
+            .find(|c| **c == value)
+            .copied()
+            .ok_or_else(|| ConfigError::Invalid {
+                name: setting.name,
+                reason: format!("expected {}, got {value:?}", choices.join(" or ")),
+            })
+    }
 }
 
 fn warn_legacy(legacy: &'static str, name: &'static str) {
@@ -61,73 +209,46 @@ fn warn_legacy(legacy: &'static str, name: &'static str) {
     }
 }
 
-pub fn required(setting: impl Into<Setting>) -> Result<String, ConfigError> {
-    let setting = setting.into();
-    optional(setting).ok_or(ConfigError::Missing(setting.name))
-}
-
-/// Parses the variable, or returns `default` when unset.
-pub fn parse_or<T: FromStr>(setting: impl Into<Setting>, default: T) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    let setting = setting.into();
-    let name = setting.name;
-    match optional(setting) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-pub fn bool_or(setting: impl Into<Setting>, default: bool) -> Result<bool, ConfigError> {
-    let setting = setting.into();
-    let name = setting.name;
-    match optional(setting).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
-        Some(v) => Err(ConfigError::Invalid {
-            name,
-            reason: format!("expected true or false, got {v:?}"),
-        }),
-    }
-}
-
-pub fn millis_or(setting: impl Into<Setting>, default_ms: u64) -> Result<Duration, ConfigError> {
-    parse_or(setting, default_ms).map(Duration::from_millis)
-}
-
-/// Comma-separated list; empty entries are skipped.
-pub fn list_or(setting: impl Into<Setting>, default: &[&str]) -> Vec<String> {
-    match optional(setting) {
-        None => default.iter().map(|s| s.to_string()).collect(),
-        Some(v) => v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn renamed_settings_prefer_the_new_name_and_fall_back_to_the_old_one() {
-        // Names used by this test only, so parallel tests cannot interfere.
-        let setting = renamed("CFG_TEST_NEW_NAME", "CFG_TEST_OLD_NAME");
-        assert_eq!(optional(setting), None);
-        std::env::set_var("CFG_TEST_OLD_NAME", "old");
-        assert_eq!(optional(setting).as_deref(), Some("old"));
-        std::env::set_var("CFG_TEST_NEW_NAME", "new");
-        assert_eq!(optional(setting).as_deref(), Some("new"));
-        std::env::set_var("CFG_TEST_NEW_NAME", "x");
-        let err = parse_or::<u32>(setting, 1).unwrap_err();
-        assert!(err.to_string().contains("CFG_TEST_NEW_NAME"), "{err}");
+        let setting = renamed("NEW_NAME", "OLD_NAME");
+        assert_eq!(Env::from_pairs([("OTHER", "x")]).optional(setting), None);
+        let old = Env::from_pairs([("OLD_NAME", "old")]);
+        assert_eq!(old.optional(setting).as_deref(), Some("old"));
+        let both = Env::from_pairs([("OLD_NAME", "old"), ("NEW_NAME", "new")]);
+        assert_eq!(both.optional(setting).as_deref(), Some("new"));
+        let bad = Env::from_pairs([("NEW_NAME", "x")]);
+        let err = bad.parse_or::<u32>(setting, 1).unwrap_err();
+        assert!(err.to_string().contains("NEW_NAME"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        let env = Env::from_pairs([
+            ("A_BOOL", "maybe"),
+            ("A_NUMBER", "ten"),
+            ("A_CHOICE", "Sometimes"),
+            ("EMPTY", "  "),
+        ]);
+        let named = |e: ConfigError, name: &str| assert!(e.to_string().contains(name), "{e}");
+        named(env.bool_or("A_BOOL", true).unwrap_err(), "A_BOOL");
+        named(env.millis_or("A_NUMBER", 1).unwrap_err(), "A_NUMBER");
+        named(
+            env.choice("A_CHOICE", &["always", "never"]).unwrap_err(),
+            "always or never",
+        );
+        named(env.required("EMPTY").unwrap_err(), "EMPTY");
+        let over = env.clone().with([("A_BOOL", "yes")]);
+        assert_eq!(over.bool_or("A_BOOL", false).ok(), Some(true));
+        assert_eq!(
+            env.choice("UNSET", &["always", "never"]).ok(),
+            Some("always")
+        );
+        assert_eq!(env.raw("EMPTY").as_deref(), Some("  "));
+        assert_eq!(env.list_or("UNSET", &["a", "b"]), ["a", "b"]);
     }
 }

@@ -30,8 +30,35 @@ pub use failure::FailureClass;
 pub use incident::IncidentDraft;
 pub use mapping::{Mapping, MappingError};
 
-/// The error type of start-up code and tools: anything that can explain itself.
+/// The error type of tools (the local runner, simulators): anything that can explain itself.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a function cannot start: each names the setting, secret or file to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("mapping: {0}")]
+    Mapping(#[from] mapping::MappingLoadError),
+    #[cfg(feature = "aws")]
+    #[error(transparent)]
+    Secret(#[from] aws::SecretError),
+    #[cfg(feature = "client")]
+    #[error("HTTP client could not be built: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// A setting's value or the content it points at is unusable.
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+}
+
+impl StartupError {
+    pub fn invalid(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        StartupError::Invalid {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
 
 /// The current UTC time in RFC 3339, for message attributes and logs.
 pub fn now_rfc3339() -> String {

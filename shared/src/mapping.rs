@@ -554,11 +554,16 @@ impl Mapping {
     }
 }
 
-/// The mapping in `MAPPING_FILE` when set, else the built-in one. Every function that maps or filters
-/// events loads it the same way, so they agree on the event types.
-pub fn mapping_from_env() -> Result<Mapping, MappingLoadError> {
-    match crate::config::optional("MAPPING_FILE") {
-        Some(path) => Mapping::from_path(&path),
+/// The mapping file a function is configured with (`MAPPING_FILE`), if any.
+pub fn mapping_file(env: &crate::config::Env) -> Option<String> {
+    env.optional("MAPPING_FILE")
+}
+
+/// The mapping in `file` when given, else the built-in one. Every function that maps or filters events
+/// loads it the same way, so they agree on the event types.
+pub fn load_mapping(file: Option<&str>) -> Result<Mapping, MappingLoadError> {
+    match file {
+        Some(path) => Mapping::from_path(path),
         None => Mapping::default_mapping(),
     }
 }

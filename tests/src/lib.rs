@@ -22,7 +22,7 @@ use shared::oauth::{ClientAuth, ClientCredentials, Grant};
 use shared::retry::RetryPolicy;
 use shared::signature::SignatureScheme;
 use shared::tokens::{TokenSource, TokenStore};
-use webhook_receiver::{Receiver, UnknownTypePolicy, Verification};
+use webhook_receiver::{Receiver, Verification};
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 pub const SN_USER: &str = "integration.user";
@@ -197,16 +197,8 @@ impl Harness {
                 verification: Verification::Secret {
                     secret_id: resources.webhook_secret_id.clone(),
                 },
-                scheme: SignatureScheme::default(),
-                max_body_bytes: 256 * 1024,
-                allowed_event_types: webhook_receiver::default_allowed_event_types(),
-                unknown_type_policy: UnknownTypePolicy::Reject,
                 organization_id: "6f1a0c4e-0000-4000-8000-00000000000a".into(),
-                bare_event_types: webhook_receiver::DEFAULT_BARE_EVENT_TYPES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                secret_refresh_interval: Duration::from_secs(60),
+                ..webhook_receiver::Config::default()
             },
             sqs.clone(),
             aws_sdk_secretsmanager::Client::new(&aws),
@@ -235,14 +227,11 @@ impl Harness {
             WriterConfig {
                 dead_letter_queue_url: resources.dead_letter_queue_url.clone(),
                 idempotency_table: resources.table.clone(),
-                idempotency_ttl: Duration::from_secs(72 * 3600),
-                conversation_ttl: Duration::from_secs(14 * 24 * 3600),
                 conversation_lock_wait: Duration::from_secs(3),
-                key: KeyConfig::default(),
-                max_concurrency: 5,
                 retry: opts.retry,
                 deadline_reserve: Duration::from_millis(300),
                 default_caller_sys_id: Some("default-caller-sys-id".into()),
+                ..WriterConfig::default()
             },
             opts.mapping
                 .clone()

@@ -16,19 +16,18 @@ use http::HeaderMap;
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use shared::config::{self, renamed, ConfigError};
-
+use shared::config::{renamed, ConfigError, Env};
 use shared::retry::{Deadline, Retrier, RetryPolicy};
-use shared::tokens::{token_source_from_env, Provider};
+use shared::tokens::{Provider, TokenSourceSettings};
+use shared::StartupError;
 
 use auth::{AuthError, Authenticator, Jwks, JwksSource, JwtPolicy};
 use event::EventRules;
 use genesys::{PublishError, Publisher};
 
-pub use shared::BoxError;
-
 pub use shared::http::Reply;
 
+#[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub max_body_bytes: usize,
     pub rules: EventRules,
@@ -152,127 +151,221 @@ pub async fn handle_lambda(
     reply.to_lambda(None)
 }
 
-/// Builds everything from environment variables (see README). Secrets are read once, here.
-pub async fn from_env(
-    secrets: &aws_sdk_secretsmanager::Client,
-    http: reqwest::Client,
-) -> Result<Ingest, BoxError> {
-    let policy = JwtPolicy {
-        issuers: config::list_or("JWT_ISSUERS", &[]),
-        audiences: config::list_or("JWT_AUDIENCES", &[]),
-        leeway: Duration::from_secs(config::parse_or("JWT_LEEWAY_SECONDS", 60u64)?),
-        max_age: config::optional("JWT_MAX_AGE_SECONDS")
-            .map(|v| v.parse::<u64>().map(Duration::from_secs))
-            .transpose()
-            .map_err(|e| ConfigError::Invalid {
-                name: "JWT_MAX_AGE_SECONDS",
-                reason: e.to_string(),
-            })?,
-        algorithms: auth::parse_algorithms(&config::list_or(
-            "JWT_ALGORITHMS",
-            &["ES256", "RS256"],
-        ))?,
-    };
-    if policy.issuers.is_empty() || policy.audiences.is_empty() {
-        return Err("JWT_ISSUERS and JWT_AUDIENCES are required".into());
+/// Where the static JWT verification keys come from (`JWT_KEYS_SECRET_ID`, `JWT_KEYS_FILE`, `JWT_KEYS_JSON`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysFrom {
+    None,
+    Secret(String),
+    File(String),
+    Json(String),
+}
+
+/// Where the JWKS comes from (`JWT_JWKS_URL`, `JWT_JWKS_SECRET_ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksFrom {
+    Url(String),
+    Secret(String),
+}
+
+/// legacy-ingest's configuration, read without I/O.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ingest: IngestConfig,
+    pub jwt: JwtPolicy,
+    pub keys: KeysFrom,
+    pub jwks: Option<JwksFrom>,
+    pub jwks_min_refresh: Duration,
+    pub genesys: TokenSourceSettings,
+    pub genesys_api_url: String,
+    pub ingest_path: String,
+    pub retry: Retrier,
+}
+
+/// Where events are published unless `GENESYS_INGEST_PATH` says otherwise.
+pub const DEFAULT_INGEST_PATH: &str = "/api/v2/eventbridge/events";
+
+impl Config {
+    /// Reads the configuration from the process environment (see README). No I/O.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Env::process())
     }
-    let key_set = match (
-        config::optional("JWT_KEYS_SECRET_ID"),
-        config::optional("JWT_KEYS_FILE"),
-        config::optional("JWT_KEYS_JSON"),
-    ) {
-        (Some(id), _, _) => Some(shared::aws::read_secret(secrets, &id).await?),
-        (None, Some(path), _) => {
-            Some(std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?)
+
+    pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
+        let jwt = JwtPolicy {
+            issuers: env.list_or("JWT_ISSUERS", &[]),
+            audiences: env.list_or("JWT_AUDIENCES", &[]),
+            leeway: env.secs_or("JWT_LEEWAY_SECONDS", 60)?,
+            max_age: env
+                .parse::<u64>("JWT_MAX_AGE_SECONDS")?
+                .map(Duration::from_secs),
+            algorithms: auth::parse_algorithms(&env.list_or("JWT_ALGORITHMS", &["ES256", "RS256"]))
+                .map_err(|reason| ConfigError::Invalid {
+                    name: "JWT_ALGORITHMS",
+                    reason,
+                })?,
+        };
+        if jwt.issuers.is_empty() {
+            return Err(ConfigError::Missing("JWT_ISSUERS"));
         }
-        (None, None, json) => json,
+        if jwt.audiences.is_empty() {
+            return Err(ConfigError::Missing("JWT_AUDIENCES"));
+        }
+        let keys = match (
+            env.optional("JWT_KEYS_SECRET_ID"),
+            env.optional("JWT_KEYS_FILE"),
+            env.optional("JWT_KEYS_JSON"),
+        ) {
+            (Some(id), _, _) => KeysFrom::Secret(id),
+            (None, Some(path), _) => KeysFrom::File(path),
+            (None, None, Some(json)) => KeysFrom::Json(json),
+            (None, None, None) => KeysFrom::None,
+        };
+        let jwks = match (
+            env.optional("JWT_JWKS_URL"),
+            env.optional("JWT_JWKS_SECRET_ID"),
+        ) {
+            (Some(url), _) => Some(JwksFrom::Url(url)),
+            (None, Some(id)) => Some(JwksFrom::Secret(id)),
+            (None, None) => None,
+        };
+        if keys == KeysFrom::None && jwks.is_none() {
+            return Err(ConfigError::Missing(
+                "JWT_KEYS_SECRET_ID, JWT_KEYS_FILE, JWT_KEYS_JSON, JWT_JWKS_URL or JWT_JWKS_SECRET_ID",
+            ));
+        }
+        let source_name = env.optional("LEGACY_SOURCE_NAME");
+        if source_name
+            .as_deref()
+            .is_some_and(|s| !event::valid_source(s))
+        {
+            return Err(ConfigError::Invalid {
+                name: "LEGACY_SOURCE_NAME",
+                reason: "must be lowercase a-z 0-9 _ -".into(),
+            });
+        }
+        let d = IngestConfig::default();
+        let retry = RetryPolicy {
+            max_attempts: env
+                .parse_or(
+                    renamed("INGEST_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"),
+                    5u32,
+                )?
+                .max(1),
+            base_delay: env.millis_or(renamed("INGEST_RETRY_BASE_MS", "RETRY_BASE_MS"), 200)?,
+            max_delay: env.millis_or(renamed("INGEST_RETRY_MAX_MS", "RETRY_MAX_MS"), 2000)?,
+            max_retry_after: env.secs_or(
+                renamed("INGEST_RETRY_AFTER_MAX_SECONDS", "RETRY_AFTER_MAX_SECONDS"),
+                5,
+            )?,
+        };
+        Ok(Self {
+            ingest: IngestConfig {
+                max_body_bytes: env.parse_or(
+                    renamed("INGEST_MAX_BODY_BYTES", "MAX_BODY_BYTES"),
+                    d.max_body_bytes,
+                )?,
+                rules: EventRules {
+                    allowed_event_types: env.list_or(
+                        renamed("INGEST_ALLOWED_EVENT_TYPES", "ALLOWED_EVENT_TYPES"),
+                        &["*"],
+                    ),
+                },
+                source_name,
+                source_version: env
+                    .optional("LEGACY_SOURCE_VERSION")
+                    .unwrap_or(d.source_version),
+                deadline: env.millis_or("PUBLISH_DEADLINE_MS", d.deadline.as_millis() as u64)?,
+            },
+            jwt,
+            keys,
+            jwks,
+            jwks_min_refresh: env.secs_or("JWT_JWKS_MIN_REFRESH_SECONDS", 300)?,
+            genesys: TokenSourceSettings::from_env(env, Provider::Genesys)?,
+            genesys_api_url: env
+                .optional("GENESYS_API_URL")
+                .unwrap_or_else(|| "https://api.mypurecloud.com".into()),
+            ingest_path: env
+                .optional("GENESYS_INGEST_PATH")
+                .unwrap_or_else(|| DEFAULT_INGEST_PATH.into()),
+            retry: publish_retrier(retry),
+        })
+    }
+}
+
+/// Publishing: each attempt within the client's request timeout, nothing started without 200 ms for it.
+pub fn publish_retrier(policy: RetryPolicy) -> Retrier {
+    Retrier {
+        policy,
+        reserve: Duration::from_millis(50),
+        attempt_timeout: INGEST_TIMEOUTS.request,
+        min_attempt: Duration::from_millis(200),
+    }
+}
+
+impl Default for IngestConfig {
+    /// The shipped defaults, every event type allowed.
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024,
+            rules: EventRules {
+                allowed_event_types: vec!["*".into()],
+            },
+            source_name: None,
+            source_version: "1".into(),
+            deadline: Duration::from_millis(8000),
+        }
+    }
+}
+
+/// legacy-ingest at cold start: verification keys read (secret or file), the JWKS fetched once, the Genesys
+/// token source and publisher built.
+pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Ingest, StartupError> {
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    let http = http_client()?;
+    let key_set = match &config.keys {
+        KeysFrom::None => None,
+        KeysFrom::Secret(id) => Some(shared::aws::read_secret(&secrets, id).await?),
+        KeysFrom::File(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| StartupError::invalid("JWT_KEYS_FILE", format!("{path}: {e}")))?,
+        ),
+        KeysFrom::Json(json) => Some(json.clone()),
     };
     let keys = key_set
         .map(|s| auth::keys_from_pem_set(&s))
-        .transpose()?
+        .transpose()
+        .map_err(|e| StartupError::invalid("JWT verification keys", e))?
         .unwrap_or_default();
-    let jwks_source = match (
-        config::optional("JWT_JWKS_URL"),
-        config::optional("JWT_JWKS_SECRET_ID"),
-    ) {
-        (Some(url), _) => Some(JwksSource::Url {
-            http: http.clone(),
-            url,
-        }),
-        (None, Some(id)) => Some(JwksSource::Secret {
-            client: secrets.clone(),
-            id,
-        }),
-        _ => None,
-    };
-    let min_refresh =
-        Duration::from_secs(config::parse_or("JWT_JWKS_MIN_REFRESH_SECONDS", 300u64)?);
-    let jwks = jwks_source.map(|s| Jwks::new(s, min_refresh));
+    let jwks = config.jwks.map(|from| {
+        let source = match from {
+            JwksFrom::Url(url) => JwksSource::Url {
+                http: http.clone(),
+                url,
+            },
+            JwksFrom::Secret(id) => JwksSource::Secret {
+                client: secrets.clone(),
+                id,
+            },
+        };
+        Jwks::new(source, config.jwks_min_refresh)
+    });
     if let Some(j) = &jwks {
         if let Err(e) = j.refresh().await {
             // Not fatal: static keys may suffice, and an unknown kid triggers a refresh later.
             warn!(error = %e, "initial JWKS fetch failed");
         }
     }
-    if keys.is_empty() && jwks.is_none() {
-        return Err(
-            "configure JWT_KEYS_SECRET_ID, JWT_KEYS_FILE, JWT_KEYS_JSON or a JWKS source".into(),
-        );
-    }
-
-    let tokens = Arc::new(token_source_from_env(secrets, http.clone(), Provider::Genesys).await?);
+    let tokens = Arc::new(config.genesys.build(&secrets, http.clone()).await?);
     let publisher = Publisher::new(
         http,
-        &config::optional("GENESYS_API_URL")
-            .unwrap_or_else(|| "https://api.mypurecloud.com".into()),
-        &config::optional("GENESYS_INGEST_PATH")
-            .unwrap_or_else(|| "/api/v2/eventbridge/events".into()),
+        &config.genesys_api_url,
+        &config.ingest_path,
         tokens,
-        Retrier {
-            policy: RetryPolicy {
-                max_attempts: config::parse_or(
-                    renamed("INGEST_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"),
-                    5u32,
-                )?
-                .max(1),
-                base_delay: config::millis_or(
-                    renamed("INGEST_RETRY_BASE_MS", "RETRY_BASE_MS"),
-                    200,
-                )?,
-                max_delay: config::millis_or(renamed("INGEST_RETRY_MAX_MS", "RETRY_MAX_MS"), 2000)?,
-                max_retry_after: Duration::from_secs(config::parse_or(
-                    renamed("INGEST_RETRY_AFTER_MAX_SECONDS", "RETRY_AFTER_MAX_SECONDS"),
-                    5u64,
-                )?),
-            },
-            reserve: Duration::from_millis(50),
-            attempt_timeout: INGEST_TIMEOUTS.request,
-            min_attempt: Duration::from_millis(200),
-        },
+        config.retry,
     );
-    let source_name = config::optional("LEGACY_SOURCE_NAME");
-    if let Some(s) = &source_name {
-        if !event::valid_source(s) {
-            return Err("LEGACY_SOURCE_NAME must be lowercase a-z 0-9 _ -".into());
-        }
-    }
     Ok(Ingest::new(
-        IngestConfig {
-            max_body_bytes: config::parse_or(
-                renamed("INGEST_MAX_BODY_BYTES", "MAX_BODY_BYTES"),
-                16 * 1024,
-            )?,
-            rules: EventRules {
-                allowed_event_types: config::list_or(
-                    renamed("INGEST_ALLOWED_EVENT_TYPES", "ALLOWED_EVENT_TYPES"),
-                    &["*"],
-                ),
-            },
-            source_name,
-            source_version: config::optional("LEGACY_SOURCE_VERSION").unwrap_or_else(|| "1".into()),
-            deadline: config::millis_or("PUBLISH_DEADLINE_MS", 8000)?,
-        },
-        Authenticator::new(policy, keys, jwks),
+        config.ingest,
+        Authenticator::new(config.jwt, keys, jwks),
         publisher,
     ))
 }
@@ -284,3 +377,54 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 
 const INGEST_TIMEOUTS: shared::http_client::Timeouts =
     shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(extra: &[(&str, &str)]) -> Env {
+        let base = [
+            ("JWT_ISSUERS", "https://billing.legacy.example"),
+            ("JWT_AUDIENCES", "genesys-legacy-ingest"),
+            ("JWT_KEYS_FILE", "/opt/keys.json"),
+            ("GENESYS_CREDENTIALS_SECRET_ID", "genesys-client"),
+        ];
+        Env::from_pairs(base.iter().chain(extra).copied())
+    }
+
+    #[test]
+    fn reads_without_touching_files_or_secrets() {
+        let c = Config::from_vars(&env(&[])).unwrap();
+        assert_eq!(c.keys, KeysFrom::File("/opt/keys.json".into()));
+        assert_eq!(c.jwks, None);
+        assert_eq!(c.ingest_path, DEFAULT_INGEST_PATH);
+        assert_eq!(c.jwks_min_refresh, Duration::from_secs(300));
+        assert_eq!(c.retry.policy.max_attempts, 5);
+        let c = Config::from_vars(&env(&[
+            ("JWT_JWKS_URL", "https://idp/jwks"),
+            ("INGEST_RETRY_MAX_ATTEMPTS", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(c.jwks, Some(JwksFrom::Url("https://idp/jwks".into())));
+        assert_eq!(c.retry.policy.max_attempts, 2);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("JWT_JWKS_MIN_REFRESH_SECONDS", "soon"),
+            ("JWT_ALGORITHMS", "HS256"),
+            ("JWT_MAX_AGE_SECONDS", "old"),
+            ("LEGACY_SOURCE_NAME", "Billing System"),
+            ("PUBLISH_DEADLINE_MS", "8s"),
+        ] {
+            let err = Config::from_vars(&env(&[(name, value)])).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        let no_keys = Env::from_pairs([("JWT_ISSUERS", "i"), ("JWT_AUDIENCES", "a")]);
+        let err = Config::from_vars(&no_keys).unwrap_err();
+        assert!(err.to_string().contains("JWT_JWKS_URL"), "{err}");
+        let err = Config::from_vars(&Env::from_pairs([("JWT_AUDIENCES", "a")])).unwrap_err();
+        assert!(err.to_string().contains("JWT_ISSUERS"), "{err}");
+    }
+}

@@ -1,12 +1,12 @@
 use lambda_http::{run, service_fn, Error};
-use legacy_ingest::{from_env, handle_lambda, http_client};
+use legacy_ingest::{build, handle_lambda, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
+    let config = Config::from_env()?;
     let aws = shared::aws::sdk_config().await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let ingest = from_env(&secrets, http_client()?).await?;
+    let ingest = build(config, &aws).await?;
     let ingest = &ingest;
     run(service_fn(move |req| async move {
         Ok::<_, std::convert::Infallible>(handle_lambda(ingest, req).await)

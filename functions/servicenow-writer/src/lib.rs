@@ -8,6 +8,7 @@
 //! backoff + full jitter (honouring `Retry-After`) and then reported in `batchItemFailures`; permanent ones
 //! go to the dead-letter queue with the reason as message attributes.
 
+pub mod config;
 pub mod conversations;
 pub mod idempotency;
 pub mod ports;
@@ -16,7 +17,6 @@ pub mod servicenow;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use shared::clock::epoch_ms;
@@ -25,137 +25,17 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
-use shared::config::{self, renamed, ConfigError};
 use shared::failure::FailureClass;
 use shared::incident::{event_ref, with_event_ref};
-use shared::keys::{payload_hash, IdempotencyKey, KeyConfig};
+use shared::keys::{payload_hash, IdempotencyKey};
 use shared::mapping::{Mapped, MappingError, OnRepeat, Raise};
-use shared::retry::{Attempt, Deadline, Retrier, RetryNotice, RetryPolicy, Retryable};
+use shared::retry::{Attempt, Deadline, Retrier, RetryNotice, Retryable};
 use shared::{InboundEvent, IncidentDraft, Mapping};
 
 use conversations::{ConversationLock, ConversationStore, KnownIncident, Locked};
 use idempotency::{Claim, IdempotencyStore, StoreError};
 use ports::{Claims, Conversations, DeadLetter, DeadLetters, Incidents, SqsDeadLetters};
-use servicenow::{
-    IncidentRef, ServiceNowAuth, ServiceNowClient, ServiceNowConfig, ServiceNowError,
-};
-use shared::tokens::{token_source_from_env, Provider};
-
-#[derive(Debug, Clone)]
-pub struct WriterConfig {
-    pub dead_letter_queue_url: String,
-    pub idempotency_table: String,
-    /// How long a completed event key is remembered.
-    pub idempotency_ttl: Duration,
-    /// How long a conversation's incident is remembered after its last event.
-    pub conversation_ttl: Duration,
-    /// How long a record waits for another invocation to finish an event of the same conversation.
-    pub conversation_lock_wait: Duration,
-    pub key: KeyConfig,
-    pub max_concurrency: usize,
-    pub retry: RetryPolicy,
-    /// Time kept back from the invocation deadline for releasing claims and answering.
-    pub deadline_reserve: Duration,
-    pub default_caller_sys_id: Option<String>,
-}
-
-impl WriterConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(
-            &config::required("DEAD_LETTER_QUEUE_URL")?,
-            &config::required("IDEMPOTENCY_TABLE")?,
-        )
-    }
-
-    /// As `from_env`, with the DLQ and table given (the local runner creates them).
-    pub fn from_env_with(
-        dead_letter_queue_url: &str,
-        idempotency_table: &str,
-    ) -> Result<Self, ConfigError> {
-        let defaults = RetryPolicy::default();
-        Ok(Self {
-            dead_letter_queue_url: dead_letter_queue_url.to_string(),
-            idempotency_table: idempotency_table.to_string(),
-            idempotency_ttl: Duration::from_secs(
-                3600 * config::parse_or("IDEMPOTENCY_TTL_HOURS", 72u64)?,
-            ),
-            conversation_ttl: Duration::from_secs(
-                3600 * config::parse_or("CONVERSATION_TTL_HOURS", 14 * 24u64)?,
-            ),
-            conversation_lock_wait: config::millis_or("WRITER_CONVERSATION_LOCK_WAIT_MS", 5000)?,
-            key: KeyConfig {
-                pointers: config::list_or("IDEMPOTENCY_KEY_POINTERS", &[]),
-                prefer_event_id: config::bool_or("IDEMPOTENCY_USE_EVENT_ID", true)?,
-            },
-            max_concurrency: config::parse_or(
-                renamed("WRITER_MAX_CONCURRENCY", "MAX_CONCURRENCY"),
-                5usize,
-            )?
-            .max(1),
-            retry: RetryPolicy {
-                max_attempts: config::parse_or(
-                    renamed("WRITER_RETRY_MAX_ATTEMPTS", "RETRY_MAX_ATTEMPTS"),
-                    defaults.max_attempts,
-                )?
-                .max(1),
-                base_delay: config::millis_or(
-                    renamed("WRITER_RETRY_BASE_MS", "RETRY_BASE_MS"),
-                    defaults.base_delay.as_millis() as u64,
-                )?,
-                max_delay: config::millis_or(
-                    renamed("WRITER_RETRY_MAX_MS", "RETRY_MAX_MS"),
-                    defaults.max_delay.as_millis() as u64,
-                )?,
-                max_retry_after: Duration::from_secs(config::parse_or(
-                    renamed("WRITER_RETRY_AFTER_MAX_SECONDS", "RETRY_AFTER_MAX_SECONDS"),
-                    defaults.max_retry_after.as_secs(),
-                )?),
-            },
-            deadline_reserve: config::millis_or(
-                renamed("WRITER_DEADLINE_RESERVE_MS", "DEADLINE_RESERVE_MS"),
-                1500,
-            )?,
-            default_caller_sys_id: config::optional("SERVICENOW_DEFAULT_CALLER_SYS_ID"),
-        })
-    }
-}
-
-/// ServiceNow settings. `SERVICENOW_AUTH=basic` (default): credentials from `SERVICENOW_CREDENTIALS_SECRET_ID`
-/// (JSON `{"username","password"}`), else `SERVICENOW_USERNAME` / `SERVICENOW_PASSWORD`.
-/// `SERVICENOW_AUTH=oauth`: bearer tokens from `SERVICENOW_TOKEN_SECRET_ID` (kept by the token-refresher), with
-/// the OAuth client of `SERVICENOW_OAUTH_CREDENTIALS_SECRET_ID` as fallback.
-pub async fn servicenow_config_from_env(
-    secrets: &aws_sdk_secretsmanager::Client,
-) -> Result<ServiceNowConfig, Box<dyn std::error::Error + Send + Sync>> {
-    let auth = match config::optional("SERVICENOW_AUTH").as_deref() {
-        None | Some("basic") => {
-            let (username, password) = shared::aws::credential_pair(
-                secrets,
-                "SERVICENOW_CREDENTIALS_SECRET_ID",
-                ("username", "password"),
-                ("SERVICENOW_USERNAME", "SERVICENOW_PASSWORD"),
-            )
-            .await?;
-            ServiceNowAuth::Basic { username, password }
-        }
-        Some("oauth") => ServiceNowAuth::OAuth(Arc::new(
-            token_source_from_env(secrets, oauth_http()?, Provider::ServiceNow).await?,
-        )),
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                name: "SERVICENOW_AUTH",
-                reason: format!("expected basic or oauth, got {other:?}"),
-            }
-            .into())
-        }
-    };
-    Ok(ServiceNowConfig {
-        instance_url: config::required("SERVICENOW_INSTANCE_URL")?,
-        auth,
-        connect_timeout: config::millis_or("SERVICENOW_CONNECT_TIMEOUT_MS", 3000)?,
-        request_timeout: config::millis_or("SERVICENOW_TIMEOUT_MS", 10_000)?,
-    })
-}
+use servicenow::{IncidentRef, ServiceNowClient, ServiceNowError};
 
 /// What happened to one SQS record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1014,9 +894,4 @@ fn truncate(s: &str, max: usize) -> String {
     shared::incident::truncate_chars(s, max)
 }
 
-pub use shared::mapping::mapping_from_env;
-
-/// HTTP client for token endpoints.
-fn oauth_http() -> Result<reqwest::Client, reqwest::Error> {
-    shared::http_client::client("servicenow-writer", shared::http_client::TOKEN_ENDPOINT)
-}
+pub use config::{build, Config, ServiceNowSettings, WriterConfig};

@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{error, info, warn};
 
+use shared::config::{ConfigError, Env};
 use shared::failure::FailureClass;
 use shared::oauth::{fetch_token, ClientCredentials};
 use shared::retry::{Deadline, Retrier};
-use shared::tokens::{oauth_client_from_env, Provider, RefreshPolicy, StoredToken, TokenStore};
-
-pub use shared::BoxError;
+use shared::tokens::{OAuthClientSettings, Provider, RefreshPolicy, StoredToken, TokenStore};
+use shared::StartupError;
 
 /// One provider to keep a token for.
 pub struct ProviderJob {
@@ -148,37 +148,102 @@ pub fn summarise(
     }
 }
 
-/// Providers whose token secret is configured (`GENESYS_TOKEN_SECRET_ID`, `SERVICENOW_TOKEN_SECRET_ID`).
-pub async fn jobs_from_env(
-    secrets: &aws_sdk_secretsmanager::Client,
-) -> Result<Vec<ProviderJob>, BoxError> {
-    let mut jobs = Vec::new();
-    for provider in [Provider::Genesys, Provider::ServiceNow] {
-        let Some(secret_id) = shared::config::optional(provider.token_secret_var()) else {
-            continue;
-        };
-        jobs.push(ProviderJob {
-            provider,
-            creds: oauth_client_from_env(secrets, provider).await?,
-            store: TokenStore::new(secrets.clone(), secret_id),
-        });
-    }
-    if jobs.is_empty() {
-        return Err("set GENESYS_TOKEN_SECRET_ID and/or SERVICENOW_TOKEN_SECRET_ID".into());
-    }
-    Ok(jobs)
+/// The token-refresher's configuration, read without I/O.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Providers whose token secret is configured (`GENESYS_TOKEN_SECRET_ID`, `SERVICENOW_TOKEN_SECRET_ID`).
+    pub providers: Vec<ProviderSettings>,
+    pub policy: RefreshPolicy,
 }
 
-pub fn policy_from_env() -> Result<RefreshPolicy, shared::config::ConfigError> {
-    let defaults = RefreshPolicy::default();
-    Ok(RefreshPolicy {
-        remaining_fraction: shared::config::parse_or(
-            "REFRESH_WHEN_REMAINING_FRACTION",
-            defaults.remaining_fraction,
-        )?,
-        floor: Duration::from_secs(shared::config::parse_or(
-            "REFRESH_FLOOR_SECONDS",
-            defaults.floor.as_secs(),
-        )?),
+/// A provider's OAuth client and the secret its tokens are kept in.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub client: OAuthClientSettings,
+    pub token_secret_id: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment (see README). No I/O.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Env::process())
+    }
+
+    pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
+        let mut providers = Vec::new();
+        for provider in [Provider::Genesys, Provider::ServiceNow] {
+            if let Some(token_secret_id) = env.optional(provider.token_secret_var()) {
+                providers.push(ProviderSettings {
+                    client: OAuthClientSettings::from_env(env, provider)?,
+                    token_secret_id,
+                });
+            }
+        }
+        if providers.is_empty() {
+            return Err(ConfigError::Missing(
+                "GENESYS_TOKEN_SECRET_ID and/or SERVICENOW_TOKEN_SECRET_ID",
+            ));
+        }
+        let defaults = RefreshPolicy::default();
+        Ok(Self {
+            providers,
+            policy: RefreshPolicy {
+                remaining_fraction: env.parse_or(
+                    "REFRESH_WHEN_REMAINING_FRACTION",
+                    defaults.remaining_fraction,
+                )?,
+                floor: env.secs_or("REFRESH_FLOOR_SECONDS", defaults.floor.as_secs())?,
+            },
+        })
+    }
+}
+
+/// The refresher at cold start: each provider's client credentials read from their secrets.
+pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Refresher, StartupError> {
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    let mut jobs = Vec::new();
+    for p in config.providers {
+        jobs.push(ProviderJob {
+            provider: p.client.provider,
+            creds: p.client.build(&secrets).await?,
+            store: TokenStore::new(secrets.clone(), p.token_secret_id),
+        });
+    }
+    Ok(Refresher {
+        http: shared::http_client::client("token-refresher", shared::http_client::TOKEN_ENDPOINT)?,
+        jobs,
+        policy: config.policy,
+        retry: retrier(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_are_those_with_a_token_secret() {
+        let env = Env::from_pairs([
+            ("GENESYS_TOKEN_SECRET_ID", "genesys-token"),
+            ("GENESYS_CREDENTIALS_SECRET_ID", "genesys-client"),
+            ("REFRESH_FLOOR_SECONDS", "300"),
+        ]);
+        let c = Config::from_vars(&env).unwrap();
+        assert_eq!(c.providers.len(), 1);
+        assert_eq!(c.providers[0].client.provider, Provider::Genesys);
+        assert_eq!(c.providers[0].token_secret_id, "genesys-token");
+        assert_eq!(c.policy.floor, Duration::from_secs(300));
+        let err = Config::from_vars(&Env::default()).unwrap_err();
+        assert!(err.to_string().contains("GENESYS_TOKEN_SECRET_ID"), "{err}");
+        let bad = Env::from_pairs([
+            ("GENESYS_TOKEN_SECRET_ID", "t"),
+            ("GENESYS_CREDENTIALS_SECRET_ID", "c"),
+            ("REFRESH_WHEN_REMAINING_FRACTION", "half"),
+        ]);
+        let err = Config::from_vars(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains("REFRESH_WHEN_REMAINING_FRACTION"),
+            "{err}"
+        );
+    }
 }

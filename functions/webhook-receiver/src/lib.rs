@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, RwLock};
 use tracing::{error, info, warn};
 
 use shared::aws::{read_secret, string_attributes, SecretError};
-use shared::config::{self, renamed, ConfigError};
+use shared::config::{renamed, ConfigError, Env};
 use shared::event::glob_match;
 use shared::signature::{SignatureError, SignatureScheme};
 use shared::InboundEvent;
@@ -42,8 +42,11 @@ pub struct Config {
     pub verification: Verification,
     pub scheme: SignatureScheme,
     pub max_body_bytes: usize,
-    /// Globs of accepted event types; by default every type a profile of the mapping handles.
-    pub allowed_event_types: Vec<String>,
+    /// Globs of accepted event types; `None`: every type a profile of the mapping handles (resolved when
+    /// the receiver is built).
+    pub allowed_event_types: Option<Vec<String>>,
+    /// The mapping file (`MAPPING_FILE`) whose event types are the default allow-list.
+    pub mapping_file: Option<String>,
     pub unknown_type_policy: UnknownTypePolicy,
     /// `metadata.organizationId` of the envelope a bare body is wrapped in.
     pub organization_id: String,
@@ -64,93 +67,104 @@ pub fn default_allowed_event_types() -> Vec<String> {
         .unwrap_or_default()
 }
 
+impl Default for Config {
+    /// Verification disabled and no queue: for tests, which set what they need.
+    fn default() -> Self {
+        Self {
+            queue_url: String::new(),
+            verification: Verification::Disabled,
+            scheme: SignatureScheme::default(),
+            max_body_bytes: 256 * 1024,
+            allowed_event_types: None,
+            mapping_file: None,
+            unknown_type_policy: UnknownTypePolicy::Reject,
+            organization_id: "unknown".into(),
+            bare_event_types: DEFAULT_BARE_EVENT_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            secret_refresh_interval: Duration::from_secs(60),
+        }
+    }
+}
+
 impl Config {
-    /// Reads the configuration from environment variables (see README).
+    /// Reads the configuration from the process environment (see README). No I/O.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let queue_url = config::required("EVENTS_QUEUE_URL")?;
-        let secret_id = config::optional("WEBHOOK_SECRET_ID");
-        Self::from_env_with(queue_url, secret_id)
+        Self::from_vars(&Env::process())
     }
 
-    /// As `from_env`, with the queue and secret given (the local runner creates them).
-    pub fn from_env_with(
-        queue_url: String,
-        secret_id: Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let mapping = shared::mapping::mapping_from_env().map_err(|e| ConfigError::Invalid {
-            name: "MAPPING_FILE",
-            reason: e.to_string(),
-        })?;
-        let verification = match config::optional("WEBHOOK_SIGNATURE_VERIFICATION")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("enabled") => Verification::Secret {
-                secret_id: secret_id.ok_or(ConfigError::Missing("WEBHOOK_SECRET_ID"))?,
-            },
-            Some("disabled") => Verification::Disabled,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "WEBHOOK_SIGNATURE_VERIFICATION",
-                    reason: format!("expected enabled or disabled, got {other:?}"),
-                })
-            }
-        };
+    pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
+        let verification =
+            match env.choice("WEBHOOK_SIGNATURE_VERIFICATION", &["enabled", "disabled"])? {
+                "enabled" => Verification::Secret {
+                    secret_id: env.required("WEBHOOK_SECRET_ID")?,
+                },
+                _ => Verification::Disabled,
+            };
+        let defaults = SignatureScheme::default();
         let scheme = SignatureScheme {
-            header: config::optional(renamed("WEBHOOK_SIGNATURE_HEADER", "SIGNATURE_HEADER"))
-                .unwrap_or_else(|| SignatureScheme::default().header),
-            encoding: config::parse_or(
+            header: env
+                .optional(renamed("WEBHOOK_SIGNATURE_HEADER", "SIGNATURE_HEADER"))
+                .unwrap_or(defaults.header),
+            encoding: env.parse_or(
                 renamed("WEBHOOK_SIGNATURE_ENCODING", "SIGNATURE_ENCODING"),
-                SignatureScheme::default().encoding,
+                defaults.encoding,
             )?,
-            // May be set empty on purpose, so read directly.
-            prefix: std::env::var("WEBHOOK_SIGNATURE_PREFIX")
-                .or_else(|_| std::env::var("SIGNATURE_PREFIX"))
-                .unwrap_or_else(|_| SignatureScheme::default().prefix),
+            // May be set empty on purpose, so read raw.
+            prefix: env
+                .raw("WEBHOOK_SIGNATURE_PREFIX")
+                .or_else(|| env.raw("SIGNATURE_PREFIX"))
+                .unwrap_or(defaults.prefix),
         };
-        let unknown_type_policy = match config::optional(renamed(
-            "RECEIVER_UNKNOWN_EVENT_TYPE_POLICY",
-            "UNKNOWN_EVENT_TYPE_POLICY",
-        ))
-        .as_deref()
-        {
-            None | Some("reject") => UnknownTypePolicy::Reject,
-            Some("drop") => UnknownTypePolicy::Drop,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "RECEIVER_UNKNOWN_EVENT_TYPE_POLICY",
-                    reason: format!("expected reject or drop, got {other:?}"),
-                })
-            }
+        let unknown_type_policy = match env.choice(
+            renamed(
+                "RECEIVER_UNKNOWN_EVENT_TYPE_POLICY",
+                "UNKNOWN_EVENT_TYPE_POLICY",
+            ),
+            &["reject", "drop"],
+        )? {
+            "reject" => UnknownTypePolicy::Reject,
+            _ => UnknownTypePolicy::Drop,
         };
+        let allowed = renamed("RECEIVER_ALLOWED_EVENT_TYPES", "ALLOWED_EVENT_TYPES");
         Ok(Self {
-            queue_url,
+            queue_url: env.required("EVENTS_QUEUE_URL")?,
             verification,
             scheme,
-            max_body_bytes: config::parse_or(
+            max_body_bytes: env.parse_or(
                 renamed("RECEIVER_MAX_BODY_BYTES", "MAX_BODY_BYTES"),
                 256 * 1024,
             )?,
-            allowed_event_types: match config::optional(renamed(
-                "RECEIVER_ALLOWED_EVENT_TYPES",
-                "ALLOWED_EVENT_TYPES",
-            )) {
-                Some(_) => config::list_or(
-                    renamed("RECEIVER_ALLOWED_EVENT_TYPES", "ALLOWED_EVENT_TYPES"),
-                    &[],
-                ),
-                None => mapping.event_types(),
-            },
+            allowed_event_types: env.optional(allowed).map(|_| env.list_or(allowed, &[])),
+            mapping_file: shared::mapping::mapping_file(env),
             unknown_type_policy,
-            organization_id: config::optional("GENESYS_ORGANIZATION_ID")
+            organization_id: env
+                .optional("GENESYS_ORGANIZATION_ID")
                 .unwrap_or_else(|| "unknown".into()),
-            bare_event_types: config::list_or(
-                "RECEIVER_BARE_EVENT_TYPES",
-                DEFAULT_BARE_EVENT_TYPES,
-            ),
+            bare_event_types: env.list_or("RECEIVER_BARE_EVENT_TYPES", DEFAULT_BARE_EVENT_TYPES),
             secret_refresh_interval: Duration::from_secs(60),
         })
     }
+}
+
+/// Everything the receiver needs at cold start: the allow-list from the mapping file when not given, the
+/// clients, and the signing key read once.
+pub async fn build(
+    mut config: Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Receiver, shared::StartupError> {
+    if config.allowed_event_types.is_none() {
+        let mapping = shared::mapping::load_mapping(config.mapping_file.as_deref())?;
+        config.allowed_event_types = Some(mapping.event_types());
+    }
+    let receiver = Receiver::new(
+        config,
+        aws_sdk_sqs::Client::new(aws),
+        aws_sdk_secretsmanager::Client::new(aws),
+    );
+    receiver.warm_up().await?;
+    Ok(receiver)
 }
 
 pub use shared::http::Reply;
@@ -251,6 +265,8 @@ pub fn validate(
     let kind = event.event_kind();
     if !config
         .allowed_event_types
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .any(|p| glob_match(p, &kind) || glob_match(p, &event.event_type))
     {
@@ -350,11 +366,15 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// `config.allowed_event_types` unset: the built-in mapping's event types (see [`build`] for a file's).
     pub fn new(
-        config: Config,
+        mut config: Config,
         sqs: aws_sdk_sqs::Client,
         secrets: aws_sdk_secretsmanager::Client,
     ) -> Self {
+        config
+            .allowed_event_types
+            .get_or_insert_with(default_allowed_event_types);
         let key = match &config.verification {
             Verification::Secret { secret_id } => Some(SigningKey {
                 secret_id: secret_id.clone(),
@@ -569,15 +589,52 @@ mod tests {
     fn cfg() -> Config {
         Config {
             queue_url: "q".into(),
-            verification: Verification::Disabled,
-            scheme: SignatureScheme::default(),
             max_body_bytes: 1024,
-            allowed_event_types: default_allowed_event_types(),
-            unknown_type_policy: UnknownTypePolicy::Reject,
+            allowed_event_types: Some(default_allowed_event_types()),
             organization_id: "org".into(),
             bare_event_types: vec!["ivr:*".into()],
-            secret_refresh_interval: Duration::from_secs(60),
+            ..Config::default()
         }
+    }
+
+    #[test]
+    fn config_from_variables() {
+        let env = Env::from_pairs([
+            ("EVENTS_QUEUE_URL", "https://sqs/q"),
+            ("WEBHOOK_SECRET_ID", "webhook"),
+            ("WEBHOOK_SIGNATURE_PREFIX", ""),
+            ("ALLOWED_EVENT_TYPES", "a.*, b"),
+        ]);
+        let c = Config::from_vars(&env).unwrap();
+        assert!(
+            matches!(c.verification, Verification::Secret { ref secret_id } if secret_id == "webhook")
+        );
+        assert_eq!(c.scheme.prefix, "", "an empty prefix is kept");
+        assert_eq!(
+            c.allowed_event_types,
+            Some(vec!["a.*".to_string(), "b".to_string()])
+        );
+        assert_eq!(c.bare_event_types, DEFAULT_BARE_EVENT_TYPES);
+        let no_list = Env::from_pairs([
+            ("EVENTS_QUEUE_URL", "q"),
+            ("WEBHOOK_SIGNATURE_VERIFICATION", "disabled"),
+        ]);
+        let c = Config::from_vars(&no_list).unwrap();
+        assert_eq!(
+            c.allowed_event_types, None,
+            "resolved from the mapping when built"
+        );
+        for (name, value) in [
+            ("WEBHOOK_SIGNATURE_VERIFICATION", "sometimes"),
+            ("RECEIVER_UNKNOWN_EVENT_TYPE_POLICY", "ignore"),
+            ("RECEIVER_MAX_BODY_BYTES", "1MB"),
+            ("WEBHOOK_SIGNATURE_ENCODING", "base32"),
+        ] {
+            let err = Config::from_vars(&env.clone().with([(name, value)])).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        let err = Config::from_vars(&Env::from_pairs([("EVENTS_QUEUE_URL", "q")])).unwrap_err();
+        assert!(err.to_string().contains("WEBHOOK_SECRET_ID"), "{err}");
     }
 
     fn body(event: &str) -> Vec<u8> {

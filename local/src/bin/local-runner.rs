@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use local::aws_setup::{self, BoxError, ResourceNames};
 use local::poller::Poller;
-use servicenow_writer::servicenow::ServiceNowClient;
-use servicenow_writer::{Outcome, Writer, WriterConfig};
-use shared::config;
+use servicenow_writer::Outcome;
+use shared::config::Env;
 use shared::signature::SignatureScheme;
-use webhook_receiver::{Receiver, Verification};
+use webhook_receiver::Verification;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -39,19 +38,26 @@ async fn main() -> Result<(), BoxError> {
 }
 
 fn webhook_secret() -> String {
-    config::optional("LOCAL_WEBHOOK_SECRET").unwrap_or_else(|| local::LOCAL_WEBHOOK_SECRET.into())
+    Env::process()
+        .optional("LOCAL_WEBHOOK_SECRET")
+        .unwrap_or_else(|| local::LOCAL_WEBHOOK_SECRET.into())
 }
 
 fn receiver_addr() -> String {
-    config::optional("RECEIVER_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into())
+    Env::process()
+        .optional("RECEIVER_ADDR")
+        .unwrap_or_else(|| "127.0.0.1:3000".into())
 }
 
 async fn serve() -> Result<(), BoxError> {
     let aws = shared::aws::sdk_config().await;
-    let sn_url = config::optional("SERVICENOW_INSTANCE_URL")
+    let sn_url = Env::process()
+        .optional("SERVICENOW_INSTANCE_URL")
         .unwrap_or_else(|| "http://127.0.0.1:8091".into());
     let env_or = |name: &'static str, default: &str| {
-        config::optional(name).unwrap_or_else(|| default.to_string())
+        Env::process()
+            .optional(name)
+            .unwrap_or_else(|| default.to_string())
     };
     let (sn_user, sn_password) = (
         env_or("SERVICENOW_USERNAME", local::LOCAL_SN_USER),
@@ -74,9 +80,10 @@ async fn serve() -> Result<(), BoxError> {
         },
     )
     .await?;
-    // The functions read their secrets' ids from the environment, as in template.yaml.
-    for (name, value) in [
-        ("SERVICENOW_INSTANCE_URL", &sn_url),
+    // The functions' settings: the user's environment, with the resources just created (as template.yaml
+    // passes them to the Lambdas).
+    let mut env = Env::process().with([
+        ("SERVICENOW_INSTANCE_URL", sn_url.as_str()),
         (
             "SERVICENOW_CREDENTIALS_SECRET_ID",
             &res.servicenow_secret_id,
@@ -90,27 +97,23 @@ async fn serve() -> Result<(), BoxError> {
             &res.genesys_client_secret_id,
         ),
         ("GENESYS_TOKEN_SECRET_ID", &res.genesys_token_secret_id),
-    ] {
-        std::env::set_var(name, value);
-    }
+        ("EVENTS_QUEUE_URL", &res.queue_url),
+        ("WEBHOOK_SECRET_ID", &res.webhook_secret_id),
+        ("DEAD_LETTER_QUEUE_URL", &res.dead_letter_queue_url),
+        ("IDEMPOTENCY_TABLE", &res.table),
+    ]);
     // ServiceNow tokens are kept only when the writer uses OAuth (always with the simulator).
-    if config::optional("SERVICENOW_AUTH").as_deref() == Some("oauth") {
-        std::env::set_var(
+    if env.optional("SERVICENOW_AUTH").as_deref() == Some("oauth") {
+        env = env.with([(
             "SERVICENOW_TOKEN_SECRET_ID",
             &res.servicenow_token_secret_id,
-        );
+        )]);
     }
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
 
     // The token-refresher on a short local schedule; its first run stores tokens before anything calls out.
-    let refresher = token_refresher::Refresher {
-        http: reqwest::Client::new(),
-        jobs: token_refresher::jobs_from_env(&secrets).await?,
-        policy: token_refresher::policy_from_env()?,
-        retry: token_refresher::retrier(),
-    };
-    let every = Duration::from_secs(config::parse_or("LOCAL_REFRESH_SECONDS", 30u64)?);
+    let refresher = token_refresher::build(token_refresher::Config::from_vars(&env)?, &aws).await?;
+    let every = Duration::from_secs(env.parse_or("LOCAL_REFRESH_SECONDS", 30u64)?);
     tokio::spawn(async move {
         loop {
             let results = refresher
@@ -129,35 +132,27 @@ async fn serve() -> Result<(), BoxError> {
         }
     });
 
-    let receiver_config = webhook_receiver::Config::from_env_with(
-        res.queue_url.clone(),
-        Some(res.webhook_secret_id.clone()),
-    )?;
+    let receiver_config = webhook_receiver::Config::from_vars(&env)?;
     if matches!(receiver_config.verification, Verification::Disabled) {
         println!("WARNING: webhook signature verification is disabled");
     }
-    let receiver = Arc::new(Receiver::new(receiver_config, sqs.clone(), secrets.clone()));
-    receiver.warm_up().await?;
-    let ingest = Arc::new(legacy_ingest::from_env(&secrets, legacy_ingest::http_client()?).await?);
+    let receiver = Arc::new(webhook_receiver::build(receiver_config, &aws).await?);
+    let ingest =
+        Arc::new(legacy_ingest::build(legacy_ingest::Config::from_vars(&env)?, &aws).await?);
     let router = local::http::receiver_router(receiver).merge(local::http::ingest_router(ingest));
     let addr = local::http::spawn(receiver_addr().parse()?, router).await?;
 
-    let mut writer_config = WriterConfig::from_env_with(&res.dead_letter_queue_url, &res.table)?;
-    writer_config.default_caller_sys_id = writer_config
+    let mut writer_config = servicenow_writer::Config::from_vars(&env)?;
+    writer_config
+        .writer
         .default_caller_sys_id
-        .or(Some("local-default-caller".into()));
-    let writer = Writer::new(
-        writer_config,
-        servicenow_writer::mapping_from_env()?,
-        ServiceNowClient::new(&servicenow_writer::servicenow_config_from_env(&secrets).await?)?,
-        aws_sdk_dynamodb::Client::new(&aws),
-        sqs.clone(),
-    );
+        .get_or_insert_with(|| "local-default-caller".into());
+    let writer = servicenow_writer::build(writer_config, &aws).await?;
     let poller = Poller {
         sqs,
         queue_url: res.queue_url.clone(),
         queue_arn: res.queue_arn.clone(),
-        batch_size: config::parse_or("BATCH_SIZE", 10)?,
+        batch_size: env.parse_or("BATCH_SIZE", 10)?,
         invocation_timeout: Duration::from_secs(25),
         wait_time_secs: 2,
     };
@@ -207,7 +202,8 @@ const SEED_001_IVR_BODY: &str =
     include_str!("../../../shared/tests/fixtures/seed-001-ivr-escalation.body.json");
 
 async fn send_sample() -> Result<(), BoxError> {
-    let conversation = config::optional("SAMPLE_CONVERSATION_ID")
+    let conversation = Env::process()
+        .optional("SAMPLE_CONVERSATION_ID")
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     post_signed(
         local::sample_event(&conversation).to_string(),
@@ -289,7 +285,8 @@ fn mint_token(alg: Option<&str>) -> String {
 }
 
 async fn send_ingest_sample() -> Result<(), BoxError> {
-    let transaction = config::optional("SAMPLE_TRANSACTION_ID")
+    let transaction = Env::process()
+        .optional("SAMPLE_TRANSACTION_ID")
         .unwrap_or_else(|| format!("TX-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let body = local::dev_tokens::sample_business_event(&transaction).to_string();
     let url = format!("http://{}/ingest", receiver_addr());

@@ -1,4 +1,5 @@
-//! Where each provider's OAuth client and token secret come from in the environment.
+//! Where each provider's OAuth client and token secret come from: read from the environment without I/O,
+//! built (secrets read) at cold start.
 
 use std::time::Duration;
 
@@ -7,7 +8,9 @@ use serde::Deserialize;
 use super::source::TokenSource;
 use super::stored::TokenStore;
 use crate::aws::{read_secret, SecretError};
-use crate::oauth::ClientCredentials;
+use crate::config::{ConfigError, Env};
+use crate::oauth::{ClientAuth, ClientCredentials, Grant};
+use crate::StartupError;
 
 /// The two OAuth providers and where their settings live in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,114 +54,206 @@ struct CredentialsSecret {
     password: Option<String>,
 }
 
-use crate::BoxError;
-
-/// The provider's OAuth client from the environment. Credentials come from the secret named by
-/// `credentials_secret_var` (`{"client_id", "client_secret"[, "username", "password"]}`), else from
-/// `<PROVIDER>_CLIENT_ID` / `<PROVIDER>_CLIENT_SECRET` (local runs).
-///
-/// Genesys: `GENESYS_LOGIN_URL` (default `https://login.mypurecloud.com`) + `/oauth/token`, HTTP Basic,
-/// `client_credentials`. ServiceNow: `SERVICENOW_INSTANCE_URL` + `/oauth_token.do`, form client auth,
-/// `SERVICENOW_OAUTH_GRANT` = `password` (default; classic instances) or `client_credentials`.
-pub async fn oauth_client_from_env(
-    secrets: &aws_sdk_secretsmanager::Client,
-    provider: Provider,
-) -> Result<ClientCredentials, BoxError> {
-    use crate::config;
-    use crate::oauth::{ClientAuth, Grant};
-    let secret = match config::optional(provider.credentials_secret_var()) {
-        Some(id) => {
-            let raw = read_secret(secrets, &id).await?;
-            serde_json::from_str::<CredentialsSecret>(&raw).map_err(|_| SecretError::Shape {
-                id,
-                fields: "client_id and client_secret".into(),
-            })?
-        }
-        None => {
-            let (id_var, secret_var, user_var, password_var) = match provider {
-                Provider::Genesys => ("GENESYS_CLIENT_ID", "GENESYS_CLIENT_SECRET", "", ""),
-                Provider::ServiceNow => (
-                    "SERVICENOW_CLIENT_ID",
-                    "SERVICENOW_CLIENT_SECRET",
-                    "SERVICENOW_USERNAME",
-                    "SERVICENOW_PASSWORD",
-                ),
-            };
-            CredentialsSecret {
-                client_id: config::required(id_var)?,
-                client_secret: config::required(secret_var)?,
-                username: (!user_var.is_empty())
-                    .then(|| config::optional(user_var))
-                    .flatten(),
-                password: (!password_var.is_empty())
-                    .then(|| config::optional(password_var))
-                    .flatten(),
-            }
-        }
-    };
-    Ok(match provider {
-        Provider::Genesys => {
-            let login = config::optional("GENESYS_LOGIN_URL")
-                .unwrap_or_else(|| "https://login.mypurecloud.com".into());
-            let mut c = ClientCredentials::basic(
-                format!("{}/oauth/token", login.trim_end_matches('/')),
-                secret.client_id,
-                secret.client_secret,
-            );
-            c.scope = config::optional("GENESYS_SCOPE");
-            c
-        }
-        Provider::ServiceNow => {
-            let instance = config::required("SERVICENOW_INSTANCE_URL")?;
-            let grant = match config::optional("SERVICENOW_OAUTH_GRANT").as_deref() {
-                None | Some("password") => match (secret.username, secret.password) {
-                    (Some(username), Some(password)) => Grant::Password { username, password },
-                    _ => {
-                        return Err(config::ConfigError::Invalid {
-                            name: "SERVICENOW_OAUTH_GRANT",
-                            reason: "the password grant needs a username and password with the \
-                                     OAuth client (secret fields or SERVICENOW_USERNAME/PASSWORD)"
-                                .into(),
-                        }
-                        .into())
-                    }
-                },
-                Some("client_credentials") => Grant::ClientCredentials,
-                Some(other) => {
-                    return Err(config::ConfigError::Invalid {
-                        name: "SERVICENOW_OAUTH_GRANT",
-                        reason: format!("expected password or client_credentials, got {other:?}"),
-                    }
-                    .into())
-                }
-            };
-            ClientCredentials {
-                token_url: format!("{}/oauth_token.do", instance.trim_end_matches('/')),
-                client_id: secret.client_id,
-                client_secret: secret.client_secret,
-                scope: None,
-                grant,
-                client_auth: ClientAuth::Form,
-            }
-        }
-    })
+/// A provider's OAuth client as configured, read without I/O: complete when its credentials were given
+/// directly, else completed by [`OAuthClientSettings::build`] from the credentials secret.
+#[derive(Debug, Clone)]
+pub struct OAuthClientSettings {
+    pub provider: Provider,
+    pub client: ClientCredentials,
+    /// Secret `{"client_id", "client_secret"[, "username", "password"]}` read at build.
+    pub credentials_secret_id: Option<String>,
 }
 
-/// The provider's [`TokenSource`] from the environment: its OAuth client, and its token secret when
+impl OAuthClientSettings {
+    /// The provider's OAuth client from the environment. Credentials come from the secret named by
+    /// `credentials_secret_var`, else from `<PROVIDER>_CLIENT_ID` / `<PROVIDER>_CLIENT_SECRET` (local runs).
+    ///
+    /// Genesys: `GENESYS_LOGIN_URL` (default `https://login.mypurecloud.com`) + `/oauth/token`, HTTP Basic,
+    /// `client_credentials`, `GENESYS_SCOPE`. ServiceNow: `SERVICENOW_INSTANCE_URL` + `/oauth_token.do`, form
+    /// client auth, `SERVICENOW_OAUTH_GRANT` = `password` (default; classic instances) or `client_credentials`.
+    pub fn from_env(env: &Env, provider: Provider) -> Result<Self, ConfigError> {
+        let credentials_secret_id = env.optional(provider.credentials_secret_var());
+        let (id_var, secret_var) = match provider {
+            Provider::Genesys => ("GENESYS_CLIENT_ID", "GENESYS_CLIENT_SECRET"),
+            Provider::ServiceNow => ("SERVICENOW_CLIENT_ID", "SERVICENOW_CLIENT_SECRET"),
+        };
+        let given = |var: &'static str| match &credentials_secret_id {
+            Some(_) => Ok(String::new()),
+            None => env.required(var),
+        };
+        let (client_id, client_secret) = (given(id_var)?, given(secret_var)?);
+        let client = match provider {
+            Provider::Genesys => {
+                let login = env
+                    .optional("GENESYS_LOGIN_URL")
+                    .unwrap_or_else(|| "https://login.mypurecloud.com".into());
+                let mut c = ClientCredentials::basic(
+                    format!("{}/oauth/token", login.trim_end_matches('/')),
+                    client_id,
+                    client_secret,
+                );
+                c.scope = env.optional("GENESYS_SCOPE");
+                c
+            }
+            Provider::ServiceNow => {
+                let instance = env.required("SERVICENOW_INSTANCE_URL")?;
+                let grant = match env.choice(
+                    "SERVICENOW_OAUTH_GRANT",
+                    &["password", "client_credentials"],
+                )? {
+                    "password" => Grant::Password {
+                        username: env.optional("SERVICENOW_USERNAME").unwrap_or_default(),
+                        password: env.optional("SERVICENOW_PASSWORD").unwrap_or_default(),
+                    },
+                    _ => Grant::ClientCredentials,
+                };
+                if credentials_secret_id.is_none() {
+                    check_password_grant(&grant)?;
+                }
+                ClientCredentials {
+                    token_url: format!("{}/oauth_token.do", instance.trim_end_matches('/')),
+                    client_id,
+                    client_secret,
+                    scope: None,
+                    grant,
+                    client_auth: ClientAuth::Form,
+                }
+            }
+        };
+        Ok(Self {
+            provider,
+            client,
+            credentials_secret_id,
+        })
+    }
+
+    /// The OAuth client, its credentials read from their secret when configured so.
+    pub async fn build(
+        &self,
+        secrets: &aws_sdk_secretsmanager::Client,
+    ) -> Result<ClientCredentials, StartupError> {
+        let mut client = self.client.clone();
+        let Some(id) = &self.credentials_secret_id else {
+            return Ok(client);
+        };
+        let raw = read_secret(secrets, id).await?;
+        let secret: CredentialsSecret =
+            serde_json::from_str(&raw).map_err(|_| SecretError::Shape {
+                id: id.clone(),
+                fields: "client_id and client_secret".into(),
+            })?;
+        client.client_id = secret.client_id;
+        client.client_secret = secret.client_secret;
+        if let Grant::Password { username, password } = &mut client.grant {
+            if let Some(u) = secret.username {
+                *username = u;
+            }
+            if let Some(p) = secret.password {
+                *password = p;
+            }
+            check_password_grant(&client.grant)?;
+        }
+        Ok(client)
+    }
+}
+
+fn check_password_grant(grant: &Grant) -> Result<(), ConfigError> {
+    match grant {
+        Grant::Password { username, password } if username.is_empty() || password.is_empty() => {
+            Err(ConfigError::Invalid {
+                name: "SERVICENOW_OAUTH_GRANT",
+                reason: "the password grant needs a username and password with the OAuth client \
+                         (secret fields or SERVICENOW_USERNAME/PASSWORD)"
+                    .into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A provider's token source as configured: its OAuth client, and its token secret when
 /// `<PROVIDER>_TOKEN_SECRET_ID` is set.
-pub async fn token_source_from_env(
-    secrets: &aws_sdk_secretsmanager::Client,
-    http: reqwest::Client,
-    provider: Provider,
-) -> Result<TokenSource, BoxError> {
-    let creds = oauth_client_from_env(secrets, provider).await?;
-    let store = crate::config::optional(provider.token_secret_var())
-        .map(|id| TokenStore::new(secrets.clone(), id));
-    Ok(TokenSource::new(
-        provider.name(),
-        http,
-        creds,
-        store,
-        Duration::from_secs(120),
-    ))
+#[derive(Debug, Clone)]
+pub struct TokenSourceSettings {
+    pub client: OAuthClientSettings,
+    pub token_secret_id: Option<String>,
+}
+
+impl TokenSourceSettings {
+    pub fn from_env(env: &Env, provider: Provider) -> Result<Self, ConfigError> {
+        Ok(Self {
+            client: OAuthClientSettings::from_env(env, provider)?,
+            token_secret_id: env.optional(provider.token_secret_var()),
+        })
+    }
+
+    pub async fn build(
+        &self,
+        secrets: &aws_sdk_secretsmanager::Client,
+        http: reqwest::Client,
+    ) -> Result<TokenSource, StartupError> {
+        let creds = self.client.build(secrets).await?;
+        let store = self
+            .token_secret_id
+            .as_ref()
+            .map(|id| TokenStore::new(secrets.clone(), id));
+        Ok(TokenSource::new(
+            self.client.provider.name(),
+            http,
+            creds,
+            store,
+            Duration::from_secs(120),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servicenow_password_grant_needs_a_user_when_credentials_are_given_directly() {
+        let env = Env::from_pairs([
+            (
+                "SERVICENOW_INSTANCE_URL",
+                "https://example.service-now.com/",
+            ),
+            ("SERVICENOW_CLIENT_ID", "id"),
+            ("SERVICENOW_CLIENT_SECRET", "secret"),
+        ]);
+        let err = OAuthClientSettings::from_env(&env, Provider::ServiceNow).unwrap_err();
+        assert!(err.to_string().contains("SERVICENOW_OAUTH_GRANT"), "{err}");
+        let env = Env::from_pairs([
+            (
+                "SERVICENOW_INSTANCE_URL",
+                "https://example.service-now.com/",
+            ),
+            ("SERVICENOW_CLIENT_ID", "id"),
+            ("SERVICENOW_CLIENT_SECRET", "secret"),
+            ("SERVICENOW_OAUTH_GRANT", "client_credentials"),
+        ]);
+        let s = OAuthClientSettings::from_env(&env, Provider::ServiceNow).unwrap();
+        assert_eq!(
+            s.client.token_url,
+            "https://example.service-now.com/oauth_token.do"
+        );
+        assert!(s.client.grant == Grant::ClientCredentials);
+    }
+
+    #[test]
+    fn credentials_from_a_secret_are_read_at_build_not_required_in_the_environment() {
+        let env = Env::from_pairs([("GENESYS_CREDENTIALS_SECRET_ID", "genesys-client")]);
+        let s = TokenSourceSettings::from_env(&env, Provider::Genesys).unwrap();
+        assert_eq!(
+            s.client.credentials_secret_id.as_deref(),
+            Some("genesys-client")
+        );
+        assert_eq!(
+            s.client.client.token_url,
+            "https://login.mypurecloud.com/oauth/token"
+        );
+        assert_eq!(s.token_secret_id, None);
+        let err = OAuthClientSettings::from_env(&Env::default(), Provider::Genesys).unwrap_err();
+        assert!(err.to_string().contains("GENESYS_CLIENT_ID"), "{err}");
+    }
 }

@@ -11,6 +11,6 @@ mod env;
 mod source;
 mod stored;
 
-pub use env::{oauth_client_from_env, token_source_from_env, Provider};
+pub use env::{OAuthClientSettings, Provider, TokenSourceSettings};
 pub use source::{TokenError, TokenSource};
 pub use stored::{RefreshPolicy, StoredToken, TokenStore};
