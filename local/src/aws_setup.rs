@@ -218,3 +218,42 @@ async fn put_secret(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Moves every message of the queue `from` to `to` with its message attributes (receive → send → delete), as
+/// SQS `StartMessageMoveTask` does on AWS (moto does not implement it). Returns how many were moved.
+pub async fn move_messages(
+    sqs: &aws_sdk_sqs::Client,
+    from: &str,
+    to: &str,
+) -> Result<usize, BoxError> {
+    let mut moved = 0;
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(from)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(moved);
+        }
+        for m in messages {
+            sqs.send_message()
+                .queue_url(to)
+                .message_body(m.body.unwrap_or_default())
+                .set_message_attributes(m.message_attributes)
+                .send()
+                .await?;
+            if let Some(h) = m.receipt_handle {
+                sqs.delete_message()
+                    .queue_url(from)
+                    .receipt_handle(h)
+                    .send()
+                    .await?;
+            }
+            moved += 1;
+        }
+    }
+}

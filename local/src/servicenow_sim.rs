@@ -74,6 +74,16 @@ pub struct Faults {
     pub drop_after_update: u32,
     /// Added to every API request.
     pub latency_ms: u64,
+    /// The next N creates commit only `late_commit_ms` after they arrived (a slow transaction, after the
+    /// client gave up); they are answered then, if the client still waits.
+    pub late_commit_next: u32,
+    pub late_commit_ms: u64,
+    /// Incident numbers an ACL hides from the integration user: list queries leave them out (404 when the
+    /// query matched only hidden ones, "… or ACL restricts the record retrieval"), reads answer 404.
+    pub acl_hidden: Vec<String>,
+    /// Incident fields the integration user may not query: their conditions are ignored (the query then
+    /// matches more than asked, as on a real instance).
+    pub unqueryable_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -431,21 +441,30 @@ async fn create_incident(
             "The payload is not valid JSON.",
         );
     };
+    let late = {
+        let mut s = sim.lock();
+        (s.faults.late_commit_next > 0).then(|| {
+            s.faults.late_commit_next -= 1;
+            Duration::from_millis(s.faults.late_commit_ms)
+        })
+    };
+    if let Some(late) = late {
+        // The transaction goes on whether or not the client waits for it.
+        let committing = sim.clone();
+        let commit = tokio::spawn(async move {
+            tokio::time::sleep(late).await;
+            insert_incident(&mut committing.lock(), &input)
+        });
+        let Ok(record) = commit.await else {
+            return injected(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        sim.record("POST", PATH, 201);
+        let out = present(&record, &params, "incident");
+        return (StatusCode::CREATED, Json(json!({"result": out}))).into_response();
+    }
     let (record, drop_connection) = {
         let mut s = sim.lock();
-        let mut rec = Map::new();
-        for f in INCIDENT_FIELDS {
-            rec.insert(f.to_string(), json!(""));
-        }
-        let sys_id = new_sys_id();
-        apply_fields(&mut s, &mut rec, &sys_id, &input);
-        rec.insert("sys_id".into(), json!(sys_id));
-        rec.insert("number".into(), json!(format!("INC{:07}", s.next_number)));
-        rec.insert("state".into(), json!("1"));
-        rec.insert("sys_created_on".into(), json!(now_text()));
-        rec.insert("opened_at".into(), json!(now_text()));
-        s.next_number += 1;
-        s.incidents.push(rec.clone());
+        let rec = insert_incident(&mut s, &input);
         let drop = s.faults.drop_after_create > 0;
         if drop {
             s.faults.drop_after_create -= 1;
@@ -460,6 +479,24 @@ async fn create_incident(
     sim.record("POST", PATH, 201);
     let out = present(&record, &params, "incident");
     (StatusCode::CREATED, Json(json!({"result": out}))).into_response()
+}
+
+/// Stores a new incident from `input`, numbered in order.
+fn insert_incident(s: &mut State_, input: &Map<String, Value>) -> Map<String, Value> {
+    let mut rec = Map::new();
+    for f in INCIDENT_FIELDS {
+        rec.insert(f.to_string(), json!(""));
+    }
+    let sys_id = new_sys_id();
+    apply_fields(s, &mut rec, &sys_id, input);
+    rec.insert("sys_id".into(), json!(sys_id));
+    rec.insert("number".into(), json!(format!("INC{:07}", s.next_number)));
+    rec.insert("state".into(), json!("1"));
+    rec.insert("sys_created_on".into(), json!(now_text()));
+    rec.insert("opened_at".into(), json!(now_text()));
+    s.next_number += 1;
+    s.incidents.push(rec.clone());
+    rec
 }
 
 /// Writes `input`'s known columns into `rec` (strings, as ServiceNow stores them); `work_notes` is appended
@@ -641,12 +678,14 @@ async fn get_incident(
     {
         return r;
     }
-    let found = sim
-        .lock()
-        .incidents
-        .iter()
-        .find(|r| r["sys_id"] == json!(sys_id))
-        .cloned();
+    let found = {
+        let s = sim.lock();
+        s.incidents
+            .iter()
+            .find(|r| r["sys_id"] == json!(sys_id))
+            .filter(|r| !s.faults.acl_hidden.iter().any(|n| r["number"] == json!(n)))
+            .cloned()
+    };
     match found {
         Some(r) => {
             sim.record("GET", ONE_INCIDENT, 200);
@@ -688,31 +727,55 @@ async fn query(
     } else {
         USER_FIELDS
     };
+    let (hidden, unqueryable) = {
+        let s = sim.lock();
+        (
+            s.faults.acl_hidden.clone(),
+            s.faults.unqueryable_fields.clone(),
+        )
+    };
+    let queryable: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|f| !unqueryable.iter().any(|u| u == f))
+        .collect();
     let conditions = parse_query(
         params
             .get("sysparm_query")
             .map(String::as_str)
             .unwrap_or(""),
-        fields,
+        &queryable,
     );
+    let is_hidden = |r: &Map<String, Value>| {
+        table == "incident" && hidden.iter().any(|n| r["number"] == json!(n))
+    };
     let limit: usize = params
         .get("sysparm_limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(10_000);
-    let rows: Vec<Value> = {
+    let (rows, hidden_matches): (Vec<Value>, usize) = {
         let s = sim.lock();
         let source = if table == "incident" {
             &s.incidents
         } else {
             &s.users
         };
-        source
-            .iter()
-            .filter(|r| matches(r, &conditions))
+        let matching: Vec<&Map<String, Value>> =
+            source.iter().filter(|r| matches(r, &conditions)).collect();
+        let hidden_matches = matching.iter().filter(|r| is_hidden(r)).count();
+        let rows = matching
+            .into_iter()
+            .filter(|r| !is_hidden(r))
             .take(limit)
             .map(|r| present(r, &params, table))
-            .collect()
+            .collect();
+        (rows, hidden_matches)
     };
+    if rows.is_empty() && hidden_matches > 0 {
+        // What an instance answers when security constraints removed every matching row.
+        sim.record("GET", &path, 404);
+        return not_found();
+    }
     if rows.is_empty() && !v2 {
         sim.record("GET", &path, 404);
         return sn_error(

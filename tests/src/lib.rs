@@ -147,6 +147,10 @@ pub struct Options {
     pub servicenow_oauth: bool,
     /// The writer's mapping (the built-in one when `None`).
     pub mapping: Option<shared::Mapping>,
+    /// The writer's settle window after a write that may have been applied without an answer.
+    pub settle: Duration,
+    /// The ServiceNow client's request timeout.
+    pub servicenow_timeout: Duration,
 }
 
 impl Default for Options {
@@ -163,6 +167,8 @@ impl Default for Options {
             invocation_timeout: Duration::from_secs(8),
             servicenow_oauth: false,
             mapping: None,
+            settle: Duration::from_secs(1),
+            servicenow_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -231,6 +237,9 @@ impl Harness {
                 retry: opts.retry,
                 deadline_reserve: Duration::from_millis(300),
                 default_caller_sys_id: Some("default-caller-sys-id".into()),
+                settle: opts.settle,
+                events_queue_url: Some(resources.queue_url.clone()),
+                max_receive_count: Some(opts.max_receive_count),
                 ..WriterConfig::default()
             },
             opts.mapping
@@ -243,7 +252,7 @@ impl Harness {
                     None => basic_auth(),
                 },
                 connect_timeout: Duration::from_secs(2),
-                request_timeout: Duration::from_secs(3),
+                request_timeout: opts.servicenow_timeout,
             })
             .expect("http client"),
             aws_sdk_dynamodb::Client::new(&aws),
@@ -366,6 +375,47 @@ impl Harness {
             .send()
             .await
             .expect("send to queue");
+    }
+
+    /// Sends `body` with these string message attributes (a replay of a dead letter, say).
+    pub async fn enqueue_with_attributes(
+        &self,
+        body: &str,
+        attributes: &std::collections::HashMap<String, String>,
+    ) {
+        let pairs: Vec<(&str, String)> = attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        self.sqs
+            .send_message()
+            .queue_url(&self.resources.queue_url)
+            .message_body(body)
+            .set_message_attributes(Some(shared::aws::string_attributes(pairs)))
+            .send()
+            .await
+            .expect("send to queue");
+    }
+
+    /// Deletes every claim and conversation record, as their TTL would.
+    pub async fn clear_table(&self) {
+        let ddb = aws_sdk_dynamodb::Client::new(&self.aws);
+        let items = ddb
+            .scan()
+            .table_name(&self.resources.table)
+            .send()
+            .await
+            .expect("scan the table")
+            .items
+            .unwrap_or_default();
+        for item in items {
+            ddb.delete_item()
+                .table_name(&self.resources.table)
+                .set_key(Some(item.into_iter().filter(|(k, _)| k == "id").collect()))
+                .send()
+                .await
+                .expect("delete an item");
+        }
     }
 
     /// Runs the writer until the queue is empty.

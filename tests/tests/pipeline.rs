@@ -151,7 +151,15 @@ async fn create_then_dropped_connection_is_reconciled_to_one_incident() {
     });
     h.post_new_event().await;
     let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), Tally::reconciled(1), "{outcomes:?}");
+    // Given back for the settle window (ServiceNow may still commit), then found by correlation_id.
+    assert_eq!(
+        tally(&outcomes),
+        Tally {
+            retried: 1,
+            ..Tally::reconciled(1)
+        },
+        "{outcomes:?}"
+    );
     one_incident(&h);
 }
 
@@ -413,7 +421,8 @@ async fn a_rotated_webhook_secret_is_picked_up_after_a_mismatch() {
 }
 
 #[tokio::test]
-async fn a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs() {
+async fn a_message_that_keeps_failing_is_dead_lettered_with_its_reason_at_its_last_receive() {
+    // Before: SQS redrove it to the DLQ after maxReceiveCount, with none of the reason attributes.
     let mut opts = Options {
         visibility_timeout_secs: 1,
         max_receive_count: 2,
@@ -434,9 +443,13 @@ async fn a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs() {
         retried,
         ..
     } = tally(&outcomes);
-    assert_eq!((created, dead), (0, 0));
-    assert_eq!(retried, 2, "received maxReceiveCount times: {outcomes:?}");
+    assert_eq!((created, retried, dead), (0, 1, 1), "{outcomes:?}");
     let dead = h.dead_letters().await;
-    assert_eq!(dead.len(), 1, "SQS redrive moved it to the DLQ");
+    assert_eq!(dead.len(), 1, "dead-lettered once, by the writer");
+    let attributes = &dead[0].1;
+    // Each 503 may have been applied: it is never retried before the settle window, and ends unconfirmed.
+    assert_eq!(attributes["failure_reason"], "servicenow_write_unconfirmed");
+    assert_eq!(attributes["http_status"], "503");
+    assert!(attributes["failure_detail"].contains("receive 2"));
     assert!(h.sim.incidents().is_empty());
 }

@@ -29,6 +29,19 @@ pub struct WriterConfig {
     /// Time kept back from the invocation deadline for releasing claims and answering.
     pub deadline_reserve: Duration,
     pub default_caller_sys_id: Option<String>,
+    /// After a create or update that may have been applied without an answer, nothing is written for the
+    /// incident until this long after the request started (ServiceNow may still commit it); the record goes
+    /// back to the queue and is reconciled then. Zero: reconcile at once, in the same invocation.
+    pub settle: Duration,
+    /// The events queue, for giving records back with a delay (`ChangeMessageVisibility`); `None`: records
+    /// reappear after the queue's visibility timeout.
+    pub events_queue_url: Option<String>,
+    /// The queue's `maxReceiveCount`: a record failing transiently on its last receive is dead-lettered here,
+    /// with its reason, instead of being moved by SQS without one. `None`: left to SQS.
+    pub max_receive_count: Option<u32>,
+    /// Event types (globs) the writer applies; `None`: those the mapping's profiles handle. Messages that
+    /// bypass the receiver (EventBridge) are checked here.
+    pub allowed_event_types: Option<Vec<String>>,
 }
 
 impl Default for WriterConfig {
@@ -37,7 +50,8 @@ impl Default for WriterConfig {
         Self {
             dead_letter_queue_url: String::new(),
             idempotency_table: String::new(),
-            idempotency_ttl: Duration::from_secs(72 * 3600),
+            // As long as the dead-letter queue keeps a message: a replay must still find its key.
+            idempotency_ttl: Duration::from_secs(14 * 24 * 3600),
             conversation_ttl: Duration::from_secs(14 * 24 * 3600),
             conversation_lock_wait: Duration::from_secs(5),
             key: KeyConfig::default(),
@@ -45,6 +59,10 @@ impl Default for WriterConfig {
             retry: RetryPolicy::default(),
             deadline_reserve: Duration::from_millis(1500),
             default_caller_sys_id: None,
+            settle: Duration::from_secs(90),
+            events_queue_url: None,
+            max_receive_count: None,
+            allowed_event_types: None,
         }
     }
 }
@@ -100,6 +118,14 @@ impl WriterConfig {
                 d.deadline_reserve.as_millis() as u64,
             )?,
             default_caller_sys_id: env.optional("SERVICENOW_DEFAULT_CALLER_SYS_ID"),
+            settle: env.secs_or("WRITER_SETTLE_SECONDS", d.settle.as_secs())?,
+            events_queue_url: env.optional("EVENTS_QUEUE_URL"),
+            max_receive_count: env
+                .parse::<u32>("WRITER_MAX_RECEIVE_COUNT")?
+                .filter(|n| *n > 0),
+            allowed_event_types: env
+                .optional("WRITER_ALLOWED_EVENT_TYPES")
+                .map(|_| env.list_or("WRITER_ALLOWED_EVENT_TYPES", &[])),
         })
     }
 }
@@ -230,6 +256,18 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Writer
     let mapping = shared::mapping::load_mapping(config.mapping_file.as_deref())?;
     let secrets = aws_sdk_secretsmanager::Client::new(aws);
     let servicenow = config.servicenow.build(&secrets).await?;
+    // Not fatal (ServiceNow may just be down now), but an untrustworthy lookup would dead-letter every
+    // record that needs reconciling: say so once, at start, with what to fix.
+    match servicenow.probe_lookup().await {
+        Ok(()) => {}
+        Err(e @ crate::servicenow::ServiceNowError::Untrustworthy(_)) => {
+            tracing::error!(error = %e,
+            "ServiceNow lookup by correlation_id cannot be trusted: the integration user needs read access to \
+             incident and its correlation_id field (Table API v2); records that must be reconciled are kept \
+             queued, then dead-lettered with reason servicenow_lookup_untrustworthy")
+        }
+        Err(e) => tracing::warn!(error = %e, "ServiceNow lookup probe could not run at start"),
+    }
     Ok(Writer::new(
         config.writer,
         mapping,

@@ -3,7 +3,7 @@
 //!
 //! Record (same table as the event records, keyed by the conversation key, which is also the incident's
 //! `correlation_id`): `{id, kind: "conversation", incident_sys_id, incident_number, impact, urgency,
-//! replaces, lock_token, lock_until_ms, expiration}`. A lock is a conditional update that succeeds when no
+//! replaces, lock_token, lock_until_ms, settle_until_ms, expiration}`. A lock is a conditional update that succeeds when no
 //! live lock exists; it returns the record as it was, so the holder learns the incident and whether an
 //! earlier holder got as far as creating one (a record without an incident means it may have: reconcile).
 
@@ -40,8 +40,11 @@ pub struct ConversationLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Locked {
     Acquired(ConversationLock),
-    /// Another invocation holds a live lock.
-    Busy,
+    /// Another invocation holds a live lock; `settle_until_ms`: it is held after a write that may still
+    /// commit, and nothing may be written for the conversation before then.
+    Busy {
+        settle_until_ms: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -73,11 +76,13 @@ impl ConversationStore {
             .table_name(&self.table)
             .key("id", s(key))
             .update_expression(
-                "SET #token = :token, #until = :until, #kind = :kind, #expiration = :exp",
+                "SET #token = :token, #until = :until, #kind = :kind, #expiration = :exp \
+                 REMOVE #settle",
             )
             .condition_expression("attribute_not_exists(#until) OR #until < :now")
             .expression_attribute_names("#token", "lock_token")
             .expression_attribute_names("#until", "lock_until_ms")
+            .expression_attribute_names("#settle", "settle_until_ms")
             .expression_attribute_names("#kind", "kind")
             .expression_attribute_names("#expiration", "expiration")
             .expression_attribute_values(":token", s(&token))
@@ -97,9 +102,48 @@ impl ConversationStore {
                     incident: known_incident(&old),
                 }))
             }
-            Err(e) if is_condition_failure(&e) => Ok(Locked::Busy),
+            Err(e) if is_condition_failure(&e) => Ok(Locked::Busy {
+                settle_until_ms: self.settling_until(key).await?,
+            }),
             Err(e) => Err(store_error("UpdateItem", e)),
         }
+    }
+
+    /// When a busy conversation is held for a write that may still commit: until when.
+    async fn settling_until(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out
+            .item()
+            .and_then(|item| get_n(item, "settle_until_ms"))
+            .filter(|u| *u > now_ms()))
+    }
+
+    /// Keeps the lock until `until_ms` after a write that may still commit: no event of the conversation is
+    /// applied before then, and the next holder reconciles.
+    pub async fn hold(&self, key: &str, token: &str, until_ms: u64) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .update_expression("SET #until = :until, #settle = :until")
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", "lock_token")
+            .expression_attribute_names("#until", "lock_until_ms")
+            .expression_attribute_names("#settle", "settle_until_ms")
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":until", n(until_ms))
+            .send()
+            .await;
+        applied("UpdateItem", res).map(|_| ())
     }
 
     /// Records the conversation's incident and releases the lock. `Ok(false)`: the lock had been taken over.

@@ -1,7 +1,7 @@
 //! DynamoDB idempotency records, after the Lambda Powertools design.
 //!
 //! Record: `{id, status: INPROGRESS|COMPLETED, payload_hash, lease_expires_ms, lease_token, expiration (TTL, s),
-//! incident_number}`. A claim is a conditional put that succeeds when no live record exists or
+//! incident_number, settle_until_ms}`. A claim is a conditional put that succeeds when no live record exists or
 //! the in-progress lease of the same payload ran out. Every attribute name in an expression is aliased, so
 //! no name can collide with a DynamoDB reserved word. A claim that replaced a record tells the caller to look
 //! the incident up in ServiceNow first: the previous holder may have created it and died before completing.
@@ -32,8 +32,9 @@ pub enum Claim {
     Acquired { token: String, retaken: bool },
     /// Already done; nothing to create.
     Completed { incident_number: Option<String> },
-    /// Someone else holds a live lease.
-    InFlight,
+    /// Someone else holds a live lease; `settle_until_ms`: it is held after a write that may still commit, and
+    /// nothing may be written for the event before then.
+    InFlight { settle_until_ms: Option<u64> },
     /// The same key was claimed for a different payload.
     Conflict,
 }
@@ -191,10 +192,14 @@ impl IdempotencyStore {
                     incident_number: get_s(item, "incident_number").map(str::to_string),
                 },
                 _ if get_n(item, "lease_expires_ms").is_some_and(|l| l < now_ms()) => continue,
-                _ => Claim::InFlight,
+                _ => Claim::InFlight {
+                    settle_until_ms: get_n(item, "settle_until_ms").filter(|u| *u > now_ms()),
+                },
             });
         }
-        Ok(Claim::InFlight)
+        Ok(Claim::InFlight {
+            settle_until_ms: None,
+        })
     }
 
     /// Marks the key COMPLETED with the incident it produced.
@@ -228,12 +233,15 @@ impl IdempotencyStore {
 
     /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first. `keep`:
     /// remember the record at least that long from now (for a dead-lettered event, the DLQ's retention).
+    /// `settle_until_ms`: the lease is held until then instead (a write that may still commit).
     pub async fn release(
         &self,
         key: &str,
         token: &str,
         keep: Option<Duration>,
+        settle_until_ms: Option<u64>,
     ) -> Result<(), StoreError> {
+        let mut set = vec!["#lease = :lease"];
         let mut req = self
             .client
             .update_item()
@@ -242,18 +250,24 @@ impl IdempotencyStore {
             .condition_expression("#token = :token")
             .expression_attribute_names("#lease", "lease_expires_ms")
             .expression_attribute_names("#token", "lease_token")
-            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":lease", n(settle_until_ms.unwrap_or(0)))
             .expression_attribute_values(":token", s(token));
-        req = match keep {
-            Some(keep) => req
-                .update_expression("SET #lease = :zero, #expiration = :exp")
+        if let Some(keep) = keep {
+            set.push("#expiration = :exp");
+            req = req
                 .expression_attribute_names("#expiration", "expiration")
                 .expression_attribute_values(
                     ":exp",
                     n(now_ms() / 1000 + keep.max(self.ttl).as_secs()),
-                ),
-            None => req.update_expression("SET #lease = :zero"),
-        };
+                );
+        }
+        if let Some(until) = settle_until_ms {
+            set.push("#settle = :settle");
+            req = req
+                .expression_attribute_names("#settle", "settle_until_ms")
+                .expression_attribute_values(":settle", n(until));
+        }
+        req = req.update_expression(format!("SET {}", set.join(", ")));
         applied("UpdateItem", req.send().await).map(|_| ())
     }
 }

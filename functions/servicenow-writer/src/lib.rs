@@ -25,6 +25,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
+use shared::event::glob_match;
 use shared::failure::FailureClass;
 use shared::incident::{event_ref, with_event_ref};
 use shared::keys::{payload_hash, IdempotencyKey};
@@ -34,7 +35,7 @@ use shared::{InboundEvent, IncidentDraft, Mapping};
 
 use conversations::{ConversationLock, ConversationStore, KnownIncident, Locked};
 use idempotency::{Claim, IdempotencyStore, StoreError};
-use ports::{Claims, Conversations, DeadLetter, DeadLetters, Incidents, SqsDeadLetters};
+use ports::{Claims, Conversations, DeadLetter, Incidents, Queues, SqsQueues};
 use servicenow::{IncidentRef, ServiceNowClient, ServiceNowError};
 
 /// What happened to one SQS record.
@@ -59,9 +60,10 @@ pub enum Outcome {
     DeadLettered {
         reason: String,
     },
-    /// Given back to the queue for a later attempt.
+    /// Given back to the queue for a later attempt (`delay`: made visible again only after it).
     Retry {
         reason: String,
+        delay: Option<Duration>,
     },
 }
 
@@ -79,12 +81,46 @@ struct Permanent {
     http_status: Option<u16>,
 }
 
+/// Why a record goes back to the queue.
+#[derive(Debug, Clone)]
+struct Transient {
+    /// The reason code it is dead-lettered with if it still fails at its last receive.
+    code: &'static str,
+    reason: String,
+    http_status: Option<u16>,
+    /// Give the record back only after this long (a long `Retry-After`, a settle window).
+    delay: Option<Duration>,
+    /// A write may still commit: the event's claim (and its conversation) stay held until then (epoch ms).
+    settle_until_ms: Option<u64>,
+}
+
+impl Transient {
+    fn new(code: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            http_status: None,
+            delay: None,
+            settle_until_ms: None,
+        }
+    }
+
+    /// Wait until `until_ms` (epoch ms) before anything is written for the record.
+    fn settling(mut self, until_ms: u64) -> Self {
+        self.settle_until_ms = Some(until_ms);
+        // A little after the hold ends, so the next receive finds it over.
+        let left = until_ms.saturating_sub(epoch_ms()) + 250;
+        self.delay = Some(Duration::from_millis(left));
+        self
+    }
+}
+
 /// How the ServiceNow part of a record ended when it did not succeed.
 #[derive(Debug)]
 enum Failure {
     Permanent(Permanent),
     /// Worth another try later: the record goes back to the queue.
-    Transient(String),
+    Transient(Transient),
 }
 
 impl Failure {
@@ -95,13 +131,20 @@ impl Failure {
                 detail: format!("ServiceNow rejected the request: {e}"),
                 http_status: e.http_status(),
             }),
-            FailureClass::Transient => Failure::Transient(e.to_string()),
+            FailureClass::Transient => Failure::Transient(Transient {
+                http_status: e.http_status(),
+                delay: e.retry_after(),
+                ..Transient::new(e.code(), e.to_string())
+            }),
         }
     }
 
     fn store(e: StoreError) -> Self {
         // Even a misconfigured table is not the event's fault: keep it queued (redrive catches it).
-        Failure::Transient(e.to_string())
+        Failure::Transient(Transient::new(
+            "idempotency_store_unavailable",
+            e.to_string(),
+        ))
     }
 }
 
@@ -138,19 +181,15 @@ pub struct BatchReport {
 }
 
 /// The writer over its edges (see [`ports`]); by default the real ServiceNow, DynamoDB and SQS clients.
-pub struct Writer<
-    I = ServiceNowClient,
-    C = IdempotencyStore,
-    V = ConversationStore,
-    D = SqsDeadLetters,
-> {
+pub struct Writer<I = ServiceNowClient, C = IdempotencyStore, V = ConversationStore, Q = SqsQueues>
+{
     config: WriterConfig,
     retrier: Retrier,
     mapping: Mapping,
     servicenow: I,
     store: C,
     conversations: V,
-    dead_letters: D,
+    queues: Q,
 }
 
 /// Correlation ids of one record, carried into every log line.
@@ -179,29 +218,23 @@ impl Writer {
             config.idempotency_table.clone(),
             config.conversation_ttl,
         );
-        let dead_letters = SqsDeadLetters {
+        let queues = SqsQueues::new(
             sqs,
-            queue_url: config.dead_letter_queue_url.clone(),
-        };
-        Writer::with_ports(
-            config,
-            mapping,
-            servicenow,
-            store,
-            conversations,
-            dead_letters,
-        )
+            config.dead_letter_queue_url.clone(),
+            config.events_queue_url.clone(),
+        );
+        Writer::with_ports(config, mapping, servicenow, store, conversations, queues)
     }
 }
 
-impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, D> {
+impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
     pub fn with_ports(
         config: WriterConfig,
         mapping: Mapping,
         servicenow: I,
         store: C,
         conversations: V,
-        dead_letters: D,
+        queues: Q,
     ) -> Self {
         Self {
             retrier: Retrier {
@@ -216,7 +249,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
             servicenow,
             store,
             conversations,
-            dead_letters,
+            queues,
         }
     }
 
@@ -234,6 +267,26 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
             })?;
         let event_hash = payload_hash(&event);
         let key = self.config.key.derive_hashed(&event, &event_hash);
+        if let Some(allowed) = &self.config.allowed_event_types {
+            // Messages that did not come through the receiver (EventBridge) meet the allow-list here.
+            let kind = event.event_kind();
+            if !allowed
+                .iter()
+                .any(|p| glob_match(p, &kind) || glob_match(p, &event.event_type))
+            {
+                return Err(Rejected {
+                    key: Some(key.key),
+                    why: Permanent {
+                        code: "event_type_not_allowed",
+                        detail: format!(
+                            "event type {:?} is not in WRITER_ALLOWED_EVENT_TYPES",
+                            event.event_type
+                        ),
+                        http_status: None,
+                    },
+                });
+            }
+        }
         match self.mapping.apply(&event, &key.key) {
             Ok(mapped) => Ok(Prepared {
                 event_hash,
@@ -312,11 +365,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
             event_key: "",
             conversation_id: "",
         };
-        let Prepared {
-            event_hash: hash,
-            key,
-            mapped,
-        } = match parsed {
+        let prepared = match parsed {
             Ok(p) => p,
             Err(rejected) => {
                 return self
@@ -324,22 +373,83 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                     .await
             }
         };
-        let conversation_id = mapped.conversation_id.clone().unwrap_or_default();
-        ids.event_key = &key.key;
+        let conversation_id = prepared.mapped.conversation_id.clone().unwrap_or_default();
+        let key = prepared.key.key.clone();
+        ids.event_key = &key;
         ids.conversation_id = &conversation_id;
-        if deadline.remaining() <= self.config.deadline_reserve {
-            return Outcome::Retry {
-                reason: "invocation deadline too close to start".into(),
-            };
+        match self.apply(record, prepared, deadline, &ids).await {
+            Ok(outcome) => outcome,
+            Err(t) => self.give_back(record, &ids, t).await,
         }
-        let lease_until = epoch_ms() + deadline.remaining().as_millis() as u64;
+    }
+
+    /// A record that failed transiently: back to the queue (after its delay), or — at its last receive,
+    /// where SQS would move it to the dead-letter queue without a reason — dead-lettered here with it.
+    async fn give_back(&self, record: &SqsMessage, ids: &Ids<'_>, t: Transient) -> Outcome {
+        let receives = receive_count(record);
+        if self
+            .config
+            .max_receive_count
+            .is_some_and(|max| receives >= max)
+        {
+            let why = Permanent {
+                code: t.code,
+                detail: format!("still failing at receive {receives}: {}", t.reason),
+                http_status: t.http_status,
+            };
+            return self
+                .dead_letter(record, ids, Some(ids.event_key), &why)
+                .await;
+        }
+        let delay = t.delay.map(|d| d.min(visibility_left(record)));
+        if let (Some(delay), Some(arn), Some(handle)) = (
+            delay.filter(|d| *d >= Duration::from_secs(1)),
+            record.event_source_arn.as_deref(),
+            record.receipt_handle.as_deref(),
+        ) {
+            if let Err(e) = self.queues.redeliver_after(arn, handle, delay).await {
+                warn!(message_id = ids.message_id, error = %e, "could not delay the record's redelivery");
+            }
+        }
+        warn!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = ids.event_key,
+              conversation_id = ids.conversation_id, reason = t.code, detail = %t.reason,
+              delay_ms = delay.map(|d| d.as_millis() as u64).unwrap_or(0), receives,
+              "transient failure; record returned to the queue");
+        Outcome::Retry {
+            reason: format!("{}: {}", t.code, t.reason),
+            delay,
+        }
+    }
+
+    /// Claims the event, applies it, and completes or releases the claim.
+    async fn apply(
+        &self,
+        record: &SqsMessage,
+        prepared: Prepared<'_>,
+        deadline: Deadline,
+        ids: &Ids<'_>,
+    ) -> Result<Outcome, Transient> {
+        let Prepared {
+            event_hash: hash,
+            key,
+            mapped,
+        } = prepared;
+        if deadline.remaining() <= self.config.deadline_reserve {
+            return Err(Transient::new(
+                "invocation_deadline",
+                "invocation deadline too close to start",
+            ));
+        }
+        // Held past the deadline by the settle window: a request cut off by the end of the invocation may
+        // still commit, and no copy may write before it would have.
+        let lease_until = self.hold_until(deadline);
         let claim = match self.store.claim(&key.key, &hash, lease_until).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(message_id = ids.message_id, idempotency_key = %key.key, error = %e, "idempotency claim failed");
-                return Outcome::Retry {
-                    reason: e.to_string(),
-                };
+                return Err(Transient::new(
+                    "idempotency_store_unavailable",
+                    e.to_string(),
+                ))
             }
         };
         let (token, retaken) = match claim {
@@ -348,14 +458,19 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                 info!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
                       conversation_id = ids.conversation_id,
                       incident_number = incident_number.as_deref().unwrap_or(""), "duplicate event skipped");
-                return Outcome::Duplicate {
+                return Ok(Outcome::Duplicate {
                     number: incident_number,
-                };
+                });
             }
-            Claim::InFlight => {
-                return Outcome::Retry {
-                    reason: "another invocation is processing this event".into(),
-                }
+            Claim::InFlight { settle_until_ms } => {
+                let t = Transient::new(
+                    "event_in_flight",
+                    "another invocation is processing this event",
+                );
+                return Err(match settle_until_ms {
+                    Some(until) => t.settling(until),
+                    None => t,
+                });
             }
             Claim::Conflict => {
                 let p = Permanent {
@@ -364,21 +479,24 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                         .into(),
                     http_status: None,
                 };
-                return self.dead_letter(record, &ids, Some(&key.key), &p).await;
+                return Ok(self.dead_letter(record, ids, Some(&key.key), &p).await);
             }
         };
+        // Look before writing whenever an earlier attempt may have written: a retaken claim, a record SQS
+        // delivered before, a replay from the dead-letter queue, or one older than the claims are kept.
+        let reconcile = retaken || self.seen_before(record);
 
         let result = if mapped.per_conversation() {
-            self.for_conversation(&mapped, retaken, deadline, &ids)
+            self.for_conversation(&mapped, reconcile, deadline, ids)
                 .await
         } else {
-            self.create_with_retries(&mapped.incident(), retaken, deadline, &ids)
+            self.create_with_retries(&mapped.incident(), reconcile, deadline, ids)
                 .await
                 .map(|(incident, reconciled)| match reconciled {
                     true => Done::Reconciled(incident.number),
                     false => Done::Created(incident.number),
                 })
-                .map_err(|e| Failure::servicenow("servicenow_rejected", e))
+                .map_err(|e| self.write_failure("servicenow_rejected", e))
         };
         match result {
             Ok(done) => {
@@ -402,34 +520,84 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                       conversation_id = ids.conversation_id, profile = %mapped.profile, incident_number = %number,
                       impact = mapped.levels().impact, urgency = mapped.levels().urgency, outcome = ?done,
                       "event applied");
-                match done {
+                Ok(match done {
                     Done::Created(number) => Outcome::Created { number },
                     Done::Updated(number) => Outcome::Updated { number },
                     Done::Reconciled(number) => Outcome::Reconciled { number },
                     Done::Ignored(number) => Outcome::Duplicate {
                         number: Some(number),
                     },
-                }
+                })
             }
             Err(Failure::Permanent(p)) => {
                 // Released, not deleted, and kept as long as a conversation (the DLQ's retention): an attempt
                 // before the refusal may have been applied (a timeout after the commit), so a replay must look
                 // for its incident or note before writing again.
-                let keep = Some(self.config.conversation_ttl);
-                if let Err(se) = self.store.release(&key.key, &token, keep).await {
-                    warn!(idempotency_key = %key.key, error = %se, "could not release claim; its lease will expire");
-                }
-                self.dead_letter(record, &ids, Some(&key.key), &p).await
+                self.release(&key.key, &token, Some(self.config.conversation_ttl), None)
+                    .await;
+                Ok(self.dead_letter(record, ids, Some(&key.key), &p).await)
             }
-            Err(Failure::Transient(reason)) => {
-                if let Err(se) = self.store.release(&key.key, &token, None).await {
-                    warn!(idempotency_key = %key.key, error = %se, "could not release claim; its lease will expire");
-                }
-                warn!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
-                      conversation_id = ids.conversation_id, reason = %reason,
-                      "transient failure; record returned to the queue");
-                Outcome::Retry { reason }
+            Err(Failure::Transient(t)) => {
+                // Kept as long as a dead letter is, in case this is the last receive.
+                self.release(
+                    &key.key,
+                    &token,
+                    Some(self.config.conversation_ttl),
+                    t.settle_until_ms,
+                )
+                .await;
+                Err(t)
             }
+        }
+    }
+
+    async fn release(&self, key: &str, token: &str, keep: Option<Duration>, settle: Option<u64>) {
+        if let Err(se) = self.store.release(key, token, keep, settle).await {
+            warn!(idempotency_key = %key, error = %se, "could not release claim; its lease will expire");
+        }
+    }
+
+    /// Until when a claim or lock taken now is held: the invocation's end plus the settle window.
+    fn hold_until(&self, deadline: Deadline) -> u64 {
+        epoch_ms() + (deadline.remaining() + self.config.settle).as_millis() as u64
+    }
+
+    /// Whether an earlier attempt may have written for this record although its claim does not say so.
+    fn seen_before(&self, record: &SqsMessage) -> bool {
+        let replayed = record.message_attributes.contains_key("failure_reason");
+        let sent_ms = record
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|v| v.parse::<u64>().ok());
+        let older_than_claims = sent_ms.is_some_and(|sent| {
+            epoch_ms().saturating_sub(sent) >= self.config.idempotency_ttl.as_millis() as u64
+        });
+        receive_count(record) > 1 || replayed || older_than_claims
+    }
+
+    /// A failed create or update: permanent, back to the queue, or — when it may have been applied without
+    /// an answer — held for the settle window, so a late commit is found instead of written again.
+    fn write_failure(&self, code: &'static str, e: WriteError) -> Failure {
+        match e {
+            WriteError::Unconfirmed(e) => Failure::Transient(
+                Transient {
+                    http_status: e.http_status(),
+                    ..Transient::new(
+                        "servicenow_write_unconfirmed",
+                        format!("{e}; nothing is written until ServiceNow had time to commit it"),
+                    )
+                }
+                .settling(epoch_ms() + self.config.settle.as_millis() as u64),
+            ),
+            WriteError::ServiceNow(e) if e.ambiguous() && !self.config.settle.is_zero() => {
+                self.write_failure(code, WriteError::Unconfirmed(e))
+            }
+            WriteError::ServiceNow(e) => Failure::servicenow(code, e),
+            WriteError::Gone => Failure::Permanent(Permanent {
+                code,
+                detail: "the incident is gone".into(),
+                http_status: Some(404),
+            }),
         }
     }
 
@@ -460,6 +628,15 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                 .record(&conversation, &lock.token, incident)
                 .await
                 .map(|_| ()),
+            // A write that may still commit: no event of the conversation is applied before it would have.
+            Err(Failure::Transient(Transient {
+                settle_until_ms: Some(until),
+                ..
+            })) => {
+                self.conversations
+                    .hold(&conversation, &lock.token, *until)
+                    .await
+            }
             _ => self.conversations.unlock(&conversation, &lock.token).await,
         };
         if let Err(e) = recorded {
@@ -479,7 +656,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
         let give_up = Deadline::after(self.config.conversation_lock_wait.min(deadline.remaining()));
         let mut wait = Duration::from_millis(50);
         loop {
-            let until = epoch_ms() + deadline.remaining().as_millis() as u64;
+            let until = self.hold_until(deadline);
             match self
                 .conversations
                 .lock(conversation, until)
@@ -487,16 +664,28 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                 .map_err(Failure::store)?
             {
                 Locked::Acquired(lock) => return Ok(lock),
-                Locked::Busy
+                Locked::Busy {
+                    settle_until_ms: Some(until),
+                } => {
+                    return Err(Failure::Transient(
+                        Transient::new(
+                            "conversation_settling",
+                            "a write for this conversation may still commit in ServiceNow",
+                        )
+                        .settling(until),
+                    ))
+                }
+                Locked::Busy { .. }
                     if give_up.allows(wait, Duration::ZERO) && deadline.allows(wait, reserve) =>
                 {
                     tokio::time::sleep(shared::retry::jitter(wait)).await;
                     wait = (wait * 2).min(Duration::from_millis(800));
                 }
-                Locked::Busy => {
-                    return Err(Failure::Transient(
-                        "another invocation is applying an event of this conversation".into(),
-                    ))
+                Locked::Busy { .. } => {
+                    return Err(Failure::Transient(Transient::new(
+                        "conversation_busy",
+                        "another invocation is applying an event of this conversation",
+                    )))
                 }
             }
         }
@@ -541,7 +730,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
         let (found, reconciled) = self
             .create_with_retries(&draft, reconcile, deadline, ids)
             .await
-            .map_err(|e| Failure::servicenow("servicenow_rejected", e))?;
+            .map_err(|e| self.write_failure("servicenow_rejected", e))?;
         let incident = KnownIncident {
             sys_id: found.sys_id,
             number: found.number.clone(),
@@ -590,10 +779,8 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                 };
                 Ok((done, Some(updated)))
             }
-            Err(UpdateError::Gone) => self.replace_deleted(mapped, incident, deadline, ids).await,
-            Err(UpdateError::ServiceNow(e)) => {
-                Err(Failure::servicenow("servicenow_update_rejected", e))
-            }
+            Err(WriteError::Gone) => self.replace_deleted(mapped, incident, deadline, ids).await,
+            Err(e) => Err(self.write_failure("servicenow_update_rejected", e)),
         }
     }
 
@@ -644,7 +831,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
         check_notes: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
-    ) -> Result<(Done, (Option<u8>, Option<u8>)), UpdateError> {
+    ) -> Result<(Done, (Option<u8>, Option<u8>)), WriteError> {
         self.retrier
             .run(
                 deadline,
@@ -664,7 +851,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
         note: &str,
         check_notes: bool,
         ids: &Ids<'_>,
-    ) -> Result<(Done, (Option<u8>, Option<u8>)), UpdateError> {
+    ) -> Result<(Done, (Option<u8>, Option<u8>)), WriteError> {
         let wanted = mapped.levels();
         let raise = |which: Raise, new: u8, known: Option<u8>| {
             mapped.raise.contains(&which) && known.is_none_or(|k| new < k)
@@ -673,7 +860,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
             || raise(Raise::Urgency, wanted.urgency, incident.urgency);
         let state = if check_notes || may_raise {
             match self.servicenow.incident_state(&incident.sys_id).await? {
-                None => return Err(UpdateError::Gone),
+                None => return Err(WriteError::Gone),
                 Some(state) => Some(state),
             }
         } else {
@@ -713,8 +900,8 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
             .await
         {
             Ok(_) => Ok((Done::Updated(incident.number.clone()), sent)),
-            Err(e) if e.http_status() == Some(404) => Err(UpdateError::Gone),
-            Err(e) => Err(e.into()),
+            Err(e) if e.http_status() == Some(404) => Err(WriteError::Gone),
+            Err(e) => Err(self.unconfirmed_if_ambiguous(e)),
         }
     }
 
@@ -727,7 +914,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
         reconcile: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
-    ) -> Result<(IncidentRef, bool), ServiceNowError> {
+    ) -> Result<(IncidentRef, bool), WriteError> {
         // The caller is looked up once, by the first attempt that gets that far.
         let caller = tokio::sync::OnceCell::new();
         self.retrier
@@ -747,7 +934,7 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
         caller: &tokio::sync::OnceCell<Option<String>>,
         reconcile: bool,
         ids: &Ids<'_>,
-    ) -> Result<(IncidentRef, bool), ServiceNowError> {
+    ) -> Result<(IncidentRef, bool), WriteError> {
         if reconcile {
             if let Some(found) = self
                 .servicenow
@@ -765,7 +952,19 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                 .clone();
         }
         body.work_notes = with_event_ref(&draft.work_notes, ids.event_key);
-        Ok((self.servicenow.create_incident(&body).await?, false))
+        match self.servicenow.create_incident(&body).await {
+            Ok(created) => Ok((created, false)),
+            Err(e) => Err(self.unconfirmed_if_ambiguous(e)),
+        }
+    }
+
+    /// A write that failed without saying whether it was applied. With a settle window it is not retried in
+    /// this invocation: ServiceNow may commit it long after the client gave up.
+    fn unconfirmed_if_ambiguous(&self, e: ServiceNowError) -> WriteError {
+        match e.ambiguous() && !self.config.settle.is_zero() {
+            true => WriteError::Unconfirmed(e),
+            false => WriteError::ServiceNow(e),
+        }
     }
 
     async fn resolve_caller(
@@ -824,8 +1023,8 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
             body
         };
         let sent = self
-            .dead_letters
-            .send(DeadLetter { body, attributes })
+            .queues
+            .dead_letter(DeadLetter { body, attributes })
             .await;
         match sent {
             Ok(_) => {
@@ -842,40 +1041,49 @@ impl<I: Incidents, C: Claims, V: Conversations, D: DeadLetters> Writer<I, C, V, 
                        "could not dead-letter; record returned to the queue");
                 Outcome::Retry {
                     reason: "dead-letter queue unavailable".into(),
+                    delay: None,
                 }
             }
         }
     }
 }
 
-/// Why an update did not happen.
+/// Why a create or update did not happen.
 #[derive(Debug, thiserror::Error)]
-enum UpdateError {
-    /// 404: the incident is gone (deleted, or hidden by an ACL).
+enum WriteError {
+    /// 404 on an update: the incident is gone (deleted, or hidden by an ACL).
     #[error("the incident is gone")]
     Gone,
+    /// It may have been applied without an answer; not retried before the settle window passed.
+    #[error("{0} (it may have been applied)")]
+    Unconfirmed(ServiceNowError),
     #[error(transparent)]
     ServiceNow(ServiceNowError),
 }
 
-impl Retryable for UpdateError {
+impl Retryable for WriteError {
     fn class(&self) -> FailureClass {
         match self {
-            UpdateError::Gone => FailureClass::Permanent,
-            UpdateError::ServiceNow(e) => e.class(),
+            // Ends the retries of this invocation; the record is given back to the queue.
+            WriteError::Gone | WriteError::Unconfirmed(_) => FailureClass::Permanent,
+            WriteError::ServiceNow(e) => e.class(),
         }
     }
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            UpdateError::Gone => None,
-            UpdateError::ServiceNow(e) => e.retry_after(),
+            WriteError::ServiceNow(e) => e.retry_after(),
+            _ => None,
         }
     }
     fn ambiguous(&self) -> bool {
-        matches!(self, UpdateError::ServiceNow(e) if e.ambiguous())
+        match self {
+            WriteError::Gone => false,
+            WriteError::Unconfirmed(_) => true,
+            WriteError::ServiceNow(e) => e.ambiguous(),
+        }
     }
     fn out_of_time(budget: Duration, started: bool) -> Self {
-        UpdateError::ServiceNow(ServiceNowError::out_of_time(budget, started))
+        WriteError::ServiceNow(ServiceNowError::out_of_time(budget, started))
     }
 }
 
@@ -884,10 +1092,32 @@ fn log_retry(ids: &Ids<'_>, e: &impl std::fmt::Display, n: RetryNotice) {
           failed_attempt = n.failed_attempt, delay_ms = n.delay.as_millis() as u64, error = %e, "retrying ServiceNow");
 }
 
-impl From<ServiceNowError> for UpdateError {
+impl From<ServiceNowError> for WriteError {
     fn from(e: ServiceNowError) -> Self {
-        UpdateError::ServiceNow(e)
+        WriteError::ServiceNow(e)
     }
+}
+
+/// How often SQS has delivered the record (1 on its first receive).
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The longest a received record can still be kept invisible: SQS allows 12 hours from its first receive.
+fn visibility_left(record: &SqsMessage) -> Duration {
+    const MAX: u64 = 12 * 3600 * 1000;
+    let first = record
+        .attributes
+        .get("ApproximateFirstReceiveTimestamp")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(epoch_ms);
+    let used = epoch_ms().saturating_sub(first);
+    // A minute of margin for the clocks and the call itself.
+    Duration::from_millis(MAX.saturating_sub(used).saturating_sub(60_000))
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -29,12 +29,14 @@ pub trait Claims: Sync {
         token: &str,
         number: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Gives the lease up, keeping the record (for at least `keep`) so that the next claim reconciles.
+    /// Gives the lease up, keeping the record (for at least `keep`) so that the next claim reconciles;
+    /// `settle_until_ms`: holds it until then instead (a write that may still commit).
     fn release(
         &self,
         key: &str,
         token: &str,
         keep: Option<Duration>,
+        settle_until_ms: Option<u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -54,6 +56,13 @@ pub trait Conversations: Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn unlock(&self, key: &str, token: &str)
         -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps the lock until `until_ms` (a write that may still commit); the next holder reconciles.
+    fn hold(
+        &self,
+        key: &str,
+        token: &str,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The ServiceNow Table API calls the writer makes.
@@ -91,9 +100,18 @@ pub struct DeadLetter {
     pub attributes: Vec<(&'static str, String)>,
 }
 
-pub trait DeadLetters: Sync {
-    /// `Err` carries a reason safe to log.
-    fn send(&self, letter: DeadLetter) -> impl Future<Output = Result<(), String>> + Send;
+/// The queues around the writer: the dead-letter queue, and the events queue a record is given back to.
+pub trait Queues: Sync {
+    /// Sends to the dead-letter queue. `Err` carries a reason safe to log.
+    fn dead_letter(&self, letter: DeadLetter) -> impl Future<Output = Result<(), String>> + Send;
+    /// Makes a received record (of the queue `queue_arn`) visible again only after `delay`
+    /// (`ChangeMessageVisibility`), so a long wait costs one receive.
+    fn redeliver_after(
+        &self,
+        queue_arn: &str,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 impl Claims for IdempotencyStore {
@@ -108,8 +126,9 @@ impl Claims for IdempotencyStore {
         key: &str,
         token: &str,
         keep: Option<Duration>,
+        settle_until_ms: Option<u64>,
     ) -> Result<(), StoreError> {
-        IdempotencyStore::release(self, key, token, keep).await
+        IdempotencyStore::release(self, key, token, keep, settle_until_ms).await
     }
 }
 
@@ -127,6 +146,9 @@ impl Conversations for ConversationStore {
     }
     async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
         ConversationStore::unlock(self, key, token).await
+    }
+    async fn hold(&self, key: &str, token: &str, until_ms: u64) -> Result<(), StoreError> {
+        ConversationStore::hold(self, key, token, until_ms).await
     }
 }
 
@@ -155,20 +177,79 @@ impl Incidents for ServiceNowClient {
     }
 }
 
-/// The SQS dead-letter queue.
-#[derive(Debug, Clone)]
-pub struct SqsDeadLetters {
+/// The SQS queues: the dead-letter queue, and the events queue (its URL given, or found from the record's
+/// queue ARN once).
+#[derive(Debug)]
+pub struct SqsQueues {
     pub sqs: aws_sdk_sqs::Client,
-    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub events_queue_url: tokio::sync::OnceCell<String>,
 }
 
-impl DeadLetters for SqsDeadLetters {
-    async fn send(&self, letter: DeadLetter) -> Result<(), String> {
+impl SqsQueues {
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        dead_letter_queue_url: String,
+        events_queue_url: Option<String>,
+    ) -> Self {
+        Self {
+            sqs,
+            dead_letter_queue_url,
+            events_queue_url: tokio::sync::OnceCell::new_with(events_queue_url),
+        }
+    }
+
+    async fn events_queue_url(&self, queue_arn: &str) -> Result<&String, String> {
+        self.events_queue_url
+            .get_or_try_init(|| async {
+                // arn:aws:sqs:<region>:<account>:<name>
+                let mut parts = queue_arn.rsplitn(3, ':');
+                let (Some(name), Some(account)) = (parts.next(), parts.next()) else {
+                    return Err(format!("not an SQS queue ARN: {queue_arn}"));
+                };
+                self.sqs
+                    .get_queue_url()
+                    .queue_name(name)
+                    .queue_owner_aws_account_id(account)
+                    .send()
+                    .await
+                    .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())?
+                    .queue_url
+                    .ok_or_else(|| "GetQueueUrl answered no URL".to_string())
+            })
+            .await
+    }
+}
+
+impl Queues for SqsQueues {
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), String> {
         self.sqs
             .send_message()
-            .queue_url(&self.queue_url)
+            .queue_url(&self.dead_letter_queue_url)
             .message_body(letter.body)
             .set_message_attributes(Some(shared::aws::string_attributes(letter.attributes)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    }
+
+    async fn redeliver_after(
+        &self,
+        queue_arn: &str,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), String> {
+        let url = self.events_queue_url(queue_arn).await?;
+        self.sqs
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt_handle)
+            // Whole seconds, rounded up: never visible before the delay.
+            .visibility_timeout(
+                i32::try_from(delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
+                    .unwrap_or(i32::MAX),
+            )
             .send()
             .await
             .map(|_| ())

@@ -62,6 +62,11 @@ pub enum ServiceNowError {
     /// The invocation had no time left for another request (none was sent).
     #[error("no time left in the invocation for another ServiceNow request")]
     OutOfTime,
+    /// A lookup answered, but its answer cannot prove that nothing matches (a 404, which ServiceNow also gives
+    /// when an ACL hides the record; or rows that do not match, proof that the query was ignored). Never
+    /// read as "not found": creating on it could duplicate.
+    #[error("ServiceNow lookup cannot be trusted: {0}")]
+    Untrustworthy(&'static str),
 }
 
 impl ServiceNowError {
@@ -76,7 +81,10 @@ impl ServiceNowError {
             ServiceNowError::Transport(_)
             | ServiceNowError::Decode(_)
             | ServiceNowError::Token(_)
-            | ServiceNowError::OutOfTime => FailureClass::Transient,
+            | ServiceNowError::OutOfTime
+            // An ACL or schema problem someone can fix: kept queued, dead-lettered with this reason at the
+            // last receive.
+            | ServiceNowError::Untrustworthy(_) => FailureClass::Transient,
         }
     }
 
@@ -85,7 +93,22 @@ impl ServiceNowError {
         match self {
             ServiceNowError::Status { status, .. } => *status >= 500,
             ServiceNowError::Transport(_) | ServiceNowError::Decode(_) => true,
-            ServiceNowError::Token(_) | ServiceNowError::OutOfTime => false,
+            ServiceNowError::Token(_)
+            | ServiceNowError::OutOfTime
+            | ServiceNowError::Untrustworthy(_) => false,
+        }
+    }
+
+    /// The reason code a record carries when it fails this way.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceNowError::Status { status: 429, .. } => "servicenow_throttled",
+            ServiceNowError::Status { .. }
+            | ServiceNowError::Transport(_)
+            | ServiceNowError::Decode(_)
+            | ServiceNowError::OutOfTime => "servicenow_unavailable",
+            ServiceNowError::Token(_) => "servicenow_token_unavailable",
+            ServiceNowError::Untrustworthy(_) => "servicenow_lookup_untrustworthy",
         }
     }
 
@@ -313,32 +336,53 @@ impl ServiceNowClient {
 
     /// The incident whose `correlation_id` is exactly `key`, if any.
     ///
-    /// ServiceNow silently ignores invalid query parts (the query can then match every record), so the
-    /// returned record's `correlation_id` is compared with `key` before it is trusted.
+    /// Asked of Table API v2, whose "no match" is `200` with `[]`; that is the only answer read as "none".
+    /// A 404 (v1's empty result, but also "ACL restricts the record retrieval") and rows whose
+    /// `correlation_id` is not `key` (ServiceNow silently ignores a query part it cannot use, and the query then
+    /// matches everything) are [`ServiceNowError::Untrustworthy`].
     pub async fn find_by_correlation_id(
         &self,
         key: &str,
     ) -> Result<Option<IncidentRef>, ServiceNowError> {
-        let url = format!("{}/api/now/table/incident", self.base);
+        let url = format!("{}/api/now/v2/table/incident", self.base);
         let query = [
             ("sysparm_query", format!("correlation_id={key}")),
             ("sysparm_fields", "sys_id,number,correlation_id".to_string()),
             ("sysparm_limit", "1".to_string()),
         ];
         let response = self.send(|h| h.get(&url).query(&query)).await?;
-        // Table API v1 answers 404 for an empty result.
         if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Err(ServiceNowError::Untrustworthy(
+                "the lookup by correlation_id answered 404 (no record, or an ACL hides it)",
+            ));
         }
         let many: Many = check(response)?.json().await.map_err(decode)?;
-        let found = many
-            .result
-            .into_iter()
-            .find(|r| r.correlation_id.as_deref() == Some(key));
-        Ok(found.map(|r| IncidentRef {
-            sys_id: r.sys_id,
-            number: r.number,
+        let Some(first) = many.result.into_iter().next() else {
+            return Ok(None);
+        };
+        if first.correlation_id.as_deref() != Some(key) {
+            return Err(ServiceNowError::Untrustworthy(
+                "the lookup by correlation_id returned another record: ServiceNow ignored the query \
+                 (correlation_id not readable or not queryable by the integration user)",
+            ));
+        }
+        Ok(Some(IncidentRef {
+            sys_id: first.sys_id,
+            number: first.number,
         }))
+    }
+
+    /// Checks at cold start that a lookup by `correlation_id` can be trusted: a key nothing has must answer
+    /// `200` with no rows. Any other answer is why reconciling (and so creating after an unanswered attempt)
+    /// would fail.
+    pub async fn probe_lookup(&self) -> Result<(), ServiceNowError> {
+        let probe = format!("gc-probe-{}", uuid::Uuid::new_v4().simple());
+        match self.find_by_correlation_id(&probe).await? {
+            None => Ok(()),
+            Some(_) => Err(ServiceNowError::Untrustworthy(
+                "a lookup for a correlation_id nothing has returned a record",
+            )),
+        }
     }
 
     /// The `sys_user` whose phone or mobile phone is `e164`, cached for the container's life.

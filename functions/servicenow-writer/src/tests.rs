@@ -17,7 +17,7 @@ use shared::{InboundEvent, IncidentDraft, Mapping};
 
 use crate::conversations::{ConversationLock, KnownIncident, Locked};
 use crate::idempotency::{Claim, StoreError};
-use crate::ports::{Claims, Conversations, DeadLetter, DeadLetters, Incidents};
+use crate::ports::{Claims, Conversations, DeadLetter, Incidents, Queues};
 use crate::servicenow::{IncidentRef, IncidentState, ServiceNowError};
 use crate::{Outcome, Writer, WriterConfig};
 
@@ -31,8 +31,15 @@ fn store_down(operation: &'static str) -> StoreError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ClaimStatus {
-    InProgress { lease_until: u64, token: String },
-    Completed { number: String },
+    InProgress {
+        lease_until: u64,
+        token: String,
+        /// Held after a write that may still commit.
+        settle_until: Option<u64>,
+    },
+    Completed {
+        number: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +76,7 @@ impl Claims for FakeClaims {
             status: ClaimStatus::InProgress {
                 lease_until: until,
                 token: token.clone(),
+                settle_until: None,
             },
             released: None,
         };
@@ -93,7 +101,9 @@ impl Claims for FakeClaims {
                     retaken: true,
                 })
             }
-            ClaimStatus::InProgress { .. } => Ok(Claim::InFlight),
+            ClaimStatus::InProgress { settle_until, .. } => Ok(Claim::InFlight {
+                settle_until_ms: settle_until.filter(|u| *u > epoch_ms()),
+            }),
         }
     }
 
@@ -116,16 +126,19 @@ impl Claims for FakeClaims {
         key: &str,
         token: &str,
         keep: Option<Duration>,
+        settle_until_ms: Option<u64>,
     ) -> Result<(), StoreError> {
         let mut records = self.records.lock().unwrap();
         if let Some(r) = records.get_mut(key) {
             if let ClaimStatus::InProgress {
                 token: t,
                 lease_until,
+                settle_until,
             } = &mut r.status
             {
                 if t == token {
-                    *lease_until = 0;
+                    *lease_until = settle_until_ms.unwrap_or(0);
+                    *settle_until = settle_until_ms;
                     r.released = Some(keep);
                 }
             }
@@ -138,6 +151,7 @@ impl Claims for FakeClaims {
 struct ConversationRecord {
     incident: Option<KnownIncident>,
     lock: Option<(String, u64)>,
+    settle_until: Option<u64>,
 }
 
 #[derive(Default)]
@@ -152,10 +166,13 @@ impl Conversations for FakeConversations {
         let existed = records.contains_key(key);
         let record = records.entry(key.into()).or_default();
         if record.lock.as_ref().is_some_and(|(_, u)| *u >= epoch_ms()) {
-            return Ok(Locked::Busy);
+            return Ok(Locked::Busy {
+                settle_until_ms: record.settle_until.filter(|u| *u > epoch_ms()),
+            });
         }
         let token = format!("lock-{}", self.tokens.fetch_add(1, Ordering::SeqCst));
         record.lock = Some((token.clone(), until_ms));
+        record.settle_until = None;
         Ok(Locked::Acquired(ConversationLock {
             token,
             incident: record.incident.clone(),
@@ -188,6 +205,17 @@ impl Conversations for FakeConversations {
         }
         Ok(())
     }
+
+    async fn hold(&self, key: &str, token: &str, until_ms: u64) -> Result<(), StoreError> {
+        let mut records = self.records.lock().unwrap();
+        if let Some(record) = records.get_mut(key) {
+            if record.lock.as_ref().is_some_and(|(t, _)| t == token) {
+                record.lock = Some((token.into(), until_ms));
+                record.settle_until = Some(until_ms);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How one scripted ServiceNow write ends.
@@ -199,6 +227,8 @@ enum Step {
     Refuse(ServiceNowError),
     /// Applied, but the answer was lost (a timeout after the commit, a dropped connection).
     CommitThenLose,
+    /// Timed out, and ServiceNow commits it later (when the test says time has passed).
+    CommitLater,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +248,10 @@ struct FakeServiceNow {
     incidents: Mutex<Vec<FakeIncident>>,
     creates: Mutex<VecDeque<Step>>,
     updates: Mutex<VecDeque<Step>>,
+    /// Creates still committing: (correlation_id, note).
+    late: Mutex<Vec<(String, String)>>,
+    /// Every lookup by correlation_id fails so.
+    lookup_fails: Mutex<Option<ServiceNowError>>,
 }
 
 impl FakeServiceNow {
@@ -252,6 +286,14 @@ impl FakeServiceNow {
         self.incidents.lock().unwrap().clone()
     }
 
+    /// The creates still committing land.
+    fn commit_late_creates(&self) {
+        let late: Vec<_> = self.late.lock().unwrap().drain(..).collect();
+        for (correlation_id, note) in late {
+            self.insert(&correlation_id, &note);
+        }
+    }
+
     fn next(script: &Mutex<VecDeque<Step>>) -> Step {
         script.lock().unwrap().pop_front().unwrap_or(Step::Answer)
     }
@@ -277,6 +319,13 @@ impl Incidents for FakeServiceNow {
                 self.insert(&draft.correlation_id, &draft.work_notes);
                 Err(lost())
             }
+            Step::CommitLater => {
+                self.late
+                    .lock()
+                    .unwrap()
+                    .push((draft.correlation_id.clone(), draft.work_notes.clone()));
+                Err(lost())
+            }
         }
     }
 
@@ -291,6 +340,9 @@ impl Incidents for FakeServiceNow {
         let step = Self::next(&self.updates);
         if let Step::Refuse(e) = step {
             return Err(e);
+        }
+        if let Step::CommitLater = step {
+            unimplemented!("late commits are scripted for creates");
         }
         let mut incidents = self.incidents.lock().unwrap();
         let Some(incident) = incidents.iter_mut().find(|i| i.sys_id == sys_id) else {
@@ -338,6 +390,9 @@ impl Incidents for FakeServiceNow {
         &self,
         correlation_id: &str,
     ) -> Result<Option<IncidentRef>, ServiceNowError> {
+        if let Some(e) = self.lookup_fails.lock().unwrap().clone() {
+            return Err(e);
+        }
         Ok(self
             .incidents()
             .into_iter()
@@ -354,11 +409,13 @@ impl Incidents for FakeServiceNow {
 }
 
 #[derive(Default)]
-struct FakeDeadLetters {
+struct FakeQueues {
     sent: Mutex<Vec<DeadLetter>>,
+    /// (receipt handle, delay) of each delayed redelivery.
+    delayed: Mutex<Vec<(String, Duration)>>,
 }
 
-impl FakeDeadLetters {
+impl FakeQueues {
     fn reasons(&self) -> Vec<String> {
         self.sent
             .lock()
@@ -374,14 +431,27 @@ impl FakeDeadLetters {
     }
 }
 
-impl DeadLetters for FakeDeadLetters {
-    async fn send(&self, letter: DeadLetter) -> Result<(), String> {
+impl Queues for FakeQueues {
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), String> {
         self.sent.lock().unwrap().push(letter);
+        Ok(())
+    }
+
+    async fn redeliver_after(
+        &self,
+        _queue_arn: &str,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), String> {
+        self.delayed
+            .lock()
+            .unwrap()
+            .push((receipt_handle.into(), delay));
         Ok(())
     }
 }
 
-type FakeWriter = Writer<FakeServiceNow, FakeClaims, FakeConversations, FakeDeadLetters>;
+type FakeWriter = Writer<FakeServiceNow, FakeClaims, FakeConversations, FakeQueues>;
 
 fn config() -> WriterConfig {
     WriterConfig {
@@ -400,6 +470,10 @@ fn config() -> WriterConfig {
         },
         deadline_reserve: Duration::from_millis(100),
         default_caller_sys_id: None,
+        settle: Duration::from_secs(60),
+        events_queue_url: None,
+        max_receive_count: Some(5),
+        allowed_event_types: None,
     }
 }
 
@@ -410,7 +484,7 @@ fn writer(servicenow: FakeServiceNow) -> FakeWriter {
         servicenow,
         FakeClaims::default(),
         FakeConversations::default(),
-        FakeDeadLetters::default(),
+        FakeQueues::default(),
     )
 }
 
@@ -439,19 +513,74 @@ fn key_and_hash(body: &str) -> (String, String) {
 }
 
 fn record(body: &str) -> SqsMessage {
+    delivery(body, 1)
+}
+
+/// `body` as SQS delivers it for the `receive`-th time.
+fn delivery(body: &str, receive: u32) -> SqsMessage {
     let mut message = SqsMessage::default();
     message.message_id = Some("m-1".into());
+    message.receipt_handle = Some(format!("receipt-{receive}"));
+    message.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:events".into());
     message.body = Some(body.into());
+    message
+        .attributes
+        .insert("ApproximateReceiveCount".into(), receive.to_string());
     message
 }
 
 async fn process(w: &FakeWriter, body: &str) -> Outcome {
+    process_delivery(w, delivery(body, 1)).await
+}
+
+async fn process_delivery(w: &FakeWriter, message: SqsMessage) -> Outcome {
     let report = w
-        .process_batch(vec![record(body)], Deadline::after(Duration::from_secs(30)))
+        .process_batch(vec![message], Deadline::after(Duration::from_secs(30)))
         .await;
     let mut outcomes = report.outcomes;
     assert_eq!(outcomes.len(), 1);
     outcomes.remove(0).1
+}
+
+impl FakeWriter {
+    /// Time passes until every lease, lock and settle window has ended; creates still committing land.
+    fn time_passes(&self) {
+        let past = epoch_ms() - 1;
+        for r in self.store.records.lock().unwrap().values_mut() {
+            if let ClaimStatus::InProgress {
+                lease_until,
+                settle_until,
+                ..
+            } = &mut r.status
+            {
+                *lease_until = (*lease_until).min(past);
+                *settle_until = settle_until.map(|u| u.min(past));
+            }
+        }
+        for r in self.conversations.records.lock().unwrap().values_mut() {
+            if let Some((_, until)) = &mut r.lock {
+                *until = (*until).min(past);
+            }
+            r.settle_until = r.settle_until.map(|u| u.min(past));
+        }
+        self.servicenow.commit_late_creates();
+    }
+
+    /// Delivers `body` until it no longer comes back (at most the queue's receive count), time passing
+    /// between deliveries; the outcome of each.
+    async fn deliver_until_done(&self, body: &str) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for receive in 1..=self.config.max_receive_count.unwrap_or(1) {
+            let outcome = process_delivery(self, delivery(body, receive)).await;
+            let again = matches!(outcome, Outcome::Retry { .. });
+            outcomes.push(outcome);
+            if !again {
+                break;
+            }
+            self.time_passes();
+        }
+        outcomes
+    }
 }
 
 /// The event's claim as the table holds it before the record arrives.
@@ -464,7 +593,7 @@ enum Before {
     /// Claimed by an invocation that created the incident and died before recording it.
     DiedAfterCreate,
     Completed,
-    /// Another invocation holds a live lease.
+    /// Another invocation holds a live lease (it never creates: its lease runs out).
     InFlight,
     /// The same key with another payload.
     OtherPayload,
@@ -477,35 +606,46 @@ enum Before {
 enum Creates {
     Answered,
     ThrottledThenAnswered,
+    /// 429 with a `Retry-After` longer than an invocation waits: back to the queue for that long.
+    ThrottledForLong,
     /// A timeout after the commit: the next attempt must find it, not create again.
     CommittedButLost,
     /// A timeout before the commit: the next attempt looks, finds nothing, creates.
     LostBeforeCommit,
+    /// A timeout, and ServiceNow commits the insert later: nothing is created before it had the time to.
+    CommitsAfterTimeout,
     Refused,
     AlwaysUnavailable,
 }
 
 impl Creates {
-    const ALL: [Creates; 6] = [
+    const ALL: [Creates; 8] = [
         Creates::Answered,
         Creates::ThrottledThenAnswered,
+        Creates::ThrottledForLong,
         Creates::CommittedButLost,
         Creates::LostBeforeCommit,
+        Creates::CommitsAfterTimeout,
         Creates::Refused,
         Creates::AlwaysUnavailable,
     ];
 
     fn script(self) -> Vec<Step> {
+        let throttled = |secs| {
+            Step::Refuse(ServiceNowError::Status {
+                status: 429,
+                retry_after: Some(Duration::from_millis(secs)),
+            })
+        };
         match self {
             Creates::Answered => vec![],
-            Creates::ThrottledThenAnswered => vec![Step::Refuse(ServiceNowError::Status {
-                status: 429,
-                retry_after: Some(Duration::from_millis(1)),
-            })],
+            Creates::ThrottledThenAnswered => vec![throttled(1)],
+            Creates::ThrottledForLong => vec![throttled(3_600_000)],
             Creates::CommittedButLost => vec![Step::CommitThenLose],
             Creates::LostBeforeCommit => vec![Step::Refuse(lost())],
+            Creates::CommitsAfterTimeout => vec![Step::CommitLater],
             Creates::Refused => vec![Step::Refuse(status(400))],
-            Creates::AlwaysUnavailable => vec![Step::Refuse(status(503)); 5],
+            Creates::AlwaysUnavailable => vec![Step::Refuse(status(503)); 20],
         }
     }
 }
@@ -542,37 +682,64 @@ fn kind(outcome: &Outcome) -> Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum After {
     Completed,
-    /// Released, kept as long as a conversation (the DLQ's retention): a replay reconciles first.
-    ReleasedAndKept,
-    /// Released for the next delivery, which reconciles first.
-    Released,
+    /// Released and kept as long as a dead letter (the DLQ's retention): a replay reconciles first.
+    Kept,
     /// Not touched by this record (someone else's, or never claimed).
     AsBefore,
 }
 
-/// What must happen: (outcome, incidents in ServiceNow afterwards, the claim afterwards).
-fn expected(before: Before, creates: Creates) -> (Kind, usize, After) {
+/// `n - 1` retries, then `last`.
+fn retries_then(n: usize, last: Kind) -> Vec<Kind> {
+    let mut kinds = vec![Kind::Retry; n - 1];
+    kinds.push(last);
+    kinds
+}
+
+/// What must happen: (the outcome of each delivery, incidents in ServiceNow afterwards, the claim afterwards).
+fn expected(before: Before, creates: Creates) -> (Vec<Kind>, usize, After) {
+    let receives = config().max_receive_count.unwrap_or(1) as usize;
     let preexisting = usize::from(before == Before::DiedAfterCreate);
-    match before {
-        Before::Completed => return (Kind::Duplicate, 0, After::AsBefore),
-        Before::InFlight | Before::StoreDown => return (Kind::Retry, 0, After::AsBefore),
-        Before::OtherPayload => return (dead_lettered("idempotency_conflict"), 0, After::AsBefore),
-        // The dying invocation's incident is found by correlation_id: nothing is created, whatever would fail.
-        Before::DiedAfterCreate => return (Kind::Reconciled, 1, After::Completed),
-        Before::New | Before::DiedBeforeCreate => {}
-    }
-    match creates {
-        Creates::Answered | Creates::ThrottledThenAnswered | Creates::LostBeforeCommit => {
-            (Kind::Created, preexisting + 1, After::Completed)
+    let first = match before {
+        Before::Completed => return (vec![Kind::Duplicate], 0, After::AsBefore),
+        Before::StoreDown => {
+            let last = dead_lettered("idempotency_store_unavailable");
+            return (retries_then(receives, last), 0, After::AsBefore);
         }
-        Creates::CommittedButLost => (Kind::Reconciled, 1, After::Completed),
-        Creates::Refused => (
-            dead_lettered("servicenow_rejected"),
-            0,
-            After::ReleasedAndKept,
+        Before::OtherPayload => {
+            return (
+                vec![dead_lettered("idempotency_conflict")],
+                0,
+                After::AsBefore,
+            )
+        }
+        // The dying invocation's incident is found by correlation_id: nothing is created, whatever would fail.
+        Before::DiedAfterCreate => return (vec![Kind::Reconciled], 1, After::Completed),
+        // Back later, when the other invocation's lease has run out: then as if it had died.
+        Before::InFlight => vec![Kind::Retry],
+        Before::New | Before::DiedBeforeCreate => vec![],
+    };
+    let receives = receives - first.len();
+    let (kinds, incidents, after) = match creates {
+        Creates::Answered | Creates::ThrottledThenAnswered => {
+            (vec![Kind::Created], preexisting + 1, After::Completed)
+        }
+        Creates::ThrottledForLong | Creates::LostBeforeCommit => (
+            vec![Kind::Retry, Kind::Created],
+            preexisting + 1,
+            After::Completed,
         ),
-        Creates::AlwaysUnavailable => (Kind::Retry, 0, After::Released),
-    }
+        Creates::CommittedButLost | Creates::CommitsAfterTimeout => {
+            (vec![Kind::Retry, Kind::Reconciled], 1, After::Completed)
+        }
+        Creates::Refused => (vec![dead_lettered("servicenow_rejected")], 0, After::Kept),
+        // Each 503 may have been applied: looked up at every next delivery, dead-lettered at the last one.
+        Creates::AlwaysUnavailable => (
+            retries_then(receives, dead_lettered("servicenow_write_unconfirmed")),
+            0,
+            After::Kept,
+        ),
+    };
+    ([first, kinds].concat(), incidents, after)
 }
 
 async fn arrange(w: &FakeWriter, before: Before, body: &str) {
@@ -582,6 +749,7 @@ async fn arrange(w: &FakeWriter, before: Before, body: &str) {
         status: ClaimStatus::InProgress {
             lease_until,
             token: "dead-invocation".into(),
+            settle_until: None,
         },
         released: None,
     };
@@ -625,9 +793,8 @@ fn after(w: &FakeWriter, before: Option<&ClaimRecord>, body: &str) -> After {
         Some((ClaimStatus::InProgress { .. }, Some(Some(keep))))
             if keep >= w.config.conversation_ttl =>
         {
-            After::ReleasedAndKept
+            After::Kept
         }
-        Some((ClaimStatus::InProgress { .. }, Some(None))) => After::Released,
         other => panic!("unexpected claim afterwards: {other:?}"),
     }
 }
@@ -650,20 +817,23 @@ async fn every_claim_state_against_every_way_a_create_ends() {
             let w = writer(FakeServiceNow::scripted(&creates.script(), &[]));
             arrange(&w, before, &body).await;
             let claim_before = w.store.record(&key_and_hash(&body).0);
-            let outcome = process(&w, &body).await;
+            let outcomes = w.deliver_until_done(&body).await;
+            let claim_after = after(&w, claim_before.as_ref(), &body);
+            // Whatever is still committing lands before the incidents are counted.
+            w.time_passes();
             let got = (
-                kind(&outcome),
+                outcomes.iter().map(kind).collect::<Vec<_>>(),
                 w.servicenow.incidents().len(),
-                after(&w, claim_before.as_ref(), &body),
+                claim_after,
             );
             let want = expected(before, creates);
             if got != want {
                 failures.push(format!(
-                    "{before:?} × {creates:?}: got {got:?} ({outcome:?}), want {want:?}"
+                    "{before:?} × {creates:?}: got {got:?} ({outcomes:?}), want {want:?}"
                 ));
             }
-            let dead_letters = w.dead_letters.reasons();
-            let want_dlq = usize::from(matches!(want.0, Kind::DeadLettered(_)));
+            let dead_letters = w.queues.reasons();
+            let want_dlq = usize::from(matches!(want.0.last(), Some(Kind::DeadLettered(_))));
             if dead_letters.len() != want_dlq {
                 failures.push(format!(
                     "{before:?} × {creates:?}: dead letters {dead_letters:?}"
@@ -686,6 +856,180 @@ async fn every_claim_state_against_every_way_a_create_ends() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+#[tokio::test]
+async fn a_create_committed_after_its_timeout_is_duplicated_without_a_settle_window_and_not_with_one(
+) {
+    let body = customer_end();
+    for (settle, want_incidents) in [(Duration::ZERO, 2), (Duration::from_secs(60), 1)] {
+        let w = Writer::with_ports(
+            WriterConfig { settle, ..config() },
+            Mapping::default_mapping().expect("built-in mapping"),
+            FakeServiceNow::scripted(&[Step::CommitLater], &[]),
+            FakeClaims::default(),
+            FakeConversations::default(),
+            FakeQueues::default(),
+        );
+        w.deliver_until_done(&body).await;
+        w.time_passes();
+        assert_eq!(
+            w.servicenow.incidents().len(),
+            want_incidents,
+            "settle window {settle:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unconfirmed_create_holds_the_conversation_and_its_event_until_the_settle_window_ends() {
+    let w = writer(FakeServiceNow::scripted(&[Step::CommitLater], &[]));
+    let outcome = process(&w, &customer_end()).await;
+    let Outcome::Retry { delay, reason } = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        reason.starts_with("servicenow_write_unconfirmed"),
+        "{reason}"
+    );
+    let delay = delay.expect("given back after the settle window");
+    assert!(
+        delay > Duration::from_secs(50) && delay <= w.config.settle + Duration::from_secs(1),
+        "{delay:?}"
+    );
+    assert_eq!(
+        w.queues.delayed.lock().unwrap().as_slice(),
+        &[("receipt-1".to_string(), delay)],
+        "redelivered only after the settle window"
+    );
+    // Another event of the conversation, and a copy of this one, wait too: nothing is written meanwhile.
+    for body in [acw(), customer_end()] {
+        let outcome = process_delivery(&w, delivery(&body, 2)).await;
+        assert!(
+            matches!(&outcome, Outcome::Retry { delay: Some(d), .. } if *d > Duration::from_secs(50)),
+            "{outcome:?}"
+        );
+    }
+    assert!(w.servicenow.incidents().is_empty());
+    w.time_passes();
+    assert_eq!(
+        kind(&process_delivery(&w, delivery(&customer_end(), 3)).await),
+        Kind::Reconciled
+    );
+    assert_eq!(
+        kind(&process_delivery(&w, delivery(&acw(), 3)).await),
+        Kind::Updated
+    );
+    assert_eq!(w.servicenow.incidents().len(), 1);
+}
+
+#[tokio::test]
+async fn a_long_retry_after_is_waited_out_in_the_queue_and_the_last_receive_dead_letters_with_the_reason(
+) {
+    let hour = ServiceNowError::Status {
+        status: 429,
+        retry_after: Some(Duration::from_secs(3600)),
+    };
+    let w = writer(FakeServiceNow::scripted(&[Step::Refuse(hour.clone())], &[]));
+    let outcome = process(&w, &customer_end()).await;
+    assert!(
+        matches!(&outcome, Outcome::Retry { delay: Some(d), .. } if *d >= Duration::from_secs(3600)),
+        "{outcome:?}"
+    );
+    assert_eq!(w.queues.delayed.lock().unwrap().len(), 1);
+
+    // Throttled at every receive: the last one dead-letters it with the reason, before SQS would without.
+    let w = writer(FakeServiceNow::scripted(&vec![Step::Refuse(hour); 10], &[]));
+    let outcomes = w.deliver_until_done(&customer_end()).await;
+    assert_eq!(
+        outcomes.iter().map(kind).collect::<Vec<_>>(),
+        retries_then(5, dead_lettered("servicenow_throttled"))
+    );
+    let letters = w.queues.sent.lock().unwrap().clone();
+    let attribute = |name: &str| {
+        letters[0]
+            .attributes
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(attribute("http_status").as_deref(), Some("429"));
+    assert!(attribute("failure_detail").is_some_and(|d| d.contains("receive 5")));
+}
+
+#[tokio::test]
+async fn a_record_delivered_before_or_replayed_is_reconciled_even_without_its_claim() {
+    for message in [
+        delivery(&customer_end(), 2),
+        {
+            let mut replayed = record(&customer_end());
+            let mut reason = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+            reason.string_value = Some("servicenow_unavailable".into());
+            reason.data_type = Some("String".into());
+            replayed
+                .message_attributes
+                .insert("failure_reason".into(), reason);
+            replayed
+        },
+        {
+            let mut old = record(&customer_end());
+            let sent = epoch_ms() - config().idempotency_ttl.as_millis() as u64 - 1000;
+            old.attributes
+                .insert("SentTimestamp".into(), sent.to_string());
+            old
+        },
+    ] {
+        // The claim is gone (expired), but the incident exists: found, not created again.
+        let w = writer(FakeServiceNow::default());
+        let (key, _) = key_and_hash(&customer_end());
+        let note = shared::incident::with_event_ref("created earlier", &key);
+        w.servicenow
+            .insert(&shared::keys::conversation_key(CONVERSATION), &note);
+        assert_eq!(kind(&process_delivery(&w, message).await), Kind::Reconciled);
+        assert_eq!(w.servicenow.incidents().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn an_untrustworthy_lookup_never_leads_to_a_create() {
+    let w = writer(FakeServiceNow::default());
+    *w.servicenow.lookup_fails.lock().unwrap() = Some(ServiceNowError::Untrustworthy("hidden"));
+    let outcomes = w
+        .deliver_until_done(&customer_end())
+        .await
+        .iter()
+        .map(kind)
+        .collect::<Vec<_>>();
+    // The first delivery creates (nothing may have been written before); a lookup is only asked when it may.
+    assert_eq!(outcomes, vec![Kind::Created]);
+    let w = writer(FakeServiceNow::scripted(&[Step::Refuse(lost())], &[]));
+    *w.servicenow.lookup_fails.lock().unwrap() = Some(ServiceNowError::Untrustworthy("hidden"));
+    let outcomes = w.deliver_until_done(&customer_end()).await;
+    assert_eq!(
+        outcomes.iter().map(kind).collect::<Vec<_>>(),
+        retries_then(5, dead_lettered("servicenow_lookup_untrustworthy"))
+    );
+    assert!(w.servicenow.incidents().is_empty());
+}
+
+#[tokio::test]
+async fn an_event_type_outside_the_writers_allow_list_is_dead_lettered() {
+    let w = Writer::with_ports(
+        WriterConfig {
+            allowed_event_types: Some(vec!["v2.detail.events.conversation.{id}.acw".into()]),
+            ..config()
+        },
+        Mapping::default_mapping().expect("built-in mapping"),
+        FakeServiceNow::default(),
+        FakeClaims::default(),
+        FakeConversations::default(),
+        FakeQueues::default(),
+    );
+    assert_eq!(
+        kind(&process(&w, &customer_end()).await),
+        dead_lettered("event_type_not_allowed")
+    );
+    assert_eq!(kind(&process(&w, &acw()).await), Kind::Created);
+}
+
 /// How the work-note update of a later event ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Updates {
@@ -702,33 +1046,48 @@ enum Updates {
 #[tokio::test]
 async fn every_way_a_later_events_work_note_ends() {
     let cases = [
-        (Updates::Answered, Kind::Updated, 1, 1),
-        (Updates::CommittedButLost, Kind::Reconciled, 1, 1),
-        (Updates::LostBeforeCommit, Kind::Updated, 1, 1),
+        (Updates::Answered, vec![Kind::Updated], 1, 1),
+        (
+            Updates::CommittedButLost,
+            vec![Kind::Retry, Kind::Reconciled],
+            1,
+            1,
+        ),
+        (
+            Updates::LostBeforeCommit,
+            vec![Kind::Retry, Kind::Updated],
+            1,
+            1,
+        ),
         (
             Updates::Refused,
-            dead_lettered("servicenow_update_rejected"),
+            vec![dead_lettered("servicenow_update_rejected")],
             1,
             0,
         ),
-        (Updates::AlwaysUnavailable, Kind::Retry, 1, 0),
-        (Updates::IncidentDeleted, Kind::Created, 1, 1),
+        (
+            Updates::AlwaysUnavailable,
+            retries_then(5, dead_lettered("servicenow_write_unconfirmed")),
+            1,
+            0,
+        ),
+        (Updates::IncidentDeleted, vec![Kind::Created], 1, 1),
     ];
     let mut failures = Vec::new();
-    for (updates, want_kind, want_incidents, want_notes) in cases {
+    for (updates, want_kinds, want_incidents, want_notes) in cases {
         let script = match updates {
             Updates::Answered | Updates::IncidentDeleted => vec![],
             Updates::CommittedButLost => vec![Step::CommitThenLose],
             Updates::LostBeforeCommit => vec![Step::Refuse(lost())],
             Updates::Refused => vec![Step::Refuse(status(400))],
-            Updates::AlwaysUnavailable => vec![Step::Refuse(status(503)); 5],
+            Updates::AlwaysUnavailable => vec![Step::Refuse(status(503)); 20],
         };
         let w = writer(FakeServiceNow::scripted(&[], &script));
         assert_eq!(kind(&process(&w, &customer_end()).await), Kind::Created);
         if updates == Updates::IncidentDeleted {
             w.servicenow.incidents.lock().unwrap().clear();
         }
-        let outcome = process(&w, &acw()).await;
+        let outcomes = w.deliver_until_done(&acw()).await;
         let incidents = w.servicenow.incidents();
         let (acw_key, _) = key_and_hash(&acw());
         let notes = incidents
@@ -736,11 +1095,15 @@ async fn every_way_a_later_events_work_note_ends() {
             .flat_map(|i| &i.notes)
             .filter(|n| n.contains(&shared::incident::event_ref(&acw_key)))
             .count();
-        let got = (kind(&outcome), incidents.len(), notes);
-        let want = (want_kind, want_incidents, want_notes);
+        let got = (
+            outcomes.iter().map(kind).collect::<Vec<_>>(),
+            incidents.len(),
+            notes,
+        );
+        let want = (want_kinds, want_incidents, want_notes);
         if got != want {
             failures.push(format!(
-                "{updates:?}: got {got:?} ({outcome:?}), want {want:?}"
+                "{updates:?}: got {got:?} ({outcomes:?}), want {want:?}"
             ));
         }
     }

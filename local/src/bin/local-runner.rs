@@ -181,7 +181,7 @@ async fn serve() -> Result<(), BoxError> {
                         Outcome::DeadLettered { reason } => {
                             println!("  {message_id}: dead-lettered ({reason})")
                         }
-                        Outcome::Retry { reason } => {
+                        Outcome::Retry { reason, .. } => {
                             println!("  {message_id}: will retry ({reason})")
                         }
                     }
@@ -244,34 +244,8 @@ async fn replay_dlq() -> Result<(), BoxError> {
         }
     };
     let (queue, dlq) = (url(names.queue).await?, url(names.dead_letter_queue).await?);
-    let mut moved = 0;
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        let messages = got.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for m in messages {
-            sqs.send_message()
-                .queue_url(&queue)
-                .message_body(m.body.unwrap_or_default())
-                .send()
-                .await?;
-            if let Some(h) = m.receipt_handle {
-                sqs.delete_message()
-                    .queue_url(&dlq)
-                    .receipt_handle(h)
-                    .send()
-                    .await?;
-            }
-            moved += 1;
-        }
-    }
+    // With their attributes: the writer sees a replay and looks for earlier writes first.
+    let moved = aws_setup::move_messages(&sqs, &dlq, &queue).await?;
     println!("replayed {moved} message(s) from the DLQ");
     Ok(())
 }

@@ -1,0 +1,188 @@
+//! The writer against ServiceNow's harder failures (issue 10): late commits, long throttling, lookups that
+//! cannot be trusted, replays after the claims expired. moto + the ServiceNow simulator on loopback.
+
+use std::time::Duration;
+
+use integration_tests::*;
+use local::servicenow_sim::Faults;
+use serde_json::json;
+use servicenow_writer::Outcome;
+
+fn retried(outcomes: &[(String, Outcome)]) -> usize {
+    outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Retry { .. }))
+        .count()
+}
+
+#[tokio::test]
+async fn a_create_that_commits_after_the_client_timed_out_is_found_not_created_again() {
+    // Before: the retry 200 ms after the timeout found nothing and created a second incident.
+    let h = Harness::with(Options {
+        servicenow_timeout: Duration::from_millis(800),
+        settle: Duration::from_secs(3),
+        ..Options::default()
+    })
+    .await;
+    h.sim.set_faults(Faults {
+        late_commit_next: 1,
+        late_commit_ms: 1500,
+        ..Faults::default()
+    });
+    let conversation = new_conversation();
+    let first = webhook_event(&conversation, json!({})).to_string();
+    assert_eq!(h.post_signed(&first).await.0, 202);
+    // A later event of the same call arrives while the create is still committing.
+    let later = acw_event(&conversation, "Billing", "refund issued").to_string();
+    assert_eq!(h.post_signed(&later).await.0, 202);
+    let outcomes = h.drain().await;
+    let t = tally(&outcomes);
+    assert_eq!(h.sim.incidents().len(), 1, "{outcomes:?}");
+    assert_eq!((t.created, t.dead_lettered), (0, 0), "{outcomes:?}");
+    assert_eq!(t.reconciled, 1, "the late commit is adopted: {outcomes:?}");
+    assert!(retried(&outcomes) >= 1, "{outcomes:?}");
+    let number = h.sim.incidents()[0]["number"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        h.sim
+            .work_notes(&number)
+            .iter()
+            .any(|n| n.contains("refund issued")),
+        "the later event's note is on the one incident"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_an_invocation_waits_is_waited_out_in_the_queue_in_one_receive() {
+    // Before: the record came back after the visibility timeout, again and again, burning receives.
+    let h = Harness::with(Options {
+        visibility_timeout_secs: 1,
+        ..Options::default()
+    })
+    .await;
+    h.sim.set_faults(Faults {
+        throttle_next: 1,
+        retry_after_secs: 7, // above the harness's 5 s in-invocation maximum
+        ..Faults::default()
+    });
+    h.post_new_event().await;
+    let outcomes = h.drain().await;
+    assert_eq!(
+        retried(&outcomes),
+        1,
+        "one receive for the wait: {outcomes:?}"
+    );
+    assert_eq!(tally(&outcomes).created, 1, "{outcomes:?}");
+    let log = h.sim.requests();
+    let throttled = log.iter().find(|r| r.status == 429).expect("a 429");
+    let next = log
+        .iter()
+        .find(|r| r.at_ms > throttled.at_ms)
+        .expect("a request after the 429");
+    assert!(
+        next.at_ms - throttled.at_ms >= 7000,
+        "Retry-After: 7 not honoured: next request {} ms later",
+        next.at_ms - throttled.at_ms
+    );
+}
+
+#[tokio::test]
+async fn an_acl_hidden_incident_is_never_duplicated_and_a_real_empty_lookup_creates() {
+    // Hidden: the create committed, its answer was lost, and an ACL hides the incident from the lookup (404).
+    let h = Harness::with(Options {
+        max_receive_count: 3,
+        ..Options::default()
+    })
+    .await;
+    h.sim.set_faults(Faults {
+        drop_after_create: 1,
+        acl_hidden: vec!["INC0010001".into()],
+        ..Faults::default()
+    });
+    h.post_new_event().await;
+    let outcomes = h.drain().await;
+    assert_eq!(h.sim.incidents().len(), 1, "no duplicate: {outcomes:?}");
+    let dead = h.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{outcomes:?}");
+    assert_eq!(
+        dead[0].1["failure_reason"],
+        "servicenow_lookup_untrustworthy"
+    );
+
+    // Empty: a 503 (which may have been applied) is looked up after the settle window; v2 answers 200 [].
+    let h = Harness::start().await;
+    h.sim.set_faults(Faults {
+        fail_next: 1,
+        fail_status: 503,
+        fail_method: Some("POST".into()),
+        ..Faults::default()
+    });
+    h.post_new_event().await;
+    let outcomes = h.drain().await;
+    assert_eq!(tally(&outcomes).created, 1, "{outcomes:?}");
+    assert_eq!(h.sim.incidents().len(), 1);
+    assert!(h
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/api/now/table/incident" && r.status == 200));
+}
+
+#[tokio::test]
+async fn a_lookup_the_instance_ignores_is_an_error_never_a_create() {
+    // Before: a returned row with another correlation_id was read as "not found" and led to a create.
+    let h = Harness::with(Options {
+        max_receive_count: 2,
+        ..Options::default()
+    })
+    .await;
+    h.post_new_event().await; // another conversation's incident, visible to every query
+    assert_eq!(tally(&h.drain().await).created, 1);
+    h.sim.set_faults(Faults {
+        drop_after_create: 1,
+        unqueryable_fields: vec!["correlation_id".into()],
+        ..Faults::default()
+    });
+    h.post_new_event().await;
+    let outcomes = h.drain().await;
+    assert_eq!(
+        h.sim.incidents().len(),
+        2,
+        "one each, none twice: {outcomes:?}"
+    );
+    let dead = h.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{outcomes:?}");
+    assert_eq!(
+        dead[0].1["failure_reason"],
+        "servicenow_lookup_untrustworthy"
+    );
+    assert!(dead[0].1["failure_detail"].contains("ignored the query"));
+}
+
+#[tokio::test]
+async fn a_replay_after_the_claims_expired_finds_the_incident_it_made() {
+    // Before: claims lived 72 h and the DLQ 14 days; a replay on day 4 of an unconfirmed create duplicated it.
+    let h = Harness::with(Options {
+        max_receive_count: 1,
+        ..Options::default()
+    })
+    .await;
+    h.sim.set_faults(Faults {
+        drop_after_create: 1,
+        ..Faults::default()
+    });
+    h.post_new_event().await;
+    let outcomes = h.drain().await;
+    assert_eq!(tally(&outcomes).dead_lettered, 1, "{outcomes:?}");
+    assert_eq!(h.sim.incidents().len(), 1);
+    let dead = h.dead_letters().await;
+    assert_eq!(dead[0].1["failure_reason"], "servicenow_write_unconfirmed");
+    // The replay comes after the claims' TTL (they are gone), with the attributes the DLQ kept.
+    h.clear_table().await;
+    h.enqueue_with_attributes(&dead[0].0, &dead[0].1).await;
+    let outcomes = h.drain().await;
+    assert_eq!(tally(&outcomes), Tally::reconciled(1), "{outcomes:?}");
+    assert_eq!(h.sim.incidents().len(), 1);
+}
