@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: help run test venv lint bench build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
+.PHONY: help run test venv lint bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
 
 ## help: list the targets
 help:
@@ -47,6 +47,10 @@ $(VENV)/.installed: requirements-dev.txt
 ## bench: criterion benchmark of the mapping, per shipped profile (parse → key → map → serialise)
 bench:
 	cargo bench -p shared --bench mapping
+
+## load: bounded load run: a backlog drained against a rate-limited ServiceNow simulator, with and without the shared limiter
+load: venv
+	VENV=$(VENV) scripts/with-moto.sh cargo bench --workspace --profile dev --bench throttled_drain
 
 ## build: release arm64 Lambda binaries with cargo-lambda (installed into the venv)
 build: venv

@@ -271,7 +271,21 @@ impl ServiceNowSim {
             .route("/sim/reset", post(post_reset))
             .route("/sim/revoke", post(post_revoke))
             .route("/oauth_token.do", post(oauth_token))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                rate_limit_headers,
+            ))
             .with_state(self.clone())
+    }
+
+    /// The rate limit rule's window, when one is set: its limit and its end (Unix seconds, rounded up).
+    fn rate_window(&self) -> Option<(u32, u64)> {
+        let s = self.lock();
+        let rl = s.faults.rate_limit?;
+        let window = Duration::from_secs(rl.window_secs.max(1));
+        let left = window.saturating_sub(s.window_start.elapsed());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        Some((rl.limit, (now + left).as_secs_f64().ceil() as u64))
     }
 
     /// Serves on `addr` (port 0 for any free port) in the background.
@@ -356,6 +370,25 @@ impl ServiceNowSim {
             .decode(b64.trim())
             .is_ok_and(|d| d == expected.as_bytes())
     }
+}
+
+/// As an instance does for a request matching a rate limit rule: `X-RateLimit-Limit` and `X-RateLimit-Reset` on
+/// every API answer.
+async fn rate_limit_headers(
+    State(sim): State<ServiceNowSim>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    if let Some((limit, reset)) = api.then(|| sim.rate_window()).flatten() {
+        let h = response.headers_mut();
+        if !h.contains_key("x-ratelimit-reset") {
+            h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+            h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        }
+    }
+    response
 }
 
 fn too_many(retry_after: u64, limit: u32) -> Response {

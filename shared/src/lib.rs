@@ -19,6 +19,7 @@ pub mod metrics;
 #[cfg(feature = "oauth")]
 pub mod oauth;
 pub mod priority;
+pub mod ratelimit;
 pub mod redact;
 pub mod retry;
 pub mod signature;

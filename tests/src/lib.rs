@@ -138,6 +138,7 @@ pub fn servicenow_oauth_client(sim_url: &str) -> ClientCredentials {
     }
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub visibility_timeout_secs: u32,
     pub max_receive_count: u32,
@@ -151,6 +152,10 @@ pub struct Options {
     pub settle: Duration,
     /// The ServiceNow client's request timeout.
     pub servicenow_timeout: Duration,
+    /// The writer paces to ServiceNow's announced rate limit (shared by its concurrent requests).
+    pub rate_limiter: bool,
+    /// How many writers (containers) share the rate limit.
+    pub rate_limit_containers: u32,
 }
 
 impl Default for Options {
@@ -169,6 +174,8 @@ impl Default for Options {
             mapping: None,
             settle: Duration::from_secs(1),
             servicenow_timeout: Duration::from_secs(3),
+            rate_limiter: true,
+            rate_limit_containers: 1,
         }
     }
 }
@@ -229,35 +236,7 @@ impl Harness {
                 Duration::from_millis(500),
             ))
         });
-        let writer = Writer::new(
-            WriterConfig {
-                dead_letter_queue_url: resources.dead_letter_queue_url.clone(),
-                idempotency_table: resources.table.clone(),
-                conversation_lock_wait: Duration::from_secs(3),
-                retry: opts.retry,
-                deadline_reserve: Duration::from_millis(300),
-                default_caller_sys_id: Some("default-caller-sys-id".into()),
-                settle: opts.settle,
-                events_queue_url: Some(resources.queue_url.clone()),
-                max_receive_count: Some(opts.max_receive_count),
-                ..WriterConfig::default()
-            },
-            opts.mapping
-                .clone()
-                .unwrap_or_else(|| shared::Mapping::default_mapping().expect("default mapping")),
-            ServiceNowClient::new(&ServiceNowConfig {
-                instance_url: sim_url.clone(),
-                auth: match &sn_tokens {
-                    Some(t) => ServiceNowAuth::OAuth(t.clone()),
-                    None => basic_auth(),
-                },
-                connect_timeout: Duration::from_secs(2),
-                request_timeout: opts.servicenow_timeout,
-            })
-            .expect("http client"),
-            aws_sdk_dynamodb::Client::new(&aws),
-            sqs.clone(),
-        );
+        let writer = build_writer(&aws, &resources, &sim_url, sn_tokens.clone(), &opts);
         let poller = Poller {
             sqs: sqs.clone(),
             queue_url: resources.queue_url.clone(),
@@ -278,6 +257,18 @@ impl Harness {
             writer,
             poller,
         }
+    }
+
+    /// Another writer on the same queue, table and simulator: another container, with its own clients (and
+    /// so its own rate limiter).
+    pub fn another_writer(&self, opts: &Options) -> Writer {
+        build_writer(
+            &self.aws,
+            &self.resources,
+            &self.sim_url,
+            self.sn_tokens.clone(),
+            opts,
+        )
     }
 
     /// POSTs a signed event for a new conversation and checks it was queued; returns the body.
@@ -464,6 +455,51 @@ impl Harness {
         }
         out
     }
+}
+
+/// The writer as the harness runs it: its settings from `opts`, Basic auth or the OAuth token source.
+fn build_writer(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    sim_url: &str,
+    sn_tokens: Option<Arc<TokenSource>>,
+    opts: &Options,
+) -> Writer {
+    let client = ServiceNowClient::new(&ServiceNowConfig {
+        instance_url: sim_url.to_string(),
+        auth: match &sn_tokens {
+            Some(t) => ServiceNowAuth::OAuth(t.clone()),
+            None => basic_auth(),
+        },
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: opts.servicenow_timeout,
+    })
+    .expect("http client");
+    let client = match opts.rate_limiter {
+        true => client,
+        false => client.without_rate_limiter(),
+    };
+    Writer::new(
+        WriterConfig {
+            dead_letter_queue_url: resources.dead_letter_queue_url.clone(),
+            idempotency_table: resources.table.clone(),
+            conversation_lock_wait: Duration::from_secs(3),
+            retry: opts.retry,
+            deadline_reserve: Duration::from_millis(300),
+            default_caller_sys_id: Some("default-caller-sys-id".into()),
+            settle: opts.settle,
+            events_queue_url: Some(resources.queue_url.clone()),
+            max_receive_count: Some(opts.max_receive_count),
+            rate_limit_containers: opts.rate_limit_containers,
+            ..WriterConfig::default()
+        },
+        opts.mapping
+            .clone()
+            .unwrap_or_else(|| shared::Mapping::default_mapping().expect("default mapping")),
+        client,
+        aws_sdk_dynamodb::Client::new(aws),
+        aws_sdk_sqs::Client::new(aws),
+    )
 }
 
 pub const CONVERSATION: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";

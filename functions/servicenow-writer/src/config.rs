@@ -42,6 +42,8 @@ pub struct WriterConfig {
     /// Event types (globs) the writer applies; `None`: those the mapping's profiles handle. Messages that
     /// bypass the receiver (EventBridge) are checked here.
     pub allowed_event_types: Option<Vec<String>>,
+    /// How many containers share ServiceNow's rate limit (the event source's maximum concurrency).
+    pub rate_limit_containers: u32,
 }
 
 impl Default for WriterConfig {
@@ -63,6 +65,7 @@ impl Default for WriterConfig {
             events_queue_url: None,
             max_receive_count: None,
             allowed_event_types: None,
+            rate_limit_containers: 1,
         }
     }
 }
@@ -126,6 +129,9 @@ impl WriterConfig {
             allowed_event_types: env
                 .optional("WRITER_ALLOWED_EVENT_TYPES")
                 .map(|_| env.list_or("WRITER_ALLOWED_EVENT_TYPES", &[])),
+            rate_limit_containers: env
+                .parse_or("WRITER_RATE_LIMIT_CONTAINERS", d.rate_limit_containers)?
+                .max(1),
         })
     }
 }

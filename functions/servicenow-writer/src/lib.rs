@@ -218,6 +218,7 @@ impl Writer {
             config.idempotency_table.clone(),
             config.conversation_ttl,
         );
+        let servicenow = servicenow.with_rate_limit_share(config.rate_limit_containers);
         let queues = SqsQueues::new(
             sqs,
             config.dead_letter_queue_url.clone(),

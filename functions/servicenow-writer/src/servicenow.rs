@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use shared::failure::FailureClass;
+use shared::ratelimit::{Announced, RateLimiter};
 use shared::retry::parse_retry_after;
 use shared::tokens::TokenSource;
 use shared::IncidentDraft;
@@ -59,6 +60,9 @@ pub enum ServiceNowError {
     /// No access token could be had (the request was not sent).
     #[error("no ServiceNow access token: {0}")]
     Token(String),
+    /// ServiceNow's rate limit leaves this container no turn for this long (none was sent).
+    #[error("waiting {0:?} for a turn under ServiceNow's rate limit")]
+    RateLimited(Duration),
     /// The invocation had no time left for another request (none was sent).
     #[error("no time left in the invocation for another ServiceNow request")]
     OutOfTime,
@@ -82,6 +86,7 @@ impl ServiceNowError {
             | ServiceNowError::Decode(_)
             | ServiceNowError::Token(_)
             | ServiceNowError::OutOfTime
+            | ServiceNowError::RateLimited(_)
             // An ACL or schema problem someone can fix: kept queued, dead-lettered with this reason at the
             // last receive.
             | ServiceNowError::Untrustworthy(_) => FailureClass::Transient,
@@ -95,6 +100,7 @@ impl ServiceNowError {
             ServiceNowError::Transport(_) | ServiceNowError::Decode(_) => true,
             ServiceNowError::Token(_)
             | ServiceNowError::OutOfTime
+            | ServiceNowError::RateLimited(_)
             | ServiceNowError::Untrustworthy(_) => false,
         }
     }
@@ -102,7 +108,9 @@ impl ServiceNowError {
     /// The reason code a record carries when it fails this way.
     pub fn code(&self) -> &'static str {
         match self {
-            ServiceNowError::Status { status: 429, .. } => "servicenow_throttled",
+            ServiceNowError::Status { status: 429, .. } | ServiceNowError::RateLimited(_) => {
+                "servicenow_throttled"
+            }
             ServiceNowError::Status { .. }
             | ServiceNowError::Transport(_)
             | ServiceNowError::Decode(_)
@@ -115,6 +123,7 @@ impl ServiceNowError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ServiceNowError::Status { retry_after, .. } => *retry_after,
+            ServiceNowError::RateLimited(wait) => Some(*wait),
             _ => None,
         }
     }
@@ -185,7 +194,12 @@ pub struct ServiceNowClient {
     auth: ServiceNowAuth,
     /// E.164 → sys_user sys_id (or None when no user has that number), for the life of the container.
     callers: Mutex<HashMap<String, Option<String>>>,
+    /// The container's share of ServiceNow's rate limit, for every concurrent request; `None`: off.
+    limiter: Option<RateLimiter>,
 }
+
+/// The longest a request waits for its turn under the rate limit; a longer wait is the caller's to take.
+const RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(5);
 
 impl ServiceNowClient {
     pub fn new(config: &ServiceNowConfig) -> Result<Self, reqwest::Error> {
@@ -198,7 +212,41 @@ impl ServiceNowClient {
             base: config.instance_url.trim_end_matches('/').to_string(),
             auth: config.auth.clone(),
             callers: Mutex::new(HashMap::new()),
+            limiter: Some(RateLimiter::new(RATE_LIMIT_MAX_WAIT, 1)),
         })
+    }
+
+    /// The rate limiter paces to `1 / containers` of the announced limit (the function's maximum concurrency:
+    /// each container has its own).
+    pub fn with_rate_limit_share(mut self, containers: u32) -> Self {
+        if self.limiter.is_some() {
+            self.limiter = Some(RateLimiter::new(RATE_LIMIT_MAX_WAIT, containers));
+        }
+        self
+    }
+
+    /// Without the shared rate limiter: every request goes at once and honours 429s alone (for comparison
+    /// in load runs).
+    pub fn without_rate_limiter(mut self) -> Self {
+        self.limiter = None;
+        self
+    }
+
+    /// [`Self::send`] in turn under the rate limit, which learns from each answer.
+    async fn limited(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ServiceNowError> {
+        let Some(limiter) = &self.limiter else {
+            return self.send(build).await;
+        };
+        limiter
+            .acquire()
+            .await
+            .map_err(ServiceNowError::RateLimited)?;
+        let response = self.send(build).await?;
+        limiter.observe(announced(&response));
+        Ok(response)
     }
 
     /// Sends the request `build` makes, authenticated; with OAuth, a 401 gets one retry with a new token
@@ -247,7 +295,7 @@ impl ServiceNowClient {
     ) -> Result<IncidentRef, ServiceNowError> {
         let url = format!("{}/api/now/table/incident", self.base);
         let response = self
-            .send(|h| {
+            .limited(|h| {
                 h.post(&url)
                     .query(&[
                         ("sysparm_exclude_reference_link", "true"),
@@ -282,7 +330,7 @@ impl ServiceNowClient {
             path_segment(sys_id)
         );
         let response = self
-            .send(|h| {
+            .limited(|h| {
                 h.patch(&url)
                     .query(&[
                         ("sysparm_exclude_reference_link", "true"),
@@ -314,7 +362,7 @@ impl ServiceNowClient {
             // Journal fields have a value only as display values; `all` gives both forms per field.
             ("sysparm_display_value", "all"),
         ];
-        let response = self.send(|h| h.get(&url).query(&query)).await?;
+        let response = self.limited(|h| h.get(&url).query(&query)).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -350,7 +398,7 @@ impl ServiceNowClient {
             ("sysparm_fields", "sys_id,number,correlation_id".to_string()),
             ("sysparm_limit", "1".to_string()),
         ];
-        let response = self.send(|h| h.get(&url).query(&query)).await?;
+        let response = self.limited(|h| h.get(&url).query(&query)).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Err(ServiceNowError::Untrustworthy(
                 "the lookup by correlation_id answered 404 (no record, or an ACL hides it)",
@@ -399,7 +447,7 @@ impl ServiceNowClient {
             ("sysparm_fields", "sys_id,phone,mobile_phone".to_string()),
             ("sysparm_limit", "1".to_string()),
         ];
-        let response = self.send(|h| h.get(&url).query(&query)).await?;
+        let response = self.limited(|h| h.get(&url).query(&query)).await?;
         let sys_id = if response.status() == StatusCode::NOT_FOUND {
             None
         } else {
@@ -466,6 +514,22 @@ fn transport(e: reqwest::Error) -> ServiceNowError {
         "transport"
     };
     ServiceNowError::Transport(format!("{kind}: {}", e.without_url()))
+}
+
+/// What an answer says about ServiceNow's rate limit.
+fn announced(response: &reqwest::Response) -> Announced {
+    let headers = response.headers();
+    let number =
+        |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    Announced {
+        throttled: response.status() == StatusCode::TOO_MANY_REQUESTS,
+        retry_after: headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now())),
+        limit: number("x-ratelimit-limit").and_then(|l| u32::try_from(l).ok()),
+        reset_unix: number("x-ratelimit-reset"),
+    }
 }
 
 /// Maps an error status to `ServiceNowError` without reading the body.

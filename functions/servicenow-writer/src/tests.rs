@@ -474,6 +474,7 @@ fn config() -> WriterConfig {
         events_queue_url: None,
         max_receive_count: Some(5),
         allowed_event_types: None,
+        rate_limit_containers: 1,
     }
 }
 

@@ -101,7 +101,10 @@ async fn serve() -> Result<(), BoxError> {
         ("WEBHOOK_SECRET_ID", &res.webhook_secret_id),
         ("DEAD_LETTER_QUEUE_URL", &res.dead_letter_queue_url),
         ("IDEMPOTENCY_TABLE", &res.table),
-        ("WRITER_MAX_RECEIVE_COUNT", &names.max_receive_count.to_string()),
+        (
+            "WRITER_MAX_RECEIVE_COUNT",
+            &names.max_receive_count.to_string(),
+        ),
     ]);
     // ServiceNow tokens are kept only when the writer uses OAuth (always with the simulator).
     if env.optional("SERVICENOW_AUTH").as_deref() == Some("oauth") {
