@@ -685,6 +685,8 @@ mod tests {
             ("RECEIVER_UNKNOWN_EVENT_TYPE_POLICY", "ignore"),
             ("RECEIVER_MAX_BODY_BYTES", "1MB"),
             ("WEBHOOK_SIGNATURE_ENCODING", "base32"),
+            ("WEBHOOK_SECRET_REFRESH_SECONDS", "soon"),
+            ("WEBHOOK_SECRET_MAX_AGE_SECONDS", "-1"),
         ] {
             let err = Config::from_vars(&env.clone().with([(name, value)])).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
