@@ -22,6 +22,8 @@ pub struct ResourceNames {
     /// Receives before SQS moves a message to the DLQ.
     pub max_receive_count: u32,
     pub visibility_timeout_secs: u32,
+    /// The events queue's `MaximumMessageSize` (template.yaml: 262144).
+    pub max_message_size: u32,
 }
 
 impl ResourceNames {
@@ -43,6 +45,7 @@ impl ResourceNames {
             genesys_token_secret: format!("{prefix}/genesys-token"),
             max_receive_count: 5,
             visibility_timeout_secs: 30,
+            max_message_size: 262_144,
         }
     }
 }
@@ -97,6 +100,10 @@ pub async fn ensure(
             names.visibility_timeout_secs.to_string(),
         )
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(
+            QueueAttributeName::MaximumMessageSize,
+            names.max_message_size.to_string(),
+        )
         .send()
         .await?
         .queue_url

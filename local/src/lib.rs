@@ -16,7 +16,7 @@ pub mod servicenow_sim;
 pub mod sim_common;
 
 /// Credentials and secrets for local runs only (the simulator and the emulator); never used in AWS.
-pub const LOCAL_WEBHOOK_SECRET: &str = "local-webhook-secret";
+pub const LOCAL_WEBHOOK_SECRET: &str = "local-webhook-secret-0123456789abcdef";
 pub const LOCAL_SN_USER: &str = "integration.user";
 pub const LOCAL_SN_PASSWORD: &str = "local-password";
 pub const LOCAL_SN_CLIENT_ID: &str = "local-servicenow-client";

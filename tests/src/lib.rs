@@ -24,7 +24,7 @@ use shared::signature::SignatureScheme;
 use shared::tokens::{TokenSource, TokenStore};
 use webhook_receiver::{Receiver, Verification};
 
-pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
 pub const SN_USER: &str = "integration.user";
 pub const SN_PASSWORD: &str = "s3cret-password";
 pub const SN_CLIENT_ID: &str = "sn-oauth-client";

@@ -383,13 +383,14 @@ async fn a_rotated_webhook_secret_is_picked_up_after_a_mismatch() {
     let sm = aws_sdk_secretsmanager::Client::new(&h.aws);
     sm.put_secret_value()
         .secret_id(&h.resources.webhook_secret_id)
-        .secret_string(r#"{"secret": "rotated-secret"}"#)
+        .secret_string(r#"{"secret": "rotated-webhook-secret-0123456789abcdef"}"#)
         .send()
         .await
         .unwrap();
     let body = webhook_event(&new_conversation(), json!({})).to_string();
     // The key was read at start-up less than a minute ago: no re-read yet, so the new signature fails...
-    let new_sig = SignatureScheme::default().sign(b"rotated-secret", body.as_bytes());
+    let new_sig = SignatureScheme::default()
+        .sign(b"rotated-webhook-secret-0123456789abcdef", body.as_bytes());
     assert_eq!(h.post(&body, Some(&new_sig)).await.0, 401);
     // ...but a receiver whose last read is older than the refresh interval re-reads once and accepts it.
     let mut cfg = h.receiver.config().clone();
@@ -399,19 +400,15 @@ async fn a_rotated_webhook_secret_is_picked_up_after_a_mismatch() {
         h.sqs.clone(),
         aws_sdk_secretsmanager::Client::new(&h.aws),
     );
-    sm.put_secret_value()
-        .secret_id(&h.resources.webhook_secret_id)
-        .secret_string(WEBHOOK_SECRET)
-        .send()
-        .await
-        .unwrap();
     fresh.warm_up().await.unwrap();
+    const THIRD: &str = "third-webhook-secret-0123456789abcdef";
     sm.put_secret_value()
         .secret_id(&h.resources.webhook_secret_id)
-        .secret_string(r#"{"secret": "rotated-secret"}"#)
+        .secret_string(THIRD)
         .send()
         .await
         .unwrap();
+    let new_sig = SignatureScheme::default().sign(THIRD.as_bytes(), body.as_bytes());
     let mut headers = http::HeaderMap::new();
     headers.insert("x-hub-signature-256", new_sig.parse().unwrap());
     let reply = fresh

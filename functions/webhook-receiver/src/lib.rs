@@ -1,23 +1,31 @@
 //! webhook-receiver: `POST /webhooks/genesys`.
 //!
 //! Verifies the HMAC signature over the raw body (constant time), validates the envelope, puts the raw body on
-//! SQS and answers `202 {messageId}` only once SQS accepted it. Any SQS failure answers 503 so Genesys retries.
+//! SQS and answers `202 {messageId}` only once SQS accepted it. A message SQS can never take (over the queue's
+//! `MaximumMessageSize` with its attributes, or with characters SQS refuses) gets 413 / 400; every other SQS
+//! failure answers 503 so Genesys retries.
 //! A bare JSON body (no envelope, e.g. an Architect HTTP action's flat IVR body) is accepted when the request
 //! names its event type (`?event=ivr:escalation`); it is queued wrapped in the webhook envelope.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+pub mod queue;
+pub mod secret;
+
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use http::HeaderMap;
 use serde_json::{json, Value};
-use tokio::sync::{Mutex, RwLock};
 use tracing::{error, info, warn};
 
-use shared::aws::{read_secret, string_attributes, SecretError};
+use shared::aws::string_attributes;
 use shared::config::{renamed, ConfigError, Env};
 use shared::event::glob_match;
 use shared::signature::{SignatureError, SignatureScheme};
 use shared::InboundEvent;
+
+pub use queue::SendFailure;
+pub use secret::{hmac_key_from_secret, KeyError, Keys, ShapeError, MIN_KEY_BYTES};
+use secret::{Refreshed, SigningKey};
 
 /// What to do with a well-formed event whose type is not in the allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +38,8 @@ pub enum UnknownTypePolicy {
 
 #[derive(Debug, Clone)]
 pub enum Verification {
-    /// Secrets Manager secret holding the HMAC key (plain string, or JSON `{"secret": "..."}`).
+    /// Secrets Manager secret holding the HMAC key (plain string, or exactly JSON `{"secret": "..."}`; at least
+    /// [`MIN_KEY_BYTES`]). Its `AWSPREVIOUS` version is accepted too, so rotation has no gap.
     Secret { secret_id: String },
     /// Explicitly turned off with `WEBHOOK_SIGNATURE_VERIFICATION=disabled`.
     Disabled,
@@ -55,6 +64,8 @@ pub struct Config {
     pub bare_event_types: Vec<String>,
     /// Minimum time between secret re-reads after a signature mismatch.
     pub secret_refresh_interval: Duration,
+    /// Keys older than this are re-read on the next request, so a retired version stops working.
+    pub secret_max_age: Duration,
 }
 
 /// Event types a bare body may name by default: the IVR escalation body of an Architect HTTP action.
@@ -84,6 +95,7 @@ impl Default for Config {
                 .map(|s| s.to_string())
                 .collect(),
             secret_refresh_interval: Duration::from_secs(60),
+            secret_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -143,13 +155,16 @@ impl Config {
                 .optional("GENESYS_ORGANIZATION_ID")
                 .unwrap_or_else(|| "unknown".into()),
             bare_event_types: env.list_or("RECEIVER_BARE_EVENT_TYPES", DEFAULT_BARE_EVENT_TYPES),
-            secret_refresh_interval: Duration::from_secs(60),
+            secret_refresh_interval: env.secs_or("WEBHOOK_SECRET_REFRESH_SECONDS", 60)?,
+            secret_max_age: env.secs_or("WEBHOOK_SECRET_MAX_AGE_SECONDS", 300)?,
         })
     }
 }
 
 /// Everything the receiver needs at cold start: the allow-list from the mapping file when not given, the
-/// clients, and the signing key read once.
+/// clients, the queue's `MaximumMessageSize`, and the signing key read once. A signing secret that cannot be
+/// read or breaks its shape does not stop the function: it answers 503 (Genesys retries) and re-reads it, at
+/// most once per `Retry-After`, until it is fixed.
 pub async fn build(
     mut config: Config,
     aws: &aws_config::SdkConfig,
@@ -163,7 +178,10 @@ pub async fn build(
         aws_sdk_sqs::Client::new(aws),
         aws_sdk_secretsmanager::Client::new(aws),
     );
-    receiver.warm_up().await?;
+    receiver.read_queue_limit().await?;
+    if let Err(e) = receiver.load_key().await {
+        error!(error = %e, "starting without a usable webhook signing key: answering 503 until it is fixed");
+    }
     Ok(receiver)
 }
 
@@ -297,72 +315,13 @@ fn valid_event_type(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || ".:_-{}".contains(c))
 }
 
-/// HMAC key cache: read once per cold start, re-read at most once per interval after a mismatch.
-struct SigningKey {
-    secret_id: String,
-    key: RwLock<Option<Arc<Vec<u8>>>>,
-    last_read: Mutex<Option<Instant>>,
-}
-
-impl SigningKey {
-    async fn current(
-        &self,
-        sm: &aws_sdk_secretsmanager::Client,
-    ) -> Result<Arc<Vec<u8>>, SecretError> {
-        if let Some(k) = self.key.read().await.clone() {
-            return Ok(k);
-        }
-        let mut last = self.last_read.lock().await;
-        // Another caller may have loaded it while we waited for the lock.
-        if let Some(k) = self.key.read().await.clone() {
-            return Ok(k);
-        }
-        self.read(sm, &mut last).await
-    }
-
-    /// Re-reads the secret after a mismatch, unless it was read less than `min_interval` ago.
-    async fn refresh(
-        &self,
-        sm: &aws_sdk_secretsmanager::Client,
-        min_interval: Duration,
-    ) -> Result<Option<Arc<Vec<u8>>>, SecretError> {
-        let mut last = self.last_read.lock().await;
-        if last.is_some_and(|at| at.elapsed() < min_interval) {
-            return Ok(None);
-        }
-        self.read(sm, &mut last).await.map(Some)
-    }
-
-    async fn read(
-        &self,
-        sm: &aws_sdk_secretsmanager::Client,
-        last: &mut Option<Instant>,
-    ) -> Result<Arc<Vec<u8>>, SecretError> {
-        let raw = read_secret(sm, &self.secret_id).await?;
-        *last = Some(Instant::now());
-        let key = Arc::new(hmac_key_from_secret(&raw));
-        *self.key.write().await = Some(key.clone());
-        Ok(key)
-    }
-}
-
-/// Accepts a plain secret string or JSON `{"secret": "..."}`.
-pub fn hmac_key_from_secret(raw: &str) -> Vec<u8> {
-    serde_json::from_str::<Value>(raw)
-        .ok()
-        .and_then(|v| {
-            v.get("secret")
-                .and_then(Value::as_str)
-                .map(|s| s.as_bytes().to_vec())
-        })
-        .unwrap_or_else(|| raw.as_bytes().to_vec())
-}
-
 pub struct Receiver {
     config: Config,
     sqs: aws_sdk_sqs::Client,
     secrets: aws_sdk_secretsmanager::Client,
     key: Option<SigningKey>,
+    /// The queue's `MaximumMessageSize`, read at cold start ([`queue::SQS_MAX_MESSAGE_BYTES`] until then).
+    queue_limit: OnceLock<usize>,
 }
 
 impl Receiver {
@@ -376,11 +335,11 @@ impl Receiver {
             .allowed_event_types
             .get_or_insert_with(default_allowed_event_types);
         let key = match &config.verification {
-            Verification::Secret { secret_id } => Some(SigningKey {
-                secret_id: secret_id.clone(),
-                key: RwLock::new(None),
-                last_read: Mutex::new(None),
-            }),
+            Verification::Secret { secret_id } => Some(SigningKey::new(
+                secret_id,
+                RETRY_AFTER.min(config.secret_refresh_interval),
+                config.secret_max_age,
+            )),
             Verification::Disabled => None,
         };
         Self {
@@ -388,6 +347,7 @@ impl Receiver {
             sqs,
             secrets,
             key,
+            queue_limit: OnceLock::new(),
         }
     }
 
@@ -395,8 +355,35 @@ impl Receiver {
         &self.config
     }
 
-    /// Loads the signing key now (call during init so the first request does not pay for it).
-    pub async fn warm_up(&self) -> Result<(), SecretError> {
+    /// Reads the queue's limit and loads the signing key now; either failing is an error.
+    pub async fn warm_up(&self) -> Result<(), shared::StartupError> {
+        self.read_queue_limit().await?;
+        self.load_key().await.map_err(|e| match e {
+            KeyError::Read(e) => shared::StartupError::Secret(e),
+            e => shared::StartupError::invalid("WEBHOOK_SECRET_ID", e),
+        })
+    }
+
+    /// Reads the events queue's `MaximumMessageSize` (GetQueueAttributes) once.
+    pub async fn read_queue_limit(&self) -> Result<usize, shared::StartupError> {
+        if let Some(limit) = self.queue_limit.get() {
+            return Ok(*limit);
+        }
+        let limit = queue::max_message_size(&self.sqs, &self.config.queue_url).await?;
+        info!(limit, "events queue MaximumMessageSize");
+        Ok(*self.queue_limit.get_or_init(|| limit))
+    }
+
+    /// The limit messages are checked against.
+    pub fn queue_limit(&self) -> usize {
+        self.queue_limit
+            .get()
+            .copied()
+            .unwrap_or(queue::SQS_MAX_MESSAGE_BYTES)
+    }
+
+    /// Loads the signing key now (during init, so the first request does not pay for it).
+    pub async fn load_key(&self) -> Result<(), KeyError> {
         if let Some(k) = &self.key {
             k.current(&self.secrets).await?;
         }
@@ -428,7 +415,8 @@ impl Receiver {
         self.enqueue(body, &accepted, correlation_id).await
     }
 
-    /// Verifies the signature, re-reading the secret (rate-limited) on a mismatch so rotation works.
+    /// Verifies the signature with the current key, then the previous one; on a mismatch re-reads the secret
+    /// (rate-limited) so rotation works. No usable key, or a failed re-read, is 503, never 401.
     async fn verify(
         &self,
         body: &[u8],
@@ -441,13 +429,13 @@ impl Receiver {
             // Size is reported by `validate`; skip hashing a body we will refuse anyway.
             return Ok(Ok(()));
         }
-        let unavailable = |e: SecretError| {
+        let unavailable = |e: KeyError| {
             error!(error = %e, "webhook signing secret unavailable");
             Reply::error(503, "unavailable", "signature key unavailable; retry later")
                 .with_retry_after(RETRY_AFTER)
         };
-        let current = key.current(&self.secrets).await.map_err(unavailable)?;
-        let first = self.config.scheme.verify(&current, body, signature);
+        let cached = key.current(&self.secrets).await.map_err(unavailable)?;
+        let first = self.check(&cached, body, signature);
         if first != Err(SignatureError::Mismatch) {
             return Ok(first);
         }
@@ -455,15 +443,28 @@ impl Receiver {
             .refresh(&self.secrets, self.config.secret_refresh_interval)
             .await
         {
-            Ok(Some(fresh)) if fresh != current => {
-                Ok(self.config.scheme.verify(&fresh, body, signature))
+            Ok(Refreshed::Fresh(fresh)) if fresh != cached => {
+                Ok(self.check(&fresh, body, signature))
             }
             Ok(_) => Ok(first),
-            Err(e) => {
-                warn!(error = %e, "could not re-read the signing secret after a mismatch");
-                Ok(first)
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// `Ok` when any key verifies; a missing or malformed header is reported as such.
+    fn check(
+        &self,
+        keys: &Keys,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        for key in keys.iter() {
+            match self.config.scheme.verify(key, body, signature) {
+                Err(SignatureError::Mismatch) => continue,
+                other => return other,
             }
         }
+        Err(SignatureError::Mismatch)
     }
 
     async fn enqueue(&self, body: &[u8], accepted: &Accepted, correlation_id: &str) -> Reply {
@@ -479,6 +480,18 @@ impl Receiver {
             ("received_at", received_at),
             ("correlation_id", correlation_id.to_string()),
         ]);
+        let size = queue::message_size(text, &attrs);
+        let limit = self.queue_limit();
+        if let Some(reply) = unstorable(text, size, limit) {
+            warn!(
+                correlation_id,
+                status = reply.status,
+                size,
+                limit,
+                "webhook refused: SQS cannot store it"
+            );
+            return reply;
+        }
         let sent = self
             .sqs
             .send_message()
@@ -498,10 +511,53 @@ impl Receiver {
                 )
             }
             Err(e) => {
-                error!(correlation_id, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SQS send failed");
-                Reply::error(503, "unavailable", "event could not be stored; retry later")
-                    .with_retry_after(RETRY_AFTER)
+                let failure = queue::classify(&e, size, limit);
+                if failure.class().is_transient() {
+                    error!(correlation_id, error = %failure, "SQS send failed");
+                } else {
+                    warn!(correlation_id, error = %failure, "SQS refused the message for good");
+                }
+                failure_reply(&failure)
             }
+        }
+    }
+}
+
+/// The answer for a message SQS could never store (checked before sending), if it is one.
+pub fn unstorable(body: &str, size: usize, limit: usize) -> Option<Reply> {
+    if size > limit {
+        return Some(failure_reply(&SendFailure::TooLarge { size, limit }));
+    }
+    queue::refused_character(body).map(|(at, c)| {
+        Reply::error(
+            400,
+            "invalid_payload",
+            format!(
+                "the body holds a character SQS cannot store (U+{:04X} at byte {at}); send it escaped",
+                c as u32
+            ),
+        )
+    })
+}
+
+/// 413 / 400 for what SQS can never take (Genesys must not retry), 503 + `Retry-After` for the rest.
+pub fn failure_reply(failure: &SendFailure) -> Reply {
+    match failure {
+        SendFailure::TooLarge { size, limit } => Reply::error(
+            413,
+            "payload_too_large",
+            format!(
+                "the message is {size} bytes with its SQS attributes; the queue takes at most {limit}"
+            ),
+        ),
+        SendFailure::Rejected { code } => Reply::error(
+            400,
+            "rejected_by_queue",
+            format!("the queue refuses this message ({code}); retrying cannot help"),
+        ),
+        SendFailure::Unavailable { .. } => {
+            Reply::error(503, "unavailable", "event could not be stored; retry later")
+                .with_retry_after(RETRY_AFTER)
         }
     }
 }
@@ -629,6 +685,8 @@ mod tests {
             ("RECEIVER_UNKNOWN_EVENT_TYPE_POLICY", "ignore"),
             ("RECEIVER_MAX_BODY_BYTES", "1MB"),
             ("WEBHOOK_SIGNATURE_ENCODING", "base32"),
+            ("WEBHOOK_SECRET_REFRESH_SECONDS", "soon"),
+            ("WEBHOOK_SECRET_MAX_AGE_SECONDS", "-1"),
         ] {
             let err = Config::from_vars(&env.clone().with([(name, value)])).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
@@ -758,9 +816,36 @@ mod tests {
     }
 
     #[test]
-    fn secret_formats_and_correlation_ids() {
-        assert_eq!(hmac_key_from_secret(r#"{"secret":"abc"}"#), b"abc");
-        assert_eq!(hmac_key_from_secret("plain"), b"plain");
+    fn what_sqs_can_never_store_is_refused_up_front_and_its_refusals_are_not_503() {
+        assert_eq!(unstorable("{}", 1024, 1024), None, "exactly the limit fits");
+        let r = unstorable("{}", 1025, 1024).unwrap();
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (413, Some("payload_too_large"))
+        );
+        assert!(r.retry_after.is_none());
+        let r = unstorable("a\u{FFFF}", 3, 1024).unwrap();
+        assert_eq!(r.status, 400);
+        let r = failure_reply(&SendFailure::Rejected {
+            code: "InvalidMessageContents".into(),
+        });
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (400, Some("rejected_by_queue"))
+        );
+        let r = failure_reply(&SendFailure::Unavailable {
+            reason: "throttled".into(),
+        });
+        assert_eq!((r.status, r.retry_after), (503, Some(RETRY_AFTER)));
+        let attrs = string_attributes([("event_type", "e".to_string())]);
+        assert_eq!(
+            queue::message_size("x".repeat(1000).as_str(), &attrs),
+            1000 + "event_type".len() + "String".len() + 1
+        );
+    }
+
+    #[test]
+    fn correlation_ids() {
         let mut h = HeaderMap::new();
         assert_eq!(correlation_id(&h, Some("req-1")), "req-1");
         h.insert("x-correlation-id", "abc-123".parse().unwrap());

@@ -1,0 +1,110 @@
+//! What template.yaml must say for the code's assumptions to hold (cfn-lint checks the syntax; these check
+//! the contract): the EventBridge path's queue policy, the queue limit the receiver reads, log groups and the
+//! log level, and the writer's auth-mode IAM.
+
+use integration_tests::workspace_root;
+
+fn template() -> String {
+    std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template.yaml")
+}
+
+/// The lines of top-level resource `name` (two-space indented key under `Resources:`).
+fn resource(t: &str, name: &str) -> String {
+    let header = format!("  {name}:");
+    let mut lines = t.lines().skip_while(|l| *l != header);
+    let first = lines.next().unwrap_or_else(|| panic!("no resource {name}"));
+    std::iter::once(first)
+        .chain(lines.take_while(|l| l.is_empty() || l.starts_with("    ") || l.starts_with("  #")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn functions(t: &str) -> Vec<String> {
+    t.lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[1].trim() == "Type: AWS::Serverless::Function")
+        .map(|w| w[0].trim().trim_end_matches(':').to_string())
+        .collect()
+}
+
+#[test]
+fn the_events_queue_lets_only_the_genesys_eventbridge_rule_send_to_it() {
+    let t = template();
+    let policy = resource(&t, "EventsQueuePolicy");
+    for needed in [
+        "Type: AWS::SQS::QueuePolicy",
+        "- !Ref EventsQueue",
+        "Service: events.amazonaws.com",
+        "Action: sqs:SendMessage",
+        "aws:SourceArn: !GetAtt GenesysEventsRule.Arn",
+    ] {
+        assert!(policy.contains(needed), "{needed}:\n{policy}");
+    }
+    let rule = resource(&t, "GenesysEventsRule");
+    assert!(rule.contains("Arn: !GetAtt EventsQueue.Arn"), "{rule}");
+    assert!(rule.contains("EventBusName: !Ref GenesysEventSourceName"));
+}
+
+#[test]
+fn the_events_queue_limit_is_set_readable_by_the_receiver_and_the_same_locally() {
+    let t = template();
+    let queue = resource(&t, "EventsQueue");
+    let local = local::aws_setup::ResourceNames::local().max_message_size;
+    assert!(
+        queue.contains(&format!("MaximumMessageSize: {local}")),
+        "template and local setup disagree:\n{queue}"
+    );
+    let receiver = resource(&t, "WebhookReceiverFunction");
+    assert!(receiver.contains("sqs:GetQueueAttributes"), "{receiver}");
+}
+
+#[test]
+fn every_function_logs_to_its_group_with_retention_at_the_log_level_parameter() {
+    let t = template();
+    let names = functions(&t);
+    assert_eq!(names.len(), 4, "{names:?}");
+    for f in &names {
+        let block = resource(&t, f);
+        let group = block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("LogGroup: !Ref "))
+            .unwrap_or_else(|| panic!("{f} has no LoggingConfig.LogGroup"));
+        assert!(
+            block.contains("ApplicationLogLevel: !FindInMap [LogLevels, !Ref LogLevel, Lambda]"),
+            "{f}: the LogLevel parameter must reach Lambda's ApplicationLogLevel"
+        );
+        let group_block = resource(&t, group);
+        assert!(
+            group_block.contains("RetentionInDays: !Ref LogRetentionDays"),
+            "{group}"
+        );
+    }
+    assert!(!t.contains("ApplicationLogLevel: INFO"), "a fixed level");
+    let api = resource(&t, "HttpApi");
+    assert!(api.contains("AccessLogSettings:"), "{api}");
+    assert!(
+        api.contains("\"POST /webhooks/genesys\":"),
+        "its own throttling budget"
+    );
+}
+
+#[test]
+fn the_writer_is_granted_only_the_secrets_of_its_servicenow_auth_mode() {
+    let writer = resource(&template(), "ServiceNowWriterFunction");
+    let policies = &writer[writer.find("Policies:").expect("writer policies")..];
+    // Every statement naming a ServiceNow secret sits in a ServiceNowOAuth condition.
+    let conditional = policies
+        .matches("- !If\n              - ServiceNowOAuth")
+        .count();
+    assert_eq!(conditional, 2, "{policies}");
+    let unconditional = policies
+        .split("- !If")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !unconditional.contains("!Ref ServiceNow"),
+        "{unconditional}"
+    );
+}
