@@ -262,6 +262,7 @@ impl ServiceNowSim {
                     .put(update_incident)
                     .delete(delete_incident),
             )
+            .route("/api/now/import/{staging_table}", post(import_row))
             .route("/api/now/table/sys_user", get(query_users_v1))
             .route("/api/now/v2/table/sys_user", get(query_users_v2))
             .route("/sim/incidents", get(list_incidents))
@@ -474,6 +475,24 @@ async fn create_incident(
             "The payload is not valid JSON.",
         );
     };
+    let record = match committed(&sim, &kill, PATH, move |s| insert_incident(s, &input)).await {
+        Ok(record) => record,
+        Err(no_answer) => return no_answer,
+    };
+    sim.record("POST", PATH, 201);
+    let out = present(&record, &params, "incident");
+    (StatusCode::CREATED, Json(json!({"result": out}))).into_response()
+}
+
+/// Runs `write` (an insert, or an import's transform) under the create faults: committed only
+/// `late_commit_ms` later (answered then, if the client still waits), or committed and the connection
+/// dropped without an answer (`Err` is then never returned: the request hangs up).
+async fn committed<T: Send + 'static>(
+    sim: &ServiceNowSim,
+    kill: &ConnectionKill,
+    path: &str,
+    write: impl FnOnce(&mut State_) -> T + Send + 'static,
+) -> Result<T, Response> {
     let late = {
         let mut s = sim.lock();
         (s.faults.late_commit_next > 0).then(|| {
@@ -486,32 +505,92 @@ async fn create_incident(
         let committing = sim.clone();
         let commit = tokio::spawn(async move {
             tokio::time::sleep(late).await;
-            insert_incident(&mut committing.lock(), &input)
+            write(&mut committing.lock())
         });
-        let Ok(record) = commit.await else {
-            return injected(StatusCode::INTERNAL_SERVER_ERROR);
-        };
-        sim.record("POST", PATH, 201);
-        let out = present(&record, &params, "incident");
-        return (StatusCode::CREATED, Json(json!({"result": out}))).into_response();
+        return commit
+            .await
+            .map_err(|_| injected(StatusCode::INTERNAL_SERVER_ERROR));
     }
-    let (record, drop_connection) = {
+    let (done, drop_connection) = {
         let mut s = sim.lock();
-        let rec = insert_incident(&mut s, &input);
+        let done = write(&mut s);
         let drop = s.faults.drop_after_create > 0;
         if drop {
             s.faults.drop_after_create -= 1;
         }
-        (rec, drop)
+        (done, drop)
     };
     if drop_connection {
-        sim.record("POST", PATH, 0);
+        sim.record("POST", path, 0);
         kill.0.notify_one();
         std::future::pending::<()>().await;
     }
+    Ok(done)
+}
+
+/// `POST /api/now/import/{staging_table}`: one staging row (`u_<field>` columns), transformed at once onto
+/// `incident` by a transform map that coalesces on `correlation_id` and ignores a row whose incident exists
+/// (the setup the README describes): a repeated create answers the first incident, `status: ignored`.
+async fn import_row(
+    State(sim): State<ServiceNowSim>,
+    Extension(kill): Extension<ConnectionKill>,
+    Path(table): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    const PATH: &str = "/api/now/import/{staging_table}";
+    if let Err(r) = sim.gate(&headers, "POST", PATH).await {
+        return r;
+    }
+    let Ok(Value::Object(row)) = serde_json::from_slice::<Value>(&body) else {
+        sim.record("POST", PATH, 400);
+        return sn_error(
+            StatusCode::BAD_REQUEST,
+            "Exception while reading request",
+            "The payload is not valid JSON.",
+        );
+    };
+    let input: Map<String, Value> = row
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("u_")?.to_string(), v)))
+        .collect();
+    let transform = move |s: &mut State_| {
+        let key = as_text(input.get("correlation_id").unwrap_or(&Value::Null));
+        let existing = s
+            .incidents
+            .iter()
+            .find(|r| !key.is_empty() && as_text(&r["correlation_id"]) == key)
+            .cloned();
+        match existing {
+            Some(record) => (record, "ignored"),
+            None => (insert_incident(s, &input), "inserted"),
+        }
+    };
+    let (record, status) = match committed(&sim, &kill, PATH, transform).await {
+        Ok(done) => done,
+        Err(no_answer) => return no_answer,
+    };
     sim.record("POST", PATH, 201);
-    let out = present(&record, &params, "incident");
-    (StatusCode::CREATED, Json(json!({"result": out}))).into_response()
+    let number = as_text(&record["number"]);
+    let sys_id = as_text(&record["sys_id"]);
+    let set = format!("ISET{}", &number.get(3..).unwrap_or("0"));
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "import_set": set,
+            "staging_table": table,
+            "result": [{
+                "transform_map": "Genesys incidents",
+                "table": "incident",
+                "display_name": "number",
+                "display_value": number,
+                "record_link": format!("/api/now/table/incident/{sys_id}"),
+                "status": status,
+                "sys_id": sys_id,
+            }]
+        })),
+    )
+        .into_response()
 }
 
 /// Stores a new incident from `input`, numbered in order.

@@ -156,6 +156,8 @@ pub struct Options {
     pub rate_limiter: bool,
     /// How many writers (containers) share the rate limit.
     pub rate_limit_containers: u32,
+    /// Create through this Import Set staging table instead of the Table API.
+    pub import_set_table: Option<String>,
 }
 
 impl Default for Options {
@@ -176,6 +178,7 @@ impl Default for Options {
             servicenow_timeout: Duration::from_secs(3),
             rate_limiter: true,
             rate_limit_containers: 1,
+            import_set_table: None,
         }
     }
 }
@@ -491,6 +494,7 @@ fn build_writer(
             events_queue_url: Some(resources.queue_url.clone()),
             max_receive_count: Some(opts.max_receive_count),
             rate_limit_containers: opts.rate_limit_containers,
+            import_set_table: opts.import_set_table.clone(),
             ..WriterConfig::default()
         },
         opts.mapping

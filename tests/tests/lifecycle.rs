@@ -470,7 +470,12 @@ async fn a_replacement_made_by_an_attempt_that_died_gets_the_next_events_note() 
         .unwrap()
         .incident();
     draft.work_notes = shared::incident::with_event_ref(&draft.work_notes, "gc-earlier");
-    let replacement = h.servicenow_client().create_incident(&draft).await.unwrap();
+    let replacement = h
+        .servicenow_client()
+        .create_incident(&draft)
+        .await
+        .unwrap()
+        .incident;
 
     h.post_signed(&acw_event(&conv, "Billing dispute", "Refund promised").to_string())
         .await;

@@ -184,7 +184,7 @@ async fn a_crash_between_create_and_completion_does_not_duplicate_on_redelivery(
         .unwrap()
         .incident();
     draft.work_notes = shared::incident::with_event_ref(&draft.work_notes, &key);
-    let first = client.create_incident(&draft).await.unwrap();
+    let first = client.create_incident(&draft).await.unwrap().incident;
     // While its lease is live, a redelivery backs off instead of creating.
     h.enqueue_raw(&raw).await;
     tokio::time::sleep(Duration::from_millis(400)).await; // the dead invocation's lease runs out

@@ -186,3 +186,51 @@ async fn a_replay_after_the_claims_expired_finds_the_incident_it_made() {
     assert_eq!(tally(&outcomes), Tally::reconciled(1), "{outcomes:?}");
     assert_eq!(h.sim.incidents().len(), 1);
 }
+
+#[tokio::test]
+async fn through_an_import_set_a_create_finds_the_conversations_incident_even_when_the_table_lost_it(
+) {
+    // ServiceNow-side uniqueness: the transform coalesces on correlation_id, so even a writer that lost its
+    // DynamoDB records (and so does not know to look first) adds to the one incident.
+    for (import_set, want_incidents) in [(None, 2), (Some("u_genesys_incident_import"), 1)] {
+        let h = Harness::with(Options {
+            import_set_table: import_set.map(str::to_string),
+            ..Options::default()
+        })
+        .await;
+        let conversation = new_conversation();
+        let first = webhook_event(&conversation, json!({})).to_string();
+        assert_eq!(h.post_signed(&first).await.0, 202);
+        assert_eq!(tally(&h.drain().await).created, 1);
+        h.clear_table().await;
+        let later = acw_event(&conversation, "Billing", "refund issued").to_string();
+        assert_eq!(h.post_signed(&later).await.0, 202);
+        let outcomes = h.drain().await;
+        assert_eq!(
+            h.sim.incidents().len(),
+            want_incidents,
+            "{import_set:?}: {outcomes:?}"
+        );
+        if import_set.is_some() {
+            assert_eq!(
+                tally(&outcomes).updated,
+                1,
+                "adopted and updated: {outcomes:?}"
+            );
+            let number = h.sim.incidents()[0]["number"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(h
+                .sim
+                .work_notes(&number)
+                .iter()
+                .any(|n| n.contains("refund issued")));
+            assert!(h
+                .sim
+                .requests()
+                .iter()
+                .any(|r| r.path == "/api/now/import/{staging_table}" && r.status == 201));
+        }
+    }
+}

@@ -44,6 +44,8 @@ pub struct WriterConfig {
     pub allowed_event_types: Option<Vec<String>>,
     /// How many containers share ServiceNow's rate limit (the event source's maximum concurrency).
     pub rate_limit_containers: u32,
+    /// Create incidents through this Import Set staging table (`SERVICENOW_IMPORT_SET_TABLE`).
+    pub import_set_table: Option<String>,
 }
 
 impl Default for WriterConfig {
@@ -66,6 +68,7 @@ impl Default for WriterConfig {
             max_receive_count: None,
             allowed_event_types: None,
             rate_limit_containers: 1,
+            import_set_table: None,
         }
     }
 }
@@ -132,6 +135,7 @@ impl WriterConfig {
             rate_limit_containers: env
                 .parse_or("WRITER_RATE_LIMIT_CONTAINERS", d.rate_limit_containers)?
                 .max(1),
+            import_set_table: env.optional("SERVICENOW_IMPORT_SET_TABLE"),
         })
     }
 }

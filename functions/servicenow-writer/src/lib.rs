@@ -218,7 +218,9 @@ impl Writer {
             config.idempotency_table.clone(),
             config.conversation_ttl,
         );
-        let servicenow = servicenow.with_rate_limit_share(config.rate_limit_containers);
+        let servicenow = servicenow
+            .with_rate_limit_share(config.rate_limit_containers)
+            .with_import_set(config.import_set_table.clone());
         let queues = SqsQueues::new(
             sqs,
             config.dead_letter_queue_url.clone(),
@@ -954,7 +956,8 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
         }
         body.work_notes = with_event_ref(&draft.work_notes, ids.event_key);
         match self.servicenow.create_incident(&body).await {
-            Ok(created) => Ok((created, false)),
+            // An Import Set transform found it: as if the lookup had.
+            Ok(created) => Ok((created.incident, created.existed)),
             Err(e) => Err(self.unconfirmed_if_ambiguous(e)),
         }
     }

@@ -11,7 +11,7 @@ use shared::IncidentDraft;
 
 use crate::conversations::{ConversationStore, KnownIncident, Locked};
 use crate::idempotency::{Claim, IdempotencyStore, StoreError};
-use crate::servicenow::{IncidentRef, IncidentState, ServiceNowClient, ServiceNowError};
+use crate::servicenow::{Created, IncidentRef, IncidentState, ServiceNowClient, ServiceNowError};
 
 /// Event claims: one per idempotency key, with a lease.
 pub trait Claims: Sync {
@@ -70,7 +70,7 @@ pub trait Incidents: Sync {
     fn create_incident(
         &self,
         draft: &IncidentDraft,
-    ) -> impl Future<Output = Result<IncidentRef, ServiceNowError>> + Send;
+    ) -> impl Future<Output = Result<Created, ServiceNowError>> + Send;
     fn update_incident(
         &self,
         sys_id: &str,
@@ -153,7 +153,7 @@ impl Conversations for ConversationStore {
 }
 
 impl Incidents for ServiceNowClient {
-    async fn create_incident(&self, draft: &IncidentDraft) -> Result<IncidentRef, ServiceNowError> {
+    async fn create_incident(&self, draft: &IncidentDraft) -> Result<Created, ServiceNowError> {
         ServiceNowClient::create_incident(self, draft).await
     }
     async fn update_incident(

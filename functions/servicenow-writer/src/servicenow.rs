@@ -43,6 +43,14 @@ pub struct IncidentRef {
     pub number: String,
 }
 
+/// What a create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub incident: IncidentRef,
+    /// The incident existed already (an Import Set transform coalesced on `correlation_id`): nothing new.
+    pub existed: bool,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceNowError {
     /// ServiceNow answered with an error status; `retry_after` from `Retry-After` or `X-RateLimit-Reset`.
@@ -66,6 +74,9 @@ pub enum ServiceNowError {
     /// The invocation had no time left for another request (none was sent).
     #[error("no time left in the invocation for another ServiceNow request")]
     OutOfTime,
+    /// The Import Set transform did not produce an incident (`status` `error` or `skipped`, or no target).
+    #[error("the import set transform did not produce an incident (status {0})")]
+    ImportRejected(String),
     /// A lookup answered, but its answer cannot prove that nothing matches (a 404, which ServiceNow also gives
     /// when an ACL hides the record; or rows that do not match, proof that the query was ignored). Never
     /// read as "not found": creating on it could duplicate.
@@ -81,6 +92,7 @@ impl ServiceNowError {
                 s if *s >= 500 => FailureClass::Transient,
                 _ => FailureClass::Permanent,
             },
+            ServiceNowError::ImportRejected(_) => FailureClass::Permanent,
             // A token problem is configuration or an outage, never the event's fault: keep it queued.
             ServiceNowError::Transport(_)
             | ServiceNowError::Decode(_)
@@ -101,6 +113,7 @@ impl ServiceNowError {
             ServiceNowError::Token(_)
             | ServiceNowError::OutOfTime
             | ServiceNowError::RateLimited(_)
+            | ServiceNowError::ImportRejected(_)
             | ServiceNowError::Untrustworthy(_) => false,
         }
     }
@@ -116,6 +129,7 @@ impl ServiceNowError {
             | ServiceNowError::Decode(_)
             | ServiceNowError::OutOfTime => "servicenow_unavailable",
             ServiceNowError::Token(_) => "servicenow_token_unavailable",
+            ServiceNowError::ImportRejected(_) => "servicenow_rejected",
             ServiceNowError::Untrustworthy(_) => "servicenow_lookup_untrustworthy",
         }
     }
@@ -196,6 +210,8 @@ pub struct ServiceNowClient {
     callers: Mutex<HashMap<String, Option<String>>>,
     /// The container's share of ServiceNow's rate limit, for every concurrent request; `None`: off.
     limiter: Option<RateLimiter>,
+    /// Creates go through this Import Set staging table (its transform map coalescing on `correlation_id`).
+    import_set_table: Option<String>,
 }
 
 /// The longest a request waits for its turn under the rate limit; a longer wait is the caller's to take.
@@ -213,7 +229,15 @@ impl ServiceNowClient {
             auth: config.auth.clone(),
             callers: Mutex::new(HashMap::new()),
             limiter: Some(RateLimiter::new(RATE_LIMIT_MAX_WAIT, 1)),
+            import_set_table: None,
         })
+    }
+
+    /// Creates through the Import Set API and the staging table `table` (see README: a transform map onto
+    /// `incident` coalescing on `correlation_id` makes a repeated create find the first one, in ServiceNow).
+    pub fn with_import_set(mut self, table: Option<String>) -> Self {
+        self.import_set_table = table;
+        self
     }
 
     /// The rate limiter paces to `1 / containers` of the announced limit (the function's maximum concurrency:
@@ -289,10 +313,10 @@ impl ServiceNowClient {
     }
 
     /// `POST /api/now/table/incident`.
-    pub async fn create_incident(
-        &self,
-        draft: &IncidentDraft,
-    ) -> Result<IncidentRef, ServiceNowError> {
+    pub async fn create_incident(&self, draft: &IncidentDraft) -> Result<Created, ServiceNowError> {
+        if let Some(table) = &self.import_set_table {
+            return self.import_incident(table, draft).await;
+        }
         let url = format!("{}/api/now/table/incident", self.base);
         let response = self
             .limited(|h| {
@@ -311,10 +335,65 @@ impl ServiceNowClient {
                 "created record has no sys_id".into(),
             ));
         }
-        Ok(IncidentRef {
-            sys_id: one.result.sys_id,
-            number: one.result.number,
+        Ok(Created {
+            incident: IncidentRef {
+                sys_id: one.result.sys_id,
+                number: one.result.number,
+            },
+            existed: false,
         })
+    }
+
+    /// `POST /api/now/import/{table}`: one staging row, columns `u_<field>`; the transform runs at once and
+    /// answers the incident it inserted, or the one it coalesced onto.
+    async fn import_incident(
+        &self,
+        table: &str,
+        draft: &IncidentDraft,
+    ) -> Result<Created, ServiceNowError> {
+        let url = format!("{}/api/now/import/{}", self.base, path_segment(table));
+        let fields = serde_json::to_value(draft).unwrap_or_default();
+        let row: serde_json::Map<String, Value> = fields
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (format!("u_{k}"), v.clone()))
+            .collect();
+        let response = self.limited(|h| h.post(&url).json(&row)).await?;
+        let body: Value = check(response)?.json().await.map_err(decode)?;
+        let target = body["result"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["table"] == "incident"));
+        let Some(target) = target else {
+            return Err(ServiceNowError::Decode(
+                "the import set answer names no incident".into(),
+            ));
+        };
+        let text = |name: &str| target[name].as_str().unwrap_or_default().to_string();
+        let status = text("status");
+        let existed = match status.as_str() {
+            "inserted" => false,
+            "updated" | "ignored" => true,
+            _ => return Err(ServiceNowError::ImportRejected(status)),
+        };
+        let (sys_id, number) = (text("sys_id"), text("display_value"));
+        if !sys_id.is_empty() {
+            return Ok(Created {
+                incident: IncidentRef { sys_id, number },
+                existed,
+            });
+        }
+        // An ignored row may name no target: the incident it coalesced onto is found by its key.
+        match existed {
+            true => match self.find_by_correlation_id(&draft.correlation_id).await? {
+                Some(incident) => Ok(Created { incident, existed }),
+                None => Err(ServiceNowError::ImportRejected(status)),
+            },
+            false => Err(ServiceNowError::ImportRejected(format!(
+                "{status}, without a target sys_id"
+            ))),
+        }
     }
 
     /// `PATCH /api/now/table/incident/{sys_id}` with `fields` (e.g. `work_notes`, raised levels). A 404 is

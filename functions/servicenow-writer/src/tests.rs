@@ -18,7 +18,7 @@ use shared::{InboundEvent, IncidentDraft, Mapping};
 use crate::conversations::{ConversationLock, KnownIncident, Locked};
 use crate::idempotency::{Claim, StoreError};
 use crate::ports::{Claims, Conversations, DeadLetter, Incidents, Queues};
-use crate::servicenow::{IncidentRef, IncidentState, ServiceNowError};
+use crate::servicenow::{Created, IncidentRef, IncidentState, ServiceNowError};
 use crate::{Outcome, Writer, WriterConfig};
 
 fn store_down(operation: &'static str) -> StoreError {
@@ -311,10 +311,13 @@ fn status(status: u16) -> ServiceNowError {
 }
 
 impl Incidents for FakeServiceNow {
-    async fn create_incident(&self, draft: &IncidentDraft) -> Result<IncidentRef, ServiceNowError> {
+    async fn create_incident(&self, draft: &IncidentDraft) -> Result<Created, ServiceNowError> {
         match Self::next(&self.creates) {
             Step::Refuse(e) => Err(e),
-            Step::Answer => Ok(self.insert(&draft.correlation_id, &draft.work_notes)),
+            Step::Answer => Ok(Created {
+                incident: self.insert(&draft.correlation_id, &draft.work_notes),
+                existed: false,
+            }),
             Step::CommitThenLose => {
                 self.insert(&draft.correlation_id, &draft.work_notes);
                 Err(lost())
@@ -475,6 +478,7 @@ fn config() -> WriterConfig {
         max_receive_count: Some(5),
         allowed_event_types: None,
         rate_limit_containers: 1,
+        import_set_table: None,
     }
 }
 
