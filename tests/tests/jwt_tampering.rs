@@ -13,10 +13,11 @@ fn authenticator() -> Authenticator {
             issuers: vec![DEV_ISSUER.into()],
             audiences: vec![DEV_AUDIENCE.into()],
             leeway: Duration::from_secs(60),
-            max_age: None,
+            max_age: Some(Duration::from_secs(900)),
+            max_lifetime: Duration::from_secs(3600),
             algorithms: auth::parse_algorithms(&["ES256".into(), "RS256".into()]).unwrap(),
         },
-        auth::keys_from_pem_set(KEY_SET_JSON).unwrap(),
+        auth::keys_from_pem_set(KEY_SET_JSON, &[DEV_ISSUER.into()]).unwrap(),
         None,
     )
 }
