@@ -56,6 +56,16 @@ pub struct BoundKey {
     key: DecodingKey,
 }
 
+impl std::fmt::Debug for BoundKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("binding", &self.binding)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("key set is not valid JSON: {0}")]
@@ -310,6 +320,16 @@ pub struct JwksTiming {
     pub failure_backoff: Duration,
 }
 
+impl JwksTiming {
+    /// The wait after `failures` failed fetches in a row (≥ 1): the backoff, doubling, at most `refresh`.
+    pub fn wait_after(&self, failures: u32) -> Duration {
+        let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+        self.failure_backoff
+            .saturating_mul(doubling)
+            .min(self.refresh.max(self.failure_backoff))
+    }
+}
+
 impl Default for JwksTiming {
     fn default() -> Self {
         Self {
@@ -377,13 +397,7 @@ impl Jwks {
             }
             Err(e) => {
                 state.failures = state.failures.saturating_add(1);
-                let doubling = 2u32.saturating_pow(state.failures.saturating_sub(1).min(16));
-                let wait = self
-                    .timing
-                    .failure_backoff
-                    .saturating_mul(doubling)
-                    .min(self.timing.refresh.max(self.timing.failure_backoff));
-                state.retry_at = Some(now + wait);
+                state.retry_at = Some(now + self.timing.wait_after(state.failures));
                 Err(e)
             }
         }
@@ -613,4 +627,100 @@ pub fn parse_algorithms(list: &[String]) -> Result<Vec<Algorithm>, String> {
         })
         .filter(|r| r.as_ref().map_or(true, |a| seen.insert(*a)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEhFZwmwBVHU+XbQinQKXjgWjIUk9p\nFYm78e71heK0FZl5Yy4n0o1Lcp99a6UbQtdze4kT5QkR5vdq30rHWbRKIg==\n-----END PUBLIC KEY-----\n";
+
+    fn set(extra: &str) -> String {
+        format!(r#"{{"keys": [{{"kid": "k1", "alg": "ES256", "pem": {PEM:?}{extra}}}]}}"#)
+    }
+
+    fn issuers(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn static_keys_carry_their_bindings() {
+        let keys = keys_from_pem_set(
+            &set(r#", "issuers": ["https://b"], "subjects": ["billing"]"#),
+            &issuers(&["https://b", "https://o"]),
+        )
+        .unwrap();
+        assert_eq!(
+            keys[0].binding,
+            KeyBinding {
+                issuers: issuers(&["https://b"]),
+                subjects: Some(vec!["billing".into()])
+            }
+        );
+        let implicit = keys_from_pem_set(&set(""), &issuers(&["https://b"])).unwrap();
+        assert_eq!(implicit[0].binding.issuers, issuers(&["https://b"]));
+        assert_eq!(implicit[0].binding.subjects, None);
+    }
+
+    #[test]
+    fn unbound_empty_or_misspelt_bindings_are_refused() {
+        let two = issuers(&["https://b", "https://o"]);
+        assert_eq!(
+            keys_from_pem_set(&set(""), &two).err(),
+            Some(KeyError::Unbound { kid: "k1".into() })
+        );
+        for extra in [
+            r#", "issuers": []"#,
+            r#", "issuers": ["https://b"], "subjects": []"#,
+        ] {
+            let err = keys_from_pem_set(&set(extra), &two).unwrap_err();
+            assert!(err.to_string().contains("is empty"), "{extra}: {err}");
+        }
+        let err = keys_from_pem_set(&set(r#", "subject": ["billing"]"#), &two).unwrap_err();
+        assert!(matches!(err, KeyError::Json(_)), "{err}");
+    }
+
+    #[test]
+    fn failed_fetches_back_off_doubling_up_to_the_refresh_interval() {
+        let t = JwksTiming {
+            refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(300),
+            failure_backoff: Duration::from_secs(5),
+        };
+        let waits: Vec<u64> = (1..=8).map(|n| t.wait_after(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(t.wait_after(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bindings_check_issuer_then_subject() {
+        let claims = |iss: &str, sub: Option<&str>| Claims {
+            iss: iss.into(),
+            sub: sub.map(str::to_string),
+            iat: None,
+            exp: 0,
+        };
+        let b = KeyBinding {
+            issuers: issuers(&["https://b"]),
+            subjects: Some(vec!["billing".into()]),
+        };
+        assert_eq!(b.check(&claims("https://b", Some("billing"))), Ok(()));
+        assert_eq!(
+            b.check(&claims("https://o", Some("billing"))),
+            Err(AuthError::KeyIssuer)
+        );
+        assert_eq!(
+            b.check(&claims("https://b", Some("orders"))),
+            Err(AuthError::KeySubject)
+        );
+        assert_eq!(
+            b.check(&claims("https://b", None)),
+            Err(AuthError::KeySubject)
+        );
+        let any = KeyBinding {
+            subjects: None,
+            ..b
+        };
+        assert_eq!(any.check(&claims("https://b", None)), Ok(()));
+    }
 }
