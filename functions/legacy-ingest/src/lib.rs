@@ -336,27 +336,22 @@ fn jwks_url(url: String) -> Result<String, ConfigError> {
     }
 }
 
+const JWKS_ISSUER_REQUIRED: &str =
+    "required when JWT_ISSUERS lists more than one issuer: the issuer whose tokens the JWKS keys sign";
+
 /// Whom JWKS keys may sign for: `JWT_JWKS_ISSUER` (one of `JWT_ISSUERS`), required unless exactly one issuer
 /// is configured; `JWT_JWKS_SUBJECTS` optionally restricts `sub`.
 fn jwks_binding(env: &Env, issuers: &[String]) -> Result<KeyBinding, ConfigError> {
-    let issuer =
-        match (env.optional("JWT_JWKS_ISSUER"), issuers) {
-            (Some(i), _) if issuers.contains(&i) => i,
-            (Some(_), _) => {
-                return Err(ConfigError::Invalid {
-                    name: "JWT_JWKS_ISSUER",
-                    reason: "must be one of JWT_ISSUERS".into(),
-                })
-            }
-            (None, [only]) => only.clone(),
-            (None, _) => return Err(ConfigError::Invalid {
-                name: "JWT_JWKS_ISSUER",
-                reason:
-                    "required when JWT_ISSUERS lists more than one issuer: the issuer whose tokens \
-                         the JWKS keys sign"
-                        .into(),
-            }),
-        };
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "JWT_JWKS_ISSUER",
+        reason: reason.into(),
+    };
+    let issuer = match (env.optional("JWT_JWKS_ISSUER"), issuers) {
+        (Some(i), _) if issuers.contains(&i) => i,
+        (Some(_), _) => return Err(invalid("must be one of JWT_ISSUERS")),
+        (None, [only]) => only.clone(),
+        (None, _) => return Err(invalid(JWKS_ISSUER_REQUIRED)),
+    };
     let subjects = env.list_or("JWT_JWKS_SUBJECTS", &[]);
     Ok(KeyBinding {
         issuers: vec![issuer],
