@@ -41,7 +41,7 @@ wait_port "$GENESYS_PORT"
 echo "Genesys simulator on http://127.0.0.1:$GENESYS_PORT (log: .local/genesys-sim.log)"
 export GENESYS_API_URL="${GENESYS_API_URL:-http://127.0.0.1:$GENESYS_PORT}" \
   GENESYS_LOGIN_URL="${GENESYS_LOGIN_URL:-http://127.0.0.1:$GENESYS_PORT}" \
-  JWT_ISSUERS="${JWT_ISSUERS:-https://billing.legacy.example}" \
+  JWT_ISSUERS="${JWT_ISSUERS:-https://billing.legacy.example,https://orders.legacy.example}" \
   JWT_AUDIENCES="${JWT_AUDIENCES:-genesys-legacy-ingest}" \
   JWT_KEYS_FILE="${JWT_KEYS_FILE:-local/dev-keys/keyset.json}"
 

@@ -6,10 +6,15 @@ use serde_json::{json, Value};
 pub const DEV_ISSUER: &str = "https://billing.legacy.example";
 pub const DEV_AUDIENCE: &str = "genesys-legacy-ingest";
 pub const DEV_SUBJECT: &str = "billing";
+/// A second legacy system, with its own key (`dev-orders-es256`) bound to its issuer in `keyset.json`.
+pub const ORDERS_ISSUER: &str = "https://orders.legacy.example";
+pub const ORDERS_SUBJECT: &str = "orders";
 
 pub const ES256_PRIVATE: &str = include_str!("../dev-keys/es256-private.pem");
 pub const ES256_PUBLIC: &str = include_str!("../dev-keys/es256-public.pem");
 pub const ES256_OTHER_PRIVATE: &str = include_str!("../dev-keys/es256-other-private.pem");
+pub const ES256_ORDERS_PRIVATE: &str = include_str!("../dev-keys/es256-orders-private.pem");
+pub const ES256_ORDERS_PUBLIC: &str = include_str!("../dev-keys/es256-orders-public.pem");
 pub const RS256_PRIVATE: &str = include_str!("../dev-keys/rs256-private.pem");
 pub const RS256_PUBLIC: &str = include_str!("../dev-keys/rs256-public.pem");
 pub const KEY_SET_JSON: &str = include_str!("../dev-keys/keyset.json");

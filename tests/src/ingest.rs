@@ -1,15 +1,19 @@
-//! legacy-ingest served over loopback HTTP against the Genesys simulator, with the dev keys.
+//! legacy-ingest served over loopback HTTP against the Genesys simulator, with the dev keys and a JWKS
+//! endpoint whose answer a test can change.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use legacy_ingest::auth::{self, Authenticator, Jwks, JwksSource, JwtPolicy};
+use axum::response::{IntoResponse, Response};
+use legacy_ingest::auth::{Jwks, JwksSource, JwksTiming};
 use legacy_ingest::event::EventRules;
 use legacy_ingest::genesys::Publisher;
-use legacy_ingest::{Ingest, IngestConfig};
+use legacy_ingest::{Config, Ingest, IngestConfig, KeysFrom};
 use local::dev_tokens::{DEV_AUDIENCE, DEV_ISSUER, JWKS_JSON, KEY_SET_JSON};
 use local::genesys_sim::{GenesysSim, DEFAULT_INGEST_PATH};
 use serde_json::Value;
+use shared::config::Env;
 use shared::oauth::ClientCredentials;
 use shared::retry::{Retrier, RetryPolicy};
 use shared::tokens::TokenSource;
@@ -21,9 +25,14 @@ pub struct IngestOptions {
     /// Static PEM keys (the dev key set); JWKS only when false.
     pub static_keys: bool,
     pub jwks: bool,
-    pub max_age: Option<Duration>,
+    /// legacy-ingest settings over the harness's (`JWT_ISSUERS` = the billing issuer, the dev audience, the
+    /// dev key set, the JWKS URL), read by `Config::from_vars` like the function does.
+    pub env: Vec<(&'static str, String)>,
     pub deadline: Duration,
-    pub jwks_min_refresh: Duration,
+    /// JWKS timing instead of the configured one (sub-second intervals for tests).
+    pub jwks_timing: Option<JwksTiming>,
+    /// What the JWKS endpoint answers from the start (cold-start fetch included).
+    pub jwks_reply: JwksReply,
 }
 
 impl Default for IngestOptions {
@@ -31,9 +40,87 @@ impl Default for IngestOptions {
         Self {
             static_keys: true,
             jwks: false,
-            max_age: None,
+            env: Vec::new(),
             deadline: Duration::from_secs(3),
-            jwks_min_refresh: Duration::from_secs(300),
+            jwks_timing: None,
+            jwks_reply: JwksReply::Document(JWKS_JSON.into()),
+        }
+    }
+}
+
+/// What the test JWKS endpoint answers.
+#[derive(Debug, Clone)]
+pub enum JwksReply {
+    Document(String),
+    /// The document in 1 KiB chunks without `Content-Length`.
+    Chunked(String),
+    Status(u16),
+    /// 302 to another path on the same server that serves the dev JWKS.
+    Redirect,
+}
+
+/// A JWKS endpoint on loopback.
+#[derive(Clone)]
+pub struct JwksEndpoint {
+    pub url: String,
+    reply: Arc<Mutex<JwksReply>>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl JwksEndpoint {
+    pub async fn start(reply: JwksReply) -> Self {
+        let reply = Arc::new(Mutex::new(reply));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (r, h) = (reply.clone(), hits.clone());
+        let router = axum::Router::new()
+            .route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let current = r.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    async move { answer(current) }
+                }),
+            )
+            .route(
+                "/moved/jwks.json",
+                axum::routing::get(|| async { JWKS_JSON }),
+            );
+        let addr = local::http::spawn(([127, 0, 0, 1], 0).into(), router)
+            .await
+            .expect("jwks server");
+        Self {
+            url: format!("http://{addr}/.well-known/jwks.json"),
+            reply,
+            hits,
+        }
+    }
+
+    pub fn set(&self, reply: JwksReply) {
+        *self.reply.lock().unwrap_or_else(|e| e.into_inner()) = reply;
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn answer(reply: JwksReply) -> Response {
+    match reply {
+        JwksReply::Document(doc) => ([("content-type", "application/json")], doc).into_response(),
+        JwksReply::Chunked(doc) => {
+            let chunks: Vec<Result<Vec<u8>, std::convert::Infallible>> = doc
+                .into_bytes()
+                .chunks(1024)
+                .map(|c| Ok(c.to_vec()))
+                .collect();
+            axum::body::Body::from_stream(futures::stream::iter(chunks)).into_response()
+        }
+        JwksReply::Status(s) => http::StatusCode::from_u16(s)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+        JwksReply::Redirect => {
+            (http::StatusCode::FOUND, [("location", "/moved/jwks.json")]).into_response()
         }
     }
 }
@@ -42,8 +129,7 @@ pub struct IngestHarness {
     pub genesys: GenesysSim,
     pub url: String,
     pub ingest: Arc<Ingest>,
-    /// Requests served by the JWKS endpoint.
-    pub jwks_hits: Arc<std::sync::atomic::AtomicUsize>,
+    pub jwks: JwksEndpoint,
 }
 
 impl IngestHarness {
@@ -56,50 +142,39 @@ impl IngestHarness {
                 .await
                 .expect("genesys sim")
         );
-        let jwks_hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let hits = jwks_hits.clone();
-        let jwks_router = axum::Router::new().route(
-            "/.well-known/jwks.json",
-            axum::routing::get(move || {
-                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async { JWKS_JSON }
-            }),
-        );
-        let jwks_addr = local::http::spawn(([127, 0, 0, 1], 0).into(), jwks_router)
-            .await
-            .expect("jwks server");
-        let http = legacy_ingest::http_client().expect("http client");
-        let keys = if opts.static_keys {
-            auth::keys_from_pem_set(KEY_SET_JSON).expect("dev key set")
-        } else {
-            Vec::new()
+        let jwks_endpoint = JwksEndpoint::start(opts.jwks_reply.clone()).await;
+        let mut base = vec![
+            ("JWT_ISSUERS", DEV_ISSUER.to_string()),
+            ("JWT_AUDIENCES", DEV_AUDIENCE.to_string()),
+            ("GENESYS_CLIENT_ID", GENESYS_CLIENT_ID.to_string()),
+            ("GENESYS_CLIENT_SECRET", GENESYS_CLIENT_SECRET.to_string()),
+        ];
+        if opts.static_keys {
+            base.push(("JWT_KEYS_JSON", KEY_SET_JSON.to_string()));
+        }
+        if opts.jwks {
+            base.push(("JWT_JWKS_URL", jwks_endpoint.url.clone()));
+        }
+        let config = Config::from_vars(&Env::from_pairs(base).with(opts.env))
+            .expect("legacy-ingest configuration");
+        let key_set = match &config.keys {
+            KeysFrom::Json(json) => Some(json.as_str()),
+            _ => None,
         };
-        let jwks = opts.jwks.then(|| {
+        let jwks = config.jwks.clone().map(|c| {
             Jwks::new(
                 JwksSource::Url {
-                    http: http.clone(),
-                    url: format!("http://{jwks_addr}/.well-known/jwks.json"),
+                    http: legacy_ingest::jwks_http_client().expect("jwks client"),
+                    url: jwks_endpoint.url.clone(),
                 },
-                opts.jwks_min_refresh,
+                c.binding,
+                opts.jwks_timing.unwrap_or(c.timing),
             )
         });
-        if let Some(j) = &jwks {
-            j.refresh()
-                .await
-                .expect("initial JWKS fetch, as at cold start");
-        }
-        let authenticator = Authenticator::new(
-            JwtPolicy {
-                issuers: vec![DEV_ISSUER.into()],
-                audiences: vec![DEV_AUDIENCE.into()],
-                leeway: Duration::from_secs(60),
-                max_age: opts.max_age,
-                algorithms: auth::parse_algorithms(&["ES256".into(), "RS256".into()])
-                    .expect("algorithms"),
-            },
-            keys,
-            jwks,
-        );
+        let authenticator = legacy_ingest::authenticator(config.jwt.clone(), key_set, jwks)
+            .await
+            .expect("authenticator, as at cold start");
+        let http = legacy_ingest::http_client().expect("http client");
         let tokens = Arc::new(TokenSource::new(
             "genesys",
             http.clone(),
@@ -151,7 +226,7 @@ impl IngestHarness {
             genesys,
             url: format!("http://{addr}/ingest"),
             ingest,
-            jwks_hits,
+            jwks: jwks_endpoint,
         }
     }
 

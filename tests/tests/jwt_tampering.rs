@@ -1,4 +1,5 @@
-//! Property: any token whose header, payload or signature bytes are altered is rejected.
+//! Properties: any token whose header, payload or signature bytes are altered is rejected; a token is
+//! accepted only when its signing key is bound to both its `iss` and its `sub`.
 
 use std::time::Duration;
 
@@ -8,15 +9,21 @@ use local::dev_tokens::*;
 use proptest::prelude::*;
 
 fn authenticator() -> Authenticator {
+    authenticator_for(&[DEV_ISSUER])
+}
+
+fn authenticator_for(issuers: &[&str]) -> Authenticator {
+    let issuers: Vec<String> = issuers.iter().map(|s| s.to_string()).collect();
     Authenticator::new(
         JwtPolicy {
-            issuers: vec![DEV_ISSUER.into()],
+            issuers: issuers.clone(),
             audiences: vec![DEV_AUDIENCE.into()],
             leeway: Duration::from_secs(60),
-            max_age: None,
+            max_age: Some(Duration::from_secs(900)),
+            max_lifetime: Duration::from_secs(3600),
             algorithms: auth::parse_algorithms(&["ES256".into(), "RS256".into()]).unwrap(),
         },
-        auth::keys_from_pem_set(KEY_SET_JSON).unwrap(),
+        auth::keys_from_pem_set(KEY_SET_JSON, &issuers).unwrap(),
         None,
     )
 }
@@ -44,5 +51,38 @@ proptest! {
         let original: Vec<&str> = token.split('.').collect();
         prop_assume!(decode(&parts[part]).is_none() || decode(&parts[part]) != decode(original[part].as_bytes()));
         prop_assert!(runtime.block_on(auth.verify(&altered)).is_err(), "accepted: {}", altered);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_key_signs_only_for_its_own_issuer_and_subject(
+        signer in 0usize..3,
+        iss in 0usize..2,
+        sub in 0usize..4,
+        with_kid in any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let auth = authenticator_for(&[DEV_ISSUER, ORDERS_ISSUER]);
+        // (private key, alg, kid, the system it belongs to: 0 billing, 1 orders)
+        let keys = [
+            (ES256_PRIVATE, Algorithm::ES256, "dev-es256", 0),
+            (RS256_PRIVATE, Algorithm::RS256, "dev-rs256", 0),
+            (ES256_ORDERS_PRIVATE, Algorithm::ES256, "dev-orders-es256", 1),
+        ];
+        let (pem, alg, kid, owner) = keys[signer];
+        let issuers = [DEV_ISSUER, ORDERS_ISSUER];
+        let subjects = [Some(DEV_SUBJECT), Some(ORDERS_SUBJECT), Some("someone-else"), None];
+        let mut claims = standard_claims();
+        claims["iss"] = issuers[iss].into();
+        match subjects[sub] {
+            Some(s) => claims["sub"] = s.into(),
+            None => { claims.as_object_mut().unwrap().remove("sub"); }
+        }
+        let token = sign(alg, pem, with_kid.then_some(kid), &claims);
+        let accepted = runtime.block_on(auth.verify(&token)).is_ok();
+        prop_assert_eq!(accepted, iss == owner && sub == owner, "{:?}", claims);
     }
 }

@@ -3,7 +3,10 @@
 //! Keys are asymmetric only (ES256/ES384, RS256/RS384/RS512, PS256) and each key is bound to one algorithm:
 //! a token is verified only with keys whose algorithm equals the header's, so `alg: none`, HS* (including
 //! HMAC signed with the public key's PEM — the key-confusion attack) and algorithm/key mismatches fail.
-//! `exp`, `iss` and `aud` are required; `nbf` is checked; an optional maximum age applies to `iat`.
+//! Each key is also bound to the issuer(s) and optionally the subject(s) it may sign for, so one legacy
+//! system's key cannot speak for another (whose idempotency keys derive from its issuer).
+//! `exp`, `iss` and `aud` are required; `nbf` is checked; `iat` is bounded by a maximum age, `exp` by a
+//! maximum lifetime.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -24,11 +27,43 @@ pub const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::PS256,
 ];
 
+/// Which tokens a key may sign: `iss` one of `issuers`, and `sub` one of `subjects` when they are given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBinding {
+    pub issuers: Vec<String>,
+    /// `None`: any subject of those issuers.
+    pub subjects: Option<Vec<String>>,
+}
+
+impl KeyBinding {
+    fn check(&self, claims: &Claims) -> Result<(), AuthError> {
+        if !self.issuers.contains(&claims.iss) {
+            return Err(AuthError::KeyIssuer);
+        }
+        match (&self.subjects, &claims.sub) {
+            (None, _) => Ok(()),
+            (Some(allowed), Some(sub)) if allowed.contains(sub) => Ok(()),
+            (Some(_), _) => Err(AuthError::KeySubject),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct BoundKey {
     pub kid: Option<String>,
     pub alg: Algorithm,
+    pub binding: KeyBinding,
     key: DecodingKey,
+}
+
+impl std::fmt::Debug for BoundKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("binding", &self.binding)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,20 +74,35 @@ pub enum KeyError {
     Algorithm { kid: String, alg: String },
     #[error("key {kid}: {reason}")]
     Key { kid: String, reason: String },
+    #[error(
+        "key {kid} has no \"issuers\": with more than one JWT_ISSUERS every key must name the issuer(s) it \
+         signs for, e.g. \"issuers\": [\"https://billing.example\"] (and optionally \"subjects\": [\"billing\"])"
+    )]
+    Unbound { kid: String },
 }
 
-/// Static key set: `{"keys": [{"kid": "…", "alg": "ES256", "pem": "-----BEGIN PUBLIC KEY-----…"}]}`.
-pub fn keys_from_pem_set(json: &str) -> Result<Vec<BoundKey>, KeyError> {
+/// Static key set: `{"keys": [{"kid": "…", "alg": "ES256", "pem": "-----BEGIN PUBLIC KEY-----…",
+/// "issuers": ["https://billing.example"], "subjects": ["billing"]}]}`. A key without `issuers` is bound to
+/// the one configured issuer; with several configured issuers it is an error.
+pub fn keys_from_pem_set(
+    json: &str,
+    configured_issuers: &[String],
+) -> Result<Vec<BoundKey>, KeyError> {
     #[derive(Deserialize)]
     struct Set {
         keys: Vec<Entry>,
     }
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Entry {
         #[serde(default)]
         kid: Option<String>,
         alg: String,
         pem: String,
+        #[serde(default)]
+        issuers: Option<Vec<String>>,
+        #[serde(default)]
+        subjects: Option<Vec<String>>,
     }
     let set: Set = serde_json::from_str(json).map_err(|e| KeyError::Json(e.to_string()))?;
     set.keys
@@ -71,17 +121,48 @@ pub fn keys_from_pem_set(json: &str) -> Result<Vec<BoundKey>, KeyError> {
                 kid: kid.clone(),
                 reason: format!("not a {alg:?} public key PEM ({err})"),
             })?;
+            let issuers = match e.issuers {
+                Some(list) => list,
+                None => match configured_issuers {
+                    [only] => vec![only.clone()],
+                    _ => return Err(KeyError::Unbound { kid }),
+                },
+            };
+            let binding = KeyBinding {
+                issuers,
+                subjects: e.subjects,
+            };
+            check_binding(&kid, &binding, configured_issuers)?;
             Ok(BoundKey {
                 kid: e.kid,
                 alg,
+                binding,
                 key,
             })
         })
         .collect()
 }
 
-/// A JWKS document; keys without `alg` get the usual one for their type (EC P-256 → ES256, RSA → RS256).
-pub fn keys_from_jwks(json: &str) -> Result<Vec<BoundKey>, KeyError> {
+fn check_binding(kid: &str, b: &KeyBinding, configured: &[String]) -> Result<(), KeyError> {
+    let empty = |what: &str| KeyError::Key {
+        kid: kid.to_string(),
+        reason: format!("\"{what}\" is empty (omit \"subjects\" to allow any subject)"),
+    };
+    if b.issuers.is_empty() {
+        return Err(empty("issuers"));
+    }
+    if b.subjects.as_ref().is_some_and(Vec::is_empty) {
+        return Err(empty("subjects"));
+    }
+    for i in b.issuers.iter().filter(|i| !configured.contains(i)) {
+        warn!(kid, issuer = %i, "key bound to an issuer that is not in JWT_ISSUERS");
+    }
+    Ok(())
+}
+
+/// A JWKS document; every key gets `binding`. Keys without `alg` get the usual one for their type
+/// (EC P-256 → ES256, RSA → RS256).
+pub fn keys_from_jwks(json: &str, binding: &KeyBinding) -> Result<Vec<BoundKey>, KeyError> {
     let set: JwkSet = serde_json::from_str(json).map_err(|e| KeyError::Json(e.to_string()))?;
     let mut out = Vec::new();
     for jwk in &set.keys {
@@ -105,7 +186,12 @@ pub fn keys_from_jwks(json: &str) -> Result<Vec<BoundKey>, KeyError> {
             kid: name,
             reason: e.to_string(),
         })?;
-        out.push(BoundKey { kid, alg, key });
+        out.push(BoundKey {
+            kid,
+            alg,
+            binding: binding.clone(),
+            key,
+        });
     }
     Ok(out)
 }
@@ -128,7 +214,44 @@ fn asymmetric(name: &str) -> Option<Algorithm> {
         .filter(|a| ASYMMETRIC.contains(a))
 }
 
-/// Where a JWKS document comes from.
+/// The largest JWKS document accepted; a larger one is a fetch error (read incrementally, never buffered).
+pub const JWKS_MAX_BYTES: usize = 64 * 1024;
+
+/// The longest a JWKS fetch may take; requests waiting for it wait at most this long.
+pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a JWKS fetch failed. The keys already loaded stay in use.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// Transient: connection refused, reset, timed out mid-body.
+    #[error("JWKS request failed: {0}")]
+    Http(String),
+    /// 5xx and 429 are transient; anything else (redirects included) needs a configuration change.
+    #[error("JWKS endpoint answered HTTP {0} (redirects are not followed)")]
+    Status(u16),
+    #[error("JWKS document is larger than {JWKS_MAX_BYTES} bytes")]
+    TooLarge,
+    #[error("JWKS fetch took longer than {JWKS_FETCH_TIMEOUT:?}")]
+    Timeout,
+    #[error("JWKS secret: {0}")]
+    Secret(String),
+    /// Permanent until the document is fixed.
+    #[error("JWKS document: {0}")]
+    Keys(KeyError),
+}
+
+impl JwksError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JwksError::Http(_) | JwksError::Timeout | JwksError::Secret(_) => true,
+            JwksError::Status(s) => *s == 429 || *s >= 500,
+            JwksError::TooLarge | JwksError::Keys(_) => false,
+        }
+    }
+}
+
+/// Where a JWKS document comes from. Give `Url` a client that follows no redirects
+/// ([`crate::jwks_http_client`]).
 pub enum JwksSource {
     Url {
         http: reqwest::Client,
@@ -141,74 +264,171 @@ pub enum JwksSource {
 }
 
 impl JwksSource {
-    async fn fetch(&self) -> Result<String, String> {
+    async fn fetch(&self) -> Result<String, JwksError> {
         match self {
             JwksSource::Url { http, url } => {
                 let r = http
                     .get(url)
                     .send()
                     .await
-                    .map_err(|e| e.without_url().to_string())?;
+                    .map_err(|e| JwksError::Http(e.without_url().to_string()))?;
                 if !r.status().is_success() {
-                    return Err(format!(
-                        "JWKS endpoint answered HTTP {}",
-                        r.status().as_u16()
-                    ));
+                    return Err(JwksError::Status(r.status().as_u16()));
                 }
-                r.text().await.map_err(|e| e.without_url().to_string())
+                read_limited(r, JWKS_MAX_BYTES).await
             }
-            JwksSource::Secret { client, id } => shared::aws::read_secret(client, id)
-                .await
-                .map_err(|e| e.to_string()),
+            JwksSource::Secret { client, id } => {
+                let text = shared::aws::read_secret(client, id)
+                    .await
+                    .map_err(|e| JwksError::Secret(e.to_string()))?;
+                if text.len() > JWKS_MAX_BYTES {
+                    return Err(JwksError::TooLarge);
+                }
+                Ok(text)
+            }
         }
     }
 }
 
-/// JWKS keys, refreshed when an unknown `kid` arrives, at most once per `min_interval`.
+/// The body, chunk by chunk, failing as soon as it exceeds `limit` bytes.
+async fn read_limited(mut r: reqwest::Response, limit: usize) -> Result<String, JwksError> {
+    if r.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(JwksError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r
+        .chunk()
+        .await
+        .map_err(|e| JwksError::Http(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(JwksError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| JwksError::Keys(KeyError::Json("not UTF-8".into())))
+}
+
+/// When the JWKS is fetched again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksTiming {
+    /// Keys older than this are refetched on the next request that needs them (removed keys stop working).
+    pub refresh: Duration,
+    /// An unknown `kid` refetches, at most this often.
+    pub min_refresh: Duration,
+    /// Wait after a failed fetch; doubles with each failure in a row, up to `refresh`.
+    pub failure_backoff: Duration,
+}
+
+impl JwksTiming {
+    /// The wait after `failures` failed fetches in a row (≥ 1): the backoff, doubling, at most `refresh`.
+    pub fn wait_after(&self, failures: u32) -> Duration {
+        let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+        self.failure_backoff
+            .saturating_mul(doubling)
+            .min(self.refresh.max(self.failure_backoff))
+    }
+}
+
+impl Default for JwksTiming {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(300),
+            failure_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Default)]
+struct FetchState {
+    /// When the last successful fetch finished.
+    fetched_at: Option<Instant>,
+    failures: u32,
+    /// No fetch before this (set by a failure).
+    retry_at: Option<Instant>,
+}
+
+/// JWKS keys, refetched lazily (one fetch at a time; concurrent requests wait for it): on a request once
+/// they are `refresh` old, and when an unknown `kid` arrives at most every `min_refresh`. A failed fetch
+/// keeps the keys already loaded and backs off on its own schedule.
 pub struct Jwks {
     source: JwksSource,
+    binding: KeyBinding,
+    timing: JwksTiming,
     keys: RwLock<Vec<BoundKey>>,
-    last_fetch: Mutex<Option<Instant>>,
-    min_interval: Duration,
+    state: Mutex<FetchState>,
 }
 
 impl Jwks {
-    pub fn new(source: JwksSource, min_interval: Duration) -> Self {
+    pub fn new(source: JwksSource, binding: KeyBinding, timing: JwksTiming) -> Self {
         Self {
             source,
+            binding,
+            timing,
             keys: RwLock::new(Vec::new()),
-            last_fetch: Mutex::new(None),
-            min_interval,
+            state: Mutex::new(FetchState::default()),
         }
     }
 
     /// Fetches now (call at cold start). Returns how many keys were loaded.
-    pub async fn refresh(&self) -> Result<usize, String> {
-        let mut last = self.last_fetch.lock().await;
-        self.fetch_locked(&mut last).await
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
+        let mut state = self.state.lock().await;
+        self.fetch_locked(&mut state).await
     }
 
-    async fn fetch_locked(&self, last: &mut Option<Instant>) -> Result<usize, String> {
-        *last = Some(Instant::now());
-        let text = self.source.fetch().await?;
-        let keys = keys_from_jwks(&text).map_err(|e| e.to_string())?;
-        let n = keys.len();
-        *self.keys.write().await = keys;
-        Ok(n)
+    async fn fetch_locked(&self, state: &mut FetchState) -> Result<usize, JwksError> {
+        let result = match tokio::time::timeout(JWKS_FETCH_TIMEOUT, self.source.fetch()).await {
+            Ok(r) => r,
+            Err(_) => Err(JwksError::Timeout),
+        }
+        .and_then(|text| keys_from_jwks(&text, &self.binding).map_err(JwksError::Keys));
+        let now = Instant::now();
+        match result {
+            Ok(keys) => {
+                *state = FetchState {
+                    fetched_at: Some(now),
+                    failures: 0,
+                    retry_at: None,
+                };
+                let n = keys.len();
+                *self.keys.write().await = keys;
+                Ok(n)
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                state.retry_at = Some(now + self.timing.wait_after(state.failures));
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch_logged(&self, state: &mut FetchState, why: &'static str) {
+        if let Err(e) = self.fetch_locked(state).await {
+            warn!(error = %e, transient = e.is_transient(), failures = state.failures, why,
+                  "JWKS refresh failed; keeping the keys already loaded");
+        }
     }
 
     async fn with_kid(&self, kid: &str) -> Vec<BoundKey> {
+        let mut state = self.state.lock().await;
+        let may_fetch = |s: &FetchState| s.retry_at.is_none_or(|t| Instant::now() >= t);
+        let older_than =
+            |s: &FetchState, d: Duration| s.fetched_at.is_none_or(|t| t.elapsed() >= d);
+        let mut fetched = false;
+        if may_fetch(&state) && older_than(&state, self.timing.refresh) {
+            self.fetch_logged(&mut state, "scheduled").await;
+            fetched = true;
+        }
         let found = self.find(kid).await;
-        if !found.is_empty() {
+        if !found.is_empty()
+            || fetched
+            || !may_fetch(&state)
+            || !older_than(&state, self.timing.min_refresh)
+        {
             return found;
         }
-        let mut last = self.last_fetch.lock().await;
-        if last.is_some_and(|at| at.elapsed() < self.min_interval) {
-            return self.find(kid).await;
-        }
-        if let Err(e) = self.fetch_locked(&mut last).await {
-            warn!(error = %e, "JWKS refresh failed");
-        }
+        self.fetch_logged(&mut state, "unknown kid").await;
         self.find(kid).await
     }
 
@@ -228,7 +448,10 @@ pub struct JwtPolicy {
     pub issuers: Vec<String>,
     pub audiences: Vec<String>,
     pub leeway: Duration,
+    /// How old (`iat`) a token may be; when set, `iat` is required.
     pub max_age: Option<Duration>,
+    /// The longest `exp` may lie after `iat` (or after now, without `iat`).
+    pub max_lifetime: Duration,
     pub algorithms: Vec<Algorithm>,
 }
 
@@ -262,6 +485,14 @@ pub enum AuthError {
     NotYetValid,
     #[error("token too old")]
     TooOld,
+    #[error("iat claim required")]
+    IatRequired,
+    #[error("token lifetime too long")]
+    Lifetime,
+    #[error("signing key not allowed for this issuer")]
+    KeyIssuer,
+    #[error("signing key not allowed for this subject")]
+    KeySubject,
     #[error("issuer not accepted")]
     Issuer,
     #[error("audience not accepted")]
@@ -328,7 +559,10 @@ impl Authenticator {
         let mut error = AuthError::Algorithm;
         for key in candidates.iter().filter(|k| k.alg == header.alg) {
             match decode::<Claims>(token, &key.key, &self.validation(key.alg)) {
-                Ok(data) => return self.check_age(data.claims),
+                Ok(data) => {
+                    key.binding.check(&data.claims)?;
+                    return self.check_times(data.claims);
+                }
                 Err(e) => {
                     error = match e.kind() {
                         ErrorKind::InvalidSignature => AuthError::Signature,
@@ -363,18 +597,21 @@ impl Authenticator {
         v
     }
 
-    fn check_age(&self, claims: Claims) -> Result<Claims, AuthError> {
-        let Some(max_age) = self.policy.max_age else {
-            return Ok(claims);
-        };
+    fn check_times(&self, claims: Claims) -> Result<Claims, AuthError> {
         let now = shared::clock::epoch_secs();
-        let iat = claims.iat.ok_or(AuthError::Claims)?;
         let leeway = self.policy.leeway.as_secs();
-        if iat > now + leeway {
+        if claims.iat.is_some_and(|iat| iat > now + leeway) {
             return Err(AuthError::NotYetValid);
         }
-        if now.saturating_sub(iat) > max_age.as_secs() + leeway {
-            return Err(AuthError::TooOld);
+        if let Some(max_age) = self.policy.max_age {
+            let iat = claims.iat.ok_or(AuthError::IatRequired)?;
+            if now.saturating_sub(iat) > max_age.as_secs() + leeway {
+                return Err(AuthError::TooOld);
+            }
+        }
+        let start = claims.iat.map_or(now, |iat| iat.min(now));
+        if claims.exp.saturating_sub(start) > self.policy.max_lifetime.as_secs() + leeway {
+            return Err(AuthError::Lifetime);
         }
         Ok(claims)
     }
@@ -390,4 +627,100 @@ pub fn parse_algorithms(list: &[String]) -> Result<Vec<Algorithm>, String> {
         })
         .filter(|r| r.as_ref().map_or(true, |a| seen.insert(*a)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEhFZwmwBVHU+XbQinQKXjgWjIUk9p\nFYm78e71heK0FZl5Yy4n0o1Lcp99a6UbQtdze4kT5QkR5vdq30rHWbRKIg==\n-----END PUBLIC KEY-----\n";
+
+    fn set(extra: &str) -> String {
+        format!(r#"{{"keys": [{{"kid": "k1", "alg": "ES256", "pem": {PEM:?}{extra}}}]}}"#)
+    }
+
+    fn issuers(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn static_keys_carry_their_bindings() {
+        let keys = keys_from_pem_set(
+            &set(r#", "issuers": ["https://b"], "subjects": ["billing"]"#),
+            &issuers(&["https://b", "https://o"]),
+        )
+        .unwrap();
+        assert_eq!(
+            keys[0].binding,
+            KeyBinding {
+                issuers: issuers(&["https://b"]),
+                subjects: Some(vec!["billing".into()])
+            }
+        );
+        let implicit = keys_from_pem_set(&set(""), &issuers(&["https://b"])).unwrap();
+        assert_eq!(implicit[0].binding.issuers, issuers(&["https://b"]));
+        assert_eq!(implicit[0].binding.subjects, None);
+    }
+
+    #[test]
+    fn unbound_empty_or_misspelt_bindings_are_refused() {
+        let two = issuers(&["https://b", "https://o"]);
+        assert_eq!(
+            keys_from_pem_set(&set(""), &two).err(),
+            Some(KeyError::Unbound { kid: "k1".into() })
+        );
+        for extra in [
+            r#", "issuers": []"#,
+            r#", "issuers": ["https://b"], "subjects": []"#,
+        ] {
+            let err = keys_from_pem_set(&set(extra), &two).unwrap_err();
+            assert!(err.to_string().contains("is empty"), "{extra}: {err}");
+        }
+        let err = keys_from_pem_set(&set(r#", "subject": ["billing"]"#), &two).unwrap_err();
+        assert!(matches!(err, KeyError::Json(_)), "{err}");
+    }
+
+    #[test]
+    fn failed_fetches_back_off_doubling_up_to_the_refresh_interval() {
+        let t = JwksTiming {
+            refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(300),
+            failure_backoff: Duration::from_secs(5),
+        };
+        let waits: Vec<u64> = (1..=8).map(|n| t.wait_after(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(t.wait_after(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bindings_check_issuer_then_subject() {
+        let claims = |iss: &str, sub: Option<&str>| Claims {
+            iss: iss.into(),
+            sub: sub.map(str::to_string),
+            iat: None,
+            exp: 0,
+        };
+        let b = KeyBinding {
+            issuers: issuers(&["https://b"]),
+            subjects: Some(vec!["billing".into()]),
+        };
+        assert_eq!(b.check(&claims("https://b", Some("billing"))), Ok(()));
+        assert_eq!(
+            b.check(&claims("https://o", Some("billing"))),
+            Err(AuthError::KeyIssuer)
+        );
+        assert_eq!(
+            b.check(&claims("https://b", Some("orders"))),
+            Err(AuthError::KeySubject)
+        );
+        assert_eq!(
+            b.check(&claims("https://b", None)),
+            Err(AuthError::KeySubject)
+        );
+        let any = KeyBinding {
+            subjects: None,
+            ..b
+        };
+        assert_eq!(any.check(&claims("https://b", None)), Ok(()));
+    }
 }

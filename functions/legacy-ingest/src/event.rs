@@ -202,7 +202,8 @@ pub fn normalise_timestamp(v: &Value) -> Option<String> {
 }
 
 /// Deterministic Idempotency-Key: UUIDv5 of the token issuer and the transaction id, so a legacy system
-/// retrying a transaction can never create a second Genesys event.
+/// retrying a transaction can never create a second Genesys event. Keys are bound to their issuers
+/// ([`crate::auth::KeyBinding`]), so no other system can claim this issuer and pre-empt its keys.
 pub fn idempotency_key(issuer: &str, transaction_id: &str) -> String {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_3c2e_8d4b_4a57_9f0e_2b7d_51a4_c9e3);
     let name = format!("{}\n{}", issuer.len(), issuer) + "\n" + transaction_id;

@@ -21,7 +21,7 @@ use shared::retry::{Deadline, Retrier, RetryPolicy};
 use shared::tokens::{Provider, TokenSourceSettings};
 use shared::StartupError;
 
-use auth::{AuthError, Authenticator, Jwks, JwksSource, JwtPolicy};
+use auth::{AuthError, Authenticator, Jwks, JwksSource, JwksTiming, JwtPolicy, KeyBinding};
 use event::EventRules;
 use genesys::{PublishError, Publisher};
 
@@ -167,14 +167,22 @@ pub enum JwksFrom {
     Secret(String),
 }
 
+/// The JWKS: where it comes from, whom its keys may sign for, when it is fetched again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksConfig {
+    pub from: JwksFrom,
+    /// `JWT_JWKS_ISSUER` (else the one `JWT_ISSUERS`), `JWT_JWKS_SUBJECTS`.
+    pub binding: KeyBinding,
+    pub timing: JwksTiming,
+}
+
 /// legacy-ingest's configuration, read without I/O.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub ingest: IngestConfig,
     pub jwt: JwtPolicy,
     pub keys: KeysFrom,
-    pub jwks: Option<JwksFrom>,
-    pub jwks_min_refresh: Duration,
+    pub jwks: Option<JwksConfig>,
     pub genesys: TokenSourceSettings,
     pub genesys_api_url: String,
     pub ingest_path: String,
@@ -195,9 +203,8 @@ impl Config {
             issuers: env.list_or("JWT_ISSUERS", &[]),
             audiences: env.list_or("JWT_AUDIENCES", &[]),
             leeway: env.secs_or("JWT_LEEWAY_SECONDS", 60)?,
-            max_age: env
-                .parse::<u64>("JWT_MAX_AGE_SECONDS")?
-                .map(Duration::from_secs),
+            max_age: Some(env.secs_or("JWT_MAX_AGE_SECONDS", 900)?).filter(|d| !d.is_zero()),
+            max_lifetime: env.secs_or("JWT_MAX_LIFETIME_SECONDS", 3600)?,
             algorithms: auth::parse_algorithms(&env.list_or("JWT_ALGORITHMS", &["ES256", "RS256"]))
                 .map_err(|reason| ConfigError::Invalid {
                     name: "JWT_ALGORITHMS",
@@ -220,14 +227,32 @@ impl Config {
             (None, None, Some(json)) => KeysFrom::Json(json),
             (None, None, None) => KeysFrom::None,
         };
-        let jwks = match (
+        let jwks_from = match (
             env.optional("JWT_JWKS_URL"),
             env.optional("JWT_JWKS_SECRET_ID"),
         ) {
-            (Some(url), _) => Some(JwksFrom::Url(url)),
+            (Some(url), _) => Some(JwksFrom::Url(jwks_url(url)?)),
             (None, Some(id)) => Some(JwksFrom::Secret(id)),
             (None, None) => None,
         };
+        let d = JwksTiming::default();
+        let timing = JwksTiming {
+            refresh: env.secs_or("JWT_JWKS_REFRESH_SECONDS", d.refresh.as_secs())?,
+            min_refresh: env.secs_or("JWT_JWKS_MIN_REFRESH_SECONDS", d.min_refresh.as_secs())?,
+            failure_backoff: env.secs_or(
+                "JWT_JWKS_FAILURE_BACKOFF_SECONDS",
+                d.failure_backoff.as_secs(),
+            )?,
+        };
+        let jwks = jwks_from
+            .map(|from| {
+                Ok::<_, ConfigError>(JwksConfig {
+                    from,
+                    binding: jwks_binding(env, &jwt.issuers)?,
+                    timing,
+                })
+            })
+            .transpose()?;
         if keys == KeysFrom::None && jwks.is_none() {
             return Err(ConfigError::Missing(
                 "JWT_KEYS_SECRET_ID, JWT_KEYS_FILE, JWT_KEYS_JSON, JWT_JWKS_URL or JWT_JWKS_SECRET_ID",
@@ -279,7 +304,6 @@ impl Config {
             jwt,
             keys,
             jwks,
-            jwks_min_refresh: env.secs_or("JWT_JWKS_MIN_REFRESH_SECONDS", 300)?,
             genesys: TokenSourceSettings::from_env(env, Provider::Genesys)?,
             genesys_api_url: env
                 .optional("GENESYS_API_URL")
@@ -290,6 +314,49 @@ impl Config {
             retry: publish_retrier(retry),
         })
     }
+}
+
+/// `JWT_JWKS_URL` must be https (plain http only on loopback, for local runs and tests).
+fn jwks_url(url: String) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "JWT_JWKS_URL",
+        reason: reason.into(),
+    };
+    let parsed = reqwest::Url::parse(&url).map_err(|_| invalid("not a URL"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(invalid("must be an https:// URL")),
+    }
+}
+
+const JWKS_ISSUER_REQUIRED: &str =
+    "required when JWT_ISSUERS lists more than one issuer: the issuer whose tokens the JWKS keys sign";
+
+/// Whom JWKS keys may sign for: `JWT_JWKS_ISSUER` (one of `JWT_ISSUERS`), required unless exactly one issuer
+/// is configured; `JWT_JWKS_SUBJECTS` optionally restricts `sub`.
+fn jwks_binding(env: &Env, issuers: &[String]) -> Result<KeyBinding, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "JWT_JWKS_ISSUER",
+        reason: reason.into(),
+    };
+    let issuer = match (env.optional("JWT_JWKS_ISSUER"), issuers) {
+        (Some(i), _) if issuers.contains(&i) => i,
+        (Some(_), _) => return Err(invalid("must be one of JWT_ISSUERS")),
+        (None, [only]) => only.clone(),
+        (None, _) => return Err(invalid(JWKS_ISSUER_REQUIRED)),
+    };
+    let subjects = env.list_or("JWT_JWKS_SUBJECTS", &[]);
+    Ok(KeyBinding {
+        issuers: vec![issuer],
+        subjects: (!subjects.is_empty()).then_some(subjects),
+    })
 }
 
 /// Publishing: each attempt within the client's request timeout, nothing started without 200 ms for it.
@@ -331,30 +398,23 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Ingest
         ),
         KeysFrom::Json(json) => Some(json.clone()),
     };
-    let keys = key_set
-        .map(|s| auth::keys_from_pem_set(&s))
-        .transpose()
-        .map_err(|e| StartupError::invalid("JWT verification keys", e))?
-        .unwrap_or_default();
-    let jwks = config.jwks.map(|from| {
-        let source = match from {
-            JwksFrom::Url(url) => JwksSource::Url {
-                http: http.clone(),
-                url,
-            },
-            JwksFrom::Secret(id) => JwksSource::Secret {
-                client: secrets.clone(),
-                id,
-            },
-        };
-        Jwks::new(source, config.jwks_min_refresh)
-    });
-    if let Some(j) = &jwks {
-        if let Err(e) = j.refresh().await {
-            // Not fatal: static keys may suffice, and an unknown kid triggers a refresh later.
-            warn!(error = %e, "initial JWKS fetch failed");
+    let jwks = match config.jwks {
+        None => None,
+        Some(c) => {
+            let source = match c.from {
+                JwksFrom::Url(url) => JwksSource::Url {
+                    http: jwks_http_client()?,
+                    url,
+                },
+                JwksFrom::Secret(id) => JwksSource::Secret {
+                    client: secrets.clone(),
+                    id,
+                },
+            };
+            Some(Jwks::new(source, c.binding, c.timing))
         }
-    }
+    };
+    let auth = authenticator(config.jwt, key_set.as_deref(), jwks).await?;
     let tokens = Arc::new(config.genesys.build(&secrets, http.clone()).await?);
     let publisher = Publisher::new(
         http,
@@ -363,16 +423,47 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Ingest
         tokens,
         config.retry,
     );
-    Ok(Ingest::new(
-        config.ingest,
-        Authenticator::new(config.jwt, keys, jwks),
-        publisher,
-    ))
+    Ok(Ingest::new(config.ingest, auth, publisher))
 }
 
-/// The HTTP client for Genesys and JWKS: rustls, pooled, with timeouts.
+/// The authenticator from the static key-set text (each key bound to its issuers, see
+/// [`auth::keys_from_pem_set`]) and the JWKS, fetched once now. A failed JWKS fetch is not fatal: static keys
+/// may suffice, and the next token needing a JWKS key retries after the failure backoff.
+pub async fn authenticator(
+    policy: JwtPolicy,
+    key_set: Option<&str>,
+    jwks: Option<Jwks>,
+) -> Result<Authenticator, StartupError> {
+    let keys = key_set
+        .map(|s| auth::keys_from_pem_set(s, &policy.issuers))
+        .transpose()
+        .map_err(|e| StartupError::invalid("JWT verification keys", e))?
+        .unwrap_or_default();
+    if let Some(j) = &jwks {
+        if let Err(e) = j.refresh().await {
+            warn!(error = %e, transient = e.is_transient(), "initial JWKS fetch failed");
+        }
+    }
+    Ok(Authenticator::new(policy, keys, jwks))
+}
+
+/// The HTTP client for Genesys: rustls, pooled, with timeouts.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     shared::http_client::client("legacy-ingest", INGEST_TIMEOUTS)
+}
+
+/// The HTTP client for the JWKS: follows no redirects, and gives up within [`auth::JWKS_FETCH_TIMEOUT`].
+pub fn jwks_http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(auth::JWKS_FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!(
+            "genesys-servicenow-bridge/",
+            env!("CARGO_PKG_VERSION"),
+            " (legacy-ingest)"
+        ))
+        .build()
 }
 
 const INGEST_TIMEOUTS: shared::http_client::Timeouts =
@@ -398,21 +489,98 @@ mod tests {
         assert_eq!(c.keys, KeysFrom::File("/opt/keys.json".into()));
         assert_eq!(c.jwks, None);
         assert_eq!(c.ingest_path, DEFAULT_INGEST_PATH);
-        assert_eq!(c.jwks_min_refresh, Duration::from_secs(300));
         assert_eq!(c.retry.policy.max_attempts, 5);
         let c = Config::from_vars(&env(&[
             ("JWT_JWKS_URL", "https://idp/jwks"),
             ("INGEST_RETRY_MAX_ATTEMPTS", "2"),
         ]))
         .unwrap();
-        assert_eq!(c.jwks, Some(JwksFrom::Url("https://idp/jwks".into())));
+        let jwks = c.jwks.unwrap();
+        assert_eq!(jwks.from, JwksFrom::Url("https://idp/jwks".into()));
+        assert_eq!(jwks.timing, JwksTiming::default());
         assert_eq!(c.retry.policy.max_attempts, 2);
+    }
+
+    #[test]
+    fn tokens_are_short_lived_by_default() {
+        let c = Config::from_vars(&env(&[])).unwrap();
+        assert_eq!(c.jwt.max_age, Some(Duration::from_secs(900)));
+        assert_eq!(c.jwt.max_lifetime, Duration::from_secs(3600));
+        let c = Config::from_vars(&env(&[("JWT_MAX_AGE_SECONDS", "0")])).unwrap();
+        assert_eq!(c.jwt.max_age, None, "0 turns the iat check off");
+        let timing = JwksTiming::default();
+        assert!(timing.refresh <= Duration::from_secs(900));
+        assert!(timing.failure_backoff < timing.min_refresh);
+    }
+
+    #[test]
+    fn jwks_keys_are_bound_to_one_issuer() {
+        let one = Config::from_vars(&env(&[("JWT_JWKS_URL", "https://idp/jwks")])).unwrap();
+        assert_eq!(
+            one.jwks.unwrap().binding,
+            KeyBinding {
+                issuers: vec!["https://billing.legacy.example".into()],
+                subjects: None
+            }
+        );
+        let two = [
+            (
+                "JWT_ISSUERS",
+                "https://billing.example,https://orders.example",
+            ),
+            ("JWT_JWKS_URL", "https://idp/jwks"),
+        ];
+        let err = Config::from_vars(&env(&two)).unwrap_err();
+        assert!(err.to_string().contains("JWT_JWKS_ISSUER"), "{err}");
+        let c = Config::from_vars(&env(&[
+            two[0],
+            two[1],
+            ("JWT_JWKS_ISSUER", "https://orders.example"),
+            ("JWT_JWKS_SUBJECTS", "orders, orders-batch"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.jwks.unwrap().binding,
+            KeyBinding {
+                issuers: vec!["https://orders.example".into()],
+                subjects: Some(vec!["orders".into(), "orders-batch".into()])
+            }
+        );
+        let err = Config::from_vars(&env(&[
+            two[0],
+            two[1],
+            ("JWT_JWKS_ISSUER", "https://evil.example"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("JWT_JWKS_ISSUER"), "{err}");
+    }
+
+    #[test]
+    fn the_jwks_url_must_be_https_except_on_loopback() {
+        for ok in [
+            "https://idp.example/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://localhost/jwks",
+            "http://[::1]/jwks",
+        ] {
+            assert!(
+                Config::from_vars(&env(&[("JWT_JWKS_URL", ok)])).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["http://idp.example/jwks", "ftp://idp/jwks", "jwks"] {
+            let err = Config::from_vars(&env(&[("JWT_JWKS_URL", bad)])).unwrap_err();
+            assert!(err.to_string().contains("JWT_JWKS_URL"), "{bad}: {err}");
+        }
     }
 
     #[test]
     fn every_bad_value_names_its_variable() {
         for (name, value) in [
             ("JWT_JWKS_MIN_REFRESH_SECONDS", "soon"),
+            ("JWT_JWKS_REFRESH_SECONDS", "-1"),
+            ("JWT_JWKS_FAILURE_BACKOFF_SECONDS", "5s"),
+            ("JWT_MAX_LIFETIME_SECONDS", "1h"),
             ("JWT_ALGORITHMS", "HS256"),
             ("JWT_MAX_AGE_SECONDS", "old"),
             ("LEGACY_SOURCE_NAME", "Billing System"),
