@@ -148,14 +148,16 @@ impl JwksSource {
                     .get(url)
                     .send()
                     .await
-                    .map_err(|e| e.without_url().to_string())?;
+                    .map_err(|e| shared::http_client::describe(&e))?;
                 if !r.status().is_success() {
                     return Err(format!(
                         "JWKS endpoint answered HTTP {}",
                         r.status().as_u16()
                     ));
                 }
-                r.text().await.map_err(|e| e.without_url().to_string())
+                r.text()
+                    .await
+                    .map_err(|e| shared::http_client::describe(&e))
             }
             JwksSource::Secret { client, id } => shared::aws::read_secret(client, id)
                 .await

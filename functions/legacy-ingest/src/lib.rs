@@ -355,7 +355,7 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Ingest
             warn!(error = %e, "initial JWKS fetch failed");
         }
     }
-    let tokens = Arc::new(config.genesys.build(&secrets, http.clone()).await?);
+    let tokens = Arc::new(config.genesys.build(&secrets, "legacy-ingest").await?);
     let publisher = Publisher::new(
         http,
         &config.genesys_api_url,
