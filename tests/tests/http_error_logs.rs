@@ -4,26 +4,35 @@
 
 use integration_tests::*;
 use local::servicenow_sim::Faults;
+use serde_json::json;
 
 #[tokio::test]
 async fn unreadable_caller_lookups_log_no_phone_number_and_no_url() {
     let captured = capture_logs("info");
 
     let h = Harness::start().await;
-    h.sim.add_user("Pat Caller", "+14155550123");
     let mut outcomes = Vec::new();
-    for faults in [
-        Faults {
-            html_next: 1,
-            ..Faults::default()
-        },
-        Faults {
-            cut_body_next: 1,
-            ..Faults::default()
-        },
+    // Another caller each time: lookups are cached per container.
+    for (phone, faults) in [
+        (
+            "+14155550123",
+            Faults {
+                html_next: 1,
+                ..Faults::default()
+            },
+        ),
+        (
+            "+14155550188",
+            Faults {
+                cut_body_next: 1,
+                ..Faults::default()
+            },
+        ),
     ] {
+        h.sim.add_user("Pat Caller", phone);
         h.sim.set_faults(faults);
-        h.post_new_event().await;
+        let event = webhook_event(&new_conversation(), json!({"ani": format!("tel:{phone}")}));
+        assert_eq!(h.post_signed(&event.to_string()).await.0, 202);
         outcomes.extend(h.drain().await);
         let left = h.sim.faults();
         assert_eq!(
@@ -49,6 +58,7 @@ async fn unreadable_caller_lookups_log_no_phone_number_and_no_url() {
     let sim_host = h.sim_url.trim_start_matches("http://");
     for leak in [
         "4155550123",
+        "4155550188",
         "+1415",
         "sysparm",
         "/api/now",
