@@ -224,7 +224,10 @@ impl Config {
             env.optional("JWT_JWKS_URL"),
             env.optional("JWT_JWKS_SECRET_ID"),
         ) {
-            (Some(url), _) => Some(JwksFrom::Url(url)),
+            (Some(url), _) => {
+                shared::http_client::check_url("JWT_JWKS_URL", &url)?;
+                Some(JwksFrom::Url(url))
+            }
             (None, Some(id)) => Some(JwksFrom::Secret(id)),
             (None, None) => None,
         };
@@ -233,6 +236,10 @@ impl Config {
                 "JWT_KEYS_SECRET_ID, JWT_KEYS_FILE, JWT_KEYS_JSON, JWT_JWKS_URL or JWT_JWKS_SECRET_ID",
             ));
         }
+        let genesys_api_url = env
+            .optional("GENESYS_API_URL")
+            .unwrap_or_else(|| "https://api.mypurecloud.com".into());
+        shared::http_client::check_url("GENESYS_API_URL", &genesys_api_url)?;
         let source_name = env.optional("LEGACY_SOURCE_NAME");
         if source_name
             .as_deref()
@@ -281,9 +288,7 @@ impl Config {
             jwks,
             jwks_min_refresh: env.secs_or("JWT_JWKS_MIN_REFRESH_SECONDS", 300)?,
             genesys: TokenSourceSettings::from_env(env, Provider::Genesys)?,
-            genesys_api_url: env
-                .optional("GENESYS_API_URL")
-                .unwrap_or_else(|| "https://api.mypurecloud.com".into()),
+            genesys_api_url,
             ingest_path: env
                 .optional("GENESYS_INGEST_PATH")
                 .unwrap_or_else(|| DEFAULT_INGEST_PATH.into()),
