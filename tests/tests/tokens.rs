@@ -12,11 +12,13 @@ use local::genesys_sim::GenesysSim;
 use local::servicenow_sim::Faults;
 use serde_json::json;
 use servicenow_writer::config::ServiceNowSettings;
-use servicenow_writer::servicenow::ServiceNowClient;
+use servicenow_writer::servicenow::{
+    BasicCredentials, ServiceNowAuth, ServiceNowClient, ServiceNowConfig,
+};
 use servicenow_writer::{Outcome, Writer, WriterConfig};
 use shared::config::Env;
 use shared::failure::FailureClass;
-use shared::tokens::{Provider, StoredToken, TokenSourceSettings, TokenStore};
+use shared::tokens::{Provider, Rotating, StoredToken, TokenSourceSettings, TokenStore};
 use token_refresher::{summarise, Refreshed};
 
 async fn genesys() -> (GenesysSim, String) {
@@ -500,17 +502,59 @@ async fn a_401_not_about_the_token_forces_one_refresh_per_interval_and_dead_lett
 }
 
 #[tokio::test]
-async fn a_refused_basic_user_is_dead_lettered_with_its_reason() {
+async fn a_refused_basic_user_rereads_its_secret_once_per_interval_and_is_dead_lettered_with_its_reason(
+) {
     let h = Harness::start().await;
+    let creds = Arc::new(Rotating::from_secret(
+        BasicCredentials {
+            username: SN_USER.into(),
+            password: SN_PASSWORD.into(),
+        },
+        aws_sdk_secretsmanager::Client::new(&h.aws),
+        h.resources.servicenow_secret_id.clone(),
+        Arc::new(|raw: &str| {
+            let v: serde_json::Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+            Ok(BasicCredentials {
+                username: v["username"].as_str().unwrap_or_default().into(),
+                password: v["password"].as_str().unwrap_or_default().into(),
+            })
+        }),
+        Duration::from_secs(60),
+    ));
+    let client = ServiceNowClient::new(&ServiceNowConfig {
+        instance_url: h.sim_url.clone(),
+        auth: ServiceNowAuth::RotatingBasic(creds.clone()),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(3),
+    })
+    .unwrap();
+    let writer = writer_with(&h, client);
     h.sim.set_faults(Faults {
         unauthorized: true,
         ..Faults::default()
     });
-    h.post_new_event().await;
-    let outcomes = h.drain().await;
-    assert_eq!(tally(&outcomes), Tally::dead_lettered(1), "{outcomes:?}");
+    for _ in 0..5 {
+        h.post_new_event().await;
+    }
+    let outcomes = h
+        .poller
+        .drain(&writer, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(tally(&outcomes), Tally::dead_lettered(5), "{outcomes:?}");
+    assert_eq!(
+        creds.reloads(),
+        1,
+        "one re-read of the secret, not one per event"
+    );
     let dead = h.dead_letters().await;
-    assert_eq!(dead[0].1["failure_reason"], "servicenow_unauthorized");
+    assert_eq!(dead.len(), 5);
+    for (_, attrs) in &dead {
+        assert_eq!(
+            attrs["failure_reason"], "servicenow_unauthorized",
+            "{attrs:?}"
+        );
+    }
 }
 
 /// A loopback token endpoint for both providers (`/oauth_token.do`, `/oauth/token`) answering `answer`,
