@@ -132,7 +132,7 @@ impl TokenSource {
             // Another caller already replaced it.
             return Ok(t.clone());
         }
-        {
+        let before = {
             let mut last = self.last_forced.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|at| at.elapsed() < self.forced_interval) {
                 return Err(TokenError::RefreshLimited {
@@ -140,15 +140,23 @@ impl TokenSource {
                     interval_secs: self.forced_interval.as_secs(),
                 });
             }
-            *last = Some(Instant::now());
-        }
+            last.replace(Instant::now())
+        };
         if let Some(t) = self.read_store(Some(rejected)).await {
             *current = Some(t.clone());
             return Ok(t);
         }
-        let t = self.fallback_fetch().await?;
-        *current = Some(t.clone());
-        Ok(t)
+        match self.fallback_fetch().await {
+            Ok(t) => {
+                *current = Some(t.clone());
+                Ok(t)
+            }
+            Err(e) => {
+                // Nothing was fetched nor stored: the next 401 may try again.
+                *self.last_forced.lock().unwrap_or_else(|p| p.into_inner()) = before;
+                Err(e)
+            }
+        }
     }
 
     async fn read_store(&self, rejected: Option<&AccessToken>) -> Option<AccessToken> {
