@@ -6,7 +6,8 @@
 //! `/api/now/table/incident/{sys_id}` update and delete (404 for an unknown sys_id).
 //!
 //! Faults are set at start or at run time (`POST /sim/faults`): a rate limit window, the next N requests
-//! throttled, N injected statuses (e.g. 503 or 400), latency, and "create, then drop the connection".
+//! throttled, N injected statuses (e.g. 503 or 400), latency, and "create, then drop the connection"; for
+//! auth and reads: 401 for valid credentials (`unauthorized`), a 200 HTML page, a body cut off mid-read.
 //! `GET /sim/incidents` lists what it holds; `GET /sim/requests` the request log.
 
 use std::collections::{BTreeMap, HashMap};

@@ -222,10 +222,41 @@ impl Config {
                     defaults.remaining_fraction,
                 )?,
                 floor: env.secs_or("REFRESH_FLOOR_SECONDS", defaults.floor.as_secs())?,
-                schedule: env.secs_or("REFRESH_SCHEDULE_SECONDS", defaults.schedule.as_secs())?,
+                schedule: schedule(env, defaults.schedule)?,
             },
         })
     }
+}
+
+/// The schedule interval: `REFRESH_SCHEDULE_SECONDS`, else the schedule's own expression
+/// `REFRESH_SCHEDULE_RATE` (`rate(15 minutes)`, as template.yaml's `TokenRefreshRate`), else `default`.
+fn schedule(env: &Env, default: Duration) -> Result<Duration, ConfigError> {
+    if env.optional("REFRESH_SCHEDULE_SECONDS").is_some() {
+        return env.secs_or("REFRESH_SCHEDULE_SECONDS", default.as_secs());
+    }
+    let Some(rate) = env.optional("REFRESH_SCHEDULE_RATE") else {
+        return Ok(default);
+    };
+    parse_rate(&rate).ok_or(ConfigError::Invalid {
+        name: "REFRESH_SCHEDULE_RATE",
+        reason: "expected rate(<n> minute[s]|hour[s]|day[s]); for a cron schedule set \
+                 REFRESH_SCHEDULE_SECONDS to its longest interval"
+            .into(),
+    })
+}
+
+/// `rate(15 minutes)` → 900 s.
+fn parse_rate(expr: &str) -> Option<Duration> {
+    let inner = expr.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.trim().split_once(' ')?;
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let unit_secs = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(unit_secs)?))
 }
 
 /// The refresher at cold start: each provider's client credentials read from their secrets.
@@ -263,6 +294,22 @@ mod tests {
         let c =
             Config::from_vars(&env.clone().with([("REFRESH_SCHEDULE_SECONDS", "300")])).unwrap();
         assert_eq!(c.policy.schedule, Duration::from_secs(300));
+        let rate = |r: &str| Config::from_vars(&env.clone().with([("REFRESH_SCHEDULE_RATE", r)]));
+        assert_eq!(
+            rate("rate(15 minutes)").unwrap().policy.schedule,
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            rate("rate(1 hour)").unwrap().policy.schedule,
+            Duration::from_secs(3600)
+        );
+        for bad in ["cron(0/15 * * * ? *)", "rate(0 minutes)", "rate(5 weeks)"] {
+            let err = rate(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("REFRESH_SCHEDULE_RATE"),
+                "{bad}: {err}"
+            );
+        }
         assert_eq!(c.providers.len(), 1);
         assert_eq!(c.providers[0].client.provider, Provider::Genesys);
         assert_eq!(c.providers[0].token_secret_id, "genesys-token");
