@@ -95,6 +95,13 @@ impl GenesysSim {
         self.lock().faults = f;
     }
 
+    /// Registers the OAuth client `client_id` with `client_secret` (a rotated secret replaces the old one).
+    pub fn set_client_secret(&self, client_id: &str, client_secret: &str) {
+        self.lock()
+            .clients
+            .insert(client_id.to_string(), client_secret.to_string());
+    }
+
     pub fn set_token_lifetime(&self, d: Duration) {
         self.lock().tokens.lifetime = d;
     }

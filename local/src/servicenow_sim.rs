@@ -6,7 +6,8 @@
 //! `/api/now/table/incident/{sys_id}` update and delete (404 for an unknown sys_id).
 //!
 //! Faults are set at start or at run time (`POST /sim/faults`): a rate limit window, the next N requests
-//! throttled, N injected statuses (e.g. 503 or 400), latency, and "create, then drop the connection".
+//! throttled, N injected statuses (e.g. 503 or 400), latency, and "create, then drop the connection"; for
+//! auth and reads: 401 for valid credentials (`unauthorized`), a 200 HTML page, a body cut off mid-read.
 //! `GET /sim/incidents` lists what it holds; `GET /sim/requests` the request log.
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +59,12 @@ const USER_FIELDS: &[&str] = &[
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Faults {
+    /// Every API request answers 401 even with valid credentials (the integration user lost its role).
+    pub unauthorized: bool,
+    /// The next N API reads (`GET`) answer 200 with an HTML page instead of JSON.
+    pub html_next: u32,
+    /// The next N API reads (`GET`) answer 200 and cut the body off mid-read.
+    pub cut_body_next: u32,
     /// At most `limit` API requests per `window_secs`; beyond, 429 until the window resets.
     pub rate_limit: Option<RateLimit>,
     /// The next N API requests answer 429 with `Retry-After: retry_after_secs`.
@@ -114,14 +121,14 @@ struct State_ {
     log: RequestLog,
     oauth_clients: HashMap<String, String>,
     tokens: IssuedTokens,
+    /// The integration user's (username, password): Basic auth and the password grant.
+    user: (String, String),
 }
 
 /// A running simulator's shared state; clone freely.
 #[derive(Clone)]
 pub struct ServiceNowSim {
     state: Arc<Mutex<State_>>,
-    username: String,
-    password: String,
 }
 
 impl ServiceNowSim {
@@ -138,17 +145,21 @@ impl ServiceNowSim {
                 log: RequestLog::default(),
                 oauth_clients: HashMap::new(),
                 tokens: IssuedTokens::new(Duration::from_secs(1800)),
+                user: (username.to_string(), password.to_string()),
             })),
-            username: username.to_string(),
-            password: password.to_string(),
         }
+    }
+
+    /// Changes the integration user's credentials (a rotated password): the old ones get 401 from now on.
+    pub fn set_user_credentials(&self, username: &str, password: &str) {
+        self.lock().user = (username.to_string(), password.to_string());
     }
 
     fn lock(&self) -> MutexGuard<'_, State_> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers an OAuth client for `POST /oauth_token.do`.
+    /// Registers an OAuth client for `POST /oauth_token.do` (a known id gets its secret replaced).
     pub fn add_oauth_client(&self, client_id: &str, client_secret: &str) {
         self.lock()
             .oauth_clients
@@ -300,7 +311,7 @@ impl ServiceNowSim {
 
     /// Auth, latency, rate limit and injected failures, in that order. `Err` is the response to send.
     async fn gate(&self, headers: &HeaderMap, method: &str, path: &str) -> Result<(), Response> {
-        if !self.authorised(headers) {
+        if !self.authorised(headers) || self.lock().faults.unauthorized {
             self.record(method, path, 401);
             return Err(sn_error(
                 StatusCode::UNAUTHORIZED,
@@ -346,13 +357,46 @@ impl ServiceNowSim {
                 None
             }
         };
-        match verdict {
+        match verdict.or_else(|| self.body_fault(method)) {
             Some(resp) => {
                 self.record(method, path, resp.status().as_u16());
                 Err(resp)
             }
             None => Ok(()),
         }
+    }
+
+    /// `html_next` / `cut_body_next`: a 200 whose body is not what a read expects.
+    fn body_fault(&self, method: &str) -> Option<Response> {
+        if method != "GET" {
+            return None;
+        }
+        let mut s = self.lock();
+        if s.faults.html_next > 0 {
+            s.faults.html_next -= 1;
+            let mut r = (
+                StatusCode::OK,
+                "<html><body>Logging in... please wait</body></html>",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/html"));
+            return Some(r);
+        }
+        if s.faults.cut_body_next > 0 {
+            s.faults.cut_body_next -= 1;
+            // Promises 4 KiB, sends a few bytes, then the connection breaks.
+            let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![
+                Ok(br#"{"result": [{"sys_id": "#),
+                Err(std::io::Error::other("cut")),
+            ];
+            let mut r = Response::new(axum::body::Body::from_stream(futures::stream::iter(chunks)));
+            let h = r.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h.insert("content-length", HeaderValue::from(4096));
+            return Some(r);
+        }
+        None
     }
 
     /// Basic auth with the integration user, or a live OAuth bearer token.
@@ -366,7 +410,8 @@ impl ServiceNowSim {
         let Some(b64) = value.strip_prefix("Basic ") else {
             return false;
         };
-        let expected = format!("{}:{}", self.username, self.password);
+        let (user, password) = self.lock().user.clone();
+        let expected = format!("{user}:{password}");
         base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .is_ok_and(|d| d == expected.as_bytes())
@@ -1025,7 +1070,7 @@ async fn oauth_token(
     }
     let grant_ok = match form.grant_type.as_str() {
         "client_credentials" => true,
-        "password" => form.username == sim.username && form.password == sim.password,
+        "password" => (form.username.clone(), form.password.clone()) == s.user,
         _ => false,
     };
     if !grant_ok {

@@ -29,7 +29,7 @@ pub enum ClientAuth {
     Form,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientCredentials {
     pub token_url: String,
     pub client_id: String,
@@ -111,6 +111,22 @@ pub enum OAuthError {
 }
 
 impl OAuthError {
+    /// Whether the endpoint refused the client or user credentials themselves (rotated or revoked),
+    /// so re-reading the credentials secret may help.
+    pub fn credentials_refused(&self) -> bool {
+        match self {
+            OAuthError::Rejected { status, error } => {
+                matches!(*status, 400 | 401)
+                    && (*status == 401
+                        || matches!(
+                            error.as_str(),
+                            "invalid_client" | "invalid_grant" | "unauthorized_client"
+                        ))
+            }
+            _ => false,
+        }
+    }
+
     pub fn class(&self) -> FailureClass {
         match self {
             OAuthError::Rejected { status, .. } if *status == 429 || *status >= 500 => {
@@ -183,14 +199,22 @@ pub async fn fetch_token(
         .form(&form)
         .send()
         .await
-        .map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
+        .map_err(|e| OAuthError::Transport(crate::http_client::describe(&e)))?;
     let status = response.status();
+    if status.is_redirection() {
+        // Never followed (token clients do not redirect): the secret would go to another URL.
+        return Err(OAuthError::Rejected {
+            status: status.as_u16(),
+            error: "redirect_refused".into(),
+        });
+    }
+    let max = crate::http_client::TOKEN_RESPONSE_MAX_BYTES;
+    let bytes = crate::http_client::read_limited(response, max).await;
     if !status.is_success() {
         // Only the OAuth error code is kept: descriptions can echo request details.
-        let error = response
-            .json::<ErrorResponse>()
-            .await
+        let error = bytes
             .ok()
+            .and_then(|b| serde_json::from_slice::<ErrorResponse>(&b).ok())
             .and_then(|e| e.error)
             .filter(|e| e.len() <= 64 && e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or_else(|| "unknown".into());
@@ -199,10 +223,9 @@ pub async fn fetch_token(
             error,
         });
     }
-    let body: TokenResponse = response
-        .json()
-        .await
-        .map_err(|e| OAuthError::Decode(e.without_url().to_string()))?;
+    let bytes = bytes.map_err(|e| OAuthError::Decode(e.to_string()))?;
+    let body: TokenResponse = serde_json::from_slice(&bytes)
+        .map_err(|_| OAuthError::Decode("not a token response".into()))?;
     if body.access_token.is_empty() {
         return Err(OAuthError::Decode("empty access_token".into()));
     }
@@ -250,6 +273,16 @@ mod tests {
         assert_eq!(r(400).class(), FailureClass::Permanent);
         assert_eq!(r(429).class(), FailureClass::Transient);
         assert_eq!(r(503).class(), FailureClass::Transient);
+        let refused = |status, error: &str| OAuthError::Rejected {
+            status,
+            error: error.into(),
+        };
+        assert!(refused(401, "invalid_client").credentials_refused());
+        assert!(refused(400, "invalid_grant").credentials_refused());
+        assert!(refused(401, "unknown").credentials_refused());
+        assert!(!refused(400, "invalid_scope").credentials_refused());
+        assert!(!refused(503, "invalid_client").credentials_refused());
+        assert!(!refused(307, "redirect_refused").credentials_refused());
         let t = AccessToken {
             value: "v".into(),
             token_type: "bearer".into(),

@@ -230,7 +230,7 @@ impl Harness {
         let sn_tokens = opts.servicenow_oauth.then(|| {
             Arc::new(TokenSource::new(
                 "servicenow",
-                reqwest::Client::new(),
+                token_client(),
                 servicenow_oauth_client(&sim_url),
                 Some(TokenStore::new(
                     aws_sdk_secretsmanager::Client::new(&aws),
@@ -636,7 +636,7 @@ pub fn refresher(
 ) -> token_refresher::Refresher {
     let sm = aws_sdk_secretsmanager::Client::new(&h.aws);
     token_refresher::Refresher {
-        http: reqwest::Client::new(),
+        http: token_client(),
         jobs: vec![
             token_refresher::ProviderJob {
                 provider: shared::tokens::Provider::Genesys,
@@ -644,12 +644,13 @@ pub fn refresher(
                     format!("{genesys_url}/oauth/token"),
                     GENESYS_CLIENT_ID,
                     genesys_secret,
-                ),
+                )
+                .into(),
                 store: TokenStore::new(sm.clone(), h.resources.genesys_token_secret_id.clone()),
             },
             token_refresher::ProviderJob {
                 provider: shared::tokens::Provider::ServiceNow,
-                creds: servicenow_oauth_client(&h.sim_url),
+                creds: servicenow_oauth_client(&h.sim_url).into(),
                 store: TokenStore::new(sm, h.resources.servicenow_token_secret_id.clone()),
             },
         ],
@@ -664,6 +665,11 @@ pub fn refresher(
             ..token_refresher::retrier()
         },
     }
+}
+
+/// The HTTP client token sources and the refresher use (no redirects, bounded answers).
+pub fn token_client() -> reqwest::Client {
+    shared::http_client::token_client("tests").expect("token client")
 }
 
 /// The stored token of a token secret.
@@ -716,7 +722,7 @@ pub fn capture_logs(filter: &str) -> CapturedLogs {
 pub fn servicenow_token_source(h: &Harness) -> TokenSource {
     TokenSource::new(
         "servicenow",
-        reqwest::Client::new(),
+        token_client(),
         servicenow_oauth_client(&h.sim_url),
         Some(TokenStore::new(
             aws_sdk_secretsmanager::Client::new(&h.aws),

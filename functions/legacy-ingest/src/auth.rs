@@ -271,7 +271,7 @@ impl JwksSource {
                     .get(url)
                     .send()
                     .await
-                    .map_err(|e| JwksError::Http(e.without_url().to_string()))?;
+                    .map_err(|e| JwksError::Http(shared::http_client::describe(&e)))?;
                 if !r.status().is_success() {
                     return Err(JwksError::Status(r.status().as_u16()));
                 }

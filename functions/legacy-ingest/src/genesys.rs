@@ -159,7 +159,7 @@ impl Publisher {
             .send()
             .await;
         let response = sent.map_err(|e| AttemptError::Retry {
-            reason: format!("request failed: {}", e.without_url()),
+            reason: format!("request failed: {}", shared::http_client::describe(&e)),
             hint: None,
         })?;
         let status = response.status().as_u16();

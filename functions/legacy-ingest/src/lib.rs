@@ -258,6 +258,10 @@ impl Config {
                 "JWT_KEYS_SECRET_ID, JWT_KEYS_FILE, JWT_KEYS_JSON, JWT_JWKS_URL or JWT_JWKS_SECRET_ID",
             ));
         }
+        let genesys_api_url = env
+            .optional("GENESYS_API_URL")
+            .unwrap_or_else(|| "https://api.mypurecloud.com".into());
+        shared::http_client::check_url("GENESYS_API_URL", &genesys_api_url)?;
         let source_name = env.optional("LEGACY_SOURCE_NAME");
         if source_name
             .as_deref()
@@ -305,9 +309,7 @@ impl Config {
             keys,
             jwks,
             genesys: TokenSourceSettings::from_env(env, Provider::Genesys)?,
-            genesys_api_url: env
-                .optional("GENESYS_API_URL")
-                .unwrap_or_else(|| "https://api.mypurecloud.com".into()),
+            genesys_api_url,
             ingest_path: env
                 .optional("GENESYS_INGEST_PATH")
                 .unwrap_or_else(|| DEFAULT_INGEST_PATH.into()),
@@ -415,7 +417,7 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Ingest
         }
     };
     let auth = authenticator(config.jwt, key_set.as_deref(), jwks).await?;
-    let tokens = Arc::new(config.genesys.build(&secrets, http.clone()).await?);
+    let tokens = Arc::new(config.genesys.build(&secrets, "legacy-ingest").await?);
     let publisher = Publisher::new(
         http,
         &config.genesys_api_url,

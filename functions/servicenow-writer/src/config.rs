@@ -7,10 +7,13 @@ use std::time::Duration;
 use shared::config::{renamed, ConfigError, Env};
 use shared::keys::KeyConfig;
 use shared::retry::RetryPolicy;
-use shared::tokens::{Provider, TokenSourceSettings};
+use shared::tokens::{
+    Provider, Rotating, TokenSourceSettings, DEFAULT_FORCED_REFRESH_INTERVAL,
+    FORCED_REFRESH_INTERVAL_VAR,
+};
 use shared::StartupError;
 
-use crate::servicenow::{ServiceNowAuth, ServiceNowClient, ServiceNowConfig};
+use crate::servicenow::{BasicCredentials, ServiceNowAuth, ServiceNowClient, ServiceNowConfig};
 use crate::Writer;
 
 #[derive(Debug, Clone)]
@@ -143,10 +146,12 @@ impl WriterConfig {
 /// How the writer signs in to ServiceNow, as configured.
 #[derive(Debug, Clone)]
 pub enum AuthSettings {
-    /// Basic: the JSON secret `{"username","password"}` when its id is set, else the given pair (local runs).
+    /// Basic: the JSON secret `{"username","password"}` when its id is set (re-read on a 401, at most once
+    /// per `reload_interval`), else the given pair (local runs).
     Basic {
         credentials_secret_id: Option<String>,
         given: Option<(String, Redacted)>,
+        reload_interval: Duration,
     },
     /// Bearer tokens kept by the token-refresher, with the OAuth client as fallback.
     OAuth(TokenSourceSettings),
@@ -190,12 +195,18 @@ impl ServiceNowSettings {
                 AuthSettings::Basic {
                     credentials_secret_id,
                     given,
+                    reload_interval: env.secs_or(
+                        FORCED_REFRESH_INTERVAL_VAR,
+                        DEFAULT_FORCED_REFRESH_INTERVAL.as_secs(),
+                    )?,
                 }
             }
             _ => AuthSettings::OAuth(TokenSourceSettings::from_env(env, Provider::ServiceNow)?),
         };
+        let instance_url = env.required("SERVICENOW_INSTANCE_URL")?;
+        shared::http_client::check_url("SERVICENOW_INSTANCE_URL", &instance_url)?;
         Ok(Self {
-            instance_url: env.required("SERVICENOW_INSTANCE_URL")?,
+            instance_url,
             auth,
             connect_timeout: env.millis_or("SERVICENOW_CONNECT_TIMEOUT_MS", 3000)?,
             request_timeout: env.millis_or("SERVICENOW_TIMEOUT_MS", 10_000)?,
@@ -210,22 +221,35 @@ impl ServiceNowSettings {
         let auth = match &self.auth {
             AuthSettings::Basic {
                 credentials_secret_id: Some(id),
+                reload_interval,
                 ..
             } => {
                 let (username, password) =
                     shared::aws::read_pair(secrets, id, ("username", "password")).await?;
-                ServiceNowAuth::Basic { username, password }
+                let parse = std::sync::Arc::new(|raw: &str| {
+                    let v: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+                    match (v["username"].as_str(), v["password"].as_str()) {
+                        (Some(u), Some(p)) => Ok(BasicCredentials {
+                            username: u.into(),
+                            password: p.into(),
+                        }),
+                        _ => Err("needs username and password".to_string()),
+                    }
+                });
+                ServiceNowAuth::RotatingBasic(Arc::new(Rotating::from_secret(
+                    BasicCredentials { username, password },
+                    secrets.clone(),
+                    id.clone(),
+                    parse,
+                    *reload_interval,
+                )))
             }
             AuthSettings::Basic { given, .. } => {
                 let (username, Redacted(password)) = given.clone().unwrap_or_default();
                 ServiceNowAuth::Basic { username, password }
             }
             AuthSettings::OAuth(tokens) => {
-                let http = shared::http_client::client(
-                    "servicenow-writer",
-                    shared::http_client::TOKEN_ENDPOINT,
-                )?;
-                ServiceNowAuth::OAuth(Arc::new(tokens.build(secrets, http).await?))
+                ServiceNowAuth::OAuth(Arc::new(tokens.build(secrets, "servicenow-writer").await?))
             }
         };
         Ok(ServiceNowClient::new(&ServiceNowConfig {
@@ -311,7 +335,8 @@ mod tests {
         );
         assert!(matches!(
             c.servicenow.auth,
-            AuthSettings::Basic { credentials_secret_id: Some(ref id), given: None } if id == "sn-basic"
+            AuthSettings::Basic { credentials_secret_id: Some(ref id), given: None, reload_interval }
+                if id == "sn-basic" && reload_interval == Duration::from_secs(60)
         ));
         let c = Config::from_vars(&env(&[
             ("WRITER_MAX_CONCURRENCY", "0"),
@@ -333,6 +358,8 @@ mod tests {
             ("WRITER_RETRY_MAX_ATTEMPTS", "many"),
             ("IDEMPOTENCY_USE_EVENT_ID", "perhaps"),
             ("SERVICENOW_TIMEOUT_MS", "-1"),
+            ("FORCED_REFRESH_INTERVAL_SECONDS", "soon"),
+            ("SERVICENOW_INSTANCE_URL", "http://example.service-now.com"),
         ] {
             let err = Config::from_vars(&env(&[(name, value)])).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");

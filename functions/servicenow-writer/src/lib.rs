@@ -127,7 +127,7 @@ impl Failure {
     fn servicenow(code: &'static str, e: ServiceNowError) -> Self {
         match e.class() {
             FailureClass::Permanent => Failure::Permanent(Permanent {
-                code,
+                code: e.dead_letter_reason().unwrap_or(code),
                 detail: format!("ServiceNow rejected the request: {e}"),
                 http_status: e.http_status(),
             }),

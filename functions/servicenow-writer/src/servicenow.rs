@@ -14,16 +14,38 @@ use serde_json::Value;
 use shared::failure::FailureClass;
 use shared::ratelimit::{Announced, RateLimiter};
 use shared::retry::parse_retry_after;
-use shared::tokens::TokenSource;
+use shared::tokens::{Rotating, TokenError, TokenSource};
 use shared::IncidentDraft;
 
 #[derive(Clone)]
 pub enum ServiceNowAuth {
-    Basic {
-        username: String,
-        password: String,
-    },
+    /// Fixed Basic credentials (local runs, tests).
+    Basic { username: String, password: String },
+    /// Basic credentials read from their secret, re-read when ServiceNow answers 401.
+    RotatingBasic(Arc<Rotating<BasicCredentials>>),
     /// Bearer tokens from the token store (refreshed by the token-refresher), with a direct-fetch fallback.
+    OAuth(Arc<TokenSource>),
+}
+
+/// The integration user's Basic credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How requests are signed, credentials given directly or not.
+enum Auth {
+    Basic(Arc<Rotating<BasicCredentials>>),
     OAuth(Arc<TokenSource>),
 }
 
@@ -82,6 +104,10 @@ pub enum ServiceNowError {
     /// read as "not found": creating on it could duplicate.
     #[error("ServiceNow lookup cannot be trusted: {0}")]
     Untrustworthy(&'static str),
+    /// 401 that new credentials or a new token did not cure (or could not be tried again so soon): not
+    /// about the token, e.g. the integration user lost a role or its password changed.
+    #[error("ServiceNow answered HTTP 401: {0}")]
+    Unauthorized(String),
 }
 
 impl ServiceNowError {
@@ -93,6 +119,7 @@ impl ServiceNowError {
                 _ => FailureClass::Permanent,
             },
             ServiceNowError::ImportRejected(_) => FailureClass::Permanent,
+            ServiceNowError::Unauthorized(_) => FailureClass::Permanent,
             // A token problem is configuration or an outage, never the event's fault: keep it queued.
             ServiceNowError::Transport(_)
             | ServiceNowError::Decode(_)
@@ -114,7 +141,8 @@ impl ServiceNowError {
             | ServiceNowError::OutOfTime
             | ServiceNowError::RateLimited(_)
             | ServiceNowError::ImportRejected(_)
-            | ServiceNowError::Untrustworthy(_) => false,
+            | ServiceNowError::Untrustworthy(_)
+            | ServiceNowError::Unauthorized(_) => false,
         }
     }
 
@@ -131,6 +159,15 @@ impl ServiceNowError {
             ServiceNowError::Token(_) => "servicenow_token_unavailable",
             ServiceNowError::ImportRejected(_) => "servicenow_rejected",
             ServiceNowError::Untrustworthy(_) => "servicenow_lookup_untrustworthy",
+            ServiceNowError::Unauthorized(_) => "servicenow_unauthorized",
+        }
+    }
+
+    /// The dead-letter reason for errors that have their own (else the caller's).
+    pub fn dead_letter_reason(&self) -> Option<&'static str> {
+        match self {
+            ServiceNowError::Unauthorized(_) => Some("servicenow_unauthorized"),
+            _ => None,
         }
     }
 
@@ -145,6 +182,7 @@ impl ServiceNowError {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             ServiceNowError::Status { status, .. } => Some(*status),
+            ServiceNowError::Unauthorized(_) => Some(401),
             _ => None,
         }
     }
@@ -205,7 +243,7 @@ const CALLER_CACHE_MAX: usize = 10_000;
 pub struct ServiceNowClient {
     http: reqwest::Client,
     base: String,
-    auth: ServiceNowAuth,
+    auth: Auth,
     /// E.164 → sys_user sys_id (or None when no user has that number), for the life of the container.
     callers: Mutex<HashMap<String, Option<String>>>,
     /// The container's share of ServiceNow's rate limit, for every concurrent request; `None`: off.
@@ -226,7 +264,17 @@ impl ServiceNowClient {
         Ok(Self {
             http,
             base: config.instance_url.trim_end_matches('/').to_string(),
-            auth: config.auth.clone(),
+            auth: match &config.auth {
+                ServiceNowAuth::Basic { username, password } => Auth::Basic(Arc::new(
+                    BasicCredentials {
+                        username: username.clone(),
+                        password: password.clone(),
+                    }
+                    .into(),
+                )),
+                ServiceNowAuth::RotatingBasic(c) => Auth::Basic(c.clone()),
+                ServiceNowAuth::OAuth(t) => Auth::OAuth(t.clone()),
+            },
             callers: Mutex::new(HashMap::new()),
             limiter: Some(RateLimiter::new(RATE_LIMIT_MAX_WAIT, 1)),
             import_set_table: None,
@@ -273,20 +321,37 @@ impl ServiceNowClient {
         Ok(response)
     }
 
-    /// Sends the request `build` makes, authenticated; with OAuth, a 401 gets one retry with a new token
-    /// (a 401 means the request was not processed, so repeating it is safe).
+    /// Sends the request `build` makes, authenticated. A 401 gets one more try (it means the request was not
+    /// processed, so repeating it is safe) with Basic credentials re-read from their secret or a new token,
+    /// each at most once per interval per container; a 401 they do not cure is `Unauthorized` (permanent).
     async fn send(
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ServiceNowError> {
         let request = |h: &reqwest::Client| build(h).header(header::ACCEPT, "application/json");
         match &self.auth {
-            ServiceNowAuth::Basic { username, password } => request(&self.http)
-                .basic_auth(username, Some(password))
-                .send()
-                .await
-                .map_err(transport),
-            ServiceNowAuth::OAuth(tokens) => {
+            Auth::Basic(creds) => {
+                let basic = |c: &BasicCredentials| {
+                    request(&self.http).basic_auth(&c.username, Some(&c.password))
+                };
+                let used = creds.current();
+                let response = basic(&used).send().await.map_err(transport)?;
+                if response.status() != StatusCode::UNAUTHORIZED {
+                    return Ok(response);
+                }
+                let Some(new) = creds.replacement(&used).await else {
+                    return Err(ServiceNowError::Unauthorized(
+                        "the Basic credentials were refused and their secret holds no others"
+                            .into(),
+                    ));
+                };
+                let response = basic(&new).send().await.map_err(transport)?;
+                refused_again(
+                    response,
+                    "the Basic credentials re-read from their secret were refused too",
+                )
+            }
+            Auth::OAuth(tokens) => {
                 let token = tokens
                     .token()
                     .await
@@ -299,15 +364,18 @@ impl ServiceNowClient {
                 if response.status() != StatusCode::UNAUTHORIZED {
                     return Ok(response);
                 }
-                let fresh = tokens
-                    .on_unauthorized(&token)
-                    .await
-                    .map_err(|e| ServiceNowError::Token(e.to_string()))?;
-                request(&self.http)
+                let fresh = tokens.on_unauthorized(&token).await.map_err(|e| match e {
+                    TokenError::RefreshLimited { .. } => {
+                        ServiceNowError::Unauthorized(e.to_string())
+                    }
+                    _ => ServiceNowError::Token(e.to_string()),
+                })?;
+                let response = request(&self.http)
                     .bearer_auth(&fresh.value)
                     .send()
                     .await
-                    .map_err(transport)
+                    .map_err(transport)?;
+                refused_again(response, "a freshly obtained token was refused too: not about the token (check the integration user and its roles)")
             }
         }
     }
@@ -580,19 +648,22 @@ fn decode(e: reqwest::Error) -> ServiceNowError {
     } else {
         "the answer could not be read"
     };
-    ServiceNowError::Decode(kind.to_string())
+    ServiceNowError::Decode(format!("{kind} ({})", shared::http_client::describe(&e)))
 }
 
 fn transport(e: reqwest::Error) -> ServiceNowError {
-    // reqwest's Display names the URL but never credentials or bodies.
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "transport"
-    };
-    ServiceNowError::Transport(format!("{kind}: {}", e.without_url()))
+    ServiceNowError::Transport(shared::http_client::describe(&e))
+}
+
+/// The answer to a request repeated after a 401: a second 401 is `Unauthorized` with `why`.
+fn refused_again(
+    response: reqwest::Response,
+    why: &str,
+) -> Result<reqwest::Response, ServiceNowError> {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        return Err(ServiceNowError::Unauthorized(why.into()));
+    }
+    Ok(response)
 }
 
 /// What an answer says about ServiceNow's rate limit.
@@ -656,6 +727,11 @@ mod tests {
         assert_eq!(s(503).class(), FailureClass::Transient);
         assert_eq!(s(400).class(), FailureClass::Permanent);
         assert_eq!(s(401).class(), FailureClass::Permanent);
+        let u = ServiceNowError::Unauthorized("role removed".into());
+        assert_eq!(u.class(), FailureClass::Permanent);
+        assert_eq!(u.dead_letter_reason(), Some("servicenow_unauthorized"));
+        assert_eq!(u.http_status(), Some(401));
+        assert!(!u.ambiguous());
         assert_eq!(s(404).class(), FailureClass::Permanent);
         assert!(!s(429).ambiguous());
         assert!(s(500).ambiguous());

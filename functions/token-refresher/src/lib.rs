@@ -1,6 +1,7 @@
-//! token-refresher: for each configured provider, read the stored token and, when less than the configured
-//! share of its lifetime remains (default: under 50 %, and always under 10 minutes), obtain a new one with the
-//! provider's client credentials and store `{access_token, token_type, expires_at, scope, obtained_at}` in its
+//! token-refresher: for each configured provider, read the stored token and, when the next scheduled run
+//! would find less than the floor left (remaining < schedule + floor, default 15 + 10 min) or less than the
+//! configured share of its lifetime remains (default 50 %), obtain a new one with the provider's client
+//! credentials and store `{access_token, token_type, expires_at, scope, obtained_at}` in its
 //! token secret. Providers are independent: one failing never stops the other. Permanent failures
 //! (`invalid_client`, …) are not retried; transient ones are, with backoff and jitter, within the invocation.
 
@@ -12,13 +13,16 @@ use shared::config::{ConfigError, Env};
 use shared::failure::FailureClass;
 use shared::oauth::{fetch_token, ClientCredentials};
 use shared::retry::{Deadline, Retrier};
-use shared::tokens::{OAuthClientSettings, Provider, RefreshPolicy, StoredToken, TokenStore};
+use shared::tokens::{
+    OAuthClientSettings, Provider, RefreshPolicy, Rotating, StoredToken, TokenStore,
+};
 use shared::StartupError;
 
 /// One provider to keep a token for.
 pub struct ProviderJob {
     pub provider: Provider,
-    pub creds: ClientCredentials,
+    /// Re-read from their secret when the token endpoint refuses them (rotation needs no redeploy).
+    pub creds: Rotating<ClientCredentials>,
     pub store: TokenStore,
 }
 
@@ -107,29 +111,54 @@ impl Refresher {
         if !self.policy.due(stored.as_ref(), SystemTime::now()) {
             return Ok(Refreshed::StillFresh);
         }
-        let token = self
-            .retry
+        let used = job.creds.current();
+        let token = match self.fetch(job, &used, deadline).await {
+            Err(e) if e.credentials_refused() => match job.creds.replacement(&used).await {
+                Some(new) => self.fetch(job, &new, deadline).await,
+                None => Err(e),
+            },
+            other => other,
+        }
+        .map_err(|e| match e.class() {
+            FailureClass::Permanent => fail(
+                format!("{e}; check the client credentials"),
+                FailureClass::Permanent,
+            ),
+            FailureClass::Transient => fail(e.to_string(), FailureClass::Transient),
+        })?;
+        let lifetime = token
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        if !self.policy.covers(lifetime) {
+            warn!(provider = job.provider.name(), lifetime_secs = lifetime.as_secs(),
+                  "tokens live shorter than the schedule interval + floor: functions will fetch their own between runs");
+        }
+        job.store
+            .write(&StoredToken::new(&token, SystemTime::now()))
+            .await
+            .map_err(|e| fail(e.to_string(), FailureClass::Transient))?;
+        Ok(Refreshed::Renewed)
+    }
+}
+
+impl Refresher {
+    async fn fetch(
+        &self,
+        job: &ProviderJob,
+        creds: &ClientCredentials,
+        deadline: Deadline,
+    ) -> Result<shared::oauth::AccessToken, shared::oauth::OAuthError> {
+        self.retry
             .run(
                 deadline,
-                |_| fetch_token(&self.http, &job.creds),
+                |_| fetch_token(&self.http, creds),
                 |e, n| {
                     warn!(provider = job.provider.name(), failed_attempt = n.failed_attempt, error = %e,
                           "token request failed; retrying")
                 },
             )
             .await
-            .map_err(|e| match e.class() {
-                FailureClass::Permanent => fail(
-                    format!("{e}; check the client credentials"),
-                    FailureClass::Permanent,
-                ),
-                FailureClass::Transient => fail(e.to_string(), FailureClass::Transient),
-            })?;
-        job.store
-            .write(&StoredToken::new(&token, SystemTime::now()))
-            .await
-            .map_err(|e| fail(e.to_string(), FailureClass::Transient))?;
-        Ok(Refreshed::Renewed)
     }
 }
 
@@ -193,9 +222,41 @@ impl Config {
                     defaults.remaining_fraction,
                 )?,
                 floor: env.secs_or("REFRESH_FLOOR_SECONDS", defaults.floor.as_secs())?,
+                schedule: schedule(env, defaults.schedule)?,
             },
         })
     }
+}
+
+/// The schedule interval: `REFRESH_SCHEDULE_SECONDS`, else the schedule's own expression
+/// `REFRESH_SCHEDULE_RATE` (`rate(15 minutes)`, as template.yaml's `TokenRefreshRate`), else `default`.
+fn schedule(env: &Env, default: Duration) -> Result<Duration, ConfigError> {
+    if env.optional("REFRESH_SCHEDULE_SECONDS").is_some() {
+        return env.secs_or("REFRESH_SCHEDULE_SECONDS", default.as_secs());
+    }
+    let Some(rate) = env.optional("REFRESH_SCHEDULE_RATE") else {
+        return Ok(default);
+    };
+    parse_rate(&rate).ok_or(ConfigError::Invalid {
+        name: "REFRESH_SCHEDULE_RATE",
+        reason: "expected rate(<n> minute[s]|hour[s]|day[s]); for a cron schedule set \
+                 REFRESH_SCHEDULE_SECONDS to its longest interval"
+            .into(),
+    })
+}
+
+/// `rate(15 minutes)` → 900 s.
+fn parse_rate(expr: &str) -> Option<Duration> {
+    let inner = expr.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.trim().split_once(' ')?;
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let unit_secs = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(unit_secs)?))
 }
 
 /// The refresher at cold start: each provider's client credentials read from their secrets.
@@ -205,12 +266,12 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Refres
     for p in config.providers {
         jobs.push(ProviderJob {
             provider: p.client.provider,
-            creds: p.client.build(&secrets).await?,
+            creds: p.client.build_rotating(&secrets).await?,
             store: TokenStore::new(secrets.clone(), p.token_secret_id),
         });
     }
     Ok(Refresher {
-        http: shared::http_client::client("token-refresher", shared::http_client::TOKEN_ENDPOINT)?,
+        http: shared::http_client::token_client("token-refresher")?,
         jobs,
         policy: config.policy,
         retry: retrier(),
@@ -229,6 +290,26 @@ mod tests {
             ("REFRESH_FLOOR_SECONDS", "300"),
         ]);
         let c = Config::from_vars(&env).unwrap();
+        assert_eq!(c.policy.schedule, Duration::from_secs(900));
+        let c =
+            Config::from_vars(&env.clone().with([("REFRESH_SCHEDULE_SECONDS", "300")])).unwrap();
+        assert_eq!(c.policy.schedule, Duration::from_secs(300));
+        let rate = |r: &str| Config::from_vars(&env.clone().with([("REFRESH_SCHEDULE_RATE", r)]));
+        assert_eq!(
+            rate("rate(15 minutes)").unwrap().policy.schedule,
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            rate("rate(1 hour)").unwrap().policy.schedule,
+            Duration::from_secs(3600)
+        );
+        for bad in ["cron(0/15 * * * ? *)", "rate(0 minutes)", "rate(5 weeks)"] {
+            let err = rate(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("REFRESH_SCHEDULE_RATE"),
+                "{bad}: {err}"
+            );
+        }
         assert_eq!(c.providers.len(), 1);
         assert_eq!(c.providers[0].client.provider, Provider::Genesys);
         assert_eq!(c.providers[0].token_secret_id, "genesys-token");

@@ -116,8 +116,12 @@ async fn serve() -> Result<(), BoxError> {
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
     // The token-refresher on a short local schedule; its first run stores tokens before anything calls out.
-    let refresher = token_refresher::build(token_refresher::Config::from_vars(&env)?, &aws).await?;
     let every = Duration::from_secs(env.parse_or("LOCAL_REFRESH_SECONDS", 30u64)?);
+    let refresher_env = env
+        .clone()
+        .with([("REFRESH_SCHEDULE_SECONDS", every.as_secs().to_string())]);
+    let refresher =
+        token_refresher::build(token_refresher::Config::from_vars(&refresher_env)?, &aws).await?;
     tokio::spawn(async move {
         loop {
             let results = refresher

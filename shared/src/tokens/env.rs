@@ -1,16 +1,22 @@
 //! Where each provider's OAuth client and token secret come from: read from the environment without I/O,
 //! built (secrets read) at cold start.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::source::TokenSource;
+use super::rotating::Rotating;
+use super::source::{TokenSource, DEFAULT_FORCED_REFRESH_INTERVAL};
 use super::stored::TokenStore;
 use crate::aws::{read_secret, SecretError};
 use crate::config::{ConfigError, Env};
 use crate::oauth::{ClientAuth, ClientCredentials, Grant};
 use crate::StartupError;
+
+/// At most one forced token refresh and one re-read of a credentials secret per this many seconds per
+/// container, after a 401 or a refused client (default 60).
+pub const FORCED_REFRESH_INTERVAL_VAR: &str = "FORCED_REFRESH_INTERVAL_SECONDS";
 
 /// The two OAuth providers and where their settings live in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,8 @@ pub struct OAuthClientSettings {
     pub client: ClientCredentials,
     /// Secret `{"client_id", "client_secret"[, "username", "password"]}` read at build.
     pub credentials_secret_id: Option<String>,
+    /// How often the credentials secret may be re-read after the token endpoint refused them.
+    pub reload_interval: Duration,
 }
 
 impl OAuthClientSettings {
@@ -87,6 +95,7 @@ impl OAuthClientSettings {
                 let login = env
                     .optional("GENESYS_LOGIN_URL")
                     .unwrap_or_else(|| "https://login.mypurecloud.com".into());
+                crate::http_client::check_url("GENESYS_LOGIN_URL", &login)?;
                 let mut c = ClientCredentials::basic(
                     format!("{}/oauth/token", login.trim_end_matches('/')),
                     client_id,
@@ -97,6 +106,7 @@ impl OAuthClientSettings {
             }
             Provider::ServiceNow => {
                 let instance = env.required("SERVICENOW_INSTANCE_URL")?;
+                crate::http_client::check_url("SERVICENOW_INSTANCE_URL", &instance)?;
                 let grant = match env.choice(
                     "SERVICENOW_OAUTH_GRANT",
                     &["password", "client_credentials"],
@@ -124,6 +134,10 @@ impl OAuthClientSettings {
             provider,
             client,
             credentials_secret_id,
+            reload_interval: env.secs_or(
+                FORCED_REFRESH_INTERVAL_VAR,
+                DEFAULT_FORCED_REFRESH_INTERVAL.as_secs(),
+            )?,
         })
     }
 
@@ -132,14 +146,45 @@ impl OAuthClientSettings {
         &self,
         secrets: &aws_sdk_secretsmanager::Client,
     ) -> Result<ClientCredentials, StartupError> {
-        let mut client = self.client.clone();
         let Some(id) = &self.credentials_secret_id else {
-            return Ok(client);
+            return Ok(self.client.clone());
         };
         let raw = read_secret(secrets, id).await?;
+        self.apply_secret(id, &raw)
+    }
+
+    /// The OAuth client as [`OAuthClientSettings::build`] reads it, re-read from its secret (at most once
+    /// per `reload_interval`) when the token endpoint refuses it: rotation needs no redeploy.
+    pub async fn build_rotating(
+        &self,
+        secrets: &aws_sdk_secretsmanager::Client,
+    ) -> Result<Rotating<ClientCredentials>, StartupError> {
+        let first = self.build(secrets).await?;
+        let Some(id) = self.credentials_secret_id.clone() else {
+            return Ok(first.into());
+        };
+        let settings = self.clone();
+        let secret_id = id.clone();
+        let parse = Arc::new(move |raw: &str| {
+            settings
+                .apply_secret(&secret_id, raw)
+                .map_err(|e| e.to_string())
+        });
+        Ok(Rotating::from_secret(
+            first,
+            secrets.clone(),
+            id,
+            parse,
+            self.reload_interval,
+        ))
+    }
+
+    /// The client with the credentials of the secret `id`'s text `raw`.
+    fn apply_secret(&self, id: &str, raw: &str) -> Result<ClientCredentials, StartupError> {
+        let mut client = self.client.clone();
         let secret: CredentialsSecret =
-            serde_json::from_str(&raw).map_err(|_| SecretError::Shape {
-                id: id.clone(),
+            serde_json::from_str(raw).map_err(|_| SecretError::Shape {
+                id: id.to_string(),
                 fields: "client_id and client_secret".into(),
             })?;
         client.client_id = secret.client_id;
@@ -187,23 +232,25 @@ impl TokenSourceSettings {
         })
     }
 
+    /// The token source of `function` (for its user agent), over a token client that never redirects.
     pub async fn build(
         &self,
         secrets: &aws_sdk_secretsmanager::Client,
-        http: reqwest::Client,
+        function: &str,
     ) -> Result<TokenSource, StartupError> {
-        let creds = self.client.build(secrets).await?;
+        let creds = self.client.build_rotating(secrets).await?;
         let store = self
             .token_secret_id
             .as_ref()
             .map(|id| TokenStore::new(secrets.clone(), id));
         Ok(TokenSource::new(
             self.client.provider.name(),
-            http,
+            crate::http_client::token_client(function)?,
             creds,
             store,
             Duration::from_secs(120),
-        ))
+        )
+        .with_forced_refresh_interval(self.client.reload_interval))
     }
 }
 
@@ -253,6 +300,13 @@ mod tests {
             "https://login.mypurecloud.com/oauth/token"
         );
         assert_eq!(s.token_secret_id, None);
+        assert_eq!(s.client.reload_interval, Duration::from_secs(60));
+        let env = Env::from_pairs([
+            ("GENESYS_CREDENTIALS_SECRET_ID", "genesys-client"),
+            ("GENESYS_LOGIN_URL", "http://login.mypurecloud.com"),
+        ]);
+        let err = TokenSourceSettings::from_env(&env, Provider::Genesys).unwrap_err();
+        assert!(err.to_string().contains("GENESYS_LOGIN_URL"), "{err}");
         let err = OAuthClientSettings::from_env(&Env::default(), Provider::Genesys).unwrap_err();
         assert!(err.to_string().contains("GENESYS_CLIENT_ID"), "{err}");
     }

@@ -69,13 +69,16 @@ impl StoredToken {
     }
 }
 
-/// When the refresher renews a stored token.
-#[derive(Debug, Clone, Copy)]
+/// When the refresher renews a stored token: when the *next* scheduled run would find less than `floor`
+/// left (remaining < `schedule` + `floor`), or less than `remaining_fraction` of the lifetime remains.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RefreshPolicy {
     /// Renew when less than this fraction of the lifetime remains (default 0.5).
     pub remaining_fraction: f64,
-    /// Always renew when less than this remains (default 10 min).
+    /// The least a token may have left when a run renews it (default 10 min).
     pub floor: Duration,
+    /// The refresher's schedule interval (default 15 min, template.yaml's `TokenRefreshRate`).
+    pub schedule: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -83,6 +86,7 @@ impl Default for RefreshPolicy {
         Self {
             remaining_fraction: 0.5,
             floor: Duration::from_secs(600),
+            schedule: Duration::from_secs(900),
         }
     }
 }
@@ -96,8 +100,19 @@ impl RefreshPolicy {
         };
         let lifetime = expires.duration_since(obtained).unwrap_or(Duration::ZERO);
         let remaining = expires.duration_since(now).unwrap_or(Duration::ZERO);
-        remaining < self.floor
+        self.due_after(lifetime, remaining)
+    }
+
+    /// The rule itself, for a token of `lifetime` with `remaining` left.
+    pub fn due_after(&self, lifetime: Duration, remaining: Duration) -> bool {
+        remaining < self.floor + self.schedule
             || remaining.as_secs_f64() < lifetime.as_secs_f64() * self.remaining_fraction
+    }
+
+    /// Whether a token of `lifetime` outlives the wait for the next run (else containers fetch their own
+    /// between runs): lifetime > `schedule` + `floor`.
+    pub fn covers(&self, lifetime: Duration) -> bool {
+        lifetime > self.floor + self.schedule
     }
 }
 
@@ -172,8 +187,8 @@ mod tests {
             "less than half left"
         );
         assert!(
-            !p.due(Some(&stored(600, 1_800 + 1_200)), now),
-            "more than half and more than 10 min left"
+            !p.due(Some(&stored(600, 3_600 + 1_200)), now),
+            "more than half and more than a run + 10 min left"
         );
         assert!(
             p.due(Some(&stored(200, 700)), now),
@@ -183,6 +198,65 @@ mod tests {
         let mut broken = stored(0, 100);
         broken.expires_at = "yesterday".into();
         assert!(p.due(Some(&broken), now));
+    }
+
+    /// ServiceNow's default 1800 s tokens on the 15 min schedule: a run renews whenever the next run (in
+    /// 900 s) would find less than the 600 s floor, so no run finds a nearly dead token.
+    #[test]
+    fn a_1800_s_token_is_renewed_by_the_run_before_the_next_would_be_too_late() {
+        let p = RefreshPolicy::default();
+        let due = |age: u64| p.due_after(secs(1_800), secs(1_800 - age));
+        // Just obtained: the next run (age ~900) will still find 900 s left.
+        assert!(!due(0));
+        assert!(!due(299));
+        // From age 300 on, the next run would find < 600 s: renew now. Before the change, ages 300..900
+        // kept it (more than half left) and the run at ~1800 s found it nearly dead.
+        for age in [301, 600, 899, 900, 901, 1_200, 1_500, 1_799, 1_800] {
+            assert!(due(age), "age {age}");
+        }
+        // Runs every 900 s, each finding the token left by the previous run: always >= 900 s left.
+        assert!(!p.covers(secs(1_400)) && p.covers(secs(1_800)));
+        let mut left_at_run = Vec::new();
+        let mut obtained = 0u64;
+        for run in 1..=8u64 {
+            let at = run * 900;
+            let remaining = (obtained + 1_800).saturating_sub(at);
+            left_at_run.push(remaining);
+            if p.due_after(secs(1_800), secs(remaining)) {
+                obtained = at;
+            }
+        }
+        assert!(left_at_run.iter().all(|&r| r >= 900), "{left_at_run:?}");
+    }
+
+    #[test]
+    fn a_86400_s_token_is_renewed_at_half_its_life_and_never_near_the_end() {
+        let p = RefreshPolicy::default();
+        let due = |age: u64| p.due_after(secs(86_400), secs(86_400 - age));
+        for age in [0, 900, 3_600, 43_199] {
+            assert!(!due(age), "age {age}");
+        }
+        for age in [43_201, 80_000, 84_901, 86_000, 86_400] {
+            assert!(due(age), "age {age}");
+        }
+        // Without the fraction rule only the next-run rule applies: renew from 1500 s before the end.
+        let late = RefreshPolicy {
+            remaining_fraction: 0.0,
+            ..p
+        };
+        assert!(!late.due_after(secs(86_400), secs(1_501)));
+        assert!(late.due_after(secs(86_400), secs(1_499)));
+        // A 5 min schedule renews later than a 15 min one.
+        let fast = RefreshPolicy {
+            schedule: secs(300),
+            ..late
+        };
+        assert!(!fast.due_after(secs(86_400), secs(1_000)));
+        assert!(fast.due_after(secs(86_400), secs(899)));
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
     }
 
     #[test]
