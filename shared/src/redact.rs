@@ -175,7 +175,7 @@ enum Gap {
     None,
     /// One space, dash or dot.
     Tight(u8),
-    /// A parenthesis, alone or followed by one separator (`(415) 555`).
+    /// A parenthesis, alone or next to one separator (`(415) 555`, `+1 (415)`).
     Paren,
     /// Up to three of space, tab, newline, `/`, `-`, `.`; the byte when it is a single one, else 0.
     Loose(u8),
@@ -229,7 +229,10 @@ fn gap_at(bytes: &[u8], i: usize) -> Option<(Gap, usize)> {
     if matches!(b, b'(' | b')') && digit(i + 1) {
         return Some((Gap::Paren, i + 1));
     }
-    if b == b')' && bytes.get(i + 1).is_some_and(|&c| tight(c) || c == b'(') && digit(i + 2) {
+    let next = bytes.get(i + 1).copied();
+    let paired = (b == b')' && next.is_some_and(|c| tight(c) || c == b'('))
+        || (tight(b) && next == Some(b'('));
+    if paired && digit(i + 2) {
         return Some((Gap::Paren, i + 2));
     }
     if tight(b) && digit(i + 1) {
@@ -588,6 +591,7 @@ mod tests {
         assert_eq!(redact_text("(415) 555-0199"), "***0199");
         assert_eq!(redact_text("tel +44.20.7946.0958."), "tel ***0958.");
         assert_eq!(redact_text("04155550123"), "***0123");
+        assert_eq!(redact_text("+1 (415) 555-0123"), "***0123");
     }
 
     #[test]
