@@ -412,7 +412,7 @@ impl Candidate<'_> {
         (from, to)
     }
 
-    fn digits(&self, s: usize, e: usize) -> impl Iterator<Item = u8> + '_ {
+    fn digits(&self, s: usize, e: usize) -> impl DoubleEndedIterator<Item = u8> + '_ {
         self.groups[s..e]
             .iter()
             .flat_map(|g| self.bytes[g.start..g.end].iter().map(|b| b - b'0'))
@@ -468,8 +468,7 @@ impl Candidate<'_> {
         if !(shaped || plain && !(self.glued(s, e) && e - s > 1)) {
             return None;
         }
-        let digits: Vec<u8> = self.digits(s, e).collect();
-        luhn_valid(&digits).then_some(Found::Card)
+        luhn(self.digits(s, e)).then_some(Found::Card)
     }
 
     /// 4-4-4-4 with a last group of 1–4 (13–19 digits), 4-6-5 or 4-6-4.
@@ -545,37 +544,41 @@ impl Candidate<'_> {
 
 /// Whether nine digits can be an SSN: area not 000, 666 or 900–999, group not 00, serial not 0000.
 fn ssn_possible(digits: impl Iterator<Item = u8>) -> bool {
-    let d: Vec<u32> = digits.map(u32::from).collect();
-    if d.len() != 9 {
-        return false;
+    let (mut value, mut n) = (0u32, 0);
+    for d in digits {
+        if n == 9 {
+            return false;
+        }
+        value = value * 10 + u32::from(d);
+        n += 1;
     }
-    let area = d[0] * 100 + d[1] * 10 + d[2];
-    let group = d[3] * 10 + d[4];
-    let serial = d[5] * 1000 + d[6] * 100 + d[7] * 10 + d[8];
-    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+    let (area, group, serial) = (value / 1_000_000, value / 10_000 % 100, value % 10_000);
+    n == 9 && area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
 
 /// Luhn checksum over decimal digits.
 pub fn luhn_valid(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
+    luhn(digits.iter().copied())
+}
+
+fn luhn(digits: impl DoubleEndedIterator<Item = u8>) -> bool {
+    let mut sum = 0u32;
+    let mut n = 0;
+    for (i, d) in digits.rev().enumerate() {
+        let d = u32::from(d);
+        sum += if i % 2 == 1 {
+            let x = d * 2;
+            if x > 9 {
+                x - 9
             } else {
-                d
+                x
             }
-        })
-        .sum();
-    !digits.is_empty() && sum.is_multiple_of(10)
+        } else {
+            d
+        };
+        n += 1;
+    }
+    n > 0 && sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
