@@ -279,20 +279,33 @@ fn redact_numbers(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut groups = Vec::new();
+    // The word start last checked for being an identifier.
+    let mut checked = usize::MAX;
     let mut i = 0;
-    while i < bytes.len() {
+    while let Some(found) = bytes[i..]
+        .iter()
+        .position(|&c| c.is_ascii_digit() || c == b'+' || c == b'(')
+    {
+        i += found;
         let b = bytes[i];
-        let after_word = i > 0 && is_word(bytes[i - 1]);
-        if !after_word && is_word(b) {
-            if let Some(end) = identifier_end(bytes, i) {
-                i = end;
-                continue;
-            }
-        }
-        let prefixed = matches!(b, b'+' | b'(') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
-        if !b.is_ascii_digit() && !prefixed {
+        let prefixed = !b.is_ascii_digit();
+        if prefixed && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
             i += 1;
             continue;
+        }
+        let after_word = !prefixed && i > 0 && is_word(bytes[i - 1]);
+        if !prefixed {
+            let mut w = i;
+            while w > 0 && is_word(bytes[w - 1]) {
+                w -= 1;
+            }
+            if w != checked {
+                checked = w;
+                if let Some(end) = identifier_end(bytes, w) {
+                    i = end;
+                    continue;
+                }
+            }
         }
         let mut end = scan(bytes, i, &mut groups);
         let closing = b == b'(' && bytes.get(end) == Some(&b')');
@@ -324,12 +337,18 @@ fn redact_numbers(text: &str) -> String {
     out
 }
 
-/// The end of a UUID or of a hex identifier (a word of hex digits with two or more digit runs) at `i`.
-fn identifier_end(bytes: &[u8], i: usize) -> Option<usize> {
-    if let Some(end) = uuid_end(bytes, i) {
-        return Some(end);
+/// The end of the UUID the word at `w` belongs to, or of the hex identifier (a word of hex digits with two
+/// or more digit runs) it is.
+fn identifier_end(bytes: &[u8], w: usize) -> Option<usize> {
+    if w > 0 && bytes[w - 1] == b'-' {
+        // A later group of a UUID.
+        for back in [9, 14, 19, 24] {
+            if let Some(end) = w.checked_sub(back).and_then(|start| uuid_end(bytes, start)) {
+                return Some(end);
+            }
+        }
     }
-    let mut j = i;
+    let mut j = w;
     let mut runs = 0;
     let mut in_digits = false;
     while j < bytes.len() && is_word(bytes[j]) {
@@ -344,10 +363,19 @@ fn identifier_end(bytes: &[u8], i: usize) -> Option<usize> {
         in_digits = digit;
         j += 1;
     }
+    if j - w == 8 && bytes.get(j) == Some(&b'-') {
+        if let Some(end) = uuid_end(bytes, w) {
+            return Some(end);
+        }
+    }
     (runs >= 2).then_some(j)
 }
 
+/// The end of a UUID starting at `i` (a word start).
 fn uuid_end(bytes: &[u8], i: usize) -> Option<usize> {
+    if i > 0 && is_word(bytes[i - 1]) {
+        return None;
+    }
     let s = bytes.get(i..i + 36)?;
     let ok = s.iter().enumerate().all(|(k, c)| match k {
         8 | 13 | 18 | 23 => *c == b'-',
