@@ -2,7 +2,7 @@
 //! key → profile selection and mapping → the incident's JSON body (an event's first event creates it) or,
 //! for `*_update_note`, the work note a later event adds. Run: `make bench` (criterion reports time per
 //! event; events/s = 1 / time). `mapping/parse_map_serialise` is the conversation profile under its
-//! historic name.
+//! historic name. `redact/*` times `redact_text` alone.
 
 use std::hint::black_box;
 
@@ -68,5 +68,25 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// `redact_text` alone on a typical agent note (a card, a phone, ids, a date) and on a long note without PII.
+fn redact(c: &mut Criterion) {
+    let note = "Customer reports billing portal outage since 2026-11-23 09:40; card 4111 1111 1111 1111 was \
+                charged twice (order A1234567, INC0010001), call back on +1 415 555 0123. Conversation \
+                3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b, waited 42 s in queue 5.";
+    let plain = "The customer could not log in to the self-service portal after the password reset and was \
+                 transferred to the second level team, who confirmed the account was locked by the security \
+                 policy and unlocked it; the customer confirmed that the login works again. "
+        .repeat(4);
+    let mut group = c.benchmark_group("redact");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("agent_note", |b| {
+        b.iter(|| black_box(shared::redact::redact_text(black_box(note))))
+    });
+    group.bench_function("plain_text_1k", |b| {
+        b.iter(|| black_box(shared::redact::redact_text(black_box(&plain))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, redact);
 criterion_main!(benches);

@@ -19,7 +19,7 @@ use crate::event::{glob_match, InboundEvent};
 use crate::incident::{truncate_chars, IncidentDraft, SHORT_DESCRIPTION_MAX};
 use crate::keys::conversation_key;
 use crate::priority::{Levels, PriorityRules, RuleError};
-use crate::redact::{mask_phone, normalise_e164, redact_text};
+use crate::redact::{mask_phone, normalise_e164, redact_json, redact_measure, redact_text};
 
 /// The mapping shipped with the project.
 pub const DEFAULT_MAPPING_JSON: &str = include_str!("../mappings/default.json");
@@ -121,7 +121,8 @@ struct VariableSpec {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 enum Pii {
-    /// Free text: SSNs and cards redacted, phone numbers masked.
+    /// Free text: e-mails, SSNs and cards redacted, phone numbers masked, also inside raw numbers, arrays
+    /// and objects; in a `number`/`duration` only card numbers.
     #[default]
     Text,
     /// A phone number: masked to its last four digits.
@@ -963,17 +964,27 @@ fn render(value: &Value, var: &Variable) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let plain = match var.format {
-        Format::Timestamp => format_timestamp(value).unwrap_or(plain),
-        _ => plain,
+    let formatted = match var.format {
+        Format::Timestamp => format_timestamp(value),
+        _ => None,
     };
+    let is_timestamp = formatted.is_some();
+    let plain = formatted.unwrap_or(plain);
     match var.pii {
         Pii::None => plain,
         Pii::Phone if plain.is_empty() => plain,
         Pii::Phone => mask_phone(&plain),
-        // Numbers and booleans are not free text.
-        Pii::Text if !value.is_string() => plain,
-        Pii::Text => redact_text(&plain),
+        Pii::Text => match (value, var.format) {
+            (Value::String(_), _) => redact_text(&plain),
+            // A measure: a 7-digit duration is no phone number, but a card number is still taken out.
+            (Value::Number(n), Format::Number | Format::Duration) => {
+                redact_measure(n).unwrap_or(plain)
+            }
+            (Value::Bool(_) | Value::Null, _) => plain,
+            _ if is_timestamp => plain,
+            // Raw numbers, arrays and objects: every string, key and integer in them.
+            _ => redact_json(value),
+        },
     }
 }
 

@@ -132,6 +132,54 @@ fn maps_a_conversation_event() {
 }
 
 #[test]
+fn non_string_values_are_redacted_in_incident_text() {
+    let cases = [
+        (json!(4111111111111111u64), "Reason: [REDACTED CARD]"),
+        (
+            json!(["call +1 415 555 0123", 14155550199u64]),
+            r#"Reason: ["call ***0123","***0199"]"#,
+        ),
+        (
+            json!({"ssn": 123456789, "mail": "ana@example.com", "card": "4111.1111.1111.1111"}),
+            r#"Reason: {"card":"[REDACTED CARD]","mail":"[REDACTED EMAIL]","ssn":"[REDACTED SSN]"}"#,
+        ),
+    ];
+    for (reason, want) in cases {
+        let inc = map(json!({"conversationId": CONV, "escalationReason": reason}));
+        assert!(inc.description.contains(want), "{}", inc.description);
+        for leak in ["4111", "415", "0123 ", "123456789", "ana@"] {
+            assert!(
+                !inc.short_description.contains(leak),
+                "{}",
+                inc.short_description
+            );
+        }
+    }
+}
+
+#[test]
+fn measures_keep_seven_digit_durations_but_lose_card_numbers() {
+    let m = default();
+    let body = json!({
+        "conversationId": CONV, "interactingDurationMs": 1234567, "wrapupDurationSeconds": "4111111111113"
+    });
+    let note = m
+        .apply(
+            &event_of(&format!("v2.detail.events.conversation.{CONV}.acw"), body),
+            "k",
+        )
+        .unwrap()
+        .update_note()
+        .unwrap();
+    assert!(note.contains("Talk time (ms): 1234567"), "{note}");
+    // 4 111 111 111 113 s is 4111111111113000 ms, a Luhn-valid 16-digit number.
+    assert!(
+        note.contains("Wrap-up time (ms): [REDACTED CARD]"),
+        "{note}"
+    );
+}
+
+#[test]
 fn one_conversation_one_incident_key_whatever_the_profile() {
     let m = default();
     let end = m
