@@ -17,7 +17,7 @@ wait_port() {
   exit 1
 }
 
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > .local/moto.log 2>&1 &
+"$VENV/bin/python" scripts/moto-server.py -H 127.0.0.1 -p "$MOTO_PORT" > .local/moto.log 2>&1 &
 pids+=($!)
 wait_port "$MOTO_PORT"
 echo "moto server on http://127.0.0.1:$MOTO_PORT (log: .local/moto.log)"

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p .local
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > .local/moto-test.log 2>&1 &
+"$VENV/bin/python" scripts/moto-server.py -H 127.0.0.1 -p "$port" > .local/moto-test.log 2>&1 &
 moto=$!
 trap 'kill $moto 2>/dev/null || true' EXIT
 for _ in $(seq 1 150); do

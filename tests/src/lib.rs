@@ -54,26 +54,29 @@ fn moto_endpoint() -> &'static str {
         if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
             return url;
         }
-        let bin = std::env::var("MOTO_SERVER")
+        // moto with DynamoDB writes applied one at a time, as on AWS (see the script).
+        let python = std::env::var("MOTO_PYTHON")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join(".venv/bin/moto_server"));
+            .unwrap_or_else(|_| workspace_root().join(".venv/bin/python"));
+        let server = workspace_root().join("scripts/moto-server.py");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("no free port: {e}"));
         // The shell stops moto when this process exits and its stdin closes.
         let script =
-            r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid"#;
+            r#""$0" "$1" -H 127.0.0.1 -p "$2" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid"#;
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .arg(&bin)
+            .arg(&python)
+            .arg(&server)
             .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make venv`)", bin.display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make venv`)", server.display()));
         // Keep stdin open for the life of the process.
         std::mem::forget(child);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -82,7 +85,7 @@ fn moto_endpoint() -> &'static str {
             assert!(
                 Instant::now() < until,
                 "moto server did not start at {addr} ({})",
-                bin.display()
+                server.display()
             );
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -444,8 +444,9 @@ async fn a_message_that_keeps_failing_is_dead_lettered_with_its_reason_at_its_la
     let dead = h.dead_letters().await;
     assert_eq!(dead.len(), 1, "dead-lettered once, by the writer");
     let attributes = &dead[0].1;
-    // Each 503 may have been applied: it is never retried before the settle window, and ends unconfirmed.
-    assert_eq!(attributes["failure_reason"], "servicenow_write_unconfirmed");
+    // The 503 to the create may have been applied: not retried before the settle window; at the last receive
+    // the lookup that must come first is answered 503 too.
+    assert_eq!(attributes["failure_reason"], "servicenow_unavailable");
     assert_eq!(attributes["http_status"], "503");
     assert!(attributes["failure_detail"].contains("receive 2"));
     assert!(h.sim.incidents().is_empty());

@@ -595,7 +595,7 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
             WriteError::ServiceNow(e) if e.ambiguous() && !self.config.settle.is_zero() => {
                 self.write_failure(code, WriteError::Unconfirmed(e))
             }
-            WriteError::ServiceNow(e) => Failure::servicenow(code, e),
+            WriteError::ServiceNow(e) | WriteError::Read(e) => Failure::servicenow(code, e),
             WriteError::Gone => Failure::Permanent(Permanent {
                 code,
                 detail: "the incident is gone".into(),
@@ -1061,8 +1061,12 @@ enum WriteError {
     /// It may have been applied without an answer; not retried before the settle window passed.
     #[error("{0} (it may have been applied)")]
     Unconfirmed(ServiceNowError),
+    /// The write itself failed.
     #[error(transparent)]
     ServiceNow(ServiceNowError),
+    /// A read before the write failed (a lookup, the caller, the incident's notes): nothing was written.
+    #[error(transparent)]
+    Read(ServiceNowError),
 }
 
 impl Retryable for WriteError {
@@ -1070,18 +1074,18 @@ impl Retryable for WriteError {
         match self {
             // Ends the retries of this invocation; the record is given back to the queue.
             WriteError::Gone | WriteError::Unconfirmed(_) => FailureClass::Permanent,
-            WriteError::ServiceNow(e) => e.class(),
+            WriteError::ServiceNow(e) | WriteError::Read(e) => e.class(),
         }
     }
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            WriteError::ServiceNow(e) => e.retry_after(),
+            WriteError::ServiceNow(e) | WriteError::Read(e) => e.retry_after(),
             _ => None,
         }
     }
     fn ambiguous(&self) -> bool {
         match self {
-            WriteError::Gone => false,
+            WriteError::Gone | WriteError::Read(_) => false,
             WriteError::Unconfirmed(_) => true,
             WriteError::ServiceNow(e) => e.ambiguous(),
         }
@@ -1096,9 +1100,10 @@ fn log_retry(ids: &Ids<'_>, e: &impl std::fmt::Display, n: RetryNotice) {
           failed_attempt = n.failed_attempt, delay_ms = n.delay.as_millis() as u64, error = %e, "retrying ServiceNow");
 }
 
+/// What `?` makes of a failed read before a write.
 impl From<ServiceNowError> for WriteError {
     fn from(e: ServiceNowError) -> Self {
-        WriteError::ServiceNow(e)
+        WriteError::Read(e)
     }
 }
 
