@@ -9,7 +9,20 @@ use crate::failure::FailureClass;
 
 /// SDK configuration from the environment (honours `AWS_ENDPOINT_URL` for local emulators).
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(aws_timeouts())
+        .load()
+        .await
+}
+
+/// Every AWS call is bounded (an attempt at most 3 s, a call with the SDK's retries at most 8 s), so a slow
+/// DynamoDB or SQS cannot hold a function past its deadline unnoticed.
+pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(8))
+        .build()
 }
 
 /// SQS `String` message attributes; empty values are skipped (SQS rejects them).

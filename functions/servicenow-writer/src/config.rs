@@ -13,7 +13,9 @@ use shared::tokens::{
 };
 use shared::StartupError;
 
-use crate::servicenow::{BasicCredentials, ServiceNowAuth, ServiceNowClient, ServiceNowConfig};
+use crate::servicenow::{
+    BasicCredentials, ServiceNowAuth, ServiceNowClient, ServiceNowConfig, ServiceNowError,
+};
 use crate::Writer;
 
 #[derive(Debug, Clone)]
@@ -292,7 +294,9 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Writer
     let servicenow = config.servicenow.build(&secrets).await?;
     // Not fatal (ServiceNow may just be down now), but an untrustworthy lookup would dead-letter every
     // record that needs reconciling: say so once, at start, with what to fix.
-    match servicenow.probe_lookup().await {
+    // Bounded: a cold start has 10 s in all.
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(3), servicenow.probe_lookup());
+    match probe.await.unwrap_or(Err(ServiceNowError::OutOfTime)) {
         Ok(()) => {}
         Err(e @ crate::servicenow::ServiceNowError::Untrustworthy(_)) => {
             tracing::error!(error = %e,
