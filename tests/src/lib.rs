@@ -415,6 +415,20 @@ impl Harness {
         }
     }
 
+    /// Milliseconds between the simulator's first 429 and the next request it received.
+    pub fn ms_from_first_429_to_the_next_request(&self) -> u64 {
+        let log = self.sim.requests();
+        let throttled = log
+            .iter()
+            .find(|r| r.status == 429)
+            .expect("a 429 was served");
+        let next = log
+            .iter()
+            .find(|r| r.at_ms > throttled.at_ms)
+            .expect("a request after the 429");
+        next.at_ms - throttled.at_ms
+    }
+
     /// Runs the writer until the queue is empty.
     pub async fn drain(&self) -> Vec<(String, Outcome)> {
         self.poller

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
 use crate::idempotency::{
-    applied, get_n, get_s, is_condition_failure, n, now_ms, s, store_error, StoreError,
+    applied, get_n, get_s, is_condition_failure, n, now_ms, read_item, s, store_error, StoreError,
 };
 
 /// The incident a conversation has, as far as this integration knows.
@@ -111,18 +111,9 @@ impl ConversationStore {
 
     /// When a busy conversation is held for a write that may still commit: until when.
     async fn settling_until(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        Ok(out
-            .item()
-            .and_then(|item| get_n(item, "settle_until_ms"))
+        let item = read_item(&self.client, &self.table, key).await?;
+        Ok(item
+            .and_then(|item| get_n(&item, "settle_until_ms"))
             .filter(|u| *u > now_ms()))
     }
 

@@ -100,6 +100,23 @@ where
 
 pub(crate) use shared::clock::epoch_ms as now_ms;
 
+/// The item `key` as last written (a consistent read).
+pub(crate) async fn read_item(
+    client: &Client,
+    table: &str,
+    key: &str,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("id", s(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| store_error("GetItem", e))?;
+    Ok(out.item)
+}
+
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -172,16 +189,7 @@ impl IdempotencyStore {
                 Err(e) if is_condition_failure(&e) => {}
                 Err(e) => return Err(store_error("PutItem", e)),
             }
-            let existing = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("id", s(key))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| store_error("GetItem", e))?;
-            let Some(item) = existing.item() else {
+            let Some(item) = &read_item(&self.client, &self.table, key).await? else {
                 continue;
             };
             if get_s(item, "payload_hash") != Some(payload_hash) {
