@@ -206,15 +206,19 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, EnvelopeErro
 /// serde echoes offending values (`invalid type: string "call me on …"`); they may hold PII, so drop them.
 fn without_quoted_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut inside = false;
+    // serde quotes strings with `"` and numbers, characters and other values with backticks.
+    let mut inside: Option<char> = None;
     for c in message.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…\"");
+        match inside {
+            None if c == '"' || c == '`' => {
+                out.push(c);
+                out.push('…');
+                out.push(c);
+                inside = Some(c);
             }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+            None => out.push(c),
+            Some(q) if c == q => inside = None,
+            Some(_) => {}
         }
     }
     out
@@ -335,6 +339,14 @@ mod tests {
         assert!(!text.contains("4155550123"), "{text}");
         assert!(text.contains("invalid type"), "{text}");
         assert_eq!(err.path(), Some("data"));
+        // Numbers are quoted with backticks: `invalid type: integer `14155550123``.
+        let err = InboundEvent::parse(
+            br#"{"event":"x","data":14155550123,"metadata":{"organizationId":"o","timestamp":"t"}}"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("4155550123"), "{text}");
+        assert!(text.contains("invalid type"), "{text}");
     }
 
     #[test]
