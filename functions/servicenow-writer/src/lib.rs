@@ -1026,6 +1026,7 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
         } else {
             body
         };
+        let attributes = fit_attributes(&body, attributes, DEAD_LETTER_MAX_BYTES);
         let sent = self
             .queues
             .dead_letter(DeadLetter { body, attributes })
@@ -1127,6 +1128,44 @@ fn visibility_left(record: &SqsMessage) -> Duration {
     let used = epoch_ms().saturating_sub(first);
     // A minute of margin for the clocks and the call itself.
     Duration::from_millis(MAX.saturating_sub(used).saturating_sub(60_000))
+}
+
+/// The dead-letter queue's `MaximumMessageSize` (template.yaml).
+const DEAD_LETTER_MAX_BYTES: usize = 256 * 1024;
+
+/// The attributes that fit with `body` under `limit` (SQS counts each attribute's name, type and value):
+/// the least needed dropped first, the reason last, so a body near the limit is still dead-lettered, with
+/// as much of its reason as fits, instead of being refused by SQS and redriven without one.
+fn fit_attributes(
+    body: &str,
+    mut attributes: Vec<(&'static str, String)>,
+    limit: usize,
+) -> Vec<(&'static str, String)> {
+    const DROP_ORDER: [&str; 8] = [
+        "failure_detail",
+        "received_at",
+        "failed_at",
+        "event_type",
+        "correlation_id",
+        "http_status",
+        "source_message_id",
+        "idempotency_key",
+    ];
+    let size = |attributes: &[(&str, String)]| {
+        body.len()
+            + attributes
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| k.len() + "String".len() + v.len())
+                .sum::<usize>()
+    };
+    for name in DROP_ORDER {
+        if size(&attributes) <= limit {
+            break;
+        }
+        attributes.retain(|(k, _)| *k != name);
+    }
+    attributes
 }
 
 fn truncate(s: &str, max: usize) -> String {

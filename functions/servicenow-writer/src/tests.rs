@@ -1114,3 +1114,45 @@ async fn every_way_a_later_events_work_note_ends() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn a_body_near_the_queue_limit_is_dead_lettered_with_the_reason_that_fits() {
+    // Before: 9 attributes on top of a body near 256 KiB made the DLQ refuse it, and SQS later moved it
+    // without any reason.
+    let w = writer(FakeServiceNow::scripted(&[Step::Refuse(status(400))], &[]));
+    let mut event: Value = serde_json::from_str(&customer_end()).unwrap();
+    // 150 bytes short of the limit: room for the reason and the key, not for the rest.
+    let base = event.to_string().len() + r#","padding":"""#.len();
+    event["data"]["padding"] = Value::String("x".repeat(256 * 1024 - 150 - base));
+    let body = event.to_string();
+    assert_eq!(body.len(), 256 * 1024 - 150);
+    assert_eq!(
+        kind(&process(&w, &body).await),
+        dead_lettered("servicenow_rejected")
+    );
+    let letter = w.queues.sent.lock().unwrap()[0].clone();
+    let names: Vec<&str> = letter
+        .attributes
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(names.contains(&"failure_reason"), "{names:?}");
+    assert!(!names.contains(&"failure_detail"), "{names:?}");
+    let size: usize = letter.body.len()
+        + letter
+            .attributes
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| k.len() + 6 + v.len())
+            .sum::<usize>();
+    assert!(size <= 256 * 1024, "{size}");
+    // A small body keeps every attribute.
+    let w = writer(FakeServiceNow::scripted(&[Step::Refuse(status(400))], &[]));
+    process(&w, &customer_end()).await;
+    let letter = w.queues.sent.lock().unwrap()[0].clone();
+    assert!(letter
+        .attributes
+        .iter()
+        .any(|(k, _)| *k == "failure_detail"));
+}
