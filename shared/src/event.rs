@@ -206,19 +206,33 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, EnvelopeErro
 /// serde echoes offending values (`invalid type: string "call me on …"`); they may hold PII, so drop them.
 fn without_quoted_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    // serde quotes strings with `"` and numbers, characters and other values with backticks.
-    let mut inside: Option<char> = None;
+    // serde quotes strings with `"`, and numbers and characters with backticks (`integer `415…``); field
+    // and variant names are backticked too, and are kept.
+    const BACKTICKED_VALUES: [&str; 3] = ["integer ", "floating point ", "character "];
+    let mut inside: Option<(char, bool)> = None;
     for c in message.chars() {
         match inside {
-            None if c == '"' || c == '`' => {
+            None if c == '"'
+                || (c == '`' && BACKTICKED_VALUES.iter().any(|p| out.ends_with(p))) =>
+            {
                 out.push(c);
                 out.push('…');
                 out.push(c);
-                inside = Some(c);
+                inside = Some((c, true));
+            }
+            None if c == '`' => {
+                out.push(c);
+                inside = Some((c, false));
             }
             None => out.push(c),
-            Some(q) if c == q => inside = None,
-            Some(_) => {}
+            Some((q, masked)) if c == q => {
+                if !masked {
+                    out.push(c);
+                }
+                inside = None;
+            }
+            Some((_, true)) => {}
+            Some((_, false)) => out.push(c),
         }
     }
     out
