@@ -399,6 +399,28 @@ impl ServiceNowSim {
         None
     }
 
+    /// [`Self::gate`], then the body as a JSON object (400 otherwise), for the writes.
+    async fn gated_object(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Map<String, Value>, Response> {
+        self.gate(headers, method, path).await?;
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(object)) => Ok(object),
+            _ => {
+                self.record(method, path, 400);
+                Err(sn_error(
+                    StatusCode::BAD_REQUEST,
+                    "Exception while reading request",
+                    "The payload is not valid JSON.",
+                ))
+            }
+        }
+    }
+
     /// Basic auth with the integration user, or a live OAuth bearer token.
     fn authorised(&self, headers: &HeaderMap) -> bool {
         let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
@@ -509,16 +531,9 @@ async fn create_incident(
     body: axum::body::Bytes,
 ) -> Response {
     const PATH: &str = "/api/now/table/incident";
-    if let Err(r) = sim.gate(&headers, "POST", PATH).await {
-        return r;
-    }
-    let Ok(Value::Object(input)) = serde_json::from_slice::<Value>(&body) else {
-        sim.record("POST", PATH, 400);
-        return sn_error(
-            StatusCode::BAD_REQUEST,
-            "Exception while reading request",
-            "The payload is not valid JSON.",
-        );
+    let input = match sim.gated_object(&headers, "POST", PATH, &body).await {
+        Ok(object) => object,
+        Err(r) => return r,
     };
     let record = match committed(&sim, &kill, PATH, move |s| insert_incident(s, &input)).await {
         Ok(record) => record,
@@ -584,16 +599,9 @@ async fn import_row(
     body: axum::body::Bytes,
 ) -> Response {
     const PATH: &str = "/api/now/import/{staging_table}";
-    if let Err(r) = sim.gate(&headers, "POST", PATH).await {
-        return r;
-    }
-    let Ok(Value::Object(row)) = serde_json::from_slice::<Value>(&body) else {
-        sim.record("POST", PATH, 400);
-        return sn_error(
-            StatusCode::BAD_REQUEST,
-            "Exception while reading request",
-            "The payload is not valid JSON.",
-        );
+    let row = match sim.gated_object(&headers, "POST", PATH, &body).await {
+        Ok(object) => object,
+        Err(r) => return r,
     };
     let input: Map<String, Value> = row
         .into_iter()
@@ -722,16 +730,12 @@ async fn update_incident(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = sim.gate(&headers, "PATCH", ONE_INCIDENT).await {
-        return r;
-    }
-    let Ok(Value::Object(input)) = serde_json::from_slice::<Value>(&body) else {
-        sim.record("PATCH", ONE_INCIDENT, 400);
-        return sn_error(
-            StatusCode::BAD_REQUEST,
-            "Exception while reading request",
-            "The payload is not valid JSON.",
-        );
+    let input = match sim
+        .gated_object(&headers, "PATCH", ONE_INCIDENT, &body)
+        .await
+    {
+        Ok(object) => object,
+        Err(r) => return r,
     };
     let updated = {
         let mut s = sim.lock();

@@ -441,6 +441,22 @@ impl Harness {
         self.poller.queue_depth().await.expect("queue attributes")
     }
 
+    /// Receives the DLQ's messages, checks there are `count`, each with `reason`; their attributes.
+    pub async fn dead_letters_as(
+        &self,
+        count: usize,
+        reason: &str,
+    ) -> Vec<std::collections::HashMap<String, String>> {
+        let dead = self.dead_letters().await;
+        assert_eq!(dead.len(), count, "{dead:?}");
+        dead.into_iter()
+            .map(|(_, attrs)| {
+                assert_eq!(attrs["failure_reason"], reason, "{attrs:?}");
+                attrs
+            })
+            .collect()
+    }
+
     /// Receives everything on the DLQ: (body, attributes).
     pub async fn dead_letters(&self) -> Vec<(String, std::collections::HashMap<String, String>)> {
         let mut out = Vec::new();

@@ -489,13 +489,7 @@ async fn a_401_not_about_the_token_forces_one_refresh_per_interval_and_dead_lett
         1,
         "one token fetched and written to the secret"
     );
-    let dead = h.dead_letters().await;
-    assert_eq!(dead.len(), 6);
-    for (_, attrs) in &dead {
-        assert_eq!(
-            attrs["failure_reason"], "servicenow_unauthorized",
-            "{attrs:?}"
-        );
+    for attrs in h.dead_letters_as(6, "servicenow_unauthorized").await {
         assert_eq!(attrs["http_status"], "401");
     }
     assert_eq!(h.queue_depth().await, 0, "nothing left to retry forever");
@@ -547,14 +541,7 @@ async fn a_refused_basic_user_rereads_its_secret_once_per_interval_and_is_dead_l
         1,
         "one re-read of the secret, not one per event"
     );
-    let dead = h.dead_letters().await;
-    assert_eq!(dead.len(), 5);
-    for (_, attrs) in &dead {
-        assert_eq!(
-            attrs["failure_reason"], "servicenow_unauthorized",
-            "{attrs:?}"
-        );
-    }
+    h.dead_letters_as(5, "servicenow_unauthorized").await;
 }
 
 /// A loopback token endpoint for both providers (`/oauth_token.do`, `/oauth/token`) answering `answer`,

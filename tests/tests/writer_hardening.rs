@@ -98,12 +98,8 @@ async fn an_acl_hidden_incident_is_never_duplicated_and_a_real_empty_lookup_crea
     h.post_new_event().await;
     let outcomes = h.drain().await;
     assert_eq!(h.sim.incidents().len(), 1, "no duplicate: {outcomes:?}");
-    let dead = h.dead_letters().await;
-    assert_eq!(dead.len(), 1, "{outcomes:?}");
-    assert_eq!(
-        dead[0].1["failure_reason"],
-        "servicenow_lookup_untrustworthy"
-    );
+    h.dead_letters_as(1, "servicenow_lookup_untrustworthy")
+        .await;
 
     // Empty: a 503 (which may have been applied) is looked up after the settle window; v2 answers 200 [].
     let h = Harness::start().await;
@@ -146,13 +142,10 @@ async fn a_lookup_the_instance_ignores_is_an_error_never_a_create() {
         2,
         "one each, none twice: {outcomes:?}"
     );
-    let dead = h.dead_letters().await;
-    assert_eq!(dead.len(), 1, "{outcomes:?}");
-    assert_eq!(
-        dead[0].1["failure_reason"],
-        "servicenow_lookup_untrustworthy"
-    );
-    assert!(dead[0].1["failure_detail"].contains("ignored the query"));
+    let dead = h
+        .dead_letters_as(1, "servicenow_lookup_untrustworthy")
+        .await;
+    assert!(dead[0]["failure_detail"].contains("ignored the query"));
 }
 
 #[tokio::test]
