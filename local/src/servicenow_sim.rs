@@ -45,6 +45,8 @@ const INCIDENT_FIELDS: &[&str] = &[
     "state",
     "sys_created_on",
     "assignment_group",
+    "assigned_to",
+    "active",
     "opened_at",
 ];
 const USER_FIELDS: &[&str] = &[
@@ -54,6 +56,7 @@ const USER_FIELDS: &[&str] = &[
     "phone",
     "mobile_phone",
     "email",
+    "vip",
 ];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -213,6 +216,27 @@ impl ServiceNowSim {
     }
 
     /// Deletes the incident `number`, as an administrator would; `false` when there is none.
+    /// Sets columns of incident `number` as a ServiceNow user would (e.g. `state`, `assigned_to`).
+    pub fn set_fields(&self, number: &str, fields: &[(&str, &str)]) -> bool {
+        let mut s = self.lock();
+        let Some(i) = s
+            .incidents
+            .iter()
+            .position(|r| r["number"] == json!(number))
+        else {
+            return false;
+        };
+        let mut rec = s.incidents[i].clone();
+        let sys_id = as_text(&rec["sys_id"]);
+        let input: Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        apply_fields(&mut s, &mut rec, &sys_id, &input);
+        s.incidents[i] = rec;
+        true
+    }
+
     pub fn delete_incident(&self, number: &str) -> bool {
         let mut s = self.lock();
         let before = s.incidents.len();
@@ -226,6 +250,11 @@ impl ServiceNowSim {
 
     /// Adds a `sys_user`; returns its sys_id.
     pub fn add_user(&self, name: &str, phone: &str) -> String {
+        self.add_user_with(name, phone, false)
+    }
+
+    /// Adds a `sys_user` with its `vip` flag; returns its sys_id.
+    pub fn add_user_with(&self, name: &str, phone: &str, vip: bool) -> String {
         let sys_id = new_sys_id();
         let mut user = Map::new();
         user.insert("sys_id".into(), json!(sys_id));
@@ -236,6 +265,7 @@ impl ServiceNowSim {
         user.insert("name".into(), json!(name));
         user.insert("phone".into(), json!(phone));
         user.insert("mobile_phone".into(), json!(""));
+        user.insert("vip".into(), json!(vip.to_string()));
         self.lock().users.push(user);
         sys_id
     }
@@ -657,6 +687,7 @@ fn insert_incident(s: &mut State_, input: &Map<String, Value>) -> Map<String, Va
     rec.insert("sys_id".into(), json!(sys_id));
     rec.insert("number".into(), json!(format!("INC{:07}", s.next_number)));
     rec.insert("state".into(), json!("1"));
+    rec.insert("active".into(), json!("true"));
     rec.insert("sys_created_on".into(), json!(now_text()));
     rec.insert("opened_at".into(), json!(now_text()));
     s.next_number += 1;
@@ -694,6 +725,9 @@ fn apply_fields(
         }
         rec.insert(k.clone(), json!(as_text(v)));
     }
+    // Resolved, closed and canceled incidents are inactive.
+    let active = !matches!(as_text(&rec["state"]).as_str(), "6" | "7" | "8");
+    rec.insert("active".into(), json!(active.to_string()));
     let impact: u8 = as_text(&rec["impact"]).parse().unwrap_or(3).clamp(1, 3);
     let urgency: u8 = as_text(&rec["urgency"]).parse().unwrap_or(3).clamp(1, 3);
     rec.insert("impact".into(), json!(impact.to_string()));
@@ -804,27 +838,61 @@ fn present_incident(
     record: &Map<String, Value>,
     params: &BTreeMap<String, String>,
 ) -> Value {
-    let journal = journal_display(&sim.lock(), &as_text(&record["sys_id"]));
+    present_incident_locked(&sim.lock(), record, params)
+}
+
+fn present_incident_locked(
+    s: &State_,
+    record: &Map<String, Value>,
+    params: &BTreeMap<String, String>,
+) -> Value {
+    let journal = journal_display(s, &as_text(&record["sys_id"]));
     let mut out = present(record, params, "incident");
     let mode = params
         .get("sysparm_display_value")
         .map(String::as_str)
         .unwrap_or("false");
+    // A reference displays as the referenced user's name.
+    let user_name = |sys_id: &str| {
+        s.users
+            .iter()
+            .find(|u| as_text(&u["sys_id"]) == sys_id)
+            .map(|u| as_text(&u["name"]))
+            .unwrap_or_default()
+    };
     if let Some(map) = out.as_object_mut() {
         for (k, v) in map.iter_mut() {
-            let display = if k == "work_notes" {
-                json!(journal)
-            } else {
-                v.clone()
+            let value = match &*v {
+                Value::Object(link) => link.get("value").cloned().unwrap_or_default(),
+                other => other.clone(),
             };
-            *v = match mode {
-                "true" => display,
-                "all" => json!({"display_value": display, "value": v.clone()}),
-                _ => v.clone(),
+            let display = match k.as_str() {
+                "work_notes" => json!(journal),
+                "state" => json!(state_label(&as_text(&value))),
+                "caller_id" | "assigned_to" => json!(user_name(&as_text(&value))),
+                _ => value.clone(),
             };
+            match mode {
+                "true" => *v = display,
+                "all" => *v = json!({"display_value": display, "value": value}),
+                _ => {}
+            }
         }
     }
     out
+}
+
+/// The out-of-box labels of `incident.state`.
+fn state_label(code: &str) -> &str {
+    match code {
+        "1" => "New",
+        "2" => "In Progress",
+        "3" => "On Hold",
+        "6" => "Resolved",
+        "7" => "Closed",
+        "8" => "Canceled",
+        other => other,
+    }
 }
 
 async fn get_incident(
@@ -914,7 +982,7 @@ async fn query(
         .get("sysparm_limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(10_000);
-    let (rows, hidden_matches): (Vec<Value>, usize) = {
+    let (rows, hidden_matches, total): (Vec<Value>, usize, usize) = {
         let s = sim.lock();
         let source = if table == "incident" {
             &s.incidents
@@ -924,13 +992,18 @@ async fn query(
         let matching: Vec<&Map<String, Value>> =
             source.iter().filter(|r| matches(r, &conditions)).collect();
         let hidden_matches = matching.iter().filter(|r| is_hidden(r)).count();
-        let rows = matching
+        let visible: Vec<&Map<String, Value>> =
+            matching.into_iter().filter(|r| !is_hidden(r)).collect();
+        let total = visible.len();
+        let rows = visible
             .into_iter()
-            .filter(|r| !is_hidden(r))
             .take(limit)
-            .map(|r| present(r, &params, table))
+            .map(|r| match table {
+                "incident" => present_incident_locked(&s, r, &params),
+                _ => present(r, &params, table),
+            })
             .collect();
-        (rows, hidden_matches)
+        (rows, hidden_matches, total)
     };
     if rows.is_empty() && hidden_matches > 0 {
         // What an instance answers when security constraints removed every matching row.
@@ -946,7 +1019,12 @@ async fn query(
         );
     }
     sim.record("GET", &path, 200);
-    Json(json!({"result": rows})).into_response()
+    // The Table API's count of every matching record, whatever `sysparm_limit` returned.
+    let mut response = Json(json!({"result": rows})).into_response();
+    response
+        .headers_mut()
+        .insert("x-total-count", HeaderValue::from(total));
+    response
 }
 
 /// `a=1^b=2^ORc=3` → OR-groups of (field, value); conditions on unknown fields are dropped, like ServiceNow.
@@ -994,7 +1072,9 @@ fn present(record: &Map<String, Value>, params: &BTreeMap<String, String>, table
         if wanted.as_ref().is_some_and(|w| !w.contains(&k.as_str())) {
             continue;
         }
-        let is_reference = table == "incident" && k == "caller_id" && !as_text(v).is_empty();
+        let is_reference = table == "incident"
+            && matches!(k.as_str(), "caller_id" | "assigned_to")
+            && !as_text(v).is_empty();
         if is_reference && !exclude_links {
             out.insert(
                 k.clone(),
@@ -1028,10 +1108,12 @@ async fn post_faults(State(sim): State<ServiceNowSim>, Json(f): Json<Faults>) ->
 struct NewUser {
     name: String,
     phone: String,
+    #[serde(default)]
+    vip: bool,
 }
 
 async fn post_user(State(sim): State<ServiceNowSim>, Json(u): Json<NewUser>) -> Json<Value> {
-    Json(json!({"sys_id": sim.add_user(&u.name, &u.phone)}))
+    Json(json!({"sys_id": sim.add_user_with(&u.name, &u.phone, u.vip)}))
 }
 
 async fn post_revoke(State(sim): State<ServiceNowSim>) -> StatusCode {

@@ -11,20 +11,40 @@ pub fn count(name: &str, dimension: (&str, &str), value: u64) {
 
 use crate::clock::epoch_ms as now_ms;
 
-pub fn emf_line(name: &str, dimension: (&str, &str), value: u64, timestamp_ms: u64) -> String {
+/// Emits several metrics (`(name, value, unit)`, e.g. `("Latency", 12, "Milliseconds")`) under one dimension,
+/// in one line.
+pub fn values(dimension: (&str, &str), metrics: &[(&str, u64, &str)]) {
+    println!("{}", emf_values_line(dimension, metrics, now_ms()));
+}
+
+pub fn emf_values_line(
+    dimension: (&str, &str),
+    metrics: &[(&str, u64, &str)],
+    timestamp_ms: u64,
+) -> String {
+    let definitions: Vec<serde_json::Value> = metrics
+        .iter()
+        .map(|(name, _, unit)| json!({"Name": name, "Unit": unit}))
+        .collect();
     let mut line = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [[dimension.0]],
-                "Metrics": [{"Name": name, "Unit": "Count"}]
+                "Metrics": definitions
             }]
         }
     });
     line[dimension.0] = json!(dimension.1);
-    line[name] = json!(value);
+    for (name, value, _) in metrics {
+        line[*name] = json!(value);
+    }
     line.to_string()
+}
+
+pub fn emf_line(name: &str, dimension: (&str, &str), value: u64, timestamp_ms: u64) -> String {
+    emf_values_line(dimension, &[(name, value, "Count")], timestamp_ms)
 }
 
 #[cfg(test)]
@@ -51,5 +71,19 @@ mod tests {
         assert_eq!(v["Provider"], "genesys");
         assert_eq!(v["TokenFallbackFetch"], 1);
         assert_eq!(v["_aws"]["Timestamp"], 5);
+        let v: serde_json::Value = serde_json::from_str(&emf_values_line(
+            ("Action", "createIncident"),
+            &[("Calls", 1, "Count"), ("Latency", 12, "Milliseconds")],
+            5,
+        ))
+        .unwrap();
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"],
+            "Milliseconds"
+        );
+        assert_eq!(
+            (v["Calls"].as_u64(), v["Latency"].as_u64()),
+            (Some(1), Some(12))
+        );
     }
 }

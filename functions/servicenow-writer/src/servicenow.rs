@@ -625,6 +625,198 @@ impl ServiceNowClient {
     }
 }
 
+/// How an incident is looked up for a summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentBy<'a> {
+    /// The conversation's key ([`shared::keys::conversation_key`]).
+    CorrelationId(&'a str),
+    Number(&'a str),
+}
+
+/// What a flow may read back about an incident (no caller details).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IncidentSummary {
+    pub sys_id: String,
+    pub number: String,
+    /// `state`'s value (e.g. `1`) and its label as the instance displays it (e.g. `New`).
+    pub state: String,
+    pub state_label: String,
+    pub short_description: String,
+    /// The assignee's display name; empty when unassigned.
+    pub assigned_to: String,
+}
+
+/// The `sys_user` a phone number belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerProfile {
+    pub sys_id: String,
+    pub name: String,
+    pub vip: bool,
+}
+
+impl ServiceNowClient {
+    /// One incident's summary, by `correlation_id` or number (Table API v2: `200 []` is the only "none").
+    pub async fn incident_summary(
+        &self,
+        by: IncidentBy<'_>,
+    ) -> Result<Option<IncidentSummary>, ServiceNowError> {
+        let (field, wanted) = match by {
+            IncidentBy::CorrelationId(key) => ("correlation_id", key),
+            IncidentBy::Number(number) => ("number", number),
+        };
+        if !query_safe(wanted) {
+            return Ok(None);
+        }
+        let url = format!("{}/api/now/v2/table/incident", self.base);
+        let query = [
+            ("sysparm_query", format!("{field}={wanted}")),
+            (
+                "sysparm_fields",
+                "sys_id,number,correlation_id,state,short_description,assigned_to".to_string(),
+            ),
+            ("sysparm_display_value", "all".to_string()),
+            ("sysparm_exclude_reference_link", "true".to_string()),
+            ("sysparm_limit", "1".to_string()),
+        ];
+        let response = self.limited(|h| h.get(&url).query(&query)).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(ServiceNowError::Untrustworthy(
+                "the incident lookup answered 404 (no record, or an ACL hides it)",
+            ));
+        }
+        let body: Value = check(response)?.json().await.map_err(decode)?;
+        let Some(row) = body["result"].as_array().and_then(|rows| rows.first()) else {
+            return Ok(None);
+        };
+        let value = |name: &str| display_field(row, name, "value");
+        let display = |name: &str| display_field(row, name, "display_value");
+        if value(field) != wanted {
+            return Err(ServiceNowError::Untrustworthy(
+                "the incident lookup returned another record: ServiceNow ignored the query",
+            ));
+        }
+        Ok(Some(IncidentSummary {
+            sys_id: value("sys_id"),
+            number: value("number"),
+            state: value("state"),
+            state_label: display("state"),
+            short_description: display("short_description"),
+            assigned_to: display("assigned_to"),
+        }))
+    }
+
+    /// The `sys_user` whose phone or mobile phone is `e164`, with its name and VIP flag (not cached here).
+    pub async fn caller_profile(
+        &self,
+        e164: &str,
+    ) -> Result<Option<CallerProfile>, ServiceNowError> {
+        if !query_safe(e164) {
+            return Ok(None);
+        }
+        let url = format!("{}/api/now/v2/table/sys_user", self.base);
+        let query = [
+            (
+                "sysparm_query",
+                format!("phone={e164}^ORmobile_phone={e164}"),
+            ),
+            (
+                "sysparm_fields",
+                "sys_id,name,vip,phone,mobile_phone".to_string(),
+            ),
+            ("sysparm_limit", "5".to_string()),
+        ];
+        let response = self.limited(|h| h.get(&url).query(&query)).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(ServiceNowError::Untrustworthy(
+                "the caller lookup answered 404 (an ACL hides sys_user)",
+            ));
+        }
+        let body: Value = check(response)?.json().await.map_err(decode)?;
+        let Some(users) = body["result"].as_array() else {
+            return Err(ServiceNowError::Decode(
+                "the answer has no result list".into(),
+            ));
+        };
+        // Only a user whose number really matches (an ignored query returns everyone).
+        let user = users.iter().find(|u| {
+            [&u["phone"], &u["mobile_phone"]].iter().any(|p| {
+                p.as_str()
+                    .and_then(shared::redact::normalise_e164)
+                    .as_deref()
+                    == Some(e164)
+            })
+        });
+        let text = |u: &Value, name: &str| u[name].as_str().unwrap_or_default().to_string();
+        Ok(user.map(|u| CallerProfile {
+            sys_id: text(u, "sys_id"),
+            name: text(u, "name"),
+            vip: matches!(u["vip"].as_str(), Some("true" | "1")) || u["vip"] == Value::Bool(true),
+        }))
+    }
+
+    /// How many active incidents the user `caller_sys_id` is the caller of (`X-Total-Count`).
+    pub async fn open_incident_count(&self, caller_sys_id: &str) -> Result<u64, ServiceNowError> {
+        if !query_safe(caller_sys_id) {
+            return Ok(0);
+        }
+        let url = format!("{}/api/now/v2/table/incident", self.base);
+        let query = [
+            (
+                "sysparm_query",
+                format!("caller_id={caller_sys_id}^active=true"),
+            ),
+            ("sysparm_fields", "sys_id,caller_id,active".to_string()),
+            ("sysparm_exclude_reference_link", "true".to_string()),
+            ("sysparm_limit", "1".to_string()),
+        ];
+        let response = self.limited(|h| h.get(&url).query(&query)).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(ServiceNowError::Untrustworthy(
+                "the open incident count answered 404 (an ACL hides incident)",
+            ));
+        }
+        let response = check(response)?;
+        let total = response
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body: Value = response.json().await.map_err(decode)?;
+        let rows = body["result"].as_array().cloned().unwrap_or_default();
+        if let Some(row) = rows.first() {
+            if row["caller_id"].as_str() != Some(caller_sys_id)
+                || row["active"].as_str() != Some("true")
+            {
+                return Err(ServiceNowError::Untrustworthy(
+                    "the open incident count returned another record: ServiceNow ignored the query",
+                ));
+            }
+        }
+        Ok(total.unwrap_or(rows.len() as u64))
+    }
+}
+
+/// A value that cannot change an encoded query's meaning (no `^` separators, no operators).
+fn query_safe(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '.'))
+}
+
+/// A field of a `sysparm_display_value=all` row: `{display_value, value}`, or a plain string.
+fn display_field(row: &Value, name: &str, prefer: &str) -> String {
+    match &row[name] {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get(prefer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
 /// A sys_id as one URL path segment (sys_ids are hex; anything else is percent-encoded).
 fn path_segment(id: &str) -> String {
     id.bytes()

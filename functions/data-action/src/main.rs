@@ -1,0 +1,15 @@
+use data_action::{build, handle_lambda, Config};
+use lambda_http::{run, service_fn, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init_json_logging();
+    let config = Config::from_env()?;
+    let aws = shared::aws::sdk_config().await;
+    let actions = build(config, &aws).await?;
+    let actions = &actions;
+    run(service_fn(move |req| async move {
+        Ok::<_, std::convert::Infallible>(handle_lambda(actions, req).await)
+    }))
+    .await
+}
