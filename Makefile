@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: help run test venv lint deny bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample genesys-events incidents clean
+.PHONY: help run test venv lint deny bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample data-action-sample genesys-events incidents clean
 
 ## help: list the targets
 help:
@@ -92,6 +92,10 @@ mint-token:
 ## send-ingest-sample: POST a sample legacy business event with a dev token to the running /ingest
 send-ingest-sample:
 	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- send-ingest-sample
+
+## data-action-sample: call the running data actions as Architect would (createIncident with seed 001's body, then lookupIncident, lookupCaller)
+data-action-sample:
+	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- data-action-sample
 
 ## genesys-events: list the events the Genesys simulator received
 genesys-events:

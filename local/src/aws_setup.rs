@@ -19,6 +19,7 @@ pub struct ResourceNames {
     pub genesys_client_secret: String,
     pub servicenow_token_secret: String,
     pub genesys_token_secret: String,
+    pub data_action_secret: String,
     /// Receives before SQS moves a message to the DLQ.
     pub max_receive_count: u32,
     pub visibility_timeout_secs: u32,
@@ -43,6 +44,7 @@ impl ResourceNames {
             genesys_client_secret: format!("{prefix}/genesys-client-credentials"),
             servicenow_token_secret: format!("{prefix}/servicenow-token"),
             genesys_token_secret: format!("{prefix}/genesys-token"),
+            data_action_secret: format!("{prefix}/data-action-credentials"),
             max_receive_count: 5,
             visibility_timeout_secs: 30,
             max_message_size: 262_144,
@@ -62,6 +64,7 @@ pub struct Resources {
     pub genesys_client_secret_id: String,
     pub servicenow_token_secret_id: String,
     pub genesys_token_secret_id: String,
+    pub data_action_secret_id: String,
 }
 
 /// Values written into the secrets.
@@ -73,6 +76,8 @@ pub struct SecretValues {
     pub servicenow_oauth: serde_json::Value,
     /// `{"client_id", "client_secret"}`
     pub genesys_client: serde_json::Value,
+    /// What Architect's data action calls present (`{"username", "password"}` for Basic).
+    pub data_action: serde_json::Value,
 }
 
 /// Creates (or reuses) the queues, table and secrets; writes the secret values given.
@@ -170,6 +175,12 @@ pub async fn ensure(
     // Token secrets start as a placeholder, as in template.yaml; the token-refresher fills them.
     let servicenow_token_secret_id = put_secret(&sm, &names.servicenow_token_secret, "{}").await?;
     let genesys_token_secret_id = put_secret(&sm, &names.genesys_token_secret, "{}").await?;
+    let data_action_secret_id = put_secret(
+        &sm,
+        &names.data_action_secret,
+        &secrets.data_action.to_string(),
+    )
+    .await?;
     Ok(Resources {
         queue_url,
         queue_arn,
@@ -181,6 +192,7 @@ pub async fn ensure(
         genesys_client_secret_id,
         servicenow_token_secret_id,
         genesys_token_secret_id,
+        data_action_secret_id,
     })
 }
 

@@ -108,3 +108,19 @@ pub fn ingest_router(ingest: Arc<legacy_ingest::Ingest>) -> Router {
         .route("/ingest", axum::routing::post(handle))
         .with_state(ingest)
 }
+
+/// `…/data-actions/*` → data-action's Lambda adapter, exactly as deployed.
+pub fn data_action_router(actions: Arc<data_action::DataActions>) -> Router {
+    async fn handle(
+        State(actions): State<Arc<data_action::DataActions>>,
+        request: axum::extract::Request,
+    ) -> Response {
+        match to_lambda(request, 1 << 20).await {
+            Ok(r) => from_lambda(data_action::handle_lambda(&actions, r).await),
+            Err(refused) => refused,
+        }
+    }
+    Router::new()
+        .route("/data-actions/{*rest}", axum::routing::any(handle))
+        .with_state(actions)
+}

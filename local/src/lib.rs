@@ -3,7 +3,7 @@
 //! - [`servicenow_sim`]: a ServiceNow Table API simulator with fault injection.
 //! - [`aws_setup`]: creates the queue, DLQ (redrive), idempotency table (TTL) and secret on an emulator.
 //! - [`poller`]: feeds SQS batches to the writer the way the Lambda event source mapping does.
-//! - [`http`]: serves the webhook receiver and legacy-ingest over HTTP, and the shared hyper accept loop.
+//! - [`http`]: serves the webhook receiver, legacy-ingest and data-action over HTTP, and the shared hyper accept loop.
 //! - [`genesys_sim`]: a Genesys Cloud simulator (OAuth token endpoint, event ingestion with Idempotency-Key).
 //! - [`dev_tokens`]: development JWTs signed with the keys in `local/dev-keys/`.
 
@@ -23,6 +23,9 @@ pub const LOCAL_SN_CLIENT_ID: &str = "local-servicenow-client";
 pub const LOCAL_SN_CLIENT_SECRET: &str = "local-servicenow-client-secret";
 pub const LOCAL_GENESYS_CLIENT_ID: &str = "local-genesys-client";
 pub const LOCAL_GENESYS_CLIENT_SECRET: &str = "local-genesys-secret";
+/// What `make run`'s data-action endpoint accepts (Basic), as Genesys's "Basic Auth" credentials would hold.
+pub const LOCAL_DATA_ACTION_USER: &str = "architect";
+pub const LOCAL_DATA_ACTION_PASSWORD: &str = "local-data-action-password";
 
 /// A Genesys `customer.end` conversation event in the webhook envelope, as `make send-sample` posts it.
 pub fn sample_event(conversation_id: &str) -> serde_json::Value {

@@ -1,6 +1,7 @@
 //! Test harness: one moto server per test process (started on loopback unless `AWS_ENDPOINT_URL` is set),
 //! fresh AWS resources and a fresh ServiceNow simulator per test, and the real receiver, writer and poller.
 
+pub mod data_action;
 pub mod ingest;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,6 +32,8 @@ pub const SN_CLIENT_ID: &str = "sn-oauth-client";
 pub const SN_CLIENT_SECRET: &str = "sn-oauth-client-secret";
 pub const GENESYS_CLIENT_ID: &str = "genesys-client";
 pub const GENESYS_CLIENT_SECRET: &str = "genesys-client-secret";
+pub const DATA_ACTION_USER: &str = "architect";
+pub const DATA_ACTION_PASSWORD: &str = "data-action-test-password";
 
 /// What the harness writes into the secrets.
 pub fn secret_values() -> aws_setup::SecretValues {
@@ -40,6 +43,7 @@ pub fn secret_values() -> aws_setup::SecretValues {
         servicenow_oauth: json!({"client_id": SN_CLIENT_ID, "client_secret": SN_CLIENT_SECRET,
                                  "username": SN_USER, "password": SN_PASSWORD}),
         genesys_client: json!({"client_id": GENESYS_CLIENT_ID, "client_secret": GENESYS_CLIENT_SECRET}),
+        data_action: json!({"username": DATA_ACTION_USER, "password": DATA_ACTION_PASSWORD}),
     }
 }
 

@@ -30,8 +30,9 @@ async fn main() -> Result<(), BoxError> {
             Ok(())
         }
         Some("send-ingest-sample") => send_ingest_sample().await,
+        Some("data-action-sample") => data_action_sample().await,
         _ => {
-            eprintln!("usage: local-runner serve | send-sample | send-flow-sample | send-ivr-sample | replay-dlq | mint-token [ES256|RS256] | send-ingest-sample");
+            eprintln!("usage: local-runner serve | send-sample | send-flow-sample | send-ivr-sample | replay-dlq | mint-token [ES256|RS256] | send-ingest-sample | data-action-sample");
             std::process::exit(2);
         }
     }
@@ -77,6 +78,9 @@ async fn serve() -> Result<(), BoxError> {
             genesys_client: serde_json::json!({
                 "client_id": env_or("GENESYS_CLIENT_ID", local::LOCAL_GENESYS_CLIENT_ID),
                 "client_secret": env_or("GENESYS_CLIENT_SECRET", local::LOCAL_GENESYS_CLIENT_SECRET)}),
+            data_action: serde_json::json!({
+                "username": env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
+                "password": env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD)}),
         },
     )
     .await?;
@@ -101,6 +105,10 @@ async fn serve() -> Result<(), BoxError> {
         ("WEBHOOK_SECRET_ID", &res.webhook_secret_id),
         ("DEAD_LETTER_QUEUE_URL", &res.dead_letter_queue_url),
         ("IDEMPOTENCY_TABLE", &res.table),
+        (
+            "DATA_ACTION_CREDENTIALS_SECRET_ID",
+            &res.data_action_secret_id,
+        ),
         (
             "WRITER_MAX_RECEIVE_COUNT",
             &names.max_receive_count.to_string(),
@@ -147,7 +155,10 @@ async fn serve() -> Result<(), BoxError> {
     let receiver = Arc::new(webhook_receiver::build(receiver_config, &aws).await?);
     let ingest =
         Arc::new(legacy_ingest::build(legacy_ingest::Config::from_vars(&env)?, &aws).await?);
-    let router = local::http::receiver_router(receiver).merge(local::http::ingest_router(ingest));
+    let actions = Arc::new(data_action::build(data_action::Config::from_vars(&env)?, &aws).await?);
+    let router = local::http::receiver_router(receiver)
+        .merge(local::http::ingest_router(ingest))
+        .merge(local::http::data_action_router(actions));
     let addr = local::http::spawn(receiver_addr().parse()?, router).await?;
 
     let mut writer_config = servicenow_writer::Config::from_vars(&env)?;
@@ -165,7 +176,9 @@ async fn serve() -> Result<(), BoxError> {
         wait_time_secs: 2,
     };
     println!(
-        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys events:         make genesys-events\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n",
+        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys events:         make genesys-events\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
+        env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
+        env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD),
         res.queue_url, res.dead_letter_queue_url
     );
     loop {
@@ -281,5 +294,46 @@ async fn send_ingest_sample() -> Result<(), BoxError> {
         .send()
         .await?;
     println!("{} {}", response.status(), response.text().await?);
+    Ok(())
+}
+
+/// Calls the running data-action endpoint as Architect would: seed 001's body to `createIncident` (a new
+/// call id unless SAMPLE_CONVERSATION_ID is set), then `lookupIncident` and `lookupCaller` for it.
+async fn data_action_sample() -> Result<(), BoxError> {
+    let env = Env::process();
+    let conversation = env
+        .optional("SAMPLE_CONVERSATION_ID")
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut ivr: serde_json::Value = serde_json::from_str(SEED_001_IVR_BODY)?;
+    ivr["callId"] = serde_json::json!(conversation);
+    let user = env
+        .optional("DATA_ACTION_USERNAME")
+        .unwrap_or_else(|| local::LOCAL_DATA_ACTION_USER.into());
+    let password = env
+        .optional("DATA_ACTION_PASSWORD")
+        .unwrap_or_else(|| local::LOCAL_DATA_ACTION_PASSWORD.into());
+    let http = reqwest::Client::new();
+    let calls = [
+        ("createIncident", ivr.clone()),
+        (
+            "lookupIncident",
+            serde_json::json!({"conversationId": conversation}),
+        ),
+        (
+            "lookupCaller",
+            serde_json::json!({"phoneNumber": ivr["customerPhone"]}),
+        ),
+    ];
+    for (action, body) in calls {
+        let url = format!("http://{}/data-actions/{action}", receiver_addr());
+        println!("POST {url}\n{body}");
+        let response = http
+            .post(&url)
+            .basic_auth(&user, Some(&password))
+            .json(&body)
+            .send()
+            .await?;
+        println!("{} {}\n", response.status(), response.text().await?);
+    }
     Ok(())
 }
