@@ -63,7 +63,7 @@ fn the_events_queue_limit_is_set_readable_by_the_receiver_and_the_same_locally()
 fn every_function_logs_to_its_group_with_retention_at_the_log_level_parameter() {
     let t = template();
     let names = functions(&t);
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
     for f in &names {
         let block = resource(&t, f);
         let group = block
@@ -90,8 +90,36 @@ fn every_function_logs_to_its_group_with_retention_at_the_log_level_parameter() 
 }
 
 #[test]
-fn the_writer_is_granted_only_the_secrets_of_its_servicenow_auth_mode() {
-    let writer = resource(&template(), "ServiceNowWriterFunction");
+fn the_writer_and_the_data_action_are_granted_only_the_secrets_of_their_servicenow_auth_mode() {
+    for function in ["ServiceNowWriterFunction", "DataActionFunction"] {
+        servicenow_secrets_follow_the_auth_mode(&resource(&template(), function));
+    }
+}
+
+#[test]
+fn the_data_action_reads_and_locks_conversations_but_claims_and_deletes_nothing() {
+    let t = template();
+    let f = resource(&t, "DataActionFunction");
+    assert!(
+        f.contains("IDEMPOTENCY_TABLE: !Ref IdempotencyTable"),
+        "{f}"
+    );
+    assert!(
+        f.contains("WRITER_SETTLE_SECONDS: !Ref WriterSettleSeconds"),
+        "same settle window as the writer"
+    );
+    for granted in ["dynamodb:GetItem", "dynamodb:UpdateItem"] {
+        assert!(f.contains(granted), "{granted}");
+    }
+    for denied in ["dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:"] {
+        assert!(!f.contains(denied), "{denied}");
+    }
+    for route in ["/data-actions/{action}", "/data-actions/oauth/token"] {
+        assert!(f.contains(&format!("Path: {route}\n")), "{route}");
+    }
+}
+
+fn servicenow_secrets_follow_the_auth_mode(writer: &str) {
     let policies = &writer[writer.find("Policies:").expect("writer policies")..];
     // Every statement naming a ServiceNow secret sits in a ServiceNowOAuth condition.
     let conditional = policies

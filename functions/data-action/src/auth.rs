@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq;
 use shared::tokens::Rotating;
 
 /// The stored credentials: Basic `username`/`password`, the header's secret (`id` empty), or the OAuth
-/// client's `client_id`/`client_secret`.
+/// client's `client_id`/`client_secret`. The template's generated `{"username", "password"}` secret serves
+/// every mode: the header secret is then the password, the OAuth client the pair.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub id: String,
@@ -66,22 +67,28 @@ impl Mode {
                 (Some(id), Some(secret)) if !id.is_empty() => Credentials { id, secret },
                 _ => return Err("needs {\"username\", \"password\"}".into()),
             },
-            Mode::Header { .. } => match (&json, field("secret")) {
+            Mode::Header { .. } => match (&json, field("secret").or_else(|| field("password"))) {
                 (_, Some(secret)) => Credentials {
                     id: String::new(),
                     secret,
                 },
                 (Some(serde_json::Value::Object(_)), None) => {
-                    return Err("needs {\"secret\"} or the plain secret".into())
+                    return Err("needs {\"secret\"} (or {\"password\"}) or the plain secret".into())
                 }
                 _ => Credentials {
                     id: String::new(),
                     secret: raw.trim().to_string(),
                 },
             },
-            Mode::OAuth { .. } => match (field("client_id"), field("client_secret")) {
+            Mode::OAuth { .. } => match (
+                field("client_id").or_else(|| field("username")),
+                field("client_secret").or_else(|| field("password")),
+            ) {
                 (Some(id), Some(secret)) if !id.is_empty() => Credentials { id, secret },
-                _ => return Err("needs {\"client_id\", \"client_secret\"}".into()),
+                _ => return Err(
+                    "needs {\"client_id\", \"client_secret\"} (or {\"username\", \"password\"})"
+                        .into(),
+                ),
             },
         };
         if creds.secret.chars().count() < MIN_SECRET_CHARS {
