@@ -55,9 +55,10 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## bench: criterion benchmark of the mapping, per shipped profile (parse → key → map → serialise)
-bench:
+## bench: criterion benchmark of the mapping, per shipped profile (parse → key → map → serialise); data action latency (p50/p99) against the simulator at 300 ms
+bench: venv
 	cargo bench -p shared --bench mapping
+	VENV=$(VENV) scripts/with-moto.sh cargo bench --workspace --profile dev --bench data_action_latency
 
 ## load: bounded load run: a backlog drained against a rate-limited ServiceNow simulator, with and without the shared limiter
 load: venv

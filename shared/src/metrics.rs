@@ -1,4 +1,6 @@
-//! CloudWatch metrics as Embedded Metric Format lines on stdout: no API call, no extra permission.
+//! CloudWatch metrics as Embedded Metric Format lines on stdout: no API call, no extra permission. Written
+//! only inside Lambda (`AWS_LAMBDA_FUNCTION_NAME`), where CloudWatch reads them, or when `EMF_METRICS=stdout`;
+//! elsewhere (tests, `make run`, benchmarks) they would be noise.
 
 use serde_json::json;
 
@@ -6,7 +8,17 @@ pub const NAMESPACE: &str = "GenesysServiceNowIntegration";
 
 /// Emits `name` = `value` (Count) with one `Provider`-style dimension.
 pub fn count(name: &str, dimension: (&str, &str), value: u64) {
-    println!("{}", emf_line(name, dimension, value, now_ms()));
+    if enabled() {
+        println!("{}", emf_line(name, dimension, value, now_ms()));
+    }
+}
+
+fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+            || std::env::var("EMF_METRICS").is_ok_and(|v| v == "stdout")
+    })
 }
 
 use crate::clock::epoch_ms as now_ms;
@@ -14,7 +26,9 @@ use crate::clock::epoch_ms as now_ms;
 /// Emits several metrics (`(name, value, unit)`, e.g. `("Latency", 12, "Milliseconds")`) under one dimension,
 /// in one line.
 pub fn values(dimension: (&str, &str), metrics: &[(&str, u64, &str)]) {
-    println!("{}", emf_values_line(dimension, metrics, now_ms()));
+    if enabled() {
+        println!("{}", emf_values_line(dimension, metrics, now_ms()));
+    }
 }
 
 pub fn emf_values_line(

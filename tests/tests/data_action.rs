@@ -187,6 +187,37 @@ async fn servicenow_hanging_answers_503_within_the_deadline_and_the_next_call_fi
 }
 
 #[tokio::test]
+async fn servicenow_slower_than_the_deadline_everywhere_is_a_503_and_no_duplicate_afterwards() {
+    let d = DataActionHarness::with(DataActionOptions {
+        deadline: Duration::from_millis(1000),
+        ..DataActionOptions::default()
+    })
+    .await;
+    d.h.sim.set_faults(Faults {
+        latency_ms: 1500,
+        ..Faults::default()
+    });
+    let conv = new_conversation();
+    let started = Instant::now();
+    let first = d.call("createIncident", seed_001_body(&conv)).await;
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert_eq!(first.body["retryable"], true);
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    // ServiceNow recovers; whatever the slow requests did has landed by the time the settle window is over.
+    d.h.sim.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = d.call("createIncident", seed_001_body(&conv)).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(incident_count(&d), 1);
+    let third = d.call("createIncident", seed_001_body(&conv)).await;
+    assert_eq!(third.body["incidentNumber"], second.body["incidentNumber"]);
+}
+
+#[tokio::test]
 async fn a_create_answered_by_a_dropped_connection_is_found_not_repeated() {
     let d = DataActionHarness::with(DataActionOptions {
         settle_secs: 30,

@@ -198,12 +198,23 @@ async fn create(
     let key = mapped.incident_key.clone();
     let store = &services.conversations;
     let mut wait = Duration::from_millis(25);
+    // Held past the deadline by the settle window, as the writer does: a create cut off at the deadline may
+    // still commit, and nothing else may create before it would have.
+    let until =
+        || epoch_ms() + (deadline.remaining() + services.settings.settle).as_millis() as u64;
+    // The caller is looked up while the conversation is locked (a lookup is safe to repeat; the create
+    // needs it next).
+    let (first, ()) = tokio::join!(
+        store.lock(&key, until()),
+        prefetch_caller(services, &draft, deadline)
+    );
+    let mut first = Some(first);
     loop {
-        // Held past the deadline by the settle window, as the writer does: a create cut off at the deadline
-        // may still commit, and nothing else may create before it would have.
-        let until =
-            epoch_ms() + (deadline.remaining() + services.settings.settle).as_millis() as u64;
-        match store.lock(&key, until).await.map_err(store_unavailable)? {
+        let locked = match first.take() {
+            Some(locked) => locked,
+            None => store.lock(&key, until()).await,
+        };
+        match locked.map_err(store_unavailable)? {
             Locked::Acquired(lock) => {
                 return under_lock(services, lock, &key, &draft, &event_key, deadline).await
             }
@@ -425,6 +436,19 @@ async fn attempt(
             Err(CreateError::Unconfirmed(e))
         }
         Err(e) => Err(CreateError::Failed(e)),
+    }
+}
+
+/// Fills the caller cache for the draft's number, when it has none yet. Failures are left to the create
+/// attempt, which asks again and handles them.
+async fn prefetch_caller(services: &Services, draft: &IncidentDraft, deadline: Deadline) {
+    if let Some(phone) = draft.caller_phone.as_deref() {
+        if services.callers.get(phone).is_none() {
+            let budget = deadline
+                .remaining()
+                .saturating_sub(services.settings.reserve);
+            let _ = tokio::time::timeout(budget, resolve_caller(services, draft)).await;
+        }
     }
 }
 
