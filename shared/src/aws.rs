@@ -119,3 +119,30 @@ pub async fn read_secret(
         .map(str::to_string)
         .ok_or_else(|| SecretError::Empty { id: id.to_string() })
 }
+
+/// The `AWSPREVIOUS` version's string, `None` when the secret has never been rotated.
+pub async fn read_previous_secret(
+    sm: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<Option<String>, SecretError> {
+    match sm
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage("AWSPREVIOUS")
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.secret_string().map(str::to_string)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(SecretError::Read {
+            id: id.to_string(),
+            reason: DisplayErrorContext(&e).to_string(),
+            class: FailureClass::Transient,
+        }),
+    }
+}

@@ -3,6 +3,7 @@
 //! - `createIncident` p50 / p99, a new conversation and a new caller number each call (caller cache cold:
 //!   one caller lookup plus one create, 2 × 300 ms), and p99 as a ratio of those 600 ms (target ≤ 1.2);
 //! - `lookupCaller` p50 / p99 on a warm cache (target p99 < 5 ms).
+//!
 //! Bounded: `DA_CREATES` creates (50) at `DA_CONCURRENCY` (1) at a time, `DA_LOOKUPS` lookups (500),
 //! `DA_RUNS` runs (3). With concurrency, moto (which applies DynamoDB requests one at a time) adds queueing
 //! that DynamoDB does not have.

@@ -93,6 +93,44 @@ async fn create_then_the_webhook_of_the_same_call_gives_one_incident_with_a_note
 }
 
 #[tokio::test]
+async fn an_escalation_after_the_webhook_is_added_to_its_incident_once() {
+    let d = DataActionHarness::start().await;
+    let conv = new_conversation();
+    // A quiet call: no rule raises its levels (3/3).
+    let quiet = json!({"escalationReason": "question about an invoice", "disconnectType": "CLIENT",
+                       "attributes": {"vip": "false", "queueWaitMs": 1000}});
+    let event = webhook_event(&conv, quiet).to_string();
+    let (status, reply) = d.h.post_signed(&event).await;
+    assert_eq!(status, 202, "{reply}");
+    d.h.drain().await;
+    let number = d.h.sim.incidents()[0]["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(d.h.sim.incidents()[0]["urgency"], "3");
+    // The IVR escalates during a later leg of the call: ticketPriority High.
+    let a = d.call("createIncident", seed_001_body(&conv)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        (&a.body["incidentNumber"], &a.body["created"]),
+        (&json!(number), &json!(false))
+    );
+    let notes = d.h.sim.work_notes(&number);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[1].contains("IVR escalation again"), "{notes:?}");
+    assert_eq!(
+        d.h.sim.incidents()[0]["urgency"],
+        "1",
+        "raised by the escalation"
+    );
+    // Architect retrying the action adds nothing more.
+    let again = d.call("createIncident", seed_001_body(&conv)).await;
+    assert_eq!(again.body["incidentNumber"], json!(number));
+    assert_eq!(d.h.sim.work_notes(&number).len(), 2);
+    assert_eq!(incident_count(&d), 1);
+}
+
+#[tokio::test]
 async fn three_concurrent_creates_give_one_incident_and_the_same_number_three_times() {
     let d = DataActionHarness::start().await;
     // Slow enough that the three overlap.
@@ -201,7 +239,8 @@ async fn servicenow_slower_than_the_deadline_everywhere_is_a_503_and_no_duplicat
     let started = Instant::now();
     let first = d.call("createIncident", seed_001_body(&conv)).await;
     assert_eq!(first.status, 503, "{}", first.body);
-    assert_eq!(first.body["retryable"], true);
+    // The slow caller lookup gave way to the default caller: the create was sent, and may commit.
+    assert_eq!(first.body["error"], "incident_pending");
     assert!(
         started.elapsed() < Duration::from_millis(1400),
         "{:?}",
@@ -303,6 +342,15 @@ async fn lookup_incident_by_conversation_or_number() {
         )
         .await;
     assert_eq!(both.status, 400, "{}", both.body);
+    // Architect's unset variables arrive as "": absent. Numbers as typed: any case.
+    let typed = d
+        .call(
+            "lookupIncident",
+            json!({"conversationId": "", "incidentNumber": number.to_lowercase()}),
+        )
+        .await;
+    assert_eq!(typed.status, 200, "{}", typed.body);
+    assert_eq!(typed.body["incidentNumber"], number.as_str());
 }
 
 #[tokio::test]
@@ -470,12 +518,55 @@ async fn bad_or_missing_credentials_are_401s() {
     .await;
     let new = Auth::Basic(DATA_ACTION_USER.into(), rotated.into());
     assert_eq!(d.call_as("createIncident", &body, &new).await.status, 200);
+    // Genesys may still send the old pair until it is changed there: it stays accepted as the previous one,
+    // in this container and in one started after the rotation (AWSPREVIOUS).
+    assert_eq!(
+        d.call_as("createIncident", &body, &Auth::default_basic())
+            .await
+            .status,
+        200
+    );
+    let cold = integration_tests::data_action::build(&d.h, &DataActionOptions::default())
+        .await
+        .unwrap();
+    let mut old = http::HeaderMap::new();
+    old.insert(
+        http::header::AUTHORIZATION,
+        basic_header(DATA_ACTION_USER, DATA_ACTION_PASSWORD)
+            .parse()
+            .unwrap(),
+    );
+    let reply = cold
+        .handle(
+            &http::Method::POST,
+            "/data-actions/createIncident",
+            &old,
+            body.as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Rotated again: the oldest pair is refused.
+    put_secret(
+        &d.h,
+        &d.h.resources.data_action_secret_id,
+        &json!({"username": DATA_ACTION_USER, "password": "rotated-again-data-action-password"}),
+    )
+    .await;
+    let newest = Auth::Basic(
+        DATA_ACTION_USER.into(),
+        "rotated-again-data-action-password".into(),
+    );
+    assert_eq!(
+        d.call_as("createIncident", &body, &newest).await.status,
+        200
+    );
     assert_eq!(
         d.call_as("createIncident", &body, &Auth::default_basic())
             .await
             .status,
         401
     );
+    assert_eq!(incident_count(&d), 1);
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! How Architect's calls are authenticated: Basic credentials, a header secret, or bearer tokens this function
 //! issues itself from a "User Defined OAuth" token endpoint (client credentials). Credentials come from
-//! Secrets Manager, are compared in constant time, and are re-read (at most once a minute) when a caller
-//! presents others, so rotating the secret needs no redeploy.
+//! Secrets Manager and are compared in constant time. Rotation has no gap: the secret's `AWSPREVIOUS` version
+//! (read at cold start) stays accepted, and the secret is re-read (at most once a minute) when a caller
+//! presents other credentials, the ones it replaces then staying accepted in that container.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,13 +127,32 @@ pub struct Issued {
 pub struct Authenticator {
     mode: Mode,
     credentials: Rotating<Credentials>,
+    /// The version before the current one: accepted too, so Genesys can be switched after the secret.
+    previous: std::sync::Mutex<Option<Credentials>>,
 }
 
 const TOKEN_PREFIX: &str = "da1";
 
 impl Authenticator {
     pub fn new(mode: Mode, credentials: Rotating<Credentials>) -> Self {
-        Self { mode, credentials }
+        Self {
+            mode,
+            credentials,
+            previous: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Also accepts `previous` (the secret's `AWSPREVIOUS` version).
+    pub fn with_previous(self, previous: Option<Credentials>) -> Self {
+        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = previous;
+        self
+    }
+
+    fn previous(&self) -> Option<Credentials> {
+        self.previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn mode(&self) -> &Mode {
@@ -206,18 +226,27 @@ impl Authenticator {
         })
     }
 
-    /// Whether `accepts` holds for the current credentials, or for new ones re-read from the secret.
+    /// Whether `accepts` holds for the current or previous credentials, or for new ones re-read from the
+    /// secret (which then make the current ones the previous).
     async fn matching(
         &self,
         mut accepts: impl FnMut(&Credentials) -> bool,
     ) -> Result<(), AuthError> {
         let current = self.credentials.current();
-        if accepts(&current) {
+        // Both checked, whichever matches: no timing difference between them.
+        let previous = self.previous().is_some_and(|p| accepts(&p));
+        if accepts(&current) | previous {
             return Ok(());
         }
         match self.credentials.replacement(&current).await {
-            Some(new) if accepts(&new) => Ok(()),
-            _ => Err(AuthError::Wrong),
+            Some(new) => {
+                *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(current);
+                match accepts(&new) {
+                    true => Ok(()),
+                    false => Err(AuthError::Wrong),
+                }
+            }
+            None => Err(AuthError::Wrong),
         }
     }
 }
@@ -400,6 +429,23 @@ mod tests {
             auth.check(&HeaderMap::new()).await,
             Err(AuthError::Missing(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_previous_version_stays_accepted_and_its_tokens_too() {
+        let mode = Mode::OAuth {
+            token_lifetime: Duration::from_secs(600),
+        };
+        let old = creds("genesys", "the-old-client-secret-value");
+        let auth = Authenticator::new(mode, creds("genesys", SECRET).into())
+            .with_previous(Some(old.clone()));
+        let bearer = |t: &str| headers(&[("authorization", &format!("Bearer {t}"))]);
+        let from_old = sign(&old, now_secs() + 60);
+        assert_eq!(auth.check(&bearer(&from_old)).await, Ok(()));
+        let form = "client_id=genesys&client_secret=the-old-client-secret-value";
+        assert!(auth.issue(&HeaderMap::new(), form.as_bytes()).await.is_ok());
+        let other = sign(&creds("genesys", "never-was-the-secret"), now_secs() + 60);
+        assert_eq!(auth.check(&bearer(&other)).await, Err(AuthError::Wrong));
     }
 
     #[tokio::test]

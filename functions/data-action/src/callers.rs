@@ -71,6 +71,13 @@ impl CallerCache {
         );
     }
 
+    /// Adds the count to what is known, keeping the entry's age: the profile is not fresher for it.
+    pub fn put_count(&self, e164: &str, open_incidents: u64) {
+        if let Some(e) = self.entries().get_mut(e164) {
+            e.open_incidents = Some(open_incidents);
+        }
+    }
+
     /// The caller has a new incident: its count is stale.
     pub fn forget_count(&self, e164: &str) {
         if let Some(e) = self.entries().get_mut(e164) {
@@ -102,6 +109,8 @@ mod tests {
         assert_eq!(cache.get("+15550100"), Some(known));
         cache.forget_count("+15550100");
         assert_eq!(cache.get("+15550100").unwrap().open_incidents, None);
+        cache.put_count("+15550100", 3);
+        assert_eq!(cache.get("+15550100").unwrap().open_incidents, Some(3));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get("+15550100"), None);
         let off = CallerCache::new(Duration::ZERO);

@@ -76,10 +76,12 @@ impl Config {
             }
         };
         let deadline = env.millis_or("DATA_ACTION_DEADLINE_MS", 5000)?;
-        if !(Duration::from_millis(500)..=Duration::from_secs(55)).contains(&deadline) {
+        // API Gateway's HTTP API gives an integration 30 s; template.yaml's function timeout is 29 s.
+        if !(Duration::from_millis(500)..=Duration::from_secs(25)).contains(&deadline) {
             return Err(ConfigError::Invalid {
                 name: "DATA_ACTION_DEADLINE_MS",
-                reason: "must be between 500 and 55000 (below the data action's timeout in Genesys, 1 to 60 s)"
+                reason: "must be between 500 and 25000 (below the data action's timeout in Genesys and API \
+                         Gateway's 30 s)"
                     .into(),
             });
         }
@@ -149,6 +151,17 @@ pub async fn build(
         .parse_secret(&raw)
         .map_err(|reason| StartupError::invalid(format!("secret {id}"), reason))?;
     let parse = std::sync::Arc::new(move |raw: &str| mode.parse_secret(raw));
+    // The version before a rotation stays accepted: Genesys can be switched after the secret.
+    let previous = match shared::aws::read_previous_secret(&secrets, id).await? {
+        Some(raw) => match config.auth_mode.parse_secret(&raw) {
+            Ok(previous) => Some(previous),
+            Err(reason) => {
+                tracing::warn!(secret = %id, %reason, "AWSPREVIOUS data action credentials ignored");
+                None
+            }
+        },
+        None => None,
+    };
     let auth = Authenticator::new(
         config.auth_mode.clone(),
         Rotating::from_secret(
@@ -158,7 +171,8 @@ pub async fn build(
             parse,
             config.credentials_reload_interval,
         ),
-    );
+    )
+    .with_previous(previous);
     let servicenow = config
         .servicenow
         .build(&secrets)
@@ -215,7 +229,7 @@ mod tests {
     fn every_bad_value_names_its_variable() {
         for (name, value) in [
             ("DATA_ACTION_AUTH", "kerberos"),
-            ("DATA_ACTION_DEADLINE_MS", "60000"),
+            ("DATA_ACTION_DEADLINE_MS", "26000"),
             ("DATA_ACTION_DEADLINE_MS", "soon"),
             ("DATA_ACTION_CALLER_CACHE_SECONDS", "-1"),
             ("WRITER_SETTLE_SECONDS", "x"),

@@ -95,7 +95,8 @@ impl Contract {
     }
 
     /// Checks an action's input: every unknown, missing or mistyped field is named (values never are: they
-    /// may hold PII). `null` counts as absent; the fields kept are returned.
+    /// may hold PII). `null`, and an empty or blank string, count as absent (Architect sends them for unset
+    /// variables); the fields kept are returned.
     pub fn check_input(&self, body: &Value) -> Result<Map<String, Value>, Vec<FieldError>> {
         let Value::Object(object) = body else {
             return Err(vec![FieldError::new(".", "the body must be a JSON object")]);
@@ -105,7 +106,8 @@ impl Contract {
         for (name, value) in object {
             match self.field(name) {
                 None => errors.push(FieldError::new(name, "unknown field")),
-                Some(_) if value.is_null() => {}
+                Some(_)
+                    if value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty()) => {}
                 Some(f) if !f.kind.accepts(value) => errors.push(FieldError::new(
                     name,
                     format!("must be a {}", f.kind.name()),
@@ -151,8 +153,8 @@ impl Contract {
     }
 
     /// The contract as the JSON Schema Genesys's action editor takes (paste it as the input or output
-    /// contract).
-    pub fn schema(&self, title: &str) -> Value {
+    /// contract). `closed`: other properties are refused (inputs are).
+    pub fn schema(&self, title: &str, closed: bool) -> Value {
         let properties: Map<String, Value> = self
             .fields
             .iter()
@@ -175,7 +177,7 @@ impl Contract {
             "type": "object",
             "required": required,
             "properties": properties,
-            "additionalProperties": true,
+            "additionalProperties": !closed,
         })
     }
 
@@ -239,6 +241,9 @@ mod tests {
         assert!(C
             .check_input(&json!({"conversationId": "c", "count": 1.5}))
             .is_err());
+        // Unset Architect variables: blank strings are absent, so a required one is missing.
+        let err = C.check_input(&json!({"conversationId": " "})).unwrap_err();
+        assert_eq!(err, [FieldError::new("conversationId", "is required")]);
     }
 
     #[test]
@@ -257,7 +262,8 @@ mod tests {
         assert!(
             !valid_name("9lives") && !valid_name("") && !valid_name("a.b") && !valid_name("_x")
         );
-        let schema = C.schema("t");
+        let schema = C.schema("t", true);
+        assert_eq!(schema["additionalProperties"], false);
         assert_eq!(schema["required"], json!(["conversationId"]));
         assert_eq!(schema["properties"]["count"]["type"], "integer");
     }

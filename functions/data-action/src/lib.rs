@@ -120,8 +120,8 @@ impl DataActions {
                 Ok(()) => match self.action(name) {
                     Some(a) => Reply::new(
                         200,
-                        json!({"input": a.input().schema(&format!("{name} input")),
-                               "output": a.output().schema(&format!("{name} output"))}),
+                        json!({"input": a.input().schema(&format!("{name} input"), true),
+                               "output": a.output().schema(&format!("{name} output"), false)}),
                     ),
                     None => self.unknown_action(),
                 },
@@ -170,6 +170,8 @@ impl DataActions {
 
     async fn call(&self, name: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
         let started = Instant::now();
+        // From the request's arrival: authentication (which may re-read a secret) counts too.
+        let deadline = Deadline::after(self.deadline);
         let mut audit = Audit {
             action: name,
             conversation_id: String::new(),
@@ -177,7 +179,9 @@ impl DataActions {
             status: 200,
             started,
         };
-        let reply = self.call_inner(name, headers, body, &mut audit).await;
+        let reply = self
+            .call_inner(name, headers, body, deadline, &mut audit)
+            .await;
         audit.status = reply.status;
         if self.action(name).is_some() {
             audit.log();
@@ -190,11 +194,22 @@ impl DataActions {
         name: &str,
         headers: &HeaderMap,
         body: &[u8],
+        deadline: Deadline,
         audit: &mut Audit<'_>,
     ) -> Reply {
-        if let Err(r) = self.authenticate(name, headers).await {
-            audit.outcome = "unauthorized";
-            return r;
+        match tokio::time::timeout(deadline.remaining(), self.authenticate(name, headers)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(r)) => {
+                audit.outcome = "unauthorized";
+                return r;
+            }
+            Err(_) => {
+                audit.outcome = "auth_unavailable";
+                return failure(&ActionError::unavailable(
+                    "auth_unavailable",
+                    "the credentials could not be checked in time (their secret could not be read)",
+                ));
+            }
         }
         let Some(action) = self.action(name) else {
             return self.unknown_action();
@@ -218,10 +233,17 @@ impl DataActions {
                 return invalid(&fields);
             }
         };
-        audit.conversation_id = action.conversation_id(&input).unwrap_or("").to_string();
-        let deadline = Deadline::after(self.deadline);
-        let ran =
-            tokio::time::timeout(self.deadline, action.run(&self.services, &input, deadline)).await;
+        // Logged only when it is an identifier: a flow may put anything in the field.
+        audit.conversation_id = action
+            .conversation_id(&input)
+            .and_then(|c| actions::create_incident::conversation_id(c, "").ok())
+            .unwrap_or("")
+            .to_string();
+        let ran = tokio::time::timeout(
+            deadline.remaining(),
+            action.run(&self.services, &input, deadline),
+        )
+        .await;
         let result = ran.unwrap_or_else(|_| {
             Err(ActionError::Unavailable {
                 code: "deadline_exceeded",

@@ -109,6 +109,12 @@ impl ConversationStore {
         }
     }
 
+    /// The incident recorded for the conversation `key`, if any (a consistent read; the lock is not touched).
+    pub async fn incident(&self, key: &str) -> Result<Option<KnownIncident>, StoreError> {
+        let item = read_item(&self.client, &self.table, key).await?;
+        Ok(item.as_ref().and_then(known_incident))
+    }
+
     /// When a busy conversation is held for a write that may still commit: until when.
     async fn settling_until(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let item = read_item(&self.client, &self.table, key).await?;

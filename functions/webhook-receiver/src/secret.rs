@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 use tracing::{error, info, warn};
@@ -217,7 +216,7 @@ impl SigningKey {
             stage: "AWSCURRENT",
             rule,
         })?;
-        let previous = match read_previous(sm, &self.secret_id).await {
+        let previous = match shared::aws::read_previous_secret(sm, &self.secret_id).await {
             Ok(Some(raw)) => match hmac_key_from_secret(&raw) {
                 Ok(k) if k != current => Some(k),
                 Ok(_) => None,
@@ -234,33 +233,6 @@ impl SigningKey {
         };
         info!(secret_id = %self.secret_id, previous = previous.is_some(), "webhook signing secret loaded");
         Ok(Keys { current, previous })
-    }
-}
-
-/// The `AWSPREVIOUS` version's string, `None` when the secret has never been rotated.
-async fn read_previous(
-    sm: &aws_sdk_secretsmanager::Client,
-    id: &str,
-) -> Result<Option<String>, SecretError> {
-    match sm
-        .get_secret_value()
-        .secret_id(id)
-        .version_stage("AWSPREVIOUS")
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.secret_string().map(str::to_string)),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(SecretError::Read {
-            id: id.to_string(),
-            reason: DisplayErrorContext(&e).to_string(),
-            class: FailureClass::Transient,
-        }),
     }
 }
 

@@ -3,10 +3,12 @@
 //! Same idempotency as servicenow-writer, keyed on the conversation: the conversation's record (and lock) in
 //! the idempotency table, and the conversation key as the incident's `correlation_id`. An IVR escalation and
 //! the later webhook or EventBridge events of that call give one incident (the writer adds those as work
-//! notes); calling again for the conversation answers the same incident with `created: false`. A create that
-//! may have been applied without an answer holds the conversation for the settle window: meanwhile the
-//! incident is looked up by `correlation_id`, never created again.
+//! notes); calling again for the conversation answers the same incident with `created: false`, and an
+//! escalation for a conversation whose incident the writer made first is added to it once as a work note. A
+//! create that may have been applied without an answer holds the conversation for the settle window:
+//! meanwhile the incident is looked up by `correlation_id`, never created again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -15,8 +17,9 @@ use tracing::warn;
 
 use shared::clock::epoch_ms;
 use shared::failure::FailureClass;
-use shared::incident::with_event_ref;
+use shared::incident::{event_ref, with_event_ref};
 use shared::keys::KeyConfig;
+use shared::mapping::{Mapped, OnRepeat, Raise};
 use shared::retry::{Attempt, Deadline, Retryable};
 use shared::{InboundEvent, IncidentDraft};
 
@@ -197,41 +200,43 @@ async fn create(
     let draft = mapped.incident();
     let key = mapped.incident_key.clone();
     let store = &services.conversations;
-    let mut wait = Duration::from_millis(25);
+    let ctx = Ctx {
+        services,
+        mapped: &mapped,
+        draft: &draft,
+        key: &key,
+        event_key: &event_key,
+        deadline,
+    };
     // Held past the deadline by the settle window, as the writer does: a create cut off at the deadline may
     // still commit, and nothing else may create before it would have.
     let until =
         || epoch_ms() + (deadline.remaining() + services.settings.settle).as_millis() as u64;
     // The caller is looked up while the conversation is locked (a lookup is safe to repeat; the create
     // needs it next).
-    let (first, ()) = tokio::join!(
+    let (first, caller) = tokio::join!(
         store.lock(&key, until()),
-        prefetch_caller(services, &draft, deadline)
+        resolve_caller(services, &draft, deadline)
     );
     let mut first = Some(first);
+    let mut wait = Duration::from_millis(25);
     loop {
         let locked = match first.take() {
             Some(locked) => locked,
             None => store.lock(&key, until()).await,
         };
         match locked.map_err(store_unavailable)? {
-            Locked::Acquired(lock) => {
-                return under_lock(services, lock, &key, &draft, &event_key, deadline).await
-            }
+            Locked::Acquired(lock) => return ctx.under_lock(lock, caller).await,
             Locked::Busy {
                 settle_until_ms: Some(_),
-            } => return settling(services, &key, deadline).await,
+            } => return ctx.look_only(pending()).await,
             Locked::Busy {
                 settle_until_ms: None,
             } => {
-                // Another request (or the writer) is applying this conversation: wait for its answer.
-                if !deadline.allows(wait, services.settings.reserve) {
-                    return Err(ActionError::Unavailable {
-                        code: "conversation_busy",
-                        message: "another request for this conversation is still being applied"
-                            .into(),
-                        retry_after: Some(Duration::from_secs(1)),
-                    });
+                // Another request (or the writer) is applying this conversation: wait for it, keeping time to
+                // answer from what is already known.
+                if !deadline.allows(wait + LOOK_ONLY_TIME, services.settings.reserve) {
+                    return ctx.while_busy().await;
                 }
                 tokio::time::sleep(shared::retry::jitter(wait)).await;
                 wait = (wait * 2).min(Duration::from_millis(250));
@@ -239,6 +244,9 @@ async fn create(
         }
     }
 }
+
+/// Time kept, when waiting for a busy conversation, to answer from its record or a lookup instead.
+const LOOK_ONLY_TIME: Duration = Duration::from_millis(600);
 
 fn store_unavailable(e: impl std::fmt::Display) -> ActionError {
     ActionError::unavailable("store_unavailable", format!("the idempotency table: {e}"))
@@ -274,74 +282,262 @@ fn pending() -> ActionError {
     }
 }
 
-async fn under_lock(
-    services: &Services,
-    lock: ConversationLock,
-    key: &str,
-    draft: &IncidentDraft,
-    event_key: &str,
-    deadline: Deadline,
-) -> Result<Output, ActionError> {
-    let store = &services.conversations;
-    if let Some(known) = lock.incident {
-        if let Err(e) = store.unlock(key, &lock.token).await {
-            warn!(error = %e, "could not release the conversation lock; it expires");
+/// How a held conversation lock ends.
+enum LockEnd {
+    Record(KnownIncident),
+    /// Kept until then (epoch ms): a create may still commit.
+    Hold(u64),
+    Unlock,
+}
+
+/// Ends the lock in a task of its own: a request cut off at its deadline still records, holds or releases.
+async fn end_lock(services: &Services, key: &str, token: &str, end: LockEnd) {
+    let (store, key, token) = (
+        services.conversations.clone(),
+        key.to_string(),
+        token.to_string(),
+    );
+    let task = tokio::spawn(async move {
+        let (what, result) = match end {
+            LockEnd::Record(known) => (
+                "record",
+                store.record(&key, &token, &known).await.map(|_| ()),
+            ),
+            LockEnd::Hold(until) => ("hold", store.hold(&key, &token, until).await),
+            LockEnd::Unlock => ("unlock", store.unlock(&key, &token).await),
+        };
+        if let Err(e) = result {
+            // The incident carries the conversation key as correlation_id: the next call finds it.
+            warn!(step = what, error = %e, "could not update the conversation record; its lock expires");
         }
-        return Ok(answer(&known.number, &known.sys_id, false));
-    }
-    // A record without an incident: an earlier attempt may have created it without recording it.
-    let result = create_or_find(services, draft, lock.existed, event_key, deadline).await;
-    match result {
-        Ok((incident, found)) => {
-            let known = KnownIncident {
-                sys_id: incident.sys_id.clone(),
-                number: incident.number.clone(),
-                impact: (!found).then_some(draft.impact),
-                urgency: (!found).then_some(draft.urgency),
-                replaces: None,
-            };
-            if let Err(e) = store.record(key, &lock.token, &known).await {
-                // The incident carries the conversation key as correlation_id: the next call finds it.
-                warn!(incident_number = %known.number, error = %e, "could not record the conversation's incident");
-            }
-            if let (false, Some(phone)) = (found, draft.caller_phone.as_deref()) {
-                services.callers.forget_count(phone);
-            }
-            Ok(answer(&incident.number, &incident.sys_id, !found))
-        }
-        Err(CreateError::Unconfirmed(e)) => {
-            let until = epoch_ms() + services.settings.settle.as_millis() as u64;
-            if let Err(se) = store.hold(key, &lock.token, until).await {
-                warn!(error = %se, "could not hold the conversation after an unconfirmed create; its lock still covers the settle window");
-            }
-            warn!(error = %e, settle_ms = services.settings.settle.as_millis() as u64,
-                  "create unconfirmed; the conversation is held for the settle window");
-            Err(pending())
-        }
-        Err(CreateError::Failed(e)) => {
-            if let Err(se) = store.unlock(key, &lock.token).await {
-                warn!(error = %se, "could not release the conversation lock; it expires");
-            }
-            Err(ActionError::servicenow(&e))
-        }
+    });
+    if let Err(e) = task.await {
+        warn!(error = %e, "conversation record update did not finish");
     }
 }
 
-/// The conversation is held after a create that may still commit: look, never create.
-async fn settling(
-    services: &Services,
-    key: &str,
+/// One `createIncident` call's view of its conversation.
+struct Ctx<'a> {
+    services: &'a Services,
+    mapped: &'a Mapped<'a>,
+    draft: &'a IncidentDraft,
+    key: &'a str,
+    event_key: &'a str,
     deadline: Deadline,
-) -> Result<Output, ActionError> {
-    let sn = &services.servicenow;
-    let found = services
-        .retrier()
-        .run(deadline, |_| sn.find_by_correlation_id(key), |_, _| {})
+}
+
+impl Ctx<'_> {
+    async fn under_lock(
+        &self,
+        lock: ConversationLock,
+        caller: Option<String>,
+    ) -> Result<Output, ActionError> {
+        let services = self.services;
+        if let Some(known) = lock.incident {
+            // The conversation has its incident (the writer's, or an earlier call's): this escalation is added
+            // to it once, as a work note, like any later event of the call.
+            let end = match self.note_escalation(&known).await {
+                Some(updated) => LockEnd::Record(updated),
+                None => LockEnd::Unlock,
+            };
+            end_lock(services, self.key, &lock.token, end).await;
+            return Ok(answer(&known.number, &known.sys_id, false));
+        }
+        // A record without an incident: an earlier attempt may have created it without recording it.
+        match self.create_or_find(lock.existed, caller).await {
+            Ok((incident, found)) => {
+                let known = KnownIncident {
+                    sys_id: incident.sys_id.clone(),
+                    number: incident.number.clone(),
+                    impact: (!found).then_some(self.draft.impact),
+                    urgency: (!found).then_some(self.draft.urgency),
+                    replaces: None,
+                };
+                end_lock(services, self.key, &lock.token, LockEnd::Record(known)).await;
+                if let (false, Some(phone)) = (found, self.draft.caller_phone.as_deref()) {
+                    services.callers.forget_count(phone);
+                }
+                Ok(answer(&incident.number, &incident.sys_id, !found))
+            }
+            Err(CreateError::Unconfirmed(e)) => {
+                let until = epoch_ms() + services.settings.settle.as_millis() as u64;
+                warn!(error = %e, settle_ms = services.settings.settle.as_millis() as u64,
+                      "create unconfirmed; the conversation is held for the settle window");
+                end_lock(services, self.key, &lock.token, LockEnd::Hold(until)).await;
+                Err(pending())
+            }
+            Err(CreateError::Failed(e)) => {
+                end_lock(services, self.key, &lock.token, LockEnd::Unlock).await;
+                Err(ActionError::servicenow(&e))
+            }
+        }
+    }
+
+    /// Adds this escalation's work note to the conversation's existing incident unless it carries it already
+    /// (its reference is the same for every call of the conversation), raising levels the profile allows.
+    /// Best effort within the deadline: the caller is answered the number either way. Returns the incident
+    /// with the levels it has now, when they changed.
+    async fn note_escalation(&self, known: &KnownIncident) -> Option<KnownIncident> {
+        let note = match (self.mapped.update_note(), self.mapped.on_repeat) {
+            (Some(note), OnRepeat::Update) => with_event_ref(&note, self.event_key),
+            _ => return None,
+        };
+        let budget = self
+            .deadline
+            .remaining()
+            .saturating_sub(self.services.settings.reserve);
+        let sn = &self.services.servicenow;
+        let work = async {
+            let state = sn.incident_state(&known.sys_id).await?;
+            let Some(state) = state else {
+                return Ok(None);
+            };
+            if state.work_notes.contains(&event_ref(self.event_key)) {
+                return Ok(None);
+            }
+            let wanted = self.mapped.levels();
+            let mut fields = serde_json::Map::new();
+            fields.insert("work_notes".into(), note.clone().into());
+            let mut updated = known.clone();
+            for (which, new, current, slot) in [
+                (
+                    Raise::Impact,
+                    wanted.impact,
+                    state.impact,
+                    &mut updated.impact,
+                ),
+                (
+                    Raise::Urgency,
+                    wanted.urgency,
+                    state.urgency,
+                    &mut updated.urgency,
+                ),
+            ] {
+                *slot = current;
+                if self.mapped.raise.contains(&which) && current.is_none_or(|c| new < c) {
+                    let field = if which == Raise::Impact {
+                        "impact"
+                    } else {
+                        "urgency"
+                    };
+                    fields.insert(field.into(), new.to_string().into());
+                    *slot = Some(new);
+                }
+            }
+            sn.update_incident(&known.sys_id, &fields).await?;
+            Ok::<_, ServiceNowError>(Some(updated))
+        };
+        match tokio::time::timeout(budget, work).await {
+            Ok(Ok(updated)) => updated,
+            Ok(Err(e)) => {
+                warn!(incident_number = %known.number, error = %e, "escalation note not added to the existing incident");
+                None
+            }
+            Err(_) => {
+                warn!(incident_number = %known.number, "escalation note not added in time to the existing incident");
+                None
+            }
+        }
+    }
+
+    /// The conversation is held after a create that may still commit, or busy until the deadline: look,
+    /// never create; `otherwise` when nothing is found.
+    async fn look_only(&self, otherwise: ActionError) -> Result<Output, ActionError> {
+        let sn = &self.services.servicenow;
+        let found = self
+            .services
+            .retrier()
+            .run(
+                self.deadline,
+                |_| sn.find_by_correlation_id(self.key),
+                |_, _| {},
+            )
+            .await
+            .map_err(|e| ActionError::servicenow(&e))?;
+        match found {
+            Some(incident) => Ok(answer(&incident.number, &incident.sys_id, false)),
+            None => Err(otherwise),
+        }
+    }
+
+    /// Still busy near the deadline: the incident the record names, else one ServiceNow has, else 503.
+    async fn while_busy(&self) -> Result<Output, ActionError> {
+        let recorded = self
+            .services
+            .conversations
+            .incident(self.key)
+            .await
+            .map_err(store_unavailable)?;
+        if let Some(known) = recorded {
+            return Ok(answer(&known.number, &known.sys_id, false));
+        }
+        self.look_only(ActionError::Unavailable {
+            code: "conversation_busy",
+            message: "another request for this conversation is still being applied".into(),
+            retry_after: Some(Duration::from_secs(1)),
+        })
         .await
-        .map_err(|e| ActionError::servicenow(&e))?;
-    match found {
-        Some(incident) => Ok(answer(&incident.number, &incident.sys_id, false)),
-        None => Err(pending()),
+    }
+
+    /// Creates the incident (retrying within the deadline), looking it up by `correlation_id` first when an
+    /// earlier attempt may have created it. Returns it and whether it was found.
+    async fn create_or_find(
+        &self,
+        reconcile: bool,
+        caller: Option<String>,
+    ) -> Result<(IncidentRef, bool), CreateError> {
+        // Whether the attempt cut off last had sent its create: only then may it have been applied.
+        let sent = AtomicBool::new(false);
+        let result = self
+            .services
+            .retrier()
+            .run(
+                self.deadline,
+                |a: Attempt| {
+                    sent.store(false, Ordering::SeqCst);
+                    self.attempt(reconcile || a.after_ambiguous, caller.clone(), &sent)
+                },
+                |e, n| warn!(error = ?e, attempt = n.failed_attempt, delay_ms = n.delay.as_millis() as u64, "ServiceNow call failed; retrying"),
+            )
+            .await;
+        match result {
+            Err(CreateError::Unconfirmed(_)) if !sent.load(Ordering::SeqCst) => {
+                // Cut off while looking up, before the create was sent: nothing to wait for.
+                Err(CreateError::Failed(ServiceNowError::OutOfTime))
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        reconcile: bool,
+        caller: Option<String>,
+        sent: &AtomicBool,
+    ) -> Result<(IncidentRef, bool), CreateError> {
+        let sn = &self.services.servicenow;
+        if reconcile {
+            if let Some(found) = sn
+                .find_by_correlation_id(&self.draft.correlation_id)
+                .await
+                .map_err(CreateError::Failed)?
+            {
+                return Ok((found, true));
+            }
+        }
+        let mut body = self.draft.clone();
+        if body.caller_id.is_none() {
+            body.caller_id = caller;
+        }
+        body.work_notes = with_event_ref(&self.draft.work_notes, self.event_key);
+        sent.store(true, Ordering::SeqCst);
+        match sn.create_incident(&body).await {
+            Ok(created) => Ok((created.incident, created.existed)),
+            Err(e) if e.ambiguous() && !self.services.settings.settle.is_zero() => {
+                Err(CreateError::Unconfirmed(e))
+            }
+            Err(e) => Err(CreateError::Failed(e)),
+        }
     }
 }
 
@@ -374,7 +570,7 @@ impl Retryable for CreateError {
     }
     fn out_of_time(budget: Duration, started: bool) -> Self {
         match started {
-            // Cut off mid-attempt: the create may have been sent.
+            // Cut off mid-attempt: the create may have been sent (`create_or_find` knows whether it was).
             true => CreateError::Unconfirmed(ServiceNowError::Transport(format!(
                 "no answer within the request's remaining {} ms",
                 budget.as_millis()
@@ -384,88 +580,24 @@ impl Retryable for CreateError {
     }
 }
 
-/// Creates the incident (retrying within the deadline), looking it up by `correlation_id` first when an
-/// earlier attempt may have created it. Returns it and whether it was found.
-async fn create_or_find(
-    services: &Services,
-    draft: &IncidentDraft,
-    reconcile: bool,
-    event_key: &str,
-    deadline: Deadline,
-) -> Result<(IncidentRef, bool), CreateError> {
-    let caller = tokio::sync::OnceCell::new();
-    services
-        .retrier()
-        .run(
-            deadline,
-            |a: Attempt| attempt(services, draft, &caller, reconcile || a.after_ambiguous, event_key),
-            |e, n| warn!(error = ?e, attempt = n.failed_attempt, delay_ms = n.delay.as_millis() as u64, "ServiceNow call failed; retrying"),
-        )
-        .await
-}
+/// The longest the caller lookup may take: the create comes after it, and matters more.
+const CALLER_LOOKUP_MAX: Duration = Duration::from_millis(1500);
 
-async fn attempt(
-    services: &Services,
-    draft: &IncidentDraft,
-    caller: &tokio::sync::OnceCell<Option<String>>,
-    reconcile: bool,
-    event_key: &str,
-) -> Result<(IncidentRef, bool), CreateError> {
-    let sn = &services.servicenow;
-    if reconcile {
-        if let Some(found) = sn
-            .find_by_correlation_id(&draft.correlation_id)
-            .await
-            .map_err(CreateError::Failed)?
-        {
-            return Ok((found, true));
-        }
-    }
-    let mut body = draft.clone();
-    if body.caller_id.is_none() {
-        body.caller_id = caller
-            .get_or_try_init(|| resolve_caller(services, draft))
-            .await
-            .map_err(CreateError::Failed)?
-            .clone();
-    }
-    body.work_notes = with_event_ref(&draft.work_notes, event_key);
-    match sn.create_incident(&body).await {
-        Ok(created) => Ok((created.incident, created.existed)),
-        Err(e) if e.ambiguous() && !services.settings.settle.is_zero() => {
-            Err(CreateError::Unconfirmed(e))
-        }
-        Err(e) => Err(CreateError::Failed(e)),
-    }
-}
-
-/// Fills the caller cache for the draft's number, when it has none yet. Failures are left to the create
-/// attempt, which asks again and handles them.
-async fn prefetch_caller(services: &Services, draft: &IncidentDraft, deadline: Deadline) {
-    if let Some(phone) = draft.caller_phone.as_deref() {
-        if services.callers.get(phone).is_none() {
-            let budget = deadline
-                .remaining()
-                .saturating_sub(services.settings.reserve);
-            let _ = tokio::time::timeout(budget, resolve_caller(services, draft)).await;
-        }
-    }
-}
-
-/// The caller's `sys_user` (through the caller cache), else the default caller.
+/// The caller's `sys_user` (through the caller cache), else the default caller. Never fails: a slow,
+/// failing or refused lookup gives the default caller, so the incident is still created in time.
 async fn resolve_caller(
     services: &Services,
     draft: &IncidentDraft,
-) -> Result<Option<String>, ServiceNowError> {
+    deadline: Deadline,
+) -> Option<String> {
     let default = || services.settings.default_caller_sys_id.clone();
-    let Some(phone) = draft.caller_phone.as_deref() else {
-        return Ok(default());
-    };
+    let phone = draft.caller_phone.as_deref()?;
     if let Some(known) = services.callers.get(phone) {
-        return Ok(known.profile.map(|p| p.sys_id).or_else(default));
+        return known.profile.map(|p| p.sys_id).or_else(default);
     }
-    match services.servicenow.caller_profile(phone).await {
-        Ok(profile) => {
+    let budget = CALLER_LOOKUP_MAX.min(deadline.remaining() / 3);
+    match tokio::time::timeout(budget, services.servicenow.caller_profile(phone)).await {
+        Ok(Ok(profile)) => {
             let sys_id = profile.as_ref().map(|p| p.sys_id.clone());
             services.callers.put(
                 phone,
@@ -474,13 +606,18 @@ async fn resolve_caller(
                     open_incidents: None,
                 },
             );
-            Ok(sys_id.or_else(default))
+            sys_id.or_else(default)
         }
-        Err(e) if e.class() == FailureClass::Transient => Err(e),
-        Err(e) => {
-            // No read access to sys_user, say: the incident matters more than its caller.
-            warn!(error = %e, "caller lookup refused; using the default caller");
-            Ok(default())
+        Ok(Err(e)) => {
+            warn!(error = %e, "caller lookup failed; the incident gets the default caller");
+            default()
+        }
+        Err(_) => {
+            warn!(
+                budget_ms = budget.as_millis() as u64,
+                "caller lookup too slow; the incident gets the default caller"
+            );
+            default()
         }
     }
 }

@@ -115,12 +115,15 @@ pub async fn caller(
     }
     let retrier = services.retrier();
     let sn = &services.servicenow;
-    let profile = match cached {
-        Some(known) => known.profile,
-        None => retrier
-            .run(deadline, |_| sn.caller_profile(e164), |_, _| {})
-            .await
-            .map_err(|e| ActionError::servicenow(&e))?,
+    let (profile, fresh) = match cached {
+        Some(known) => (known.profile, false),
+        None => (
+            retrier
+                .run(deadline, |_| sn.caller_profile(e164), |_, _| {})
+                .await
+                .map_err(|e| ActionError::servicenow(&e))?,
+            true,
+        ),
     };
     let open_incidents = match (&profile, with_count) {
         (Some(p), true) => Some(
@@ -136,6 +139,11 @@ pub async fn caller(
         profile,
         open_incidents,
     };
-    services.callers.put(e164, known.clone());
+    match (fresh, open_incidents) {
+        (true, _) => services.callers.put(e164, known.clone()),
+        // Only the count is new: the profile keeps its age (and expires with it).
+        (false, Some(n)) => services.callers.put_count(e164, n),
+        (false, None) => {}
+    }
     Ok(known)
 }

@@ -84,7 +84,11 @@ impl Action for LookupIncident {
                     )?);
                     IncidentBy::CorrelationId(&key)
                 }
-                (None, Some(n)) if valid_number(n) => IncidentBy::Number(n),
+                (None, Some(n)) if valid_number(n) => {
+                    // ServiceNow matches numbers case-insensitively and answers them upper-case.
+                    key = n.to_ascii_uppercase();
+                    IncidentBy::Number(&key)
+                }
                 (None, Some(_)) => {
                     return Err(ActionError::invalid(
                         "incidentNumber",

@@ -142,23 +142,29 @@ impl ActionError {
         }
     }
 
-    /// A ServiceNow failure, by its class (its body is never read, so never echoed).
+    /// A ServiceNow failure, by its class. Genesys gets a fixed message (and the status); the detail goes to
+    /// the log only.
     pub fn servicenow(e: &ServiceNowError) -> Self {
+        tracing::warn!(error = %e, "ServiceNow call failed");
+        let status = e
+            .http_status()
+            .map(|s| format!(" (HTTP {s})"))
+            .unwrap_or_default();
         match (e, e.class()) {
-            (ServiceNowError::Untrustworthy(why), _) => ActionError::Upstream {
+            (ServiceNowError::Untrustworthy(_), _) => ActionError::Upstream {
                 code: "servicenow_lookup_untrustworthy",
-                message: format!(
-                    "{why}; the integration user needs read access to the table and field"
-                ),
+                message: "ServiceNow's answer to a lookup cannot be trusted: the integration user needs read \
+                          access to the table and its fields"
+                    .into(),
             },
             (_, FailureClass::Transient) => ActionError::Unavailable {
                 code: "servicenow_unavailable",
-                message: e.to_string(),
+                message: format!("ServiceNow did not answer in time or is unavailable{status}"),
                 retry_after: e.retry_after(),
             },
             (_, FailureClass::Permanent) => ActionError::Upstream {
                 code: "servicenow_rejected",
-                message: e.to_string(),
+                message: format!("ServiceNow refused the request{status}"),
             },
         }
     }
