@@ -88,12 +88,7 @@ async fn run(creates: usize, concurrency: usize, lookups: usize) -> Run {
 
 #[tokio::main]
 async fn main() {
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let env = integration_tests::env_count;
     let (creates, concurrency, lookups, runs) = (
         env("DA_CREATES", 50),
         env("DA_CONCURRENCY", 1),

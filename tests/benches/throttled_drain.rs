@@ -84,12 +84,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let env = integration_tests::env_count;
     let (events, runs) = (env("LOAD_EVENTS", 150), env("LOAD_RUNS", 3));
     let rate = f64::from(LIMIT) / WINDOW_SECS as f64;
     println!(

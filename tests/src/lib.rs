@@ -47,6 +47,14 @@ pub fn secret_values() -> aws_setup::SecretValues {
     }
 }
 
+/// A count from the environment variable `name` (a bound of a load run or benchmark), else `default`.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use data_action::actions::{Action, ActionError, Input, Output, Services};
+use data_action::actions::{Action, ActionError, Input, Output, Services, Spec};
 use data_action::contract::{required, Contract, Kind};
 use integration_tests::data_action::{
     basic_header, put_secret, seed_001_body, Auth, DataActionHarness, DataActionOptions,
@@ -433,15 +433,13 @@ const COUNT: Contract = Contract {
 };
 
 impl Action for Miscounting {
-    fn name(&self) -> &'static str {
-        "miscount"
-    }
-    fn input(&self) -> &Contract {
-        const NONE: Contract = Contract { fields: &[] };
-        &NONE
-    }
-    fn output(&self) -> &Contract {
-        &COUNT
+    fn spec(&self) -> &'static Spec {
+        const SPEC: Spec = Spec {
+            name: "miscount",
+            input: Contract { fields: &[] },
+            output: COUNT,
+        };
+        &SPEC
     }
     fn run<'a>(
         &'a self,

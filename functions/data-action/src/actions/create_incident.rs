@@ -29,9 +29,15 @@ use servicenow_writer::servicenow::{IncidentRef, ServiceNowError};
 use crate::callers::Known;
 use crate::contract::{optional, required, Contract, Kind};
 
-use super::{Action, ActionError, Input, Output, Services};
+use super::{Action, ActionError, Input, Output, Services, Spec};
 
 pub struct CreateIncident;
+
+const SPEC: Spec = Spec {
+    name: "createIncident",
+    input: INPUT,
+    output: OUTPUT,
+};
 
 const INPUT: Contract = Contract {
     fields: &[
@@ -103,14 +109,8 @@ const ALIASES: &[(&str, &str)] = &[
 ];
 
 impl Action for CreateIncident {
-    fn name(&self) -> &'static str {
-        "createIncident"
-    }
-    fn input(&self) -> &Contract {
-        &INPUT
-    }
-    fn output(&self) -> &Contract {
-        &OUTPUT
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
     fn run<'a>(
         &'a self,

@@ -10,9 +10,15 @@ use shared::retry::Deadline;
 use crate::callers::Known;
 use crate::contract::{optional, required, Contract, Kind};
 
-use super::{Action, ActionError, Input, Output, Services};
+use super::{Action, ActionError, Input, Output, Services, Spec};
 
 pub struct LookupCaller;
+
+const SPEC: Spec = Spec {
+    name: "lookupCaller",
+    input: INPUT,
+    output: OUTPUT,
+};
 
 const INPUT: Contract = Contract {
     fields: &[
@@ -51,14 +57,8 @@ const OUTPUT: Contract = Contract {
 };
 
 impl Action for LookupCaller {
-    fn name(&self) -> &'static str {
-        "lookupCaller"
-    }
-    fn input(&self) -> &Contract {
-        &INPUT
-    }
-    fn output(&self) -> &Contract {
-        &OUTPUT
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
     fn run<'a>(
         &'a self,

@@ -11,9 +11,15 @@ use servicenow_writer::servicenow::IncidentBy;
 
 use crate::contract::{optional, required, Contract, Kind};
 
-use super::{Action, ActionError, Input, Output, Services};
+use super::{Action, ActionError, Input, Output, Services, Spec};
 
 pub struct LookupIncident;
+
+const SPEC: Spec = Spec {
+    name: "lookupIncident",
+    input: INPUT,
+    output: OUTPUT,
+};
 
 const INPUT: Contract = Contract {
     fields: &[
@@ -58,14 +64,8 @@ const OUTPUT: Contract = Contract {
 };
 
 impl Action for LookupIncident {
-    fn name(&self) -> &'static str {
-        "lookupIncident"
-    }
-    fn input(&self) -> &Contract {
-        &INPUT
-    }
-    fn output(&self) -> &Contract {
-        &OUTPUT
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
     fn run<'a>(
         &'a self,

@@ -25,11 +25,24 @@ pub type Input = Map<String, Value>;
 /// An action's answer, checked against its contract before it is sent.
 pub type Output = Map<String, Value>;
 
+/// What an action declares: its name in the URL (`POST …/data-actions/{name}`) and its contracts.
+pub struct Spec {
+    pub name: &'static str,
+    pub input: Contract,
+    pub output: Contract,
+}
+
 pub trait Action: Send + Sync {
-    /// The name in the URL: `POST …/data-actions/{name}`.
-    fn name(&self) -> &'static str;
-    fn input(&self) -> &Contract;
-    fn output(&self) -> &Contract;
+    fn spec(&self) -> &'static Spec;
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
+    fn input(&self) -> &'static Contract {
+        &self.spec().input
+    }
+    fn output(&self) -> &'static Contract {
+        &self.spec().output
+    }
     /// The conversation the call is about, for the audit log (an identifier, never PII).
     fn conversation_id<'i>(&self, input: &'i Input) -> Option<&'i str> {
         ["conversationId", "callId"]
