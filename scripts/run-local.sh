@@ -43,7 +43,8 @@ export GENESYS_API_URL="${GENESYS_API_URL:-http://127.0.0.1:$GENESYS_PORT}" \
   GENESYS_LOGIN_URL="${GENESYS_LOGIN_URL:-http://127.0.0.1:$GENESYS_PORT}" \
   JWT_ISSUERS="${JWT_ISSUERS:-https://billing.legacy.example,https://orders.legacy.example}" \
   JWT_AUDIENCES="${JWT_AUDIENCES:-genesys-legacy-ingest}" \
-  JWT_KEYS_FILE="${JWT_KEYS_FILE:-local/dev-keys/keyset.json}"
+  JWT_KEYS_FILE="${JWT_KEYS_FILE:-local/dev-keys/keyset.json}" \
+  GENESYS_DATATABLE_ID="${GENESYS_DATATABLE_ID:-legacy-events}"
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   AWS_REGION=us-east-1 RECEIVER_ADDR="127.0.0.1:$RECEIVER_PORT" RUST_LOG="${RUST_LOG:-warn}"

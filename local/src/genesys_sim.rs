@@ -2,7 +2,12 @@
 //! endpoint (default `POST /api/v2/eventbridge/events`) honouring `Idempotency-Key`: the same key gets the
 //! same answer and never a second event; the same key with another body gets 409.
 //!
-//! Faults (`POST /sim/faults`): the next N ingest requests throttled (429 with `Retry-After` or only
+//! It also serves the Platform API endpoints legacy-ingest delivers to: Architect data tables (schema,
+//! rows: `GET`/`PUT` one, `POST` new, validated against the table's schema, 404 for a missing row, 409 for an
+//! existing key), external contacts (search by `q`, notes: list and add) and conversation participant
+//! attributes (`PATCH`, 404 for an unknown conversation or participant).
+//!
+//! Faults (`POST /sim/faults`), for every API request: the next N requests throttled (429 with `Retry-After` or only
 //! `inin-ratelimit-reset`), N injected statuses, latency. Tokens have a configurable lifetime and can be
 //! revoked (`POST /sim/revoke`), after which the API answers 401. `GET /sim/events` lists received events.
 
@@ -11,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +26,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub const DEFAULT_INGEST_PATH: &str = "/api/v2/eventbridge/events";
+
+/// The columns of legacy-ingest's default data table mapping (README: *Data table*).
+pub const DEFAULT_DATATABLE_COLUMNS: &[(&str, &str)] = &[
+    ("transaction_id", "string"),
+    ("event_type", "string"),
+    ("amount", "number"),
+    ("currency", "string"),
+    ("updated_at", "string"),
+];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -50,7 +64,27 @@ pub struct ReceivedEvent {
 pub use crate::sim_common::LoggedRequest;
 use crate::sim_common::{IssuedTokens, RequestLog};
 
+/// An Architect data table: its JSON schema and rows by key.
+#[derive(Debug, Clone, Default)]
+pub struct DataTable {
+    pub schema: Value,
+    pub rows: std::collections::BTreeMap<String, serde_json::Map<String, Value>>,
+}
+
+/// An external contact with its phone numbers, e-mails and notes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalContact {
+    pub id: String,
+    pub phones: Vec<String>,
+    pub emails: Vec<String>,
+    pub notes: Vec<Value>,
+}
+
 struct Inner {
+    tables: HashMap<String, DataTable>,
+    contacts: Vec<ExternalContact>,
+    /// (conversation id, participant id) → attributes.
+    participants: HashMap<(String, String), serde_json::Map<String, Value>>,
     clients: HashMap<String, String>,
     tokens: IssuedTokens,
     events: Vec<ReceivedEvent>,
@@ -75,6 +109,9 @@ impl GenesysSim {
                 tokens: IssuedTokens::new(Duration::from_secs(86_399)),
                 events: Vec::new(),
                 answers: HashMap::new(),
+                tables: HashMap::new(),
+                contacts: Vec::new(),
+                participants: HashMap::new(),
                 faults: GenesysFaults::default(),
                 log: RequestLog::default(),
             })),
@@ -123,10 +160,104 @@ impl GenesysSim {
         self.lock().log.entries()
     }
 
+    /// Creates a data table whose rows have `key` (string) and `columns` (name, JSON type).
+    pub fn add_datatable(&self, id: &str, key_title: &str, columns: &[(&str, &str)]) {
+        let mut properties = serde_json::Map::new();
+        properties.insert(
+            "key".into(),
+            json!({"title": key_title, "type": "string", "$id": "/properties/key", "displayOrder": 0}),
+        );
+        for (i, (name, kind)) in columns.iter().enumerate() {
+            properties.insert(
+                name.to_string(),
+                json!({"title": name, "type": kind, "$id": format!("/properties/{name}"), "displayOrder": i + 1}),
+            );
+        }
+        let schema = json!({"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
+                            "required": ["key"], "properties": properties, "additionalProperties": false});
+        self.lock().tables.insert(
+            id.to_string(),
+            DataTable {
+                schema,
+                rows: Default::default(),
+            },
+        );
+    }
+
+    pub fn datatable(&self, id: &str) -> Option<DataTable> {
+        self.lock().tables.get(id).cloned()
+    }
+
+    pub fn delete_row(&self, table: &str, key: &str) -> bool {
+        self.lock()
+            .tables
+            .get_mut(table)
+            .is_some_and(|t| t.rows.remove(key).is_some())
+    }
+
+    /// Adds an external contact; returns its id.
+    pub fn add_contact(&self, phone: &str, email: &str) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.lock().contacts.push(ExternalContact {
+            id: id.clone(),
+            phones: vec![phone.to_string()],
+            emails: vec![email.to_string()],
+            notes: Vec::new(),
+        });
+        id
+    }
+
+    /// Stores a note on contact `id` as if posted (e.g. one whose answer was lost).
+    pub fn add_note(&self, id: &str, text: &str) {
+        if let Some(c) = self.lock().contacts.iter_mut().find(|c| c.id == id) {
+            c.notes.push(
+                json!({"id": uuid::Uuid::new_v4().to_string(), "entityId": id, "noteText": text}),
+            );
+        }
+    }
+
+    pub fn contact(&self, id: &str) -> Option<ExternalContact> {
+        self.lock().contacts.iter().find(|c| c.id == id).cloned()
+    }
+
+    /// A live conversation's participant, without attributes yet.
+    pub fn add_participant(&self, conversation_id: &str, participant_id: &str) {
+        self.lock().participants.insert(
+            (conversation_id.to_string(), participant_id.to_string()),
+            Default::default(),
+        );
+    }
+
+    pub fn participant_attributes(
+        &self,
+        conversation_id: &str,
+        participant_id: &str,
+    ) -> Option<serde_json::Map<String, Value>> {
+        self.lock()
+            .participants
+            .get(&(conversation_id.to_string(), participant_id.to_string()))
+            .cloned()
+    }
+
     pub fn router(&self) -> Router {
         Router::new()
             .route("/oauth/token", post(token))
             .route(&self.ingest_path, post(ingest))
+            .route("/api/v2/flows/datatables/{id}", get(get_datatable))
+            .route("/api/v2/flows/datatables/{id}/rows", post(post_row))
+            .route(
+                "/api/v2/flows/datatables/{id}/rows/{key}",
+                get(get_row).put(put_row),
+            )
+            .route("/api/v2/externalcontacts/contacts", get(search_contacts))
+            .route(
+                "/api/v2/externalcontacts/contacts/{id}/notes",
+                get(list_notes).post(post_note),
+            )
+            .route(
+                "/api/v2/conversations/{cid}/participants/{pid}/attributes",
+                axum::routing::patch(patch_attributes),
+            )
             .route("/sim/events", get(list_events))
             .route("/sim/requests", get(list_requests))
             .route("/sim/faults", post(post_faults))
@@ -140,6 +271,76 @@ impl GenesysSim {
 
     fn record(&self, path: &str, status: u16) {
         self.lock().log.record("POST", path, status);
+    }
+
+    /// What every API request meets first: latency, the bearer token, then the faults.
+    async fn gate(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let latency = self.lock().faults.latency_ms;
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let mut s = self.lock();
+        let authorised = bearer.as_deref().is_some_and(|t| s.tokens.is_live(t));
+        if !authorised {
+            return Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication.required",
+                "No authentication bearer token specified in authorization header.",
+            ));
+        }
+        if s.faults.down {
+            return Err(api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service.unavailable",
+                "Service unavailable",
+            ));
+        }
+        if s.faults.throttle_next > 0 {
+            s.faults.throttle_next -= 1;
+            let secs = s.faults.retry_after_secs.max(1);
+            let mut r = api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too.many.requests",
+                "Rate limit exceeded the maximum",
+            );
+            if !s.faults.reset_header_only {
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+            }
+            r.headers_mut()
+                .insert("inin-ratelimit-reset", HeaderValue::from(secs));
+            return Err(r);
+        }
+        if s.faults.fail_next > 0 {
+            s.faults.fail_next -= 1;
+            let status = StatusCode::from_u16(s.faults.fail_status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return Err(api_error(status, "injected", "Injected by the simulator"));
+        }
+        Ok(())
+    }
+
+    /// Runs `handler` behind the gate and logs the answer under `method route`.
+    async fn api(
+        &self,
+        method: &str,
+        route: &str,
+        headers: &HeaderMap,
+        handler: impl FnOnce(&mut Inner) -> Response,
+    ) -> Response {
+        let response = match self.gate(headers).await {
+            Err(r) => r,
+            Ok(()) => handler(&mut self.lock()),
+        };
+        self.lock()
+            .log
+            .record(method, route, response.status().as_u16());
+        response
     }
 }
 
@@ -227,55 +428,10 @@ async fn ingest(
     body: axum::body::Bytes,
 ) -> Response {
     let path = sim.ingest_path.clone();
-    let latency = sim.lock().faults.latency_ms;
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let response = {
-        let mut s = sim.lock();
-        let authorised = bearer.as_deref().is_some_and(|t| s.tokens.is_live(t));
-        if !authorised {
-            api_error(
-                StatusCode::UNAUTHORIZED,
-                "authentication.required",
-                "No authentication bearer token specified in authorization header.",
-            )
-        } else if s.faults.down {
-            api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service.unavailable",
-                "Service unavailable",
-            )
-        } else if s.faults.throttle_next > 0 {
-            s.faults.throttle_next -= 1;
-            let secs = s.faults.retry_after_secs.max(1);
-            let mut r = api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too.many.requests",
-                "Rate limit exceeded the maximum",
-            );
-            if !s.faults.reset_header_only {
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from(secs));
-            }
-            r.headers_mut()
-                .insert("inin-ratelimit-reset", HeaderValue::from(secs));
-            r
-        } else if s.faults.fail_next > 0 {
-            s.faults.fail_next -= 1;
-            let status = StatusCode::from_u16(s.faults.fail_status)
-                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            api_error(status, "injected", "Injected by the simulator")
-        } else {
-            accept(&mut s, &headers, &body)
-        }
+    let mut response = match sim.gate(&headers).await {
+        Err(r) => r,
+        Ok(()) => accept(&mut sim.lock(), &headers, &body),
     };
-    let mut response = response;
     let h = response.headers_mut();
     h.insert("inin-ratelimit-allowed", HeaderValue::from(300));
     sim.record(&path, response.status().as_u16());
@@ -354,4 +510,287 @@ async fn post_faults(State(sim): State<GenesysSim>, Json(f): Json<GenesysFaults>
 async fn post_revoke(State(sim): State<GenesysSim>) -> StatusCode {
     sim.revoke_all();
     StatusCode::NO_CONTENT
+}
+
+const TABLE: &str = "/api/v2/flows/datatables/{id}";
+const ROWS: &str = "/api/v2/flows/datatables/{id}/rows";
+const ROW: &str = "/api/v2/flows/datatables/{id}/rows/{key}";
+
+fn table_not_found() -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "flows.datatables.table.not.found",
+        "The datatable could not be found",
+    )
+}
+
+async fn get_datatable(
+    State(sim): State<GenesysSim>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    sim.api("GET", TABLE, &headers, |s| match s.tables.get(&id) {
+        None => table_not_found(),
+        Some(t) => {
+            let mut body =
+                json!({"id": id, "name": id, "selfUri": format!("/api/v2/flows/datatables/{id}")});
+            if q.get("expand").is_some_and(|e| e == "schema") {
+                body["schema"] = t.schema.clone();
+            }
+            Json(body).into_response()
+        }
+    })
+    .await
+}
+
+async fn get_row(
+    State(sim): State<GenesysSim>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    sim.api("GET", ROW, &headers, |s| match s.tables.get(&id) {
+        None => table_not_found(),
+        Some(t) => match t.rows.get(&key) {
+            Some(row) => Json(Value::Object(row.clone())).into_response(),
+            None => api_error(
+                StatusCode::NOT_FOUND,
+                "flows.datatables.row.not.found",
+                "The row could not be found",
+            ),
+        },
+    })
+    .await
+}
+
+/// A row checked against the table's schema, as Genesys does: `key` required, no unknown columns, types.
+fn check_row(schema: &Value, row: &Value) -> Result<serde_json::Map<String, Value>, Box<Response>> {
+    let bad = |message: String| {
+        Box::new(api_error(
+            StatusCode::BAD_REQUEST,
+            "flows.datatables.schema.exception",
+            &message,
+        ))
+    };
+    let Some(row) = row.as_object() else {
+        return Err(bad("The row must be a JSON object".into()));
+    };
+    if row
+        .get("key")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(bad("The row must have a key".into()));
+    }
+    for (name, value) in row {
+        let Some(kind) = schema["properties"][name]["type"].as_str() else {
+            return Err(bad(format!("Unknown column {name}")));
+        };
+        let ok = match kind {
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            _ => false,
+        };
+        if !ok {
+            return Err(bad(format!("Column {name} must be of type {kind}")));
+        }
+    }
+    Ok(row.clone())
+}
+
+async fn put_row(
+    State(sim): State<GenesysSim>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let row: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    sim.api("PUT", ROW, &headers, |s| {
+        let Some(t) = s.tables.get_mut(&id) else {
+            return table_not_found();
+        };
+        let row = match check_row(&t.schema, &row) {
+            Ok(row) => row,
+            Err(r) => return *r,
+        };
+        if row["key"] != json!(key) {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "bad.request",
+                "The row's key does not match the URL",
+            );
+        }
+        match t.rows.get_mut(&key) {
+            None => api_error(
+                StatusCode::NOT_FOUND,
+                "flows.datatables.row.not.found",
+                "The row could not be found",
+            ),
+            Some(existing) => {
+                *existing = row.clone();
+                Json(Value::Object(row)).into_response()
+            }
+        }
+    })
+    .await
+}
+
+async fn post_row(
+    State(sim): State<GenesysSim>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let row: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    sim.api("POST", ROWS, &headers, |s| {
+        let Some(t) = s.tables.get_mut(&id) else {
+            return table_not_found();
+        };
+        let row = match check_row(&t.schema, &row) {
+            Ok(row) => row,
+            Err(r) => return *r,
+        };
+        let key = row["key"].as_str().unwrap_or_default().to_string();
+        if t.rows.contains_key(&key) {
+            return api_error(
+                StatusCode::CONFLICT,
+                "flows.datatables.row.exists",
+                "A row with this key already exists",
+            );
+        }
+        t.rows.insert(key, row.clone());
+        Json(Value::Object(row)).into_response()
+    })
+    .await
+}
+
+const CONTACTS: &str = "/api/v2/externalcontacts/contacts";
+const NOTES: &str = "/api/v2/externalcontacts/contacts/{id}/notes";
+
+fn contact_json(c: &ExternalContact) -> Value {
+    let mut v = json!({"id": c.id, "firstName": "Legacy", "lastName": "Customer",
+                       "selfUri": format!("/api/v2/externalcontacts/contacts/{}", c.id)});
+    if let Some(p) = c.phones.first() {
+        v["cellPhone"] = json!({"display": p, "e164": p});
+    }
+    if let Some(e) = c.emails.first() {
+        v["personalEmail"] = json!(e);
+    }
+    v
+}
+
+/// `q` matches any part of a phone number, e-mail or name (Genesys' search is as loose).
+async fn search_contacts(
+    State(sim): State<GenesysSim>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let needle = q.get("q").cloned().unwrap_or_default().to_lowercase();
+    sim.api("GET", CONTACTS, &headers, |s| {
+        let digits = |t: &str| t.chars().filter(char::is_ascii_digit).collect::<String>();
+        let entities: Vec<Value> = s
+            .contacts
+            .iter()
+            .filter(|c| {
+                !needle.is_empty()
+                    && (c.emails.iter().any(|e| e.to_lowercase().contains(&needle))
+                        || (!digits(&needle).is_empty()
+                            && c.phones
+                                .iter()
+                                .any(|p| digits(p).contains(&digits(&needle)))))
+            })
+            .map(contact_json)
+            .collect();
+        Json(
+            json!({"entities": entities, "pageSize": 25, "pageNumber": 1, "total": entities.len()}),
+        )
+        .into_response()
+    })
+    .await
+}
+
+fn contact_not_found() -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "not.found",
+        "The external contact could not be found",
+    )
+}
+
+async fn list_notes(
+    State(sim): State<GenesysSim>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    sim.api("GET", NOTES, &headers, |s| match s.contacts.iter().find(|c| c.id == id) {
+        None => contact_not_found(),
+        Some(c) => Json(json!({"entities": c.notes, "pageSize": 100, "pageNumber": 1, "total": c.notes.len()}))
+            .into_response(),
+    })
+    .await
+}
+
+async fn post_note(
+    State(sim): State<GenesysSim>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let note: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    sim.api("POST", NOTES, &headers, |s| {
+        let Some(c) = s.contacts.iter_mut().find(|c| c.id == id) else {
+            return contact_not_found();
+        };
+        let Some(text) = note["noteText"].as_str().filter(|t| !t.is_empty()) else {
+            return api_error(StatusCode::BAD_REQUEST, "bad.request", "noteText is required");
+        };
+        let saved = json!({"id": uuid::Uuid::new_v4().to_string(), "entityId": id, "entityType": "Person",
+                           "noteText": text, "createDate": "2026-12-01T00:00:00Z"});
+        c.notes.push(saved.clone());
+        Json(saved).into_response()
+    })
+    .await
+}
+
+const ATTRIBUTES: &str = "/api/v2/conversations/{cid}/participants/{pid}/attributes";
+
+async fn patch_attributes(
+    State(sim): State<GenesysSim>,
+    Path((cid, pid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    sim.api("PATCH", ATTRIBUTES, &headers, |s| {
+        let Some(attributes) = patch["attributes"].as_object() else {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "bad.request",
+                "attributes (a string map) is required",
+            );
+        };
+        if attributes.values().any(|v| !v.is_string()) {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "bad.request",
+                "attribute values must be strings",
+            );
+        }
+        match s.participants.get_mut(&(cid.clone(), pid.clone())) {
+            None => api_error(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The conversation or participant could not be found",
+            ),
+            Some(current) => {
+                for (k, v) in attributes {
+                    current.insert(k.clone(), v.clone());
+                }
+                StatusCode::ACCEPTED.into_response()
+            }
+        }
+    })
+    .await
 }

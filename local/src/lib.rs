@@ -23,6 +23,8 @@ pub const LOCAL_SN_CLIENT_ID: &str = "local-servicenow-client";
 pub const LOCAL_SN_CLIENT_SECRET: &str = "local-servicenow-client-secret";
 pub const LOCAL_GENESYS_CLIENT_ID: &str = "local-genesys-client";
 pub const LOCAL_GENESYS_CLIENT_SECRET: &str = "local-genesys-secret";
+/// The data table legacy-ingest writes to under `make run` (the Genesys simulator creates it).
+pub const LOCAL_DATATABLE_ID: &str = "legacy-events";
 /// What `make run`'s data-action endpoint accepts (Basic), as Genesys's "Basic Auth" credentials would hold.
 pub const LOCAL_DATA_ACTION_USER: &str = "architect";
 pub const LOCAL_DATA_ACTION_PASSWORD: &str = "local-data-action-password";

@@ -11,6 +11,8 @@ pub mod failure;
 pub mod http;
 #[cfg(feature = "client")]
 pub mod http_client;
+#[cfg(feature = "dynamodb")]
+pub mod idempotency;
 pub mod incident;
 pub mod keys;
 pub mod logging;

@@ -148,6 +148,8 @@ impl IngestHarness {
             ("JWT_AUDIENCES", DEV_AUDIENCE.to_string()),
             ("GENESYS_CLIENT_ID", GENESYS_CLIENT_ID.to_string()),
             ("GENESYS_CLIENT_SECRET", GENESYS_CLIENT_SECRET.to_string()),
+            // This harness publishes to the custom ingestion endpoint (tests/tests/ingest_targets.rs: the others).
+            ("INGEST_TARGET", "custom-endpoint".to_string()),
         ];
         if opts.static_keys {
             base.push(("JWT_KEYS_JSON", KEY_SET_JSON.to_string()));

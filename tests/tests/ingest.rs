@@ -615,6 +615,7 @@ async fn a_key_set_without_bindings_is_refused_at_cold_start_when_several_issuer
             ("JWT_KEYS_JSON", unbound.clone()),
             ("GENESYS_CLIENT_ID", "c".into()),
             ("GENESYS_CLIENT_SECRET", "s".into()),
+            ("INGEST_TARGET", "custom-endpoint".into()),
         ]);
         legacy_ingest::Config::from_vars(&env).unwrap().jwt
     };

@@ -1,6 +1,8 @@
 //! Legacy business events: strict validation and mapping to the Genesys event schema.
 //!
-//! Input: `{transaction_id, event_type, amount, currency, timestamp}`; every problem is reported with its field.
+//! Input: `{transaction_id, event_type, amount, currency, timestamp}` and, for the delivery targets, optional
+//! `reference` (an order number…), `customer_phone` (E.164), `customer_email`, `conversation_id`,
+//! `participant_id` and `attributes` (a flat object); every problem is reported with its field.
 //! Output: `{eventType: "custom.<source>.<event_type>", eventTime, source{system, version}, data{…}}`.
 
 use serde::Serialize;
@@ -16,7 +18,17 @@ const FIELDS: &[&str] = &[
     "amount",
     "currency",
     "timestamp",
+    "reference",
+    "customer_phone",
+    "customer_email",
+    "conversation_id",
+    "participant_id",
+    "attributes",
 ];
+
+/// At most this many `attributes`, each value at most [`MAX_ATTRIBUTE_CHARS`] characters.
+const MAX_ATTRIBUTES: usize = 32;
+const MAX_ATTRIBUTE_CHARS: usize = 1024;
 
 /// ISO 4217 active currency codes.
 const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN \
@@ -49,6 +61,26 @@ pub struct BusinessEvent {
     pub currency: String,
     /// RFC 3339, UTC.
     pub timestamp: String,
+    /// The optional fields given, validated and normalised (`customer_phone` in E.164).
+    pub optional: Map<String, Value>,
+}
+
+impl BusinessEvent {
+    /// The event as the targets' JSON pointers read it: every field, plus `source`.
+    pub fn document(&self, source: &str) -> Value {
+        let mut doc = json!({
+            "transaction_id": self.transaction_id,
+            "event_type": self.event_type,
+            "amount": self.amount,
+            "currency": self.currency,
+            "timestamp": self.timestamp,
+            "source": source,
+        });
+        if let Some(d) = doc.as_object_mut() {
+            d.extend(self.optional.clone());
+        }
+        doc
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +160,7 @@ pub fn validate(body: &[u8], rules: &EventRules) -> Result<BusinessEvent, Vec<Fi
             )
         }),
     };
+    let optional = optional_fields(&map, &mut errors);
     match (transaction_id, event_type, amount, currency, timestamp) {
         (Some(transaction_id), Some(event_type), Some(amount), Some(currency), Some(timestamp))
             if errors.is_empty() =>
@@ -138,6 +171,7 @@ pub fn validate(body: &[u8], rules: &EventRules) -> Result<BusinessEvent, Vec<Fi
                 amount,
                 currency,
                 timestamp,
+                optional,
             })
         }
         _ => {
@@ -145,6 +179,90 @@ pub fn validate(body: &[u8], rules: &EventRules) -> Result<BusinessEvent, Vec<Fi
             Err(errors)
         }
     }
+}
+
+/// The optional fields, each checked (values never echoed: they may be PII).
+fn optional_fields(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Map<String, Value> {
+    let mut out = Map::new();
+    let identifier = |s: &str, max: usize| {
+        (1..=max).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    };
+    for field in [
+        "reference",
+        "customer_phone",
+        "customer_email",
+        "conversation_id",
+        "participant_id",
+    ] {
+        let Some(v) = map.get(field) else { continue };
+        let Some(s) = v.as_str().map(str::trim) else {
+            errors.push(problem(field, "expected a string"));
+            continue;
+        };
+        let checked = match field {
+            "reference" => identifier(s, 128)
+                .then(|| s.to_string())
+                .ok_or("1-128 characters of A-Z a-z 0-9 - _ . :"),
+            "customer_phone" => shared::redact::normalise_e164(s)
+                .ok_or("expected a phone number in E.164 (+ and 8 to 15 digits)"),
+            "customer_email" => {
+                let ok = s.len() <= 254
+                    && s.split_once('@').is_some_and(|(local, domain)| {
+                        !local.is_empty() && domain.contains('.') && !domain.contains('@')
+                    })
+                    && !s.chars().any(char::is_whitespace);
+                ok.then(|| s.to_ascii_lowercase())
+                    .ok_or("expected an e-mail address")
+            }
+            _ => identifier(s, 64)
+                .then(|| s.to_string())
+                .ok_or("expected a Genesys id (A-Z a-z 0-9 -, at most 64 characters)"),
+        };
+        match checked {
+            Ok(v) => {
+                out.insert(field.to_string(), Value::String(v));
+            }
+            Err(why) => errors.push(problem(field, why)),
+        }
+    }
+    match map.get("attributes") {
+        None => {}
+        Some(Value::Object(attrs)) if attrs.len() <= MAX_ATTRIBUTES => {
+            let mut kept = Map::new();
+            for (k, v) in attrs {
+                let field = format!("attributes.{k}");
+                let name_ok = k.len() <= 64
+                    && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !name_ok {
+                    errors.push(problem(
+                        &field,
+                        "names are a letter, then letters, digits or _ (at most 64)",
+                    ));
+                    continue;
+                }
+                match v {
+                    Value::String(s) if s.chars().count() <= MAX_ATTRIBUTE_CHARS => {}
+                    Value::Number(_) | Value::Bool(_) => {}
+                    Value::String(_) => {
+                        errors.push(problem(&field, "at most 1024 characters"));
+                        continue;
+                    }
+                    _ => {
+                        errors.push(problem(&field, "expected a string, number or boolean"));
+                        continue;
+                    }
+                }
+                kept.insert(k.clone(), v.clone());
+            }
+            out.insert("attributes".into(), Value::Object(kept));
+        }
+        Some(Value::Object(_)) => errors.push(problem("attributes", "at most 32 attributes")),
+        Some(_) => errors.push(problem("attributes", "expected an object")),
+    }
+    out
 }
 
 fn none<T>(errors: &mut Vec<FieldError>, field: &str, why: &str) -> Option<T> {

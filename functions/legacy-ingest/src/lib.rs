@@ -8,6 +8,8 @@
 pub mod auth;
 pub mod event;
 pub mod genesys;
+pub mod genesys_api;
+pub mod targets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +23,16 @@ use shared::retry::{Deadline, Retrier, RetryPolicy};
 use shared::tokens::{Provider, TokenSourceSettings};
 use shared::StartupError;
 
+use std::collections::HashMap;
+
+use shared::event::glob_match;
+
 use auth::{AuthError, Authenticator, Jwks, JwksSource, JwksTiming, JwtPolicy, KeyBinding};
 use event::EventRules;
 use genesys::{PublishError, Publisher};
+use genesys_api::GenesysApi;
+use shared::idempotency::IdempotencyStore;
+use targets::{DeliverError, Delivered, Route, Target, Targets};
 
 pub use shared::http::Reply;
 
@@ -40,15 +49,42 @@ pub struct IngestConfig {
 pub struct Ingest {
     config: IngestConfig,
     auth: Authenticator,
-    publisher: Publisher,
+    routes: Vec<Route>,
+    /// The publisher of each `custom-endpoint` path.
+    publishers: HashMap<String, Publisher>,
+    targets: Option<Targets>,
 }
 
 impl Ingest {
+    /// Every event to the custom ingestion endpoint `publisher` posts to.
     pub fn new(config: IngestConfig, auth: Authenticator, publisher: Publisher) -> Self {
         Self {
             config,
             auth,
-            publisher,
+            routes: vec![Route {
+                event_types: vec!["*".into()],
+                target: Target::CustomEndpoint {
+                    path: DEFAULT_INGEST_PATH.into(),
+                },
+            }],
+            publishers: HashMap::from([(DEFAULT_INGEST_PATH.to_string(), publisher)]),
+            targets: None,
+        }
+    }
+
+    /// Events to the Genesys targets of `targets`' routes; `publishers` serve its `custom-endpoint` routes.
+    pub fn with_targets(
+        config: IngestConfig,
+        auth: Authenticator,
+        targets: Targets,
+        publishers: HashMap<String, Publisher>,
+    ) -> Self {
+        Self {
+            config,
+            auth,
+            routes: targets.routes().to_vec(),
+            publishers,
+            targets: Some(targets),
         }
     }
 
@@ -95,15 +131,40 @@ impl Ingest {
             }
         };
         let key = event::idempotency_key(&claims.iss, &event.transaction_id);
+        let Some(route) = self.routes.iter().find(|r| {
+            r.event_types
+                .iter()
+                .any(|g| glob_match(g, &event.event_type))
+        }) else {
+            return Reply::new(
+                400,
+                json!({"error": "invalid_body", "fields": [{"field": "event_type", "problem": "no delivery target is configured for this event type (INGEST_TARGETS)"}]}),
+            );
+        };
+        let deadline = Deadline::after(self.config.deadline);
+        let publisher = match &route.target {
+            Target::CustomEndpoint { path } => self.publishers.get(path),
+            _ => None,
+        };
+        let Some(publisher) = publisher else {
+            return self
+                .deliver(
+                    route,
+                    &event,
+                    &source,
+                    &key,
+                    &claims.iss,
+                    &subject,
+                    deadline,
+                )
+                .await;
+        };
         let genesys_event = event::to_genesys(&event, &source, &self.config.source_version);
         let event_type = genesys_event["eventType"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let outcome = self
-            .publisher
-            .publish(&genesys_event, &key, Deadline::after(self.config.deadline))
-            .await;
+        let outcome = publisher.publish(&genesys_event, &key, deadline).await;
         match outcome {
             Ok(p) => {
                 info!(issuer = %claims.iss, subject = %subject, transaction_id = %event.transaction_id,
@@ -128,6 +189,73 @@ impl Ingest {
             }) => {
                 warn!(issuer = %claims.iss, subject = %subject, transaction_id = %event.transaction_id,
                       idempotency_key = %key, reason = %reason, "event not delivered in time");
+                let mut r = Reply::error(
+                    503,
+                    "upstream_unavailable",
+                    "Genesys is unavailable; retry the same transaction later",
+                );
+                r.body["idempotency_key"] = json!(key);
+                r.retry_after = Some(retry_after);
+                r
+            }
+        }
+    }
+}
+
+impl Ingest {
+    /// Delivers to a Genesys target (a data table row, a contact note, participant attributes).
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        route: &Route,
+        event: &event::BusinessEvent,
+        source: &str,
+        key: &str,
+        issuer: &str,
+        subject: &str,
+        deadline: Deadline,
+    ) -> Reply {
+        let Some(targets) = &self.targets else {
+            return Reply::error(500, "misconfigured", "no Genesys targets are configured");
+        };
+        let target = route.target.name();
+        let tx = &event.transaction_id;
+        match targets.deliver(route, event, source, key, deadline).await {
+            Ok(done) => {
+                info!(issuer = %issuer, subject = %subject, transaction_id = %tx, idempotency_key = %key,
+                      target, outcome = done.name(), "event delivered");
+                let status = match done {
+                    Delivered::Duplicate => "duplicate",
+                    _ => "delivered",
+                };
+                Reply::new(
+                    202,
+                    json!({"status": status, "target": target, "outcome": done.name(), "idempotency_key": key}),
+                )
+            }
+            Err(DeliverError::Invalid(fields)) => {
+                info!(issuer = %issuer, transaction_id = %tx, target, fields = fields.len(), "event not deliverable as sent");
+                Reply::new(400, json!({"error": "invalid_body", "fields": fields}))
+            }
+            Err(DeliverError::Conflict) => Reply::error(
+                409,
+                "idempotency_conflict",
+                "this transaction_id was delivered before with another payload",
+            ),
+            Err(DeliverError::Unprocessable { code, message }) => {
+                warn!(issuer = %issuer, transaction_id = %tx, target, reason = code, "event has nothing to land on in Genesys");
+                Reply::error(422, code, message)
+            }
+            Err(DeliverError::Refused(reason)) => {
+                error!(issuer = %issuer, transaction_id = %tx, target, reason = %reason, "Genesys refused the event");
+                Reply::error(502, "upstream_rejected", reason)
+            }
+            Err(DeliverError::Unavailable {
+                retry_after,
+                reason,
+            }) => {
+                warn!(issuer = %issuer, transaction_id = %tx, idempotency_key = %key, target, reason = %reason,
+                      "event not delivered in time");
                 let mut r = Reply::error(
                     503,
                     "upstream_unavailable",
@@ -185,7 +313,10 @@ pub struct Config {
     pub jwks: Option<JwksConfig>,
     pub genesys: TokenSourceSettings,
     pub genesys_api_url: String,
-    pub ingest_path: String,
+    /// Where each event type goes (`INGEST_TARGETS`, else `INGEST_TARGET` for all).
+    pub routes: Vec<Route>,
+    /// Transaction claims and row locks (every target but `custom-endpoint`).
+    pub idempotency_table: Option<String>,
     pub retry: Retrier,
 }
 
@@ -272,6 +403,20 @@ impl Config {
                 reason: "must be lowercase a-z 0-9 _ -".into(),
             });
         }
+        let routes = match env.optional("INGEST_TARGETS") {
+            Some(text) => targets::parse_routes(&text)?,
+            None => {
+                // The data table by default; a configured custom ingestion path keeps its old meaning.
+                let default = match env.optional("GENESYS_INGEST_PATH") {
+                    Some(_) => "custom-endpoint",
+                    None => "datatable",
+                };
+                let target = env
+                    .optional("INGEST_TARGET")
+                    .unwrap_or_else(|| default.to_string());
+                vec![targets::single_route(&target, env)?]
+            }
+        };
         let d = IngestConfig::default();
         let retry = RetryPolicy {
             max_attempts: env
@@ -310,9 +455,14 @@ impl Config {
             jwks,
             genesys: TokenSourceSettings::from_env(env, Provider::Genesys)?,
             genesys_api_url,
-            ingest_path: env
-                .optional("GENESYS_INGEST_PATH")
-                .unwrap_or_else(|| DEFAULT_INGEST_PATH.into()),
+            idempotency_table: match routes
+                .iter()
+                .any(|r| !matches!(r.target, Target::CustomEndpoint { .. }))
+            {
+                true => Some(env.required("IDEMPOTENCY_TABLE")?),
+                false => env.optional("IDEMPOTENCY_TABLE"),
+            },
+            routes,
             retry: publish_retrier(retry),
         })
     }
@@ -418,14 +568,61 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Ingest
     };
     let auth = authenticator(config.jwt, key_set.as_deref(), jwks).await?;
     let tokens = Arc::new(config.genesys.build(&secrets, "legacy-ingest").await?);
-    let publisher = Publisher::new(
-        http,
-        &config.genesys_api_url,
-        &config.ingest_path,
-        tokens,
+    let publishers: HashMap<String, Publisher> = config
+        .routes
+        .iter()
+        .filter_map(|r| match &r.target {
+            Target::CustomEndpoint { path } => Some(path.clone()),
+            _ => None,
+        })
+        .map(|path| {
+            let p = Publisher::new(
+                http.clone(),
+                &config.genesys_api_url,
+                &path,
+                tokens.clone(),
+                config.retry,
+            );
+            (path, p)
+        })
+        .collect();
+    let Some(table) = config.idempotency_table.clone() else {
+        let routes = config.routes.clone();
+        let targets = Targets::new(
+            routes,
+            GenesysApi::new(http, &config.genesys_api_url, tokens),
+            None,
+            config.retry,
+        );
+        return Ok(Ingest::with_targets(
+            config.ingest,
+            auth,
+            targets,
+            publishers,
+        ));
+    };
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let stores = targets::Stores {
+        claims: IdempotencyStore::new(dynamodb.clone(), table.clone(), CLAIMS_TTL),
+        locks: IdempotencyStore::new(dynamodb, table, Duration::from_secs(3600)),
+    };
+    let targets = Targets::new(
+        config.routes.clone(),
+        GenesysApi::new(http, &config.genesys_api_url, tokens),
+        Some(stores),
         config.retry,
     );
-    Ok(Ingest::new(config.ingest, auth, publisher))
+    // A missing data table or column is a configuration error: refuse to start, naming the setting.
+    targets
+        .check_tables()
+        .await
+        .map_err(|e| StartupError::invalid("GENESYS_DATATABLE_ID / INGEST_TARGETS", e))?;
+    Ok(Ingest::with_targets(
+        config.ingest,
+        auth,
+        targets,
+        publishers,
+    ))
 }
 
 /// The authenticator from the static key-set text (each key bound to its issuers, see
@@ -468,6 +665,9 @@ pub fn jwks_http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+/// How long a delivered transaction is remembered: a retried transaction within it is a duplicate.
+const CLAIMS_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 const INGEST_TIMEOUTS: shared::http_client::Timeouts =
     shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5));
 
@@ -481,6 +681,8 @@ mod tests {
             ("JWT_AUDIENCES", "genesys-legacy-ingest"),
             ("JWT_KEYS_FILE", "/opt/keys.json"),
             ("GENESYS_CREDENTIALS_SECRET_ID", "genesys-client"),
+            ("GENESYS_DATATABLE_ID", "legacy-events"),
+            ("IDEMPOTENCY_TABLE", "idem"),
         ];
         Env::from_pairs(base.iter().chain(extra).copied())
     }
@@ -490,7 +692,37 @@ mod tests {
         let c = Config::from_vars(&env(&[])).unwrap();
         assert_eq!(c.keys, KeysFrom::File("/opt/keys.json".into()));
         assert_eq!(c.jwks, None);
-        assert_eq!(c.ingest_path, DEFAULT_INGEST_PATH);
+        // The data table is the default target; a custom ingestion path keeps its endpoint.
+        assert!(
+            matches!(&c.routes[0].target, Target::DataTable(t) if t.datatable_id == "legacy-events")
+        );
+        assert_eq!(c.idempotency_table.as_deref(), Some("idem"));
+        let c = Config::from_vars(&env(&[("GENESYS_INGEST_PATH", "/custom/events")])).unwrap();
+        assert_eq!(
+            c.routes[0].target,
+            Target::CustomEndpoint {
+                path: "/custom/events".into()
+            }
+        );
+        for (name, value) in [
+            ("INGEST_TARGET", "fax"),
+            (
+                "INGEST_TARGETS",
+                "[{\"event_types\": [\"*\"], \"target\": \"fax\"}]",
+            ),
+            ("DATATABLE_COLUMNS", "[1]"),
+        ] {
+            let err = Config::from_vars(&env(&[(name, value)])).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        let no_table = Env::from_pairs([
+            ("JWT_ISSUERS", "https://billing.legacy.example"),
+            ("JWT_AUDIENCES", "a"),
+            ("JWT_KEYS_FILE", "/k"),
+            ("GENESYS_CREDENTIALS_SECRET_ID", "g"),
+        ]);
+        let err = Config::from_vars(&no_table).unwrap_err();
+        assert!(err.to_string().contains("GENESYS_DATATABLE_ID"), "{err}");
         assert_eq!(c.retry.policy.max_attempts, 5);
         let c = Config::from_vars(&env(&[
             ("JWT_JWKS_URL", "https://idp/jwks"),

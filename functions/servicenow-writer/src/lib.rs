@@ -10,7 +10,7 @@
 
 pub mod config;
 pub mod conversations;
-pub mod idempotency;
+pub use shared::idempotency;
 pub mod ports;
 pub mod servicenow;
 #[cfg(test)]

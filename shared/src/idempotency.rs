@@ -1,4 +1,6 @@
-//! DynamoDB idempotency records, after the Lambda Powertools design.
+//! DynamoDB idempotency records, after the Lambda Powertools design (feature `dynamodb`): the writer's event
+//! claims, legacy-ingest's transaction claims and row locks. The small helpers (`s`, `n`, `get_s`, …) serve
+//! the other stores on the same table.
 //!
 //! Record: `{id, status: INPROGRESS|COMPLETED, payload_hash, lease_expires_ms, lease_token, expiration (TTL, s),
 //! incident_number, settle_until_ms}`. A claim is a conditional put that succeeds when no live record exists or
@@ -13,7 +15,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
-use shared::failure::FailureClass;
+use crate::failure::FailureClass;
 
 const IN_PROGRESS: &str = "INPROGRESS";
 const COMPLETED: &str = "COMPLETED";
@@ -53,7 +55,7 @@ impl StoreError {
     }
 }
 
-pub(crate) fn store_error<E, R>(
+pub fn store_error<E, R>(
     operation: &'static str,
     e: aws_sdk_dynamodb::error::SdkError<E, R>,
 ) -> StoreError
@@ -75,7 +77,7 @@ where
     }
 }
 
-pub(crate) fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+pub fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
@@ -83,7 +85,7 @@ where
 }
 
 /// `Ok(true)` when the conditional write applied, `Ok(false)` when its condition did not hold.
-pub(crate) fn applied<T, E, R>(
+pub fn applied<T, E, R>(
     operation: &'static str,
     res: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
 ) -> Result<bool, StoreError>
@@ -98,10 +100,10 @@ where
     }
 }
 
-pub(crate) use shared::clock::epoch_ms as now_ms;
+pub use crate::clock::epoch_ms as now_ms;
 
 /// The item `key` as last written (a consistent read).
-pub(crate) async fn read_item(
+pub async fn read_item(
     client: &Client,
     table: &str,
     key: &str,
@@ -117,19 +119,19 @@ pub(crate) async fn read_item(
     Ok(out.item)
 }
 
-pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-pub(crate) fn n(v: u64) -> AttributeValue {
+pub fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-pub(crate) fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
+pub fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-pub(crate) fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
+pub fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())

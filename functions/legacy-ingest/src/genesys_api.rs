@@ -1,0 +1,161 @@
+//! Genesys Cloud Platform API requests with the function's OAuth token: a refused token is replaced and the
+//! request sent once more; 408, 429 and 5xx (and no answer) are retryable, with `Retry-After` or
+//! `inin-ratelimit-reset` as the hint; 404 and 409 are answers the targets act on; other 4xx are refusals.
+//! Genesys' error bodies are never logged or returned (they echo the request).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{header, Method};
+use serde_json::Value;
+use tracing::warn;
+
+use shared::failure::FailureClass;
+use shared::retry::Retryable;
+use shared::tokens::TokenSource;
+
+use crate::genesys::retry_hint;
+
+pub struct GenesysApi {
+    http: reqwest::Client,
+    base: String,
+    tokens: Arc<TokenSource>,
+}
+
+/// A 2xx, 404 or 409 answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn found(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Worth another attempt (and, past the deadline, a 503 for the caller).
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        hint: Option<Duration>,
+    },
+    /// Genesys refused the request (a 4xx other than 401, 404, 408, 409, 429).
+    #[error("Genesys refused the {what} (HTTP {status})")]
+    Refused { status: u16, what: &'static str },
+}
+
+impl Retryable for ApiError {
+    fn class(&self) -> FailureClass {
+        match self {
+            ApiError::Retry { .. } => FailureClass::Transient,
+            ApiError::Refused { .. } => FailureClass::Permanent,
+        }
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Retry { hint, .. } => *hint,
+            ApiError::Refused { .. } => None,
+        }
+    }
+    fn out_of_time(budget: Duration, started: bool) -> Self {
+        let reason = match started {
+            true => format!("no answer from Genesys within {} ms", budget.as_millis()),
+            false => "no time left for another Genesys request".to_string(),
+        };
+        ApiError::Retry { reason, hint: None }
+    }
+}
+
+impl GenesysApi {
+    pub fn new(http: reqwest::Client, api_base: &str, tokens: Arc<TokenSource>) -> Self {
+        Self {
+            http,
+            base: api_base.trim_end_matches('/').to_string(),
+            tokens,
+        }
+    }
+
+    /// Sends `method path` (with `query` and a JSON `body`); `what` names the resource in errors.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        what: &'static str,
+    ) -> Result<Answer, ApiError> {
+        for attempt in 0..2 {
+            let token = self.tokens.token().await.map_err(|e| {
+                if e.class() == FailureClass::Permanent {
+                    warn!(error = %e, "Genesys OAuth client refused; check the client credentials");
+                }
+                ApiError::Retry {
+                    reason: format!("no Genesys access token: {e}"),
+                    hint: None,
+                }
+            })?;
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&token.value)
+                .header(header::ACCEPT, "application/json")
+                .query(query);
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let response = req.send().await.map_err(|e| ApiError::Retry {
+                reason: format!("request failed: {}", shared::http_client::describe(&e)),
+                hint: None,
+            })?;
+            let status = response.status().as_u16();
+            match status {
+                401 if attempt == 0 => {
+                    if let Err(e) = self.tokens.on_unauthorized(&token).await {
+                        warn!(error = %e, "could not replace a refused Genesys token");
+                    }
+                }
+                401 => {
+                    return Err(ApiError::Retry {
+                        reason: "Genesys refused a fresh access token".into(),
+                        hint: None,
+                    })
+                }
+                200..=299 | 404 | 409 => {
+                    let body = match status {
+                        200..=299 => response.json().await.unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    };
+                    return Ok(Answer { status, body });
+                }
+                408 | 429 | 500..=599 => {
+                    return Err(ApiError::Retry {
+                        reason: format!("Genesys answered HTTP {status}"),
+                        hint: retry_hint(response.headers()),
+                    })
+                }
+                _ => return Err(ApiError::Refused { status, what }),
+            }
+        }
+        Err(ApiError::Retry {
+            reason: "Genesys refused the access token".into(),
+            hint: None,
+        })
+    }
+}
+
+/// A value as one URL path segment (ids and keys; anything but unreserved characters percent-encoded).
+pub fn segment(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,1142 @@
+//! Where a legacy event lands in Genesys Cloud, by event type (`INGEST_TARGETS`, or `INGEST_TARGET` for all):
+//! - `datatable` (the default): upserts a row of an Architect data table, keyed by the event (e.g. its
+//!   `reference`); columns from JSON pointers into the event, checked against the table's schema (cached)
+//!   before anything is written; a row newer than the event (its timestamp column) is left alone.
+//! - `contact-note`: a note on the external contact with the event's phone or e-mail, carrying the
+//!   transaction's idempotency key, looked for before writing again.
+//! - `participant-data`: attributes on a live conversation's participant.
+//! - `custom-endpoint`: `POST` to an ingestion service of your own ([`crate::genesys::Publisher`]).
+//!
+//! Each transaction is claimed in DynamoDB (one delivery at a time, a completed one never again), each data
+//! table row locked while it is read and written, and every write is preceded by a read, so a write that
+//! succeeded without an answer is found, not repeated.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tracing::warn;
+
+use shared::config::ConfigError;
+use shared::event::glob_match;
+use shared::failure::FailureClass;
+use shared::idempotency::{Claim, IdempotencyStore};
+use shared::retry::{Deadline, Retrier, Retryable};
+
+use crate::event::{BusinessEvent, FieldError};
+use crate::genesys_api::{segment, ApiError, GenesysApi};
+
+/// One event type glob set and where its events go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub event_types: Vec<String>,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    DataTable(DataTable),
+    ContactNote(ContactNote),
+    ParticipantData(ParticipantData),
+    CustomEndpoint { path: String },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::DataTable(_) => "datatable",
+            Target::ContactNote(_) => "contact-note",
+            Target::ParticipantData(_) => "participant-data",
+            Target::CustomEndpoint { .. } => "custom-endpoint",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataTable {
+    pub datatable_id: String,
+    /// Pointers tried in order for the row's key (the table's key field).
+    pub key: Vec<String>,
+    /// Column → pointer into the event.
+    pub columns: Vec<(String, String)>,
+    /// A column holding the event's time: an event older than the row's is not written.
+    pub timestamp_column: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactNote {
+    /// Pointers tried in order for the contact's phone (E.164) or e-mail.
+    pub match_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantData {
+    /// Attribute → pointer; the event's `attributes` are added as they are.
+    pub attributes: Vec<(String, String)>,
+}
+
+fn default_columns() -> Vec<(String, String)> {
+    [
+        ("transaction_id", "/transaction_id"),
+        ("event_type", "/event_type"),
+        ("amount", "/amount"),
+        ("currency", "/currency"),
+        ("updated_at", "/timestamp"),
+    ]
+    .iter()
+    .map(|(c, p)| (c.to_string(), p.to_string()))
+    .collect()
+}
+
+fn default_attributes() -> Vec<(String, String)> {
+    [
+        ("legacyEventType", "/event_type"),
+        ("legacyTransactionId", "/transaction_id"),
+        ("legacyAmount", "/amount"),
+        ("legacyCurrency", "/currency"),
+        ("legacyEventTime", "/timestamp"),
+        ("legacyReference", "/reference"),
+    ]
+    .iter()
+    .map(|(c, p)| (c.to_string(), p.to_string()))
+    .collect()
+}
+
+/// One entry of `INGEST_TARGETS` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteSpec {
+    event_types: Vec<String>,
+    target: String,
+    datatable_id: Option<String>,
+    key: Option<Vec<String>>,
+    columns: Option<std::collections::BTreeMap<String, String>>,
+    timestamp_column: Option<String>,
+    match_on: Option<Vec<String>>,
+    attributes: Option<std::collections::BTreeMap<String, String>>,
+    path: Option<String>,
+}
+
+const TARGETS_VAR: &str = "INGEST_TARGETS";
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// `INGEST_TARGETS`: a JSON list of `{"event_types": [...], "target": "datatable" | "contact-note" |
+/// "participant-data" | "custom-endpoint", ...}`; the first route whose globs match an event type takes it.
+pub fn parse_routes(text: &str) -> Result<Vec<Route>, ConfigError> {
+    let specs: Vec<RouteSpec> = serde_json::from_str(text)
+        .map_err(|e| invalid(TARGETS_VAR, format!("not the expected JSON list: {e}")))?;
+    if specs.is_empty() {
+        return Err(invalid(TARGETS_VAR, "lists no route"));
+    }
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| route_of(i, s))
+        .collect()
+}
+
+fn pointers(i: usize, field: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if list.is_empty() || list.iter().any(|p| !p.starts_with('/')) {
+        return Err(invalid(
+            TARGETS_VAR,
+            format!("route {i}: {field} must be JSON pointers such as /reference"),
+        ));
+    }
+    Ok(list)
+}
+
+fn names(
+    i: usize,
+    field: &str,
+    map: std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, pointer) in map {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ');
+        if !ok || !pointer.starts_with('/') || name == "key" {
+            return Err(invalid(
+                TARGETS_VAR,
+                format!("route {i}: {field} {name:?} must map a name (not key) to a JSON pointer"),
+            ));
+        }
+        out.push((name, pointer));
+    }
+    Ok(out)
+}
+
+fn route_of(i: usize, s: RouteSpec) -> Result<Route, ConfigError> {
+    if s.event_types.is_empty() || s.event_types.iter().any(|t| t.trim().is_empty()) {
+        return Err(invalid(
+            TARGETS_VAR,
+            format!("route {i}: event_types is empty"),
+        ));
+    }
+    let unused = |fields: &[(&str, bool)]| -> Result<(), ConfigError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(invalid(
+                TARGETS_VAR,
+                format!("route {i}: {name} does not apply to target {}", s.target),
+            )),
+            None => Ok(()),
+        }
+    };
+    let target = match s.target.as_str() {
+        "datatable" => {
+            unused(&[("match_on", s.match_on.is_some()), ("attributes", s.attributes.is_some()), ("path", s.path.is_some())])?;
+            let datatable_id = s
+                .datatable_id
+                .filter(|d| !d.trim().is_empty())
+                .ok_or_else(|| invalid(TARGETS_VAR, format!("route {i}: datatable_id is required")))?;
+            let columns = match s.columns {
+                Some(c) => names(i, "column", c)?,
+                None => default_columns(),
+            };
+            data_table(i, datatable_id, s.key, columns, s.timestamp_column)?
+        }
+        "contact-note" => {
+            unused(&[("datatable_id", s.datatable_id.is_some()), ("columns", s.columns.is_some()), ("path", s.path.is_some())])?;
+            Target::ContactNote(ContactNote {
+                match_on: pointers(
+                    i,
+                    "match_on",
+                    s.match_on.unwrap_or_else(|| {
+                        vec!["/customer_phone".into(), "/customer_email".into()]
+                    }),
+                )?,
+            })
+        }
+        "participant-data" => {
+            unused(&[("datatable_id", s.datatable_id.is_some()), ("columns", s.columns.is_some()), ("path", s.path.is_some())])?;
+            Target::ParticipantData(ParticipantData {
+                attributes: match s.attributes {
+                    Some(a) => names(i, "attribute", a)?,
+                    None => default_attributes(),
+                },
+            })
+        }
+        "custom-endpoint" => Target::CustomEndpoint {
+            path: s
+                .path
+                .filter(|p| p.starts_with('/'))
+                .ok_or_else(|| invalid(TARGETS_VAR, format!("route {i}: path (starting with /) is required")))?,
+        },
+        other => {
+            return Err(invalid(
+                TARGETS_VAR,
+                format!("route {i}: unknown target {other:?} (datatable, contact-note, participant-data, custom-endpoint)"),
+            ))
+        }
+    };
+    Ok(Route {
+        event_types: s.event_types,
+        target,
+    })
+}
+
+/// A data table target, its timestamp column checked against its columns.
+pub fn data_table(
+    i: usize,
+    datatable_id: String,
+    key: Option<Vec<String>>,
+    columns: Vec<(String, String)>,
+    timestamp_column: Option<String>,
+) -> Result<Target, ConfigError> {
+    let key = pointers(
+        i,
+        "key",
+        key.unwrap_or_else(|| vec!["/reference".into(), "/transaction_id".into()]),
+    )?;
+    let timestamp_column = match timestamp_column {
+        Some(c) if c.is_empty() => None,
+        Some(c) if !columns.iter().any(|(n, _)| *n == c) => {
+            return Err(invalid(
+                TARGETS_VAR,
+                format!("route {i}: timestamp_column {c:?} is not one of the columns"),
+            ))
+        }
+        Some(c) => Some(c),
+        None => columns
+            .iter()
+            .any(|(n, _)| n == "updated_at")
+            .then(|| "updated_at".to_string()),
+    };
+    Ok(Target::DataTable(DataTable {
+        datatable_id,
+        key,
+        columns,
+        timestamp_column,
+    }))
+}
+
+/// The default route for every event type, from `INGEST_TARGET` and its settings.
+pub fn single_route(target: &str, env: &shared::config::Env) -> Result<Route, ConfigError> {
+    let t = match target {
+        "datatable" => {
+            let id = env.required("GENESYS_DATATABLE_ID")?;
+            let columns = match env.optional("DATATABLE_COLUMNS") {
+                Some(text) => {
+                    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+                        .map_err(|_| invalid("DATATABLE_COLUMNS", "expected a JSON object of column → JSON pointer"))?;
+                    names(0, "column", map).map_err(|e| invalid("DATATABLE_COLUMNS", e.to_string()))?
+                }
+                None => default_columns(),
+            };
+            let key = env
+                .optional("DATATABLE_KEY")
+                .map(|_| env.list_or("DATATABLE_KEY", &[]));
+            data_table(0, id, key, columns, env.optional("DATATABLE_TIMESTAMP_COLUMN"))
+                .map_err(|e| invalid("DATATABLE_KEY / DATATABLE_TIMESTAMP_COLUMN", e.to_string()))?
+        }
+        "contact-note" => Target::ContactNote(ContactNote {
+            match_on: vec!["/customer_phone".into(), "/customer_email".into()],
+        }),
+        "participant-data" => Target::ParticipantData(ParticipantData {
+            attributes: default_attributes(),
+        }),
+        "custom-endpoint" => Target::CustomEndpoint {
+            path: env
+                .optional("GENESYS_INGEST_PATH")
+                .unwrap_or_else(|| crate::DEFAULT_INGEST_PATH.into()),
+        },
+        other => {
+            return Err(invalid(
+                "INGEST_TARGET",
+                format!("unknown target {other:?} (datatable, contact-note, participant-data, custom-endpoint)"),
+            ))
+        }
+    };
+    Ok(Route {
+        event_types: vec!["*".into()],
+        target: t,
+    })
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    RowCreated,
+    RowUpdated,
+    /// The row already held exactly this.
+    RowUnchanged,
+    /// The row holds a newer event: left alone.
+    RowNewer,
+    Noted,
+    /// The contact already has this transaction's note.
+    AlreadyNoted,
+    AttributesSet,
+    /// The transaction was delivered before.
+    Duplicate,
+}
+
+impl Delivered {
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivered::RowCreated => "row_created",
+            Delivered::RowUpdated => "row_updated",
+            Delivered::RowUnchanged => "row_unchanged",
+            Delivered::RowNewer => "row_newer",
+            Delivered::Noted => "noted",
+            Delivered::AlreadyNoted => "already_noted",
+            Delivered::AttributesSet => "attributes_set",
+            Delivered::Duplicate => "duplicate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliverError {
+    /// 400: the event cannot be delivered as it is (each field or column named).
+    #[error("invalid event")]
+    Invalid(Vec<FieldError>),
+    /// 409: the transaction id was delivered with another payload.
+    #[error("the transaction was delivered before with another payload")]
+    Conflict,
+    /// 422: Genesys has nothing to deliver it to (no such contact, conversation or table).
+    #[error("{code}: {message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// 502: Genesys refused it.
+    #[error("{0}")]
+    Refused(String),
+    /// 503: not delivered within the deadline; the same transaction may be sent again.
+    #[error("{reason}")]
+    Unavailable {
+        retry_after: Duration,
+        reason: String,
+    },
+}
+
+/// Why one step failed, for the retry engine.
+#[derive(Debug, Clone, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("{code}: {message}")]
+    Unprocessable { code: &'static str, message: String },
+}
+
+impl Retryable for StepError {
+    fn class(&self) -> FailureClass {
+        match self {
+            StepError::Api(e) => e.class(),
+            StepError::Unprocessable { .. } => FailureClass::Permanent,
+        }
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            StepError::Api(e) => e.retry_after(),
+            StepError::Unprocessable { .. } => None,
+        }
+    }
+    fn out_of_time(budget: Duration, started: bool) -> Self {
+        StepError::Api(ApiError::out_of_time(budget, started))
+    }
+}
+
+impl From<StepError> for DeliverError {
+    fn from(e: StepError) -> Self {
+        match e {
+            StepError::Api(ApiError::Refused { status, what }) => {
+                DeliverError::Refused(format!("Genesys refused the {what} (HTTP {status})"))
+            }
+            StepError::Api(ApiError::Retry { reason, hint }) => DeliverError::Unavailable {
+                retry_after: hint
+                    .unwrap_or(Duration::from_secs(5))
+                    .max(Duration::from_secs(1)),
+                reason,
+            },
+            StepError::Unprocessable { code, message } => {
+                DeliverError::Unprocessable { code, message }
+            }
+        }
+    }
+}
+
+/// How long a data table's schema is trusted.
+const SCHEMA_TTL: Duration = Duration::from_secs(300);
+
+pub struct Targets {
+    routes: Vec<Route>,
+    api: GenesysApi,
+    /// `None` only when every route is a custom endpoint.
+    stores: Option<Stores>,
+    retrier: Retrier,
+    schemas: Mutex<HashMap<String, (Instant, Value)>>,
+}
+
+/// The DynamoDB records delivery needs.
+pub struct Stores {
+    /// Transaction claims, kept as long as a sender may retry (the store's TTL).
+    pub claims: IdempotencyStore,
+    /// Row locks (short-lived records).
+    pub locks: IdempotencyStore,
+}
+
+/// What a route's event becomes, checked before anything is claimed or written.
+enum Plan {
+    Row {
+        table: String,
+        key: String,
+        row: Map<String, Value>,
+        timestamp_column: Option<String>,
+    },
+    Note {
+        contact: String,
+        text: String,
+    },
+    Attributes {
+        conversation: String,
+        participant: String,
+        attributes: Map<String, Value>,
+    },
+}
+
+fn field_error(field: &str, problem: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// The first pointer with a non-empty scalar, as text.
+fn first_text(doc: &Value, pointers: &[String]) -> Option<String> {
+    pointers.iter().find_map(|p| match doc.pointer(p) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        _ => None,
+    })
+}
+
+fn field_name(pointer: &str) -> String {
+    pointer.trim_start_matches('/').replace('/', ".")
+}
+
+impl Targets {
+    pub fn new(
+        routes: Vec<Route>,
+        api: GenesysApi,
+        stores: Option<Stores>,
+        retrier: Retrier,
+    ) -> Self {
+        Self {
+            routes,
+            api,
+            stores,
+            retrier,
+            schemas: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn route(&self, event_type: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.event_types.iter().any(|g| glob_match(g, event_type)))
+    }
+
+    /// Checks at cold start that every data table exists and has the configured columns (a table that is
+    /// missing or lacks a column refuses the start; Genesys unreachable is only logged).
+    pub async fn check_tables(&self) -> Result<(), String> {
+        for r in &self.routes {
+            let Target::DataTable(t) = &r.target else {
+                continue;
+            };
+            match self.schema(&t.datatable_id, true).await {
+                Ok(schema) => {
+                    for (column, _) in &t.columns {
+                        if schema["properties"].get(column).is_none() {
+                            return Err(format!(
+                                "data table {} has no column {column:?}",
+                                t.datatable_id
+                            ));
+                        }
+                    }
+                }
+                Err(StepError::Unprocessable { message, .. }) => return Err(message),
+                Err(e) => {
+                    warn!(datatable = %t.datatable_id, error = %e, "data table schema not checked at start")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn schema(&self, table: &str, fresh: bool) -> Result<Value, StepError> {
+        if !fresh {
+            let cached = self
+                .schemas
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(table)
+                .cloned();
+            if let Some((at, schema)) = cached {
+                if at.elapsed() < SCHEMA_TTL {
+                    return Ok(schema);
+                }
+            }
+        }
+        let path = format!("/api/v2/flows/datatables/{}", segment(table));
+        let answer = self
+            .api
+            .request(
+                Method::GET,
+                &path,
+                &[("expand", "schema")],
+                None,
+                "data table",
+            )
+            .await?;
+        if !answer.found() {
+            return Err(StepError::Unprocessable {
+                code: "datatable_not_found",
+                message: format!("Genesys has no data table {table} (check GENESYS_DATATABLE_ID / INGEST_TARGETS)"),
+            });
+        }
+        let schema = answer.body["schema"].clone();
+        self.schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(table.to_string(), (Instant::now(), schema.clone()));
+        Ok(schema)
+    }
+
+    /// Delivers `event` (from `source`) under its transaction's idempotency `key`.
+    pub async fn deliver(
+        &self,
+        route: &Route,
+        event: &BusinessEvent,
+        source: &str,
+        key: &str,
+        deadline: Deadline,
+    ) -> Result<Delivered, DeliverError> {
+        let doc = event.document(source);
+        let plan = self.plan(&route.target, &doc, key, deadline).await?;
+        let Some(stores) = &self.stores else {
+            return Err(DeliverError::Refused(
+                "IDEMPOTENCY_TABLE is not configured".into(),
+            ));
+        };
+        let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes()));
+        let claim_key = format!("ingest:{key}");
+        let token = loop {
+            let until = shared::clock::epoch_ms()
+                + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
+            match stores
+                .claims
+                .claim(&claim_key, &hash, until)
+                .await
+                .map_err(store_unavailable)?
+            {
+                Claim::Acquired { token, .. } => break token,
+                Claim::Completed { .. } => return Ok(Delivered::Duplicate),
+                Claim::Conflict => return Err(DeliverError::Conflict),
+                Claim::InFlight { .. } => {
+                    wait_or_give_up(deadline, "the same transaction is being delivered").await?
+                }
+            }
+        };
+        let result = match plan {
+            Plan::Row {
+                table,
+                key: row_key,
+                row,
+                timestamp_column,
+            } => {
+                self.upsert_row(
+                    &table,
+                    &row_key,
+                    &row,
+                    timestamp_column.as_deref(),
+                    deadline,
+                )
+                .await
+            }
+            Plan::Note { contact, text } => self.note(&contact, &text, key, deadline).await,
+            Plan::Attributes {
+                conversation,
+                participant,
+                attributes,
+            } => {
+                self.attributes(&conversation, &participant, &attributes, deadline)
+                    .await
+            }
+        };
+        match &result {
+            Ok(done) => {
+                if let Err(e) = stores
+                    .claims
+                    .complete(&claim_key, &token, done.name())
+                    .await
+                {
+                    warn!(error = %e, "could not mark the transaction delivered; a retry reads before writing");
+                }
+            }
+            Err(_) => {
+                if let Err(e) = stores.claims.release(&claim_key, &token, None, None).await {
+                    warn!(error = %e, "could not release the transaction claim; its lease expires");
+                }
+            }
+        }
+        result
+    }
+
+    async fn plan(
+        &self,
+        target: &Target,
+        doc: &Value,
+        key: &str,
+        deadline: Deadline,
+    ) -> Result<Plan, DeliverError> {
+        match target {
+            Target::DataTable(t) => {
+                let schema =
+                    tokio::time::timeout(deadline.remaining(), self.schema(&t.datatable_id, false))
+                        .await
+                        .unwrap_or_else(|_| Err(StepError::out_of_time(deadline.remaining(), true)))
+                        .map_err(DeliverError::from)?;
+                let row_key = first_text(doc, &t.key).ok_or_else(|| {
+                    let fields = t
+                        .key
+                        .iter()
+                        .map(|p| field_name(p))
+                        .collect::<Vec<_>>()
+                        .join(" or ");
+                    DeliverError::Invalid(vec![field_error(
+                        &fields,
+                        "required: the data table row's key",
+                    )])
+                })?;
+                let mut row = Map::new();
+                row.insert("key".into(), json!(row_key));
+                let mut errors = Vec::new();
+                for (column, pointer) in &t.columns {
+                    let Some(value) = doc.pointer(pointer).filter(|v| !v.is_null()) else {
+                        continue;
+                    };
+                    match column_value(&schema, column, value) {
+                        Ok(v) => {
+                            row.insert(column.clone(), v);
+                        }
+                        Err(problem) => errors.push(field_error(column, problem)),
+                    }
+                }
+                if !errors.is_empty() {
+                    return Err(DeliverError::Invalid(errors));
+                }
+                Ok(Plan::Row {
+                    table: t.datatable_id.clone(),
+                    key: row_key,
+                    row,
+                    timestamp_column: t.timestamp_column.clone(),
+                })
+            }
+            Target::ContactNote(n) => {
+                let contact = first_text(doc, &n.match_on).ok_or_else(|| {
+                    let fields = n
+                        .match_on
+                        .iter()
+                        .map(|p| field_name(p))
+                        .collect::<Vec<_>>()
+                        .join(" or ");
+                    DeliverError::Invalid(vec![field_error(
+                        &fields,
+                        "required: how the external contact is found",
+                    )])
+                })?;
+                Ok(Plan::Note {
+                    contact,
+                    text: note_text(doc, key),
+                })
+            }
+            Target::ParticipantData(p) => {
+                let text = |f: &str| doc[f].as_str().map(str::to_string);
+                let (Some(conversation), Some(participant)) =
+                    (text("conversation_id"), text("participant_id"))
+                else {
+                    return Err(DeliverError::Invalid(
+                        ["conversation_id", "participant_id"]
+                            .iter()
+                            .filter(|f| text(f).is_none())
+                            .map(|f| field_error(f, "required by the participant-data target"))
+                            .collect(),
+                    ));
+                };
+                let mut attributes = Map::new();
+                for (name, pointer) in &p.attributes {
+                    if let Some(v) = first_text(doc, std::slice::from_ref(pointer)) {
+                        attributes.insert(name.clone(), json!(v));
+                    }
+                }
+                if let Some(extra) = doc["attributes"].as_object() {
+                    for (k, v) in extra {
+                        let v = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        attributes.insert(k.clone(), json!(v));
+                    }
+                }
+                Ok(Plan::Attributes {
+                    conversation,
+                    participant,
+                    attributes,
+                })
+            }
+            Target::CustomEndpoint { .. } => Err(DeliverError::Refused(
+                "custom-endpoint is delivered by the publisher".into(),
+            )),
+        }
+    }
+
+    async fn upsert_row(
+        &self,
+        table: &str,
+        key: &str,
+        row: &Map<String, Value>,
+        timestamp_column: Option<&str>,
+        deadline: Deadline,
+    ) -> Result<Delivered, DeliverError> {
+        // One writer per row at a time: "newer wins" needs the read and the write together.
+        let Some(stores) = &self.stores else {
+            return Err(DeliverError::Refused(
+                "IDEMPOTENCY_TABLE is not configured".into(),
+            ));
+        };
+        let lock_key = format!("datatable-row:{table}:{key}");
+        let token = loop {
+            let until = shared::clock::epoch_ms()
+                + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
+            match stores
+                .locks
+                .claim(&lock_key, "row-lock", until)
+                .await
+                .map_err(store_unavailable)?
+            {
+                Claim::Acquired { token, .. } => break token,
+                _ => wait_or_give_up(deadline, "another event is writing this row").await?,
+            }
+        };
+        let rows = format!("/api/v2/flows/datatables/{}/rows", segment(table));
+        let one = format!("{rows}/{}", segment(key));
+        let wanted = Value::Object(row.clone());
+        let result = self
+            .retrier
+            .run(
+                deadline,
+                |_| async {
+                    let current = self
+                        .api
+                        .request(
+                            Method::GET,
+                            &one,
+                            &[("showbrief", "false")],
+                            None,
+                            "data table row",
+                        )
+                        .await?;
+                    let existing = current.found().then_some(current.body);
+                    if let Some(existing) = &existing {
+                        if *existing == wanted {
+                            return Ok(Delivered::RowUnchanged);
+                        }
+                        if let Some(column) = timestamp_column {
+                            if row_is_newer(existing.get(column), row.get(column)) {
+                                return Ok(Delivered::RowNewer);
+                            }
+                        }
+                        let put = self
+                            .api
+                            .request(Method::PUT, &one, &[], Some(&wanted), "data table row")
+                            .await?;
+                        if put.found() {
+                            return Ok(Delivered::RowUpdated);
+                        }
+                        // Deleted between the read and the write: created again below.
+                    }
+                    let post = self
+                        .api
+                        .request(Method::POST, &rows, &[], Some(&wanted), "data table row")
+                        .await?;
+                    match post.status {
+                        409 => Err(StepError::Api(ApiError::Retry {
+                            reason: "the row appeared between the read and the write".into(),
+                            hint: Some(Duration::ZERO),
+                        })),
+                        404 => Err(StepError::Unprocessable {
+                            code: "datatable_not_found",
+                            message: format!("Genesys has no data table {table}"),
+                        }),
+                        _ => Ok(Delivered::RowCreated),
+                    }
+                },
+                |e, _| warn!(error = %e, "data table write failed; retrying"),
+            )
+            .await
+            .map_err(DeliverError::from);
+        if let Err(e) = stores.locks.release(&lock_key, &token, None, None).await {
+            warn!(error = %e, "could not release the row lock; its lease expires");
+        }
+        result
+    }
+
+    async fn note(
+        &self,
+        contact: &str,
+        text: &str,
+        key: &str,
+        deadline: Deadline,
+    ) -> Result<Delivered, DeliverError> {
+        let reference = reference(key);
+        self.retrier
+            .run(
+                deadline,
+                |_| async {
+                    let id = self.find_contact(contact).await?;
+                    let notes_path =
+                        format!("/api/v2/externalcontacts/contacts/{}/notes", segment(&id));
+                    for page in 1..=10u64 {
+                        let page_text = page.to_string();
+                        let notes = self
+                            .api
+                            .request(
+                                Method::GET,
+                                &notes_path,
+                                &[("pageSize", "100"), ("pageNumber", &page_text)],
+                                None,
+                                "contact notes",
+                            )
+                            .await?;
+                        let entities = notes.body["entities"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        if entities.iter().any(|n| {
+                            n["noteText"]
+                                .as_str()
+                                .is_some_and(|t| t.contains(&reference))
+                        }) {
+                            return Ok(Delivered::AlreadyNoted);
+                        }
+                        let pages = notes.body["pageCount"].as_u64().unwrap_or(1);
+                        if entities.len() < 100 || page >= pages {
+                            break;
+                        }
+                    }
+                    let posted = self
+                        .api
+                        .request(
+                            Method::POST,
+                            &notes_path,
+                            &[],
+                            Some(&json!({"noteText": text})),
+                            "contact note",
+                        )
+                        .await?;
+                    match posted.found() {
+                        true => Ok(Delivered::Noted),
+                        false => Err(contact_missing()),
+                    }
+                },
+                |e, _| warn!(error = %e, "contact note failed; retrying"),
+            )
+            .await
+            .map_err(DeliverError::from)
+    }
+
+    /// The one external contact whose phone or e-mail is exactly `value` (the search itself is loose).
+    async fn find_contact(&self, value: &str) -> Result<String, StepError> {
+        let found = self
+            .api
+            .request(
+                Method::GET,
+                "/api/v2/externalcontacts/contacts",
+                &[("q", value)],
+                None,
+                "contact search",
+            )
+            .await?;
+        let wanted = value.to_ascii_lowercase();
+        let matches: Vec<&str> = found.body["entities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                ["cellPhone", "workPhone", "homePhone", "otherPhone"]
+                    .iter()
+                    .any(|p| c[p]["e164"].as_str() == Some(value))
+                    || ["workEmail", "personalEmail", "otherEmail"]
+                        .iter()
+                        .any(|e| {
+                            c[e].as_str()
+                                .is_some_and(|m| m.to_ascii_lowercase() == wanted)
+                        })
+            })
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(contact_missing()),
+            _ => Err(StepError::Unprocessable {
+                code: "contact_ambiguous",
+                message: "several external contacts have this phone number or e-mail".into(),
+            }),
+        }
+    }
+
+    async fn attributes(
+        &self,
+        conversation: &str,
+        participant: &str,
+        attributes: &Map<String, Value>,
+        deadline: Deadline,
+    ) -> Result<Delivered, DeliverError> {
+        let path = format!(
+            "/api/v2/conversations/{}/participants/{}/attributes",
+            segment(conversation),
+            segment(participant)
+        );
+        let body = json!({"attributes": attributes});
+        self.retrier
+            .run(
+                deadline,
+                |_| async {
+                    let answer = self.api.request(Method::PATCH, &path, &[], Some(&body), "participant attributes").await?;
+                    match answer.found() {
+                        true => Ok(Delivered::AttributesSet),
+                        false => Err(StepError::Unprocessable {
+                            code: "conversation_not_found",
+                            message: "Genesys has no such conversation or participant (or the conversation ended)".into(),
+                        }),
+                    }
+                },
+                |e, _| warn!(error = %e, "participant attributes failed; retrying"),
+            )
+            .await
+            .map_err(DeliverError::from)
+    }
+}
+
+fn contact_missing() -> StepError {
+    StepError::Unprocessable {
+        code: "contact_not_found",
+        message: "no external contact has this phone number or e-mail".into(),
+    }
+}
+
+fn store_unavailable(e: impl std::fmt::Display) -> DeliverError {
+    DeliverError::Unavailable {
+        retry_after: Duration::from_secs(2),
+        reason: format!("the idempotency table: {e}"),
+    }
+}
+
+async fn wait_or_give_up(deadline: Deadline, why: &str) -> Result<(), DeliverError> {
+    let wait = Duration::from_millis(100);
+    if !deadline.allows(wait, Duration::from_millis(200)) {
+        return Err(DeliverError::Unavailable {
+            retry_after: Duration::from_secs(1),
+            reason: why.to_string(),
+        });
+    }
+    tokio::time::sleep(shared::retry::jitter(wait)).await;
+    Ok(())
+}
+
+/// The note's reference to its transaction: found again before a second note is written.
+pub fn reference(key: &str) -> String {
+    format!("[ref {key}]")
+}
+
+fn note_text(doc: &Value, key: &str) -> String {
+    let s = |f: &str| match &doc[f] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut text = format!(
+        "{} from {}: transaction {}, {} {}, at {}",
+        s("event_type"),
+        s("source"),
+        s("transaction_id"),
+        s("amount"),
+        s("currency"),
+        s("timestamp")
+    );
+    if !s("reference").is_empty() {
+        text.push_str(&format!(" (reference {})", s("reference")));
+    }
+    if let Some(attrs) = doc["attributes"].as_object() {
+        for (k, v) in attrs {
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            text.push_str(&format!("\n{k}: {}", shared::redact::redact_text(&v)));
+        }
+    }
+    text.push_str(&format!("\n{}", reference(key)));
+    text
+}
+
+/// `value` for `column` as the table's schema types it, or why not.
+fn column_value(schema: &Value, column: &str, value: &Value) -> Result<Value, String> {
+    let Some(kind) = schema["properties"][column]["type"].as_str() else {
+        return Err("the data table has no such column".into());
+    };
+    let converted = match (kind, value) {
+        ("string", Value::String(_)) => Some(value.clone()),
+        ("string", Value::Number(n)) => Some(json!(n.to_string())),
+        ("string", Value::Bool(b)) => Some(json!(b.to_string())),
+        ("number", Value::Number(_)) => Some(value.clone()),
+        ("integer", Value::Number(n)) if n.is_i64() || n.is_u64() => Some(value.clone()),
+        ("boolean", Value::Bool(_)) => Some(value.clone()),
+        _ => None,
+    };
+    converted.ok_or_else(|| format!("the column is a {kind}; the event's value is not"))
+}
+
+/// Whether the row's time (`existing`) is after the event's (`ours`); unreadable times are older.
+fn row_is_newer(existing: Option<&Value>, ours: Option<&Value>) -> bool {
+    let parse = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+    };
+    match (parse(existing), parse(ours)) {
+        (Some(e), Some(o)) => e > o,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_checked_and_name_the_setting() {
+        let routes = parse_routes(
+            r#"[{"event_types": ["order.*"], "target": "datatable", "datatable_id": "t1", "key": ["/reference"]},
+                {"event_types": ["*"], "target": "contact-note"}]"#,
+        )
+        .unwrap();
+        assert_eq!(routes.len(), 2);
+        let Target::DataTable(t) = &routes[0].target else {
+            panic!()
+        };
+        assert_eq!(t.timestamp_column.as_deref(), Some("updated_at"));
+        for bad in [
+            r#"[]"#,
+            r#"[{"event_types": ["*"], "target": "fax"}]"#,
+            r#"[{"event_types": ["*"], "target": "datatable"}]"#,
+            r#"[{"event_types": ["*"], "target": "datatable", "datatable_id": "t", "key": ["reference"]}]"#,
+            r#"[{"event_types": ["*"], "target": "datatable", "datatable_id": "t", "timestamp_column": "nope"}]"#,
+            r#"[{"event_types": ["*"], "target": "contact-note", "datatable_id": "t"}]"#,
+            r#"[{"event_types": [], "target": "contact-note"}]"#,
+            r#"[{"event_types": ["*"], "target": "contact-note", "surprise": 1}]"#,
+        ] {
+            let err = parse_routes(bad).unwrap_err();
+            assert!(err.to_string().contains("INGEST_TARGETS"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn columns_follow_the_schema_and_newer_rows_win() {
+        let schema = json!({"properties": {"key": {"type": "string"}, "amount": {"type": "number"},
+                                           "count": {"type": "integer"}, "note": {"type": "string"}}});
+        assert_eq!(column_value(&schema, "amount", &json!(1.5)), Ok(json!(1.5)));
+        assert_eq!(column_value(&schema, "note", &json!(2)), Ok(json!("2")));
+        assert!(column_value(&schema, "count", &json!(1.5)).is_err());
+        assert!(column_value(&schema, "missing", &json!("x")).is_err());
+        let t = |s: &str| json!(s);
+        assert!(row_is_newer(
+            Some(&t("2026-12-01T10:00:00Z")),
+            Some(&t("2026-12-01T09:00:00Z"))
+        ));
+        assert!(!row_is_newer(
+            Some(&t("2026-12-01T08:00:00Z")),
+            Some(&t("2026-12-01T09:00:00Z"))
+        ));
+        assert!(!row_is_newer(
+            Some(&t("garbage")),
+            Some(&t("2026-12-01T09:00:00Z"))
+        ));
+    }
+}
