@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: help run test venv lint deny bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample data-action-sample genesys-events incidents clean
+.PHONY: help run test venv lint deny bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample data-action-sample genesys-rows genesys-events incidents clean
 
 ## help: list the targets
 help:
@@ -98,7 +98,11 @@ send-ingest-sample:
 data-action-sample:
 	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- data-action-sample
 
-## genesys-events: list the events the Genesys simulator received
+## genesys-rows: list the data table rows legacy-ingest wrote into the Genesys simulator
+genesys-rows:
+	@curl -s http://127.0.0.1:$(GENESYS_PORT)/sim/datatables | $(PY) -m json.tool
+
+## genesys-events: list the events the Genesys simulator received (custom-endpoint target)
 genesys-events:
 	@curl -s http://127.0.0.1:$(GENESYS_PORT)/sim/events | $(PY) -m json.tool
 

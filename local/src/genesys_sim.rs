@@ -259,6 +259,7 @@ impl GenesysSim {
                 axum::routing::patch(patch_attributes),
             )
             .route("/sim/events", get(list_events))
+            .route("/sim/datatables", get(list_datatables))
             .route("/sim/requests", get(list_requests))
             .route("/sim/faults", post(post_faults))
             .route("/sim/revoke", post(post_revoke))
@@ -496,6 +497,21 @@ fn accept(s: &mut Inner, headers: &HeaderMap, body: &[u8]) -> Response {
 async fn list_events(State(sim): State<GenesysSim>) -> Json<Value> {
     let events = sim.events();
     Json(json!({"count": events.len(), "events": events}))
+}
+
+async fn list_datatables(State(sim): State<GenesysSim>) -> Json<Value> {
+    let s = sim.lock();
+    let tables: serde_json::Map<String, Value> = s
+        .tables
+        .iter()
+        .map(|(id, t)| {
+            (
+                id.clone(),
+                json!({"rows": t.rows.values().cloned().collect::<Vec<_>>()}),
+            )
+        })
+        .collect();
+    Json(Value::Object(tables))
 }
 
 async fn list_requests(State(sim): State<GenesysSim>) -> Json<Value> {

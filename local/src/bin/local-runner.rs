@@ -176,7 +176,7 @@ async fn serve() -> Result<(), BoxError> {
         wait_time_secs: 2,
     };
     println!(
-        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys events:         make genesys-events\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
+        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys data table:     make genesys-rows   (custom endpoint: make genesys-events)\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
         env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
         env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD),
         res.queue_url, res.dead_letter_queue_url
