@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,6 +52,9 @@ pub struct GenesysFaults {
     pub latency_ms: u64,
     /// The next N token requests answer 503.
     pub token_fail_next: u32,
+    /// The next N writes to the Platform API (row `PUT`/`POST`, note `POST`, attributes `PATCH`) are
+    /// applied, then the connection is dropped without an answer.
+    pub drop_after_write_next: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,6 +189,14 @@ impl GenesysSim {
 
     pub fn datatable(&self, id: &str) -> Option<DataTable> {
         self.lock().tables.get(id).cloned()
+    }
+
+    /// Stores `row` as someone editing the table in Genesys would.
+    pub fn put_row_directly(&self, table: &str, row: serde_json::Map<String, Value>) {
+        if let Some(t) = self.lock().tables.get_mut(table) {
+            let key = row["key"].as_str().unwrap_or_default().to_string();
+            t.rows.insert(key, row);
+        }
     }
 
     pub fn delete_row(&self, table: &str, key: &str) -> bool {
@@ -324,6 +335,32 @@ impl GenesysSim {
             return Err(api_error(status, "injected", "Injected by the simulator"));
         }
         Ok(())
+    }
+
+    /// As [`Self::api`] for a write: under `drop_after_write_next`, applied and then left unanswered.
+    async fn api_write(
+        &self,
+        method: &str,
+        route: &str,
+        headers: &HeaderMap,
+        kill: &crate::http::ConnectionKill,
+        handler: impl FnOnce(&mut Inner) -> Response,
+    ) -> Response {
+        let response = self.api(method, route, headers, handler).await;
+        let drop = response.status().is_success() && {
+            let mut s = self.lock();
+            let drop = s.faults.drop_after_write_next > 0;
+            if drop {
+                s.faults.drop_after_write_next -= 1;
+                s.log.record(method, route, 0);
+            }
+            drop
+        };
+        if drop {
+            kill.0.notify_one();
+            std::future::pending::<()>().await;
+        }
+        response
     }
 
     /// Runs `handler` behind the gate and logs the answer under `method route`.
@@ -560,14 +597,18 @@ async fn get_datatable(
     .await
 }
 
+/// `showbrief` (default `true`) answers only the row's key, as Genesys does.
 async fn get_row(
     State(sim): State<GenesysSim>,
     Path((id, key)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let brief = q.get("showbrief").is_none_or(|v| v != "false");
     sim.api("GET", ROW, &headers, |s| match s.tables.get(&id) {
         None => table_not_found(),
         Some(t) => match t.rows.get(&key) {
+            Some(row) if brief => Json(json!({"key": row["key"]})).into_response(),
             Some(row) => Json(Value::Object(row.clone())).into_response(),
             None => api_error(
                 StatusCode::NOT_FOUND,
@@ -619,11 +660,12 @@ fn check_row(schema: &Value, row: &Value) -> Result<serde_json::Map<String, Valu
 async fn put_row(
     State(sim): State<GenesysSim>,
     Path((id, key)): Path<(String, String)>,
+    Extension(kill): Extension<crate::http::ConnectionKill>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let row: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    sim.api("PUT", ROW, &headers, |s| {
+    sim.api_write("PUT", ROW, &headers, &kill, |s| {
         let Some(t) = s.tables.get_mut(&id) else {
             return table_not_found();
         };
@@ -656,11 +698,12 @@ async fn put_row(
 async fn post_row(
     State(sim): State<GenesysSim>,
     Path(id): Path<String>,
+    Extension(kill): Extension<crate::http::ConnectionKill>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let row: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    sim.api("POST", ROWS, &headers, |s| {
+    sim.api_write("POST", ROWS, &headers, &kill, |s| {
         let Some(t) = s.tables.get_mut(&id) else {
             return table_not_found();
         };
@@ -719,10 +762,10 @@ async fn search_contacts(
             })
             .map(contact_json)
             .collect();
-        Json(
-            json!({"entities": entities, "pageSize": 25, "pageNumber": 1, "total": entities.len()}),
-        )
-        .into_response()
+        match page_of(&entities, &q) {
+            Ok(page) => Json(page).into_response(),
+            Err(r) => *r,
+        }
     })
     .await
 }
@@ -735,15 +778,47 @@ fn contact_not_found() -> Response {
     )
 }
 
+/// One page of `items` as Genesys lists them: `pageSize` (default 20, at most 100), `pageNumber` (from 1),
+/// at most the first 1,000 records.
+fn page_of(items: &[Value], q: &HashMap<String, String>) -> Result<Value, Box<Response>> {
+    let size: usize = q.get("pageSize").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let number: usize = q
+        .get("pageNumber")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if !(1..=100).contains(&size) || number == 0 || size * number > 1000 {
+        return Err(Box::new(api_error(
+            StatusCode::BAD_REQUEST,
+            "bad.request",
+            "pageSize must be 1-100 and pageNumber * pageSize at most 1000",
+        )));
+    }
+    let entities: Vec<Value> = items
+        .iter()
+        .skip(size * (number - 1))
+        .take(size)
+        .cloned()
+        .collect();
+    Ok(
+        json!({"entities": entities, "pageSize": size, "pageNumber": number, "total": items.len(),
+              "pageCount": items.len().div_ceil(size)}),
+    )
+}
+
 async fn list_notes(
     State(sim): State<GenesysSim>,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    sim.api("GET", NOTES, &headers, |s| match s.contacts.iter().find(|c| c.id == id) {
-        None => contact_not_found(),
-        Some(c) => Json(json!({"entities": c.notes, "pageSize": 100, "pageNumber": 1, "total": c.notes.len()}))
-            .into_response(),
+    sim.api("GET", NOTES, &headers, |s| {
+        match s.contacts.iter().find(|c| c.id == id) {
+            None => contact_not_found(),
+            Some(c) => match page_of(&c.notes, &q) {
+                Ok(page) => Json(page).into_response(),
+                Err(r) => *r,
+            },
+        }
     })
     .await
 }
@@ -751,11 +826,12 @@ async fn list_notes(
 async fn post_note(
     State(sim): State<GenesysSim>,
     Path(id): Path<String>,
+    Extension(kill): Extension<crate::http::ConnectionKill>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let note: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    sim.api("POST", NOTES, &headers, |s| {
+    sim.api_write("POST", NOTES, &headers, &kill, |s| {
         let Some(c) = s.contacts.iter_mut().find(|c| c.id == id) else {
             return contact_not_found();
         };
@@ -775,11 +851,12 @@ const ATTRIBUTES: &str = "/api/v2/conversations/{cid}/participants/{pid}/attribu
 async fn patch_attributes(
     State(sim): State<GenesysSim>,
     Path((cid, pid)): Path<(String, String)>,
+    Extension(kill): Extension<crate::http::ConnectionKill>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    sim.api("PATCH", ATTRIBUTES, &headers, |s| {
+    sim.api_write("PATCH", ATTRIBUTES, &headers, &kill, |s| {
         let Some(attributes) = patch["attributes"].as_object() else {
             return api_error(
                 StatusCode::BAD_REQUEST,

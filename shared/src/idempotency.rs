@@ -241,6 +241,22 @@ impl IdempotencyStore {
         applied("UpdateItem", res)
     }
 
+    /// Deletes the record while holding its lease: nothing was done, and the key may be claimed again for any
+    /// payload. `Ok(false)`: the lease had been taken over.
+    pub async fn forget(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", "lease_token")
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        applied("DeleteItem", res)
+    }
+
     /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first. `keep`:
     /// remember the record at least that long from now (for a dead-lettered event, the DLQ's retention).
     /// `settle_until_ms`: the lease is held until then instead (a write that may still commit).

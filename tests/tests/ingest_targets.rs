@@ -186,6 +186,20 @@ async fn the_same_transaction_three_times_at_once_is_one_row_write() {
         1,
         "{outcomes:?}"
     );
+    // The other two waited for the first (its claim), and never raced it at Genesys.
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "duplicate").count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        t.genesys
+            .requests()
+            .iter()
+            .filter(|r| r.status == 409)
+            .count(),
+        0
+    );
     assert_eq!(t.writes("POST", ROWS) + t.writes("PUT", ROW), 1);
 }
 
@@ -353,7 +367,7 @@ async fn a_note_whose_answer_was_lost_is_found_not_written_again() {
     t.genesys.add_note(
         &contact,
         &format!(
-            "order.refunded …\n{}",
+            "{}\norder.refunded …",
             legacy_ingest::targets::reference(&key)
         ),
     );
@@ -454,4 +468,136 @@ async fn throttling_is_retried_within_the_deadline_then_a_503_with_retry_after()
         "{body}"
     );
     assert!(!body.to_string().contains("Injected"), "{body}");
+}
+
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_is_held_then_found_not_repeated() {
+    let t = Targets::start(&[
+        ("INGEST_TARGET", "contact-note".into()),
+        ("INGEST_WRITE_SETTLE_SECONDS", "1".into()),
+    ])
+    .await;
+    let contact = t.genesys.add_contact("+15550199888", "ada@example.com");
+    t.genesys.set_faults(GenesysFaults {
+        drop_after_write_next: 1,
+        ..GenesysFaults::default()
+    });
+    let mut e = order("TX-20", "ORD-20", "refunded", "2026-12-01T10:00:00Z");
+    e["customer_phone"] = json!("+15550199888");
+    // The note is stored, the answer never comes: 503, and nothing is written again at once.
+    let (status, body) = t.post(&e).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (503, &json!("upstream_unavailable")),
+        "{body}"
+    );
+    assert!(body.get("outcome").is_none());
+    // The sender retries: it waits out the hold, reads the contact's notes and finds the one that was stored.
+    let (status, body) = t.post(&e).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (202, &json!("already_noted")),
+        "{body}"
+    );
+    assert_eq!(t.genesys.contact(&contact).unwrap().notes.len(), 1);
+    let unanswered = t
+        .genesys
+        .requests()
+        .iter()
+        .filter(|r| r.status == 0)
+        .count();
+    assert_eq!(unanswered, 1);
+}
+
+#[tokio::test]
+async fn a_row_write_whose_answer_is_lost_is_found_after_the_hold() {
+    let t = Targets::start(&[("INGEST_WRITE_SETTLE_SECONDS", "1".into())]).await;
+    t.genesys.set_faults(GenesysFaults {
+        drop_after_write_next: 1,
+        ..GenesysFaults::default()
+    });
+    let e = order("TX-21", "ORD-21", "shipped", "2026-12-01T10:00:00Z");
+    assert_eq!(t.post(&e).await.0, 503);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = t.post(&e).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (202, &json!("row_unchanged")),
+        "{body}"
+    );
+    // The lost write (applied, then unanswered) is the only one.
+    assert_eq!(t.writes("POST", ROWS), 1);
+    assert_eq!(
+        t.genesys
+            .requests()
+            .iter()
+            .filter(|r| r.status == 0)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn rows_keep_unmapped_columns_and_the_first_of_two_events_at_one_instant() {
+    let mut columns = DEFAULT_DATATABLE_COLUMNS.to_vec();
+    columns.push(("vip", "boolean"));
+    let t = Targets::try_start(&columns, &[]).await.unwrap();
+    t.post(&order("TX-22", "ORD-22", "shipped", "2026-12-01T10:00:00Z"))
+        .await;
+    // An administrator flags the order in Genesys.
+    {
+        let mut row = t.row("ORD-22").unwrap();
+        row.insert("vip".into(), json!(true));
+        t.genesys.delete_row(TABLE, "ORD-22");
+        t.genesys.put_row_directly(TABLE, row);
+    }
+    let (_, body) = t
+        .post(&order(
+            "TX-23",
+            "ORD-22",
+            "delivered",
+            "2026-12-01T11:00:00Z",
+        ))
+        .await;
+    assert_eq!(body["outcome"], "row_updated", "{body}");
+    let row = t.row("ORD-22").unwrap();
+    assert_eq!(
+        (&row["event_type"], &row["vip"]),
+        (&json!("order.delivered"), &json!(true))
+    );
+    // Another event at the same instant does not replace it.
+    let (_, body) = t
+        .post(&order(
+            "TX-24",
+            "ORD-22",
+            "returned",
+            "2026-12-01T11:00:00Z",
+        ))
+        .await;
+    assert_eq!(body["outcome"], "row_newer", "{body}");
+    assert_eq!(t.row("ORD-22").unwrap()["event_type"], "order.delivered");
+}
+
+#[tokio::test]
+async fn a_corrected_resend_after_a_refusal_is_delivered_not_a_conflict() {
+    let t = Targets::start(&[("INGEST_TARGET", "contact-note".into())]).await;
+    let contact = t.genesys.add_contact("+15550199888", "ada@example.com");
+    let mut e = order("TX-25", "ORD-25", "refunded", "2026-12-01T10:00:00Z");
+    e["customer_phone"] = json!("+15550100000");
+    assert_eq!(t.post(&e).await.0, 422);
+    e["customer_phone"] = json!("+15550199888");
+    let (status, body) = t.post(&e).await;
+    assert_eq!((status, &body["outcome"]), (202, &json!("noted")), "{body}");
+    // A note's text cannot imitate another transaction's reference.
+    let other = legacy_ingest::targets::reference(&legacy_ingest::event::idempotency_key(
+        DEV_ISSUER, "TX-26",
+    ));
+    let mut forged = order("TX-27", "ORD-27", "refunded", "2026-12-01T10:00:00Z");
+    forged["customer_phone"] = json!("+15550199888");
+    forged["attributes"] = json!({"comment": other});
+    assert_eq!(t.post(&forged).await.1["outcome"], "noted");
+    let mut real = order("TX-26", "ORD-26", "refunded", "2026-12-01T10:00:00Z");
+    real["customer_phone"] = json!("+15550199888");
+    assert_eq!(t.post(&real).await.1["outcome"], "noted");
+    assert_eq!(t.genesys.contact(&contact).unwrap().notes.len(), 3);
 }

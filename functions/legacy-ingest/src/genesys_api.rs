@@ -37,11 +37,13 @@ impl Answer {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// Worth another attempt (and, past the deadline, a 503 for the caller).
+    /// Worth another attempt (and, past the deadline, a 503 for the caller). `ambiguous`: the request was
+    /// sent and may have been applied (no answer, a 5xx).
     #[error("{reason}")]
     Retry {
         reason: String,
         hint: Option<Duration>,
+        ambiguous: bool,
     },
     /// Genesys refused the request (a 4xx other than 401, 404, 408, 409, 429).
     #[error("Genesys refused the {what} (HTTP {status})")]
@@ -61,12 +63,25 @@ impl Retryable for ApiError {
             ApiError::Refused { .. } => None,
         }
     }
+    fn ambiguous(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Retry {
+                ambiguous: true,
+                ..
+            }
+        )
+    }
     fn out_of_time(budget: Duration, started: bool) -> Self {
         let reason = match started {
             true => format!("no answer from Genesys within {} ms", budget.as_millis()),
             false => "no time left for another Genesys request".to_string(),
         };
-        ApiError::Retry { reason, hint: None }
+        ApiError::Retry {
+            reason,
+            hint: None,
+            ambiguous: started,
+        }
     }
 }
 
@@ -96,6 +111,7 @@ impl GenesysApi {
                 ApiError::Retry {
                     reason: format!("no Genesys access token: {e}"),
                     hint: None,
+                    ambiguous: false,
                 }
             })?;
             let mut req = self
@@ -107,9 +123,11 @@ impl GenesysApi {
             if let Some(body) = body {
                 req = req.json(body);
             }
+            // Sent, perhaps applied, no answer.
             let response = req.send().await.map_err(|e| ApiError::Retry {
                 reason: format!("request failed: {}", shared::http_client::describe(&e)),
                 hint: None,
+                ambiguous: true,
             })?;
             let status = response.status().as_u16();
             match status {
@@ -122,6 +140,7 @@ impl GenesysApi {
                     return Err(ApiError::Retry {
                         reason: "Genesys refused a fresh access token".into(),
                         hint: None,
+                        ambiguous: false,
                     })
                 }
                 200..=299 | 404 | 409 => {
@@ -135,6 +154,7 @@ impl GenesysApi {
                     return Err(ApiError::Retry {
                         reason: format!("Genesys answered HTTP {status}"),
                         hint: retry_hint(response.headers()),
+                        ambiguous: status >= 500,
                     })
                 }
                 _ => return Err(ApiError::Refused { status, what }),
@@ -143,6 +163,7 @@ impl GenesysApi {
         Err(ApiError::Retry {
             reason: "Genesys refused the access token".into(),
             hint: None,
+            ambiguous: false,
         })
     }
 }

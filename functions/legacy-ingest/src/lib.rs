@@ -317,6 +317,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Transaction claims and row locks (every target but `custom-endpoint`).
     pub idempotency_table: Option<String>,
+    /// `INGEST_WRITE_SETTLE_SECONDS`: the hold after a write that may have been applied without an answer.
+    pub write_settle: Duration,
     pub retry: Retrier,
 }
 
@@ -448,7 +450,7 @@ impl Config {
                 source_version: env
                     .optional("LEGACY_SOURCE_VERSION")
                     .unwrap_or(d.source_version),
-                deadline: env.millis_or("PUBLISH_DEADLINE_MS", d.deadline.as_millis() as u64)?,
+                deadline: publish_deadline(env, d.deadline)?,
             },
             jwt,
             keys,
@@ -463,9 +465,26 @@ impl Config {
                 false => env.optional("IDEMPOTENCY_TABLE"),
             },
             routes,
+            write_settle: env.secs_or(
+                "INGEST_WRITE_SETTLE_SECONDS",
+                targets::WRITE_SETTLE.as_secs(),
+            )?,
             retry: publish_retrier(retry),
         })
     }
+}
+
+/// `PUBLISH_DEADLINE_MS`: at most 10 s, inside the function's 12 s timeout (template.yaml) with time to
+/// record the outcome and answer.
+fn publish_deadline(env: &Env, default: Duration) -> Result<Duration, ConfigError> {
+    let d = env.millis_or("PUBLISH_DEADLINE_MS", default.as_millis() as u64)?;
+    if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&d) {
+        return Err(ConfigError::Invalid {
+            name: "PUBLISH_DEADLINE_MS",
+            reason: "must be between 500 and 10000".into(),
+        });
+    }
+    Ok(d)
 }
 
 /// `JWT_JWKS_URL` must be https (plain http only on loopback, for local runs and tests).
@@ -606,12 +625,18 @@ pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Ingest
         claims: IdempotencyStore::new(dynamodb.clone(), table.clone(), CLAIMS_TTL),
         locks: IdempotencyStore::new(dynamodb, table, Duration::from_secs(3600)),
     };
+    // Each request has the client's timeout; an attempt (reads and a write) has the deadline.
+    let retrier = Retrier {
+        attempt_timeout: Duration::MAX,
+        ..config.retry
+    };
     let targets = Targets::new(
         config.routes.clone(),
         GenesysApi::new(http, &config.genesys_api_url, tokens),
         Some(stores),
-        config.retry,
-    );
+        retrier,
+    )
+    .with_settle(config.write_settle);
     // A missing data table or column is a configuration error: refuse to start, naming the setting.
     targets
         .check_tables()

@@ -271,10 +271,11 @@ pub fn data_table(
             ))
         }
         Some(c) => Some(c),
+        // The column the event's own time goes to.
         None => columns
             .iter()
-            .any(|(n, _)| n == "updated_at")
-            .then(|| "updated_at".to_string()),
+            .find(|(_, p)| p == "/timestamp")
+            .map(|(n, _)| n.clone()),
     };
     Ok(Target::DataTable(DataTable {
         datatable_id,
@@ -388,25 +389,47 @@ enum StepError {
     Api(#[from] ApiError),
     #[error("{code}: {message}")]
     Unprocessable { code: &'static str, message: String },
+    /// A write was sent and may have been applied without an answer: not retried now (Genesys may still
+    /// apply it), and the transaction and row are held for [`WRITE_SETTLE`].
+    #[error("{0}")]
+    Unconfirmed(String),
 }
 
 impl Retryable for StepError {
     fn class(&self) -> FailureClass {
         match self {
             StepError::Api(e) => e.class(),
-            StepError::Unprocessable { .. } => FailureClass::Permanent,
+            StepError::Unprocessable { .. } | StepError::Unconfirmed(_) => FailureClass::Permanent,
         }
     }
     fn retry_after(&self) -> Option<Duration> {
         match self {
             StepError::Api(e) => e.retry_after(),
-            StepError::Unprocessable { .. } => None,
+            _ => None,
         }
     }
+    fn ambiguous(&self) -> bool {
+        matches!(self, StepError::Unconfirmed(_))
+    }
     fn out_of_time(budget: Duration, started: bool) -> Self {
-        StepError::Api(ApiError::out_of_time(budget, started))
+        match started {
+            // Cut off mid-attempt: a write may have been on its way.
+            true => StepError::Unconfirmed(format!(
+                "no answer from Genesys within {} ms",
+                budget.as_millis()
+            )),
+            false => StepError::Api(ApiError::out_of_time(budget, false)),
+        }
     }
 }
+
+/// The time the outcome of a delivery may take to record, after the deadline's work.
+const RECORD_BUDGET: Duration = Duration::from_millis(1500);
+
+/// After a write that may have been applied without an answer, nothing is written for the transaction or
+/// the row until this long after (`INGEST_WRITE_SETTLE_SECONDS`): the next attempt reads what Genesys then
+/// has.
+pub const WRITE_SETTLE: Duration = Duration::from_secs(15);
 
 impl From<StepError> for DeliverError {
     fn from(e: StepError) -> Self {
@@ -414,15 +437,15 @@ impl From<StepError> for DeliverError {
             StepError::Api(ApiError::Refused { status, what }) => {
                 DeliverError::Refused(format!("Genesys refused the {what} (HTTP {status})"))
             }
-            StepError::Api(ApiError::Retry { reason, hint }) => DeliverError::Unavailable {
-                retry_after: hint
-                    .unwrap_or(Duration::from_secs(5))
-                    .max(Duration::from_secs(1)),
+            StepError::Api(ApiError::Retry { reason, hint, .. }) => DeliverError::Unavailable {
+                retry_after: hint.unwrap_or(Duration::from_secs(5)).max(Duration::from_secs(1)),
                 reason,
             },
-            StepError::Unprocessable { code, message } => {
-                DeliverError::Unprocessable { code, message }
-            }
+            StepError::Unprocessable { code, message } => DeliverError::Unprocessable { code, message },
+            StepError::Unconfirmed(reason) => DeliverError::Unavailable {
+                retry_after: Duration::from_secs(2),
+                reason: format!("{reason}; Genesys may still apply it: retry the same transaction after Retry-After"),
+            },
         }
     }
 }
@@ -437,6 +460,7 @@ pub struct Targets {
     stores: Option<Stores>,
     retrier: Retrier,
     schemas: Mutex<HashMap<String, (Instant, Value)>>,
+    settle: Duration,
 }
 
 /// The DynamoDB records delivery needs.
@@ -455,10 +479,8 @@ enum Plan {
         row: Map<String, Value>,
         timestamp_column: Option<String>,
     },
-    Note {
-        contact: String,
-        text: String,
-    },
+    /// Every phone or e-mail the event gives, tried in turn.
+    Note { contacts: Vec<String>, text: String },
     Attributes {
         conversation: String,
         participant: String,
@@ -500,7 +522,14 @@ impl Targets {
             stores,
             retrier,
             schemas: Mutex::new(HashMap::new()),
+            settle: WRITE_SETTLE,
         }
+    }
+
+    /// How long a transaction and its row are held after a write that may have been applied.
+    pub fn with_settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -597,20 +626,27 @@ impl Targets {
         };
         let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes()));
         let claim_key = format!("ingest:{key}");
+        let reserve = Duration::from_millis(300);
         let token = loop {
             let until = shared::clock::epoch_ms()
                 + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
-            match stores
-                .claims
-                .claim(&claim_key, &hash, until)
-                .await
-                .map_err(store_unavailable)?
-            {
+            let claim = bounded(
+                deadline,
+                reserve,
+                stores.claims.claim(&claim_key, &hash, until),
+            )
+            .await?;
+            match claim {
                 Claim::Acquired { token, .. } => break token,
                 Claim::Completed { .. } => return Ok(Delivered::Duplicate),
                 Claim::Conflict => return Err(DeliverError::Conflict),
-                Claim::InFlight { .. } => {
-                    wait_or_give_up(deadline, "the same transaction is being delivered").await?
+                Claim::InFlight { settle_until_ms } => {
+                    wait_or_give_up(
+                        deadline,
+                        settle_until_ms,
+                        "the same transaction is being delivered",
+                    )
+                    .await?
                 }
             }
         };
@@ -622,6 +658,7 @@ impl Targets {
                 timestamp_column,
             } => {
                 self.upsert_row(
+                    stores,
                     &table,
                     &row_key,
                     &row,
@@ -630,7 +667,7 @@ impl Targets {
                 )
                 .await
             }
-            Plan::Note { contact, text } => self.note(&contact, &text, key, deadline).await,
+            Plan::Note { contacts, text } => self.note(&contacts, &text, key, deadline).await,
             Plan::Attributes {
                 conversation,
                 participant,
@@ -640,23 +677,43 @@ impl Targets {
                     .await
             }
         };
-        match &result {
-            Ok(done) => {
-                if let Err(e) = stores
-                    .claims
+        // Bounded on its own: the answer is known, and the record must still be written.
+        let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
+        let claims = &stores.claims;
+        let record = async {
+            match &result {
+                Ok(done) => claims
                     .complete(&claim_key, &token, done.name())
                     .await
-                {
-                    warn!(error = %e, "could not mark the transaction delivered; a retry reads before writing");
+                    .map(|_| ()),
+                // May still be applied: nothing for this transaction until Genesys has settled.
+                Err(StepError::Unconfirmed(_)) => {
+                    claims.release(&claim_key, &token, None, Some(settle)).await
                 }
+                // Nothing was written: forgotten, so a corrected resend is not a conflict.
+                Err(_) => claims.forget(&claim_key, &token).await.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(RECORD_BUDGET, record).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "could not record the transaction's outcome; a retry reads before writing")
             }
             Err(_) => {
-                if let Err(e) = stores.claims.release(&claim_key, &token, None, None).await {
-                    warn!(error = %e, "could not release the transaction claim; its lease expires");
-                }
+                warn!("recording the transaction's outcome timed out; a retry reads before writing")
             }
         }
-        result
+        result.map_err(|e| match DeliverError::from(e) {
+            DeliverError::Unavailable { reason, .. }
+                if settle > 0 && reason.contains("may still apply") =>
+            {
+                DeliverError::Unavailable {
+                    retry_after: self.settle.max(Duration::from_secs(1)),
+                    reason,
+                }
+            }
+            other => other,
+        })
     }
 
     async fn plan(
@@ -668,23 +725,33 @@ impl Targets {
     ) -> Result<Plan, DeliverError> {
         match target {
             Target::DataTable(t) => {
-                let schema =
-                    tokio::time::timeout(deadline.remaining(), self.schema(&t.datatable_id, false))
-                        .await
-                        .unwrap_or_else(|_| Err(StepError::out_of_time(deadline.remaining(), true)))
-                        .map_err(DeliverError::from)?;
-                let row_key = first_text(doc, &t.key).ok_or_else(|| {
-                    let fields = t
-                        .key
+                let budget = deadline
+                    .remaining()
+                    .saturating_sub(Duration::from_millis(500));
+                let schema = tokio::time::timeout(budget, self.schema(&t.datatable_id, false))
+                    .await
+                    .unwrap_or_else(|_| Err(StepError::Api(ApiError::out_of_time(budget, false))))
+                    .map_err(DeliverError::from)?;
+                let key_fields = || {
+                    t.key
                         .iter()
                         .map(|p| field_name(p))
                         .collect::<Vec<_>>()
-                        .join(" or ");
+                        .join(" or ")
+                };
+                let row_key = first_text(doc, &t.key).ok_or_else(|| {
                     DeliverError::Invalid(vec![field_error(
-                        &fields,
+                        &key_fields(),
                         "required: the data table row's key",
                     )])
                 })?;
+                // A key of dots would name another URL (`rows/..` is the table).
+                if row_key.len() > 256 || !row_key.chars().any(char::is_alphanumeric) {
+                    return Err(DeliverError::Invalid(vec![field_error(
+                        &key_fields(),
+                        "a row key needs a letter or digit, and at most 256 characters",
+                    )]));
+                }
                 let mut row = Map::new();
                 row.insert("key".into(), json!(row_key));
                 let mut errors = Vec::new();
@@ -699,6 +766,11 @@ impl Targets {
                         Err(problem) => errors.push(field_error(column, problem)),
                     }
                 }
+                if let Some(column) = &t.timestamp_column {
+                    if !row.contains_key(column) && !errors.iter().any(|e| e.field == *column) {
+                        errors.push(field_error(column, "required: rows are ordered by it"));
+                    }
+                }
                 if !errors.is_empty() {
                     return Err(DeliverError::Invalid(errors));
                 }
@@ -710,20 +782,25 @@ impl Targets {
                 })
             }
             Target::ContactNote(n) => {
-                let contact = first_text(doc, &n.match_on).ok_or_else(|| {
+                let contacts: Vec<String> = n
+                    .match_on
+                    .iter()
+                    .filter_map(|p| first_text(doc, std::slice::from_ref(p)))
+                    .collect();
+                if contacts.is_empty() {
                     let fields = n
                         .match_on
                         .iter()
                         .map(|p| field_name(p))
                         .collect::<Vec<_>>()
                         .join(" or ");
-                    DeliverError::Invalid(vec![field_error(
+                    return Err(DeliverError::Invalid(vec![field_error(
                         &fields,
                         "required: how the external contact is found",
-                    )])
-                })?;
+                    )]));
+                }
                 Ok(Plan::Note {
-                    contact,
+                    contacts,
                     text: note_text(doc, key),
                 })
             }
@@ -769,35 +846,57 @@ impl Targets {
 
     async fn upsert_row(
         &self,
+        stores: &Stores,
         table: &str,
         key: &str,
         row: &Map<String, Value>,
         timestamp_column: Option<&str>,
         deadline: Deadline,
-    ) -> Result<Delivered, DeliverError> {
-        // One writer per row at a time: "newer wins" needs the read and the write together.
-        let Some(stores) = &self.stores else {
-            return Err(DeliverError::Refused(
-                "IDEMPOTENCY_TABLE is not configured".into(),
-            ));
-        };
-        let lock_key = format!("datatable-row:{table}:{key}");
+    ) -> Result<Delivered, StepError> {
+        // One writer per row at a time: "newer wins" needs the read and the write together. The record's id
+        // is a hash: keys may be phone numbers.
+        let lock_key = format!(
+            "datatable-row:{}",
+            hex::encode(Sha256::digest(format!("{table}\n{key}").as_bytes()))
+        );
+        let reserve = Duration::from_millis(300);
         let token = loop {
             let until = shared::clock::epoch_ms()
                 + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
-            match stores
-                .locks
-                .claim(&lock_key, "row-lock", until)
-                .await
-                .map_err(store_unavailable)?
-            {
+            let claim = bounded(
+                deadline,
+                reserve,
+                stores.locks.claim(&lock_key, "row-lock", until),
+            )
+            .await
+            .map_err(|e| {
+                StepError::Api(ApiError::Retry {
+                    reason: e.to_string(),
+                    hint: None,
+                    ambiguous: false,
+                })
+            })?;
+            match claim {
                 Claim::Acquired { token, .. } => break token,
-                _ => wait_or_give_up(deadline, "another event is writing this row").await?,
+                Claim::InFlight { settle_until_ms } => wait_or_give_up(
+                    deadline,
+                    settle_until_ms,
+                    "another event is writing this row",
+                )
+                .await
+                .map_err(|_| {
+                    StepError::Api(ApiError::Retry {
+                        reason: "another event is writing this row".into(),
+                        hint: Some(Duration::from_secs(1)),
+                        ambiguous: false,
+                    })
+                })?,
+                // A lock record is never completed; anything else is retried at once.
+                _ => {}
             }
         };
         let rows = format!("/api/v2/flows/datatables/{}/rows", segment(table));
         let one = format!("{rows}/{}", segment(key));
-        let wanted = Value::Object(row.clone());
         let result = self
             .retrier
             .run(
@@ -814,18 +913,20 @@ impl Targets {
                         )
                         .await?;
                     let existing = current.found().then_some(current.body);
-                    if let Some(existing) = &existing {
-                        if *existing == wanted {
+                    if let Some(Value::Object(existing)) = &existing {
+                        // Columns the event does not map (kept by others) stay as they are.
+                        let mut merged = existing.clone();
+                        merged.extend(row.clone());
+                        if merged == *existing {
                             return Ok(Delivered::RowUnchanged);
                         }
                         if let Some(column) = timestamp_column {
-                            if row_is_newer(existing.get(column), row.get(column)) {
+                            if row_is_as_new(existing.get(column), row.get(column)) {
                                 return Ok(Delivered::RowNewer);
                             }
                         }
                         let put = self
-                            .api
-                            .request(Method::PUT, &one, &[], Some(&wanted), "data table row")
+                            .write(Method::PUT, &one, &Value::Object(merged), "data table row")
                             .await?;
                         if put.found() {
                             return Ok(Delivered::RowUpdated);
@@ -833,13 +934,18 @@ impl Targets {
                         // Deleted between the read and the write: created again below.
                     }
                     let post = self
-                        .api
-                        .request(Method::POST, &rows, &[], Some(&wanted), "data table row")
+                        .write(
+                            Method::POST,
+                            &rows,
+                            &Value::Object(row.clone()),
+                            "data table row",
+                        )
                         .await?;
                     match post.status {
                         409 => Err(StepError::Api(ApiError::Retry {
                             reason: "the row appeared between the read and the write".into(),
                             hint: Some(Duration::ZERO),
+                            ambiguous: false,
                         })),
                         404 => Err(StepError::Unprocessable {
                             code: "datatable_not_found",
@@ -850,66 +956,84 @@ impl Targets {
                 },
                 |e, _| warn!(error = %e, "data table write failed; retrying"),
             )
-            .await
-            .map_err(DeliverError::from);
-        if let Err(e) = stores.locks.release(&lock_key, &token, None, None).await {
-            warn!(error = %e, "could not release the row lock; its lease expires");
+            .await;
+        let settle = match &result {
+            Err(StepError::Unconfirmed(_)) => {
+                Some(shared::clock::epoch_ms() + self.settle.as_millis() as u64)
+            }
+            _ => None,
+        };
+        match tokio::time::timeout(
+            RECORD_BUDGET,
+            stores.locks.release(&lock_key, &token, None, settle),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            _ => warn!("could not release the row lock; its lease expires"),
         }
         result
     }
 
+    /// A write: an ambiguous failure (sent, no answer or a 5xx) ends the delivery for now as unconfirmed.
+    async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        what: &'static str,
+    ) -> Result<crate::genesys_api::Answer, StepError> {
+        match self.api.request(method, path, &[], Some(body), what).await {
+            Err(
+                e @ ApiError::Retry {
+                    ambiguous: true, ..
+                },
+            ) => Err(StepError::Unconfirmed(e.to_string())),
+            other => other.map_err(StepError::Api),
+        }
+    }
+
     async fn note(
         &self,
-        contact: &str,
+        contacts: &[String],
         text: &str,
         key: &str,
         deadline: Deadline,
-    ) -> Result<Delivered, DeliverError> {
+    ) -> Result<Delivered, StepError> {
         let reference = reference(key);
         self.retrier
             .run(
                 deadline,
                 |_| async {
-                    let id = self.find_contact(contact).await?;
-                    let notes_path =
-                        format!("/api/v2/externalcontacts/contacts/{}/notes", segment(&id));
+                    let id = self.find_contact(contacts).await?;
+                    let notes_path = format!("/api/v2/externalcontacts/contacts/{}/notes", segment(&id));
+                    // Genesys lists at most the first 1,000 notes (pageNumber × pageSize ≤ 1,000).
+                    let mut complete = false;
                     for page in 1..=10u64 {
                         let page_text = page.to_string();
                         let notes = self
                             .api
-                            .request(
-                                Method::GET,
-                                &notes_path,
-                                &[("pageSize", "100"), ("pageNumber", &page_text)],
-                                None,
-                                "contact notes",
-                            )
+                            .request(Method::GET, &notes_path, &[("pageSize", "100"), ("pageNumber", &page_text)], None, "contact notes")
                             .await?;
-                        let entities = notes.body["entities"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default();
-                        if entities.iter().any(|n| {
-                            n["noteText"]
-                                .as_str()
-                                .is_some_and(|t| t.contains(&reference))
-                        }) {
+                        let entities = notes.body["entities"].as_array().cloned().unwrap_or_default();
+                        if entities.iter().any(|n| n["noteText"].as_str().is_some_and(|t| t.lines().next() == Some(reference.as_str()))) {
                             return Ok(Delivered::AlreadyNoted);
                         }
                         let pages = notes.body["pageCount"].as_u64().unwrap_or(1);
                         if entities.len() < 100 || page >= pages {
+                            complete = true;
                             break;
                         }
                     }
+                    if !complete {
+                        // Its note could be beyond what Genesys lists: writing could duplicate it.
+                        return Err(StepError::Unprocessable {
+                            code: "contact_notes_uncheckable",
+                            message: "the contact has more than 1,000 notes: whether this transaction's is among them cannot be checked".into(),
+                        });
+                    }
                     let posted = self
-                        .api
-                        .request(
-                            Method::POST,
-                            &notes_path,
-                            &[],
-                            Some(&json!({"noteText": text})),
-                            "contact note",
-                        )
+                        .write(Method::POST, &notes_path, &json!({"noteText": text}), "contact note")
                         .await?;
                     match posted.found() {
                         true => Ok(Delivered::Noted),
@@ -919,47 +1043,54 @@ impl Targets {
                 |e, _| warn!(error = %e, "contact note failed; retrying"),
             )
             .await
-            .map_err(DeliverError::from)
     }
 
-    /// The one external contact whose phone or e-mail is exactly `value` (the search itself is loose).
-    async fn find_contact(&self, value: &str) -> Result<String, StepError> {
-        let found = self
-            .api
-            .request(
-                Method::GET,
-                "/api/v2/externalcontacts/contacts",
-                &[("q", value)],
-                None,
-                "contact search",
-            )
-            .await?;
-        let wanted = value.to_ascii_lowercase();
-        let matches: Vec<&str> = found.body["entities"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| {
-                ["cellPhone", "workPhone", "homePhone", "otherPhone"]
-                    .iter()
-                    .any(|p| c[p]["e164"].as_str() == Some(value))
-                    || ["workEmail", "personalEmail", "otherEmail"]
+    /// The one external contact whose phone or e-mail is exactly one of `values`, tried in turn (the search
+    /// itself is loose).
+    async fn find_contact(&self, values: &[String]) -> Result<String, StepError> {
+        for value in values {
+            let found = self
+                .api
+                .request(
+                    Method::GET,
+                    "/api/v2/externalcontacts/contacts",
+                    &[("q", value), ("pageSize", "100")],
+                    None,
+                    "contact search",
+                )
+                .await?;
+            let wanted = value.to_ascii_lowercase();
+            let mut matches: Vec<&str> = found.body["entities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    ["cellPhone", "workPhone", "homePhone", "otherPhone"]
                         .iter()
-                        .any(|e| {
-                            c[e].as_str()
-                                .is_some_and(|m| m.to_ascii_lowercase() == wanted)
-                        })
-            })
-            .filter_map(|c| c["id"].as_str())
-            .collect();
-        match matches.as_slice() {
-            [one] => Ok(one.to_string()),
-            [] => Err(contact_missing()),
-            _ => Err(StepError::Unprocessable {
-                code: "contact_ambiguous",
-                message: "several external contacts have this phone number or e-mail".into(),
-            }),
+                        .any(|p| c[p]["e164"].as_str() == Some(value.as_str()))
+                        || ["workEmail", "personalEmail", "otherEmail"]
+                            .iter()
+                            .any(|e| {
+                                c[e].as_str()
+                                    .is_some_and(|m| m.to_ascii_lowercase() == wanted)
+                            })
+                })
+                .filter_map(|c| c["id"].as_str())
+                .collect();
+            matches.dedup();
+            match matches.as_slice() {
+                [one] => return Ok(one.to_string()),
+                [] => continue,
+                _ => {
+                    return Err(StepError::Unprocessable {
+                        code: "contact_ambiguous",
+                        message: "several external contacts have this phone number or e-mail"
+                            .into(),
+                    })
+                }
+            }
         }
+        Err(contact_missing())
     }
 
     async fn attributes(
@@ -968,7 +1099,7 @@ impl Targets {
         participant: &str,
         attributes: &Map<String, Value>,
         deadline: Deadline,
-    ) -> Result<Delivered, DeliverError> {
+    ) -> Result<Delivered, StepError> {
         let path = format!(
             "/api/v2/conversations/{}/participants/{}/attributes",
             segment(conversation),
@@ -979,7 +1110,11 @@ impl Targets {
             .run(
                 deadline,
                 |_| async {
-                    let answer = self.api.request(Method::PATCH, &path, &[], Some(&body), "participant attributes").await?;
+                    // Setting the same attributes twice is harmless: an ambiguous PATCH is simply repeated.
+                    let answer = self
+                        .api
+                        .request(Method::PATCH, &path, &[], Some(&body), "participant attributes")
+                        .await?;
                     match answer.found() {
                         true => Ok(Delivered::AttributesSet),
                         false => Err(StepError::Unprocessable {
@@ -991,7 +1126,19 @@ impl Targets {
                 |e, _| warn!(error = %e, "participant attributes failed; retrying"),
             )
             .await
-            .map_err(DeliverError::from)
+    }
+}
+
+/// A store call within the deadline (minus `reserve`).
+async fn bounded<T, E: std::fmt::Display>(
+    deadline: Deadline,
+    reserve: Duration,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, DeliverError> {
+    match tokio::time::timeout(deadline.remaining().saturating_sub(reserve), call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(store_unavailable(e)),
+        Err(_) => Err(store_unavailable("no answer in time")),
     }
 }
 
@@ -1009,11 +1156,21 @@ fn store_unavailable(e: impl std::fmt::Display) -> DeliverError {
     }
 }
 
-async fn wait_or_give_up(deadline: Deadline, why: &str) -> Result<(), DeliverError> {
+async fn wait_or_give_up(
+    deadline: Deadline,
+    settle_until_ms: Option<u64>,
+    why: &str,
+) -> Result<(), DeliverError> {
     let wait = Duration::from_millis(100);
-    if !deadline.allows(wait, Duration::from_millis(200)) {
+    let settling =
+        settle_until_ms.map(|u| Duration::from_millis(u.saturating_sub(shared::clock::epoch_ms())));
+    if settling.is_some_and(|s| !deadline.allows(s, Duration::from_millis(200)))
+        || !deadline.allows(wait, Duration::from_millis(200))
+    {
         return Err(DeliverError::Unavailable {
-            retry_after: Duration::from_secs(1),
+            retry_after: settling
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_secs(1)),
             reason: why.to_string(),
         });
     }
@@ -1026,6 +1183,7 @@ pub fn reference(key: &str) -> String {
     format!("[ref {key}]")
 }
 
+/// The note: its reference on the first line (matched exactly, so no text can imitate it), then the event.
 fn note_text(doc: &Value, key: &str) -> String {
     let s = |f: &str| match &doc[f] {
         Value::String(s) => s.clone(),
@@ -1033,7 +1191,8 @@ fn note_text(doc: &Value, key: &str) -> String {
         other => other.to_string(),
     };
     let mut text = format!(
-        "{} from {}: transaction {}, {} {}, at {}",
+        "{}\n{} from {}: transaction {}, {} {}, at {}",
+        reference(key),
         s("event_type"),
         s("source"),
         s("transaction_id"),
@@ -1050,10 +1209,12 @@ fn note_text(doc: &Value, key: &str) -> String {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string());
-            text.push_str(&format!("\n{k}: {}", shared::redact::redact_text(&v)));
+            text.push_str(&format!(
+                "\n{k}: {}",
+                shared::redact::redact_text(&v).replace('\n', " ")
+            ));
         }
     }
-    text.push_str(&format!("\n{}", reference(key)));
     text
 }
 
@@ -1074,14 +1235,15 @@ fn column_value(schema: &Value, column: &str, value: &Value) -> Result<Value, St
     converted.ok_or_else(|| format!("the column is a {kind}; the event's value is not"))
 }
 
-/// Whether the row's time (`existing`) is after the event's (`ours`); unreadable times are older.
-fn row_is_newer(existing: Option<&Value>, ours: Option<&Value>) -> bool {
+/// Whether the row's time (`existing`) is at or after the event's (`ours`): an event no newer than the row
+/// is not written (the first of two at the same instant stays). An unreadable row time is older.
+fn row_is_as_new(existing: Option<&Value>, ours: Option<&Value>) -> bool {
     let parse = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
     };
     match (parse(existing), parse(ours)) {
-        (Some(e), Some(o)) => e > o,
+        (Some(e), Some(o)) => e >= o,
         _ => false,
     }
 }
@@ -1126,15 +1288,19 @@ mod tests {
         assert!(column_value(&schema, "count", &json!(1.5)).is_err());
         assert!(column_value(&schema, "missing", &json!("x")).is_err());
         let t = |s: &str| json!(s);
-        assert!(row_is_newer(
+        assert!(row_is_as_new(
             Some(&t("2026-12-01T10:00:00Z")),
             Some(&t("2026-12-01T09:00:00Z"))
         ));
-        assert!(!row_is_newer(
+        assert!(row_is_as_new(
+            Some(&t("2026-12-01T09:00:00Z")),
+            Some(&t("2026-12-01T09:00:00Z"))
+        ));
+        assert!(!row_is_as_new(
             Some(&t("2026-12-01T08:00:00Z")),
             Some(&t("2026-12-01T09:00:00Z"))
         ));
-        assert!(!row_is_newer(
+        assert!(!row_is_as_new(
             Some(&t("garbage")),
             Some(&t("2026-12-01T09:00:00Z"))
         ));
