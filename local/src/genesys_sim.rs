@@ -83,7 +83,20 @@ pub struct ExternalContact {
     pub notes: Vec<Value>,
 }
 
+/// A callback Genesys holds for a queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduledCallback {
+    pub conversation_id: String,
+    pub queue_id: String,
+    pub numbers: Vec<String>,
+    pub name: String,
+    pub scheduled_time: Option<String>,
+    pub data: serde_json::Map<String, Value>,
+}
+
 struct Inner {
+    queues: std::collections::HashSet<String>,
+    callbacks: Vec<ScheduledCallback>,
     tables: HashMap<String, DataTable>,
     contacts: Vec<ExternalContact>,
     /// (conversation id, participant id) → attributes.
@@ -112,6 +125,8 @@ impl GenesysSim {
                 tokens: IssuedTokens::new(Duration::from_secs(86_399)),
                 events: Vec::new(),
                 answers: HashMap::new(),
+                queues: Default::default(),
+                callbacks: Vec::new(),
                 tables: HashMap::new(),
                 contacts: Vec::new(),
                 participants: HashMap::new(),
@@ -161,6 +176,15 @@ impl GenesysSim {
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.lock().log.entries()
+    }
+
+    /// A routing queue callbacks may be created for.
+    pub fn add_queue(&self, id: &str) {
+        self.lock().queues.insert(id.to_string());
+    }
+
+    pub fn callbacks(&self) -> Vec<ScheduledCallback> {
+        self.lock().callbacks.clone()
     }
 
     /// Creates a data table whose rows have `key` (string) and `columns` (name, JSON type).
@@ -260,6 +284,11 @@ impl GenesysSim {
                 "/api/v2/flows/datatables/{id}/rows/{key}",
                 get(get_row).put(put_row),
             )
+            .route(
+                "/api/v2/conversations/callbacks",
+                post(post_callback).patch(patch_callback),
+            )
+            .route("/api/v2/conversations/callbacks/{id}", get(get_callback))
             .route("/api/v2/externalcontacts/contacts", get(search_contacts))
             .route(
                 "/api/v2/externalcontacts/contacts/{id}/notes",
@@ -883,6 +912,134 @@ async fn patch_attributes(
                 }
                 StatusCode::ACCEPTED.into_response()
             }
+        }
+    })
+    .await
+}
+
+const CALLBACKS: &str = "/api/v2/conversations/callbacks";
+const CALLBACK: &str = "/api/v2/conversations/callbacks/{id}";
+
+fn bad_request(message: &str) -> Response {
+    api_error(StatusCode::BAD_REQUEST, "bad.request", message)
+}
+
+/// `POST /api/v2/conversations/callbacks` (CreateCallbackCommand), validated as Genesys does: numbers that are
+/// phone numbers, a queue that exists, a scheduled time that parses.
+async fn post_callback(
+    State(sim): State<GenesysSim>,
+    Extension(kill): Extension<crate::http::ConnectionKill>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let command: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    sim.api_write("POST", CALLBACKS, &headers, &kill, |s| {
+        let numbers: Vec<String> = command["callbackNumbers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        let phone_like = |n: &str| {
+            let digits = n.strip_prefix('+').unwrap_or(n);
+            (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())
+        };
+        if numbers.is_empty() || !numbers.iter().all(|n| phone_like(n)) {
+            return bad_request("callbackNumbers must hold valid phone numbers");
+        }
+        let Some(queue) = command["queueId"]
+            .as_str()
+            .filter(|q| s.queues.contains(*q))
+        else {
+            return bad_request("queueId does not name a queue");
+        };
+        let scheduled = command["callbackScheduledTime"]
+            .as_str()
+            .map(str::to_string);
+        if scheduled
+            .as_deref()
+            .is_some_and(|t| t.parse::<jiff::Timestamp>().is_err())
+        {
+            return bad_request("callbackScheduledTime must be ISO-8601");
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        s.callbacks.push(ScheduledCallback {
+            conversation_id: id.clone(),
+            queue_id: queue.to_string(),
+            numbers,
+            name: command["callbackUserName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            scheduled_time: scheduled,
+            data: command["data"].as_object().cloned().unwrap_or_default(),
+        });
+        Json(json!({
+            "conversation": {"id": id, "selfUri": format!("/api/v2/conversations/{id}")},
+            "callbackIdentifiers": [{"type": "EXTERNAL", "id": uuid::Uuid::new_v4().to_string()}],
+        }))
+        .into_response()
+    })
+    .await
+}
+
+/// `PATCH /api/v2/conversations/callbacks` (PatchCallbackRequest): reschedules one.
+async fn patch_callback(
+    State(sim): State<GenesysSim>,
+    Extension(kill): Extension<crate::http::ConnectionKill>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    sim.api_write("PATCH", CALLBACKS, &headers, &kill, |s| {
+        let Some(id) = patch["conversationId"].as_str() else {
+            return bad_request("conversationId is required");
+        };
+        let Some(time) = patch["callbackScheduledTime"]
+            .as_str()
+            .filter(|t| t.parse::<jiff::Timestamp>().is_ok())
+        else {
+            return bad_request("callbackScheduledTime must be ISO-8601");
+        };
+        match s.callbacks.iter_mut().find(|c| c.conversation_id == id) {
+            None => api_error(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The conversation could not be found",
+            ),
+            Some(c) => {
+                c.scheduled_time = Some(time.to_string());
+                Json(json!({"conversationId": id, "callbackScheduledTime": time})).into_response()
+            }
+        }
+    })
+    .await
+}
+
+async fn get_callback(
+    State(sim): State<GenesysSim>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    sim.api("GET", CALLBACK, &headers, |s| {
+        match s.callbacks.iter().find(|c| c.conversation_id == id) {
+            None => api_error(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The conversation could not be found",
+            ),
+            Some(c) => Json(json!({
+                "id": c.conversation_id,
+                "participants": [{
+                    "purpose": "customer",
+                    "queueId": c.queue_id,
+                    "callbackNumbers": c.numbers,
+                    "callbackUserName": c.name,
+                    "callbackScheduledTime": c.scheduled_time,
+                    "attributes": c.data,
+                }],
+            }))
+            .into_response(),
         }
     })
     .await

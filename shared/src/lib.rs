@@ -7,6 +7,8 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod failure;
+#[cfg(feature = "tokens")]
+pub mod genesys;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "client")]

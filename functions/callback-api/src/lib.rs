@@ -3,6 +3,8 @@
 //! - [`schedule`]: a queue's calendar (IANA timezone, business hours per weekday, slot length, horizon) and
 //!   the validation of preferred slots against it, DST-correct.
 //! - [`capacity`]: the number of callbacks per queue slot, taken and given back atomically in DynamoDB.
+//! - [`genesys`]: creating and rescheduling the Genesys callback (`/api/v2/conversations/callbacks`).
 
 pub mod capacity;
+pub mod genesys;
 pub mod schedule;

@@ -1,14 +1,14 @@
 //! Publishing to Genesys Cloud with a deterministic `Idempotency-Key`, bounded retries and a deadline.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::header;
 use serde_json::Value;
 use tracing::{info, warn};
 
 use shared::failure::FailureClass;
-use shared::retry::{parse_retry_after, Attempt as RetryAttempt, Deadline, Retrier, Retryable};
+use shared::retry::{Attempt as RetryAttempt, Deadline, Retrier, Retryable};
 use shared::tokens::TokenSource;
 
 pub struct Publisher {
@@ -187,29 +187,4 @@ enum Sent {
     Unauthorized,
 }
 
-/// `Retry-After` (seconds or HTTP date), else Genesys' `inin-ratelimit-reset` (seconds).
-pub fn retry_hint(headers: &header::HeaderMap) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    get("retry-after")
-        .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        .or_else(|| {
-            get("inin-ratelimit-reset")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_hints() {
-        let mut h = header::HeaderMap::new();
-        assert_eq!(retry_hint(&h), None);
-        h.insert("inin-ratelimit-reset", "7".parse().unwrap());
-        assert_eq!(retry_hint(&h), Some(Duration::from_secs(7)));
-        h.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_hint(&h), Some(Duration::from_secs(2)));
-    }
-}
+pub use shared::genesys::retry_hint;

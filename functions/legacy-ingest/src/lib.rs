@@ -8,7 +8,7 @@
 pub mod auth;
 pub mod event;
 pub mod genesys;
-pub mod genesys_api;
+pub use shared::genesys as genesys_api;
 pub mod targets;
 
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Genesys Cloud Platform API requests with the function's OAuth token: a refused token is replaced and the
+//! Genesys Cloud Platform API requests with the function's OAuth token (feature `tokens`), shared by
+//! legacy-ingest's targets and callback-api: a refused token is replaced and the
 //! request sent once more; 408, 429 and 5xx (and no answer) are retryable, with `Retry-After` or
 //! `inin-ratelimit-reset` as the hint; 404 and 409 are answers the targets act on; other 4xx are refusals.
 //! Genesys' error bodies are never logged or returned (they echo the request).
@@ -10,11 +11,9 @@ use reqwest::{header, Method};
 use serde_json::Value;
 use tracing::warn;
 
-use shared::failure::FailureClass;
-use shared::retry::Retryable;
-use shared::tokens::TokenSource;
-
-use crate::genesys::retry_hint;
+use crate::failure::FailureClass;
+use crate::retry::{parse_retry_after, Retryable};
+use crate::tokens::TokenSource;
 
 pub struct GenesysApi {
     http: reqwest::Client,
@@ -125,7 +124,7 @@ impl GenesysApi {
             }
             // Sent, perhaps applied, no answer.
             let response = req.send().await.map_err(|e| ApiError::Retry {
-                reason: format!("request failed: {}", shared::http_client::describe(&e)),
+                reason: format!("request failed: {}", crate::http_client::describe(&e)),
                 hint: None,
                 ambiguous: true,
             })?;
@@ -179,4 +178,37 @@ pub fn segment(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `Retry-After` (seconds or HTTP date), else Genesys' `inin-ratelimit-reset` (seconds).
+pub fn retry_hint(headers: &header::HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    get("retry-after")
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+        .or_else(|| {
+            get("inin-ratelimit-reset")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_hints() {
+        let mut h = header::HeaderMap::new();
+        assert_eq!(retry_hint(&h), None);
+        h.insert("inin-ratelimit-reset", "7".parse().unwrap());
+        assert_eq!(retry_hint(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_hint(&h), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(segment("ORD-1_a.b~"), "ORD-1_a.b~");
+        assert_eq!(segment("+1 555/x"), "%2B1%20555%2Fx");
+    }
 }

@@ -1,0 +1,78 @@
+//! The Genesys side of a reservation: `POST /api/v2/conversations/callbacks` creates the callback (its `data`
+//! carries the reservation id and incident number, so the agent sees them), `PATCH` reschedules it.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use reqwest::Method;
+use serde_json::json;
+
+use shared::genesys::{ApiError, GenesysApi};
+
+/// What Genesys is asked to call back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRequest {
+    pub queue_id: String,
+    pub name: String,
+    /// E.164.
+    pub number: String,
+    pub scheduled: Timestamp,
+    /// Shown to the agent: `reservationId`, `incidentNumber`, `reason`.
+    pub data: BTreeMap<String, String>,
+}
+
+/// Why Genesys did not take it: retryable (with `Retry-After`), or refused (with the status only: Genesys'
+/// message echoes the request).
+pub type CallbackError = ApiError;
+
+/// Creates the callback; returns its conversation id.
+pub async fn create(api: &GenesysApi, request: &CallbackRequest) -> Result<String, CallbackError> {
+    let body = json!({
+        "queueId": request.queue_id,
+        "callbackUserName": request.name,
+        "callbackNumbers": [request.number],
+        "callbackScheduledTime": request.scheduled.to_string(),
+        "data": request.data,
+    });
+    let answer = api
+        .request(
+            Method::POST,
+            "/api/v2/conversations/callbacks",
+            &[],
+            Some(&body),
+            "callback",
+        )
+        .await?;
+    match answer.body["conversation"]["id"].as_str() {
+        Some(id) if answer.found() => Ok(id.to_string()),
+        _ => Err(ApiError::Refused {
+            status: answer.status,
+            what: "callback",
+        }),
+    }
+}
+
+/// Moves the callback `conversation_id` to `at`.
+pub async fn reschedule(
+    api: &GenesysApi,
+    conversation_id: &str,
+    at: Timestamp,
+) -> Result<(), CallbackError> {
+    let body = json!({"conversationId": conversation_id, "callbackScheduledTime": at.to_string()});
+    let answer = api
+        .request(
+            Method::PATCH,
+            "/api/v2/conversations/callbacks",
+            &[],
+            Some(&body),
+            "callback",
+        )
+        .await?;
+    match answer.found() {
+        true => Ok(()),
+        false => Err(ApiError::Refused {
+            status: answer.status,
+            what: "callback",
+        }),
+    }
+}
