@@ -289,6 +289,10 @@ impl GenesysSim {
                 post(post_callback).patch(patch_callback),
             )
             .route("/api/v2/conversations/callbacks/{id}", get(get_callback))
+            .route(
+                "/api/v2/analytics/conversations/details/query",
+                post(query_conversations),
+            )
             .route("/api/v2/externalcontacts/contacts", get(search_contacts))
             .route(
                 "/api/v2/externalcontacts/contacts/{id}/notes",
@@ -1042,5 +1046,41 @@ async fn get_callback(
             .into_response(),
         }
     })
+    .await
+}
+
+/// `POST /api/v2/analytics/conversations/details/query`, for callbacks: the `queueId` predicate of the segment
+/// filters selects; each conversation lists its customer participant's attributes.
+async fn query_conversations(
+    State(sim): State<GenesysSim>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let query: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let queue = query["segmentFilters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["predicates"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["dimension"] == "queueId")
+        .and_then(|p| p["value"].as_str().map(str::to_string));
+    sim.api(
+        "POST",
+        "/api/v2/analytics/conversations/details/query",
+        &headers,
+        |s| {
+            let conversations: Vec<Value> = s
+                .callbacks
+                .iter()
+                .filter(|c| queue.as_deref().is_none_or(|q| q == c.queue_id))
+                .map(|c| {
+                    json!({"conversationId": c.conversation_id,
+                       "participants": [{"purpose": "customer", "attributes": c.data}]})
+                })
+                .collect();
+            Json(json!({"conversations": conversations, "totalHits": conversations.len()}))
+                .into_response()
+        },
+    )
     .await
 }

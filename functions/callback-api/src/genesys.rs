@@ -76,3 +76,51 @@ pub async fn reschedule(
         }),
     }
 }
+
+/// The callback an earlier, unanswered create made for `reservation_id` in `queue_id`, if Genesys has it:
+/// an analytics conversation query for the queue's callbacks around `at`, matched on the `reservationId`
+/// participant attribute. (Analytics can lag; the reservation is held for a settle window before this.)
+pub async fn find_by_reservation(
+    api: &GenesysApi,
+    queue_id: &str,
+    reservation_id: &str,
+    at: Timestamp,
+) -> Result<Option<String>, CallbackError> {
+    let from = at
+        .checked_sub(jiff::SignedDuration::from_hours(24))
+        .unwrap_or(at);
+    let to = at
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .unwrap_or(at);
+    let body = json!({
+        "interval": format!("{from}/{to}"),
+        "segmentFilters": [{"type": "and", "predicates": [
+            {"dimension": "mediaType", "value": "callback"},
+            {"dimension": "queueId", "value": queue_id},
+        ]}],
+        "paging": {"pageSize": 100, "pageNumber": 1},
+    });
+    let answer = api
+        .request(
+            Method::POST,
+            "/api/v2/analytics/conversations/details/query",
+            &[],
+            Some(&body),
+            "conversation query",
+        )
+        .await?;
+    let found = answer.body["conversations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| {
+            c["participants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["attributes"]["reservationId"].as_str() == Some(reservation_id))
+        })
+        .and_then(|c| c["conversationId"].as_str())
+        .map(str::to_string);
+    Ok(found)
+}

@@ -4,7 +4,10 @@
 //!   the validation of preferred slots against it, DST-correct.
 //! - [`capacity`]: the number of callbacks per queue slot, taken and given back atomically in DynamoDB.
 //! - [`genesys`]: creating and rescheduling the Genesys callback (`/api/v2/conversations/callbacks`).
+//! - [`reservations`] and [`booking`]: a booking made exactly once (one reservation, one callback).
 
+pub mod booking;
 pub mod capacity;
 pub mod genesys;
+pub mod reservations;
 pub mod schedule;

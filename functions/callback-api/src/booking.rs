@@ -1,0 +1,485 @@
+//! Booking a callback: validate, take the first preferred slot with room, store the reservation, create the
+//! Genesys callback exactly once.
+//!
+//! A submission is claimed by its idempotency key (the `Idempotency-Key` header, else the submission's own
+//! content), so a client that submits twice, or concurrently, gets one reservation and one callback. A
+//! Genesys create left without an answer is not repeated at once: the reservation keeps
+//! `create_unconfirmed`, and the next attempt (after the settle window) looks the callback up first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use shared::failure::FailureClass;
+use shared::genesys::{ApiError, GenesysApi};
+use shared::idempotency::{Claim, IdempotencyStore};
+use shared::retry::{Deadline, Retrier, Retryable};
+
+use crate::capacity::SlotCapacity;
+use crate::genesys::{self, CallbackRequest};
+use crate::reservations::{Reservation, Reservations, Status};
+use crate::schedule::{validate, FieldError, QueueCalendar, SlotRequest};
+
+/// One queue callbacks can be booked for.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    /// The Genesys queue id.
+    pub genesys_queue_id: String,
+    pub calendar: QueueCalendar,
+    /// Callbacks per slot (1–50).
+    pub capacity: u32,
+}
+
+/// A booking as a website or app sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingRequest {
+    pub name: String,
+    pub phone: String,
+    pub queue: String,
+    pub slots: Vec<SlotRequest>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub incident_number: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BookError {
+    #[error("invalid booking")]
+    Invalid(Vec<FieldError>),
+    #[error("unknown queue")]
+    UnknownQueue,
+    /// Every preferred slot is full; `alternatives`: the next slots with room.
+    #[error("no room in any preferred slot")]
+    Full { alternatives: Vec<String> },
+    #[error("the idempotency key was used for another booking")]
+    Conflict,
+    /// Not booked now; the same submission may be sent again.
+    #[error("{reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
+}
+
+pub struct Booking {
+    pub queues: HashMap<String, Queue>,
+    pub capacity: SlotCapacity,
+    pub reservations: Reservations,
+    pub claims: IdempotencyStore,
+    pub genesys: GenesysApi,
+    pub retrier: Retrier,
+    pub max_slots: usize,
+    /// After a create left without an answer, how long before it is looked up and, if absent, made again.
+    pub settle: Duration,
+}
+
+fn field(field: &str, problem: &str) -> FieldError {
+    FieldError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The stable id of a submission: its idempotency key as a UUIDv5.
+fn reservation_id(key: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x2b7e_1516_28ae_4d2a_9f3c_6c1d_8e0f_4a21);
+    uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes()).to_string()
+}
+
+impl Booking {
+    /// Books `body` (JSON); `idempotency_key`: the client's, when it sent one.
+    pub async fn book(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+        now: Timestamp,
+        deadline: Deadline,
+    ) -> Result<Reservation, BookError> {
+        let request: BookingRequest = serde_json::from_slice(body).map_err(|e| {
+            let path = e.to_string();
+            // serde names the field, never echoes a value here (deny_unknown_fields, types).
+            BookError::Invalid(vec![field(
+                ".",
+                &format!(
+                    "not a booking: {}",
+                    path.split(" at line").next().unwrap_or("")
+                ),
+            )])
+        })?;
+        let mut errors = Vec::new();
+        let phone = shared::redact::normalise_e164(&request.phone);
+        if phone.is_none() {
+            errors.push(field(
+                "phone",
+                "expected a phone number in E.164 (+ and 8 to 15 digits)",
+            ));
+        }
+        let name = request.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 100 {
+            errors.push(field("name", "1 to 100 characters"));
+        }
+        if request
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > 500)
+        {
+            errors.push(field("reason", "at most 500 characters"));
+        }
+        if request.incident_number.as_ref().is_some_and(|n| {
+            !(3..=40).contains(&n.len()) || !n.chars().all(|c| c.is_ascii_alphanumeric())
+        }) {
+            errors.push(field(
+                "incident_number",
+                "an incident number such as INC0010001",
+            ));
+        }
+        if request
+            .channel
+            .as_deref()
+            .is_some_and(|c| !matches!(c, "phone" | "sms" | "any"))
+        {
+            errors.push(field("channel", "phone, sms or any"));
+        }
+        let Some(queue) = self.queues.get(&request.queue) else {
+            if errors.is_empty() {
+                return Err(BookError::UnknownQueue);
+            }
+            return Err(BookError::Invalid(errors));
+        };
+        let windows = match validate(&queue.calendar, &request.slots, self.max_slots, now) {
+            Ok(w) => w,
+            Err(mut e) => {
+                errors.append(&mut e);
+                Vec::new()
+            }
+        };
+        if !errors.is_empty() {
+            return Err(BookError::Invalid(errors));
+        }
+        let phone = phone.unwrap_or_default();
+        let canonical = serde_json::json!({"queue": request.queue, "phone": phone, "name": name,
+            "slots": request.slots, "reason": request.reason, "incident": request.incident_number});
+        let hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
+        let key = match idempotency_key {
+            Some(k) => format!("callback-booking:key:{k}"),
+            None => format!("callback-booking:body:{hash}"),
+        };
+        let id = reservation_id(&key);
+        let token = loop {
+            let until = shared::clock::epoch_ms()
+                + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
+            match self
+                .claims
+                .claim(&key, &hash, until)
+                .await
+                .map_err(unavailable)?
+            {
+                Claim::Acquired { token, .. } => break token,
+                Claim::Completed { .. } => {
+                    return self
+                        .reservations
+                        .get(&id)
+                        .await
+                        .map_err(unavailable)?
+                        .ok_or_else(|| {
+                            unavailable("the reservation of a completed booking is missing")
+                        })
+                }
+                Claim::Conflict => return Err(BookError::Conflict),
+                Claim::InFlight { settle_until_ms } => {
+                    let wait = Duration::from_millis(100);
+                    let settling = settle_until_ms.map(|u| {
+                        Duration::from_millis(u.saturating_sub(shared::clock::epoch_ms()))
+                    });
+                    if settling.is_some() || !deadline.allows(wait, Duration::from_millis(300)) {
+                        return Err(BookError::Unavailable {
+                            reason: "the same booking is being made".into(),
+                            retry_after: settling
+                                .unwrap_or(Duration::from_secs(1))
+                                .max(Duration::from_secs(1)),
+                        });
+                    }
+                    tokio::time::sleep(shared::retry::jitter(wait)).await;
+                }
+            }
+        };
+        let result = self
+            .reserve_and_create(&id, queue, &request, &name, &phone, &windows, now, deadline)
+            .await;
+        let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
+        let recorded = match &result {
+            Ok(r) => self
+                .claims
+                .complete(&key, &token, r.status.name())
+                .await
+                .map(|_| ()),
+            Err(BookError::Unavailable { .. }) => {
+                // The reservation (and its slot) stay; a resubmission continues where this stopped.
+                self.claims.release(&key, &token, None, Some(settle)).await
+            }
+            Err(_) => self.claims.forget(&key, &token).await.map(|_| ()),
+        };
+        if let Err(e) = recorded {
+            warn!(error = %e, "could not record the booking's outcome; a resubmission continues from the reservation");
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn reserve_and_create(
+        &self,
+        id: &str,
+        queue: &Queue,
+        request: &BookingRequest,
+        name: &str,
+        phone: &str,
+        windows: &[crate::schedule::Window],
+        now: Timestamp,
+        deadline: Deadline,
+    ) -> Result<Reservation, BookError> {
+        let mut reservation = match self.reservations.get(id).await.map_err(unavailable)? {
+            Some(existing) => existing,
+            None => {
+                let slots: Vec<Timestamp> = windows
+                    .iter()
+                    .flat_map(|w| queue.calendar.slots_in(w))
+                    .collect();
+                let Some(slot) = self
+                    .capacity
+                    .take_first(&request.queue, &slots, queue.capacity)
+                    .await
+                    .map_err(unavailable)?
+                else {
+                    return Err(BookError::Full {
+                        alternatives: self.alternatives(queue, &request.queue, windows, now).await,
+                    });
+                };
+                let r = Reservation {
+                    id: id.to_string(),
+                    status: Status::Requested,
+                    queue: request.queue.clone(),
+                    slot: slot.to_string(),
+                    name: name.to_string(),
+                    phone: phone.to_string(),
+                    reason: request.reason.clone(),
+                    incident_number: request.incident_number.clone(),
+                    conversation_id: None,
+                    create_unconfirmed: false,
+                    failure_reason: None,
+                };
+                if !self.reservations.create(&r).await.map_err(unavailable)? {
+                    // Made meanwhile by another attempt of this booking: its slot is the one.
+                    let _ = self.capacity.give_back(&request.queue, slot).await;
+                    return self
+                        .reservations
+                        .get(id)
+                        .await
+                        .map_err(unavailable)?
+                        .ok_or_else(|| unavailable("the reservation vanished"));
+                }
+                r
+            }
+        };
+        if reservation.status != Status::Requested {
+            return Ok(reservation);
+        }
+        let slot: Timestamp = reservation.slot.parse().unwrap_or(now);
+        if reservation.create_unconfirmed {
+            let found =
+                genesys::find_by_reservation(&self.genesys, &queue.genesys_queue_id, id, slot)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+            if let Some(conversation) = found {
+                return self.scheduled(reservation, conversation).await;
+            }
+        }
+        let callback = CallbackRequest {
+            queue_id: queue.genesys_queue_id.clone(),
+            name: reservation.name.clone(),
+            number: reservation.phone.clone(),
+            scheduled: slot,
+            data: BTreeMap::from_iter(
+                [
+                    Some(("reservationId".to_string(), id.to_string())),
+                    reservation
+                        .incident_number
+                        .clone()
+                        .map(|n| ("incidentNumber".to_string(), n)),
+                    reservation
+                        .reason
+                        .clone()
+                        .map(|r| ("reason".to_string(), shared::redact::redact_text(&r))),
+                ]
+                .into_iter()
+                .flatten(),
+            ),
+        };
+        // A create left without an answer is never repeated in this attempt: Genesys may have made it.
+        let created = self
+            .retrier
+            .run(
+                deadline,
+                |_| async {
+                    genesys::create(&self.genesys, &callback)
+                        .await
+                        .map_err(CreateError::from)
+                },
+                |e, _| warn!(error = %e.0, "Genesys callback create failed; retrying"),
+            )
+            .await
+            .map_err(|e| e.0);
+        match created {
+            Ok(conversation) => self.scheduled(reservation, conversation).await,
+            Err(e) if e.class() == FailureClass::Permanent && !e.ambiguous() => {
+                let before = reservation.status;
+                reservation.status = Status::Failed;
+                reservation.failure_reason = Some(e.to_string());
+                self.reservations
+                    .update(&reservation, before)
+                    .await
+                    .map_err(unavailable)?;
+                let _ = self.capacity.give_back(&reservation.queue, slot).await;
+                Ok(reservation)
+            }
+            Err(e) => {
+                if e.ambiguous() && !reservation.create_unconfirmed {
+                    reservation.create_unconfirmed = true;
+                    self.reservations
+                        .update(&reservation, Status::Requested)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                Err(BookError::Unavailable {
+                    reason: e.to_string(),
+                    retry_after: match e.ambiguous() {
+                        true => self.settle,
+                        false => e.retry_after().unwrap_or(Duration::from_secs(2)),
+                    }
+                    .max(Duration::from_secs(1)),
+                })
+            }
+        }
+    }
+
+    async fn scheduled(
+        &self,
+        mut r: Reservation,
+        conversation: String,
+    ) -> Result<Reservation, BookError> {
+        r.status = Status::Scheduled;
+        r.conversation_id = Some(conversation);
+        r.create_unconfirmed = false;
+        self.reservations
+            .update(&r, Status::Requested)
+            .await
+            .map_err(unavailable)?;
+        Ok(r)
+    }
+
+    /// Up to three slots with room after the preferred ones, within the queue's horizon.
+    async fn alternatives(
+        &self,
+        queue: &Queue,
+        name: &str,
+        windows: &[crate::schedule::Window],
+        now: Timestamp,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(last) = windows.iter().map(|w| w.end).max() else {
+            return out;
+        };
+        let horizon = jiff::SignedDuration::try_from(queue.calendar.horizon).unwrap_or_default();
+        let limit = now.checked_add(horizon).unwrap_or(now);
+        let mut day = last;
+        for _ in 0..30 {
+            let Ok(next) = day.checked_add(jiff::SignedDuration::from_hours(24)) else {
+                break;
+            };
+            let window = crate::schedule::Window {
+                start: day,
+                end: next,
+            };
+            for slot in queue.calendar.slots_in(&window) {
+                if slot > limit || out.len() >= 3 {
+                    return out;
+                }
+                if self.capacity.taken(name, slot).await.unwrap_or(u32::MAX) < queue.capacity {
+                    out.push(slot.to_string());
+                }
+            }
+            day = next;
+        }
+        out
+    }
+}
+
+/// A create's failure for the retry engine: an ambiguous one ends the attempts.
+#[derive(Debug)]
+struct CreateError(ApiError);
+
+impl From<ApiError> for CreateError {
+    fn from(e: ApiError) -> Self {
+        CreateError(e)
+    }
+}
+
+impl Retryable for CreateError {
+    fn class(&self) -> FailureClass {
+        match self.0.ambiguous() {
+            true => FailureClass::Permanent,
+            false => self.0.class(),
+        }
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.0.retry_after()
+    }
+    fn ambiguous(&self) -> bool {
+        self.0.ambiguous()
+    }
+    fn out_of_time(budget: Duration, started: bool) -> Self {
+        CreateError(ApiError::out_of_time(budget, started))
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BookError {
+    BookError::Unavailable {
+        reason: e.to_string(),
+        retry_after: Duration::from_secs(2),
+    }
+}
+
+/// A booking error as the API answers it: status and JSON body.
+pub fn answer(e: &BookError) -> (u16, Value) {
+    let mut body = Map::new();
+    let (status, code) = match e {
+        BookError::Invalid(fields) => {
+            body.insert("fields".into(), serde_json::json!(fields));
+            (400, "invalid_booking")
+        }
+        BookError::UnknownQueue => (404, "unknown_queue"),
+        BookError::Full { alternatives } => {
+            body.insert("alternatives".into(), serde_json::json!(alternatives));
+            (409, "slots_full")
+        }
+        BookError::Conflict => (409, "idempotency_conflict"),
+        BookError::Unavailable { .. } => (503, "genesys_unavailable"),
+    };
+    body.insert("error".into(), Value::String(code.into()));
+    body.insert("message".into(), Value::String(e.to_string()));
+    (status, Value::Object(body))
+}
+
+impl From<ApiError> for BookError {
+    fn from(e: ApiError) -> Self {
+        unavailable(e)
+    }
+}

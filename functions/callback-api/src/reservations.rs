@@ -1,0 +1,135 @@
+//! Reservations in DynamoDB (the idempotency table): one record per reservation, `{id: "callback:<id>", kind,
+//! status, doc (the reservation as JSON), expiration}`; every change is conditional on the status it moves
+//! from, so two writers can never both move one reservation.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+
+use shared::idempotency::{applied, get_s, n, read_item, s, StoreError};
+
+/// `requested → scheduled → connected → completed | missed | cancelled`, or `failed` when Genesys refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Requested,
+    Scheduled,
+    Connected,
+    Completed,
+    Missed,
+    Cancelled,
+    Failed,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Requested => "requested",
+            Status::Scheduled => "scheduled",
+            Status::Connected => "connected",
+            Status::Completed => "completed",
+            Status::Missed => "missed",
+            Status::Cancelled => "cancelled",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: String,
+    pub status: Status,
+    pub queue: String,
+    /// The slot taken (RFC 3339).
+    pub slot: String,
+    pub name: String,
+    /// E.164.
+    pub phone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_number: Option<String>,
+    /// The Genesys callback's conversation, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// A create was sent without an answer: look for it before creating again.
+    #[serde(default)]
+    pub create_unconfirmed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reservations {
+    client: Client,
+    table: String,
+    ttl: Duration,
+}
+
+fn key(id: &str) -> String {
+    format!("callback:{id}")
+}
+
+impl Reservations {
+    pub fn new(client: Client, table: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            ttl,
+        }
+    }
+
+    fn expiration(&self) -> aws_sdk_dynamodb::types::AttributeValue {
+        n(shared::clock::epoch_secs() + self.ttl.as_secs())
+    }
+
+    /// Stores a new reservation; `Ok(false)`: one with this id exists already.
+    pub async fn create(&self, r: &Reservation) -> Result<bool, StoreError> {
+        let doc = serde_json::to_string(r).unwrap_or_default();
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(key(&r.id)))
+            .item("kind", s("callback-reservation"))
+            .item("status", s(r.status.name()))
+            .item("doc", s(doc))
+            .item("expiration", self.expiration())
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", "id")
+            .send()
+            .await;
+        applied("PutItem", res)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
+        let item = read_item(&self.client, &self.table, &key(id)).await?;
+        Ok(item
+            .as_ref()
+            .and_then(|i| get_s(i, "doc"))
+            .and_then(|d| serde_json::from_str(d).ok()))
+    }
+
+    /// Replaces the reservation if its stored status is still `from`; `Ok(false)`: it moved meanwhile.
+    pub async fn update(&self, r: &Reservation, from: Status) -> Result<bool, StoreError> {
+        let doc = serde_json::to_string(r).unwrap_or_default();
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(key(&r.id)))
+            .update_expression("SET #status = :status, #doc = :doc, #expiration = :exp")
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#expiration", "expiration")
+            .expression_attribute_values(":status", s(r.status.name()))
+            .expression_attribute_values(":doc", s(doc))
+            .expression_attribute_values(":exp", self.expiration())
+            .expression_attribute_values(":from", s(from.name()))
+            .send()
+            .await;
+        applied("UpdateItem", res)
+    }
+}

@@ -1,0 +1,278 @@
+//! Booking callbacks against moto and the Genesys simulator: one reservation and one callback per submission,
+//! capacity per slot under concurrency, Genesys throttling, refusals and unanswered creates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callback_api::booking::{BookError, Booking, Queue};
+use callback_api::capacity::SlotCapacity;
+use callback_api::reservations::{Reservations, Status};
+use callback_api::schedule::{CalendarSpec, QueueCalendar};
+use integration_tests::aws_config;
+use jiff::Timestamp;
+use local::genesys_sim::{GenesysFaults, GenesysSim};
+use serde_json::{json, Value};
+use shared::genesys::GenesysApi;
+use shared::idempotency::IdempotencyStore;
+use shared::oauth::ClientCredentials;
+use shared::retry::{Deadline, Retrier, RetryPolicy};
+use shared::tokens::TokenSource;
+
+const NOW: &str = "2026-12-01T08:00:00Z"; // a Tuesday
+
+async fn booking(genesys_queue: &str, settle: Duration) -> (GenesysSim, Arc<Booking>) {
+    let sim = GenesysSim::new("cb-client", "cb-secret");
+    sim.add_queue("queue-support");
+    let url = format!(
+        "http://{}",
+        sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap()
+    );
+    let http = shared::http_client::client(
+        "tests",
+        shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(3)),
+    )
+    .unwrap();
+    let tokens = Arc::new(TokenSource::new(
+        "genesys",
+        http.clone(),
+        ClientCredentials::basic(format!("{url}/oauth/token"), "cb-client", "cb-secret"),
+        None,
+        Duration::from_secs(60),
+    ));
+    let aws = aws_config().await;
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let names = local::aws_setup::ResourceNames::with_prefix(&prefix);
+    let table = local::aws_setup::ensure(&aws, &names, &integration_tests::secret_values())
+        .await
+        .unwrap()
+        .table;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let hours = ["mon", "tue", "wed", "thu", "fri"]
+        .iter()
+        .map(|d| (d.to_string(), ["09:00".to_string(), "17:00".to_string()]))
+        .collect();
+    let calendar = QueueCalendar::from_spec(&CalendarSpec {
+        timezone: "Europe/Berlin".into(),
+        hours,
+        slot_minutes: 30,
+        horizon_days: 14,
+    })
+    .unwrap();
+    let queues = HashMap::from([(
+        "support".to_string(),
+        Queue {
+            genesys_queue_id: genesys_queue.into(),
+            calendar,
+            capacity: 5,
+        },
+    )]);
+    let b = Booking {
+        queues,
+        capacity: SlotCapacity::new(dynamodb.clone(), table.clone(), Duration::from_secs(86_400)),
+        reservations: Reservations::new(
+            dynamodb.clone(),
+            table.clone(),
+            Duration::from_secs(86_400),
+        ),
+        claims: IdempotencyStore::new(dynamodb, table, Duration::from_secs(86_400)),
+        genesys: GenesysApi::new(http, &url, tokens),
+        retrier: Retrier {
+            policy: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(200),
+                max_retry_after: Duration::from_secs(1),
+            },
+            reserve: Duration::from_millis(300),
+            attempt_timeout: Duration::MAX,
+            min_attempt: Duration::from_millis(100),
+        },
+        max_slots: 3,
+        settle,
+    };
+    (sim, Arc::new(b))
+}
+
+/// A booking for Wednesday 10:00–11:00 in Berlin (two 30-minute slots).
+fn body(phone: &str) -> Vec<u8> {
+    json!({"name": "Ada Lovelace", "phone": phone, "queue": "support", "reason": "card charged twice",
+           "incident_number": "INC0010001",
+           "slots": [{"start": "2026-12-02T10:00", "end": "2026-12-02T11:00", "timezone": "Europe/Berlin"}]})
+    .to_string()
+    .into_bytes()
+}
+
+fn now() -> Timestamp {
+    NOW.parse().unwrap()
+}
+
+async fn book(
+    b: &Booking,
+    body: &[u8],
+) -> Result<callback_api::reservations::Reservation, BookError> {
+    b.book(body, None, now(), Deadline::after(Duration::from_secs(4)))
+        .await
+}
+
+#[tokio::test]
+async fn a_booking_becomes_one_scheduled_genesys_callback_carrying_the_reservation() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = book(&b, &body("+15550199888")).await.unwrap();
+    assert_eq!(r.status, Status::Scheduled);
+    assert_eq!(r.slot, "2026-12-02T09:00:00Z", "10:00 in Berlin (CET)");
+    let callbacks = sim.callbacks();
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(
+        Some(&callbacks[0].conversation_id),
+        r.conversation_id.as_ref()
+    );
+    assert_eq!(callbacks[0].data["reservationId"], json!(r.id));
+    assert_eq!(callbacks[0].data["incidentNumber"], "INC0010001");
+    assert_eq!(callbacks[0].numbers, ["+15550199888"]);
+    assert_eq!(b.reservations.get(&r.id).await.unwrap(), Some(r.clone()));
+    // Submitted again, and three times at once: the same reservation, still one callback.
+    let again = book(&b, &body("+15550199888")).await.unwrap();
+    assert_eq!(again, r);
+    let same = body("+15550199888");
+    let (x, y, z) = tokio::join!(book(&b, &same), book(&b, &same), book(&b, &same));
+    for got in [x, y, z] {
+        assert_eq!(got.unwrap().id, r.id);
+    }
+    assert_eq!(sim.callbacks().len(), 1);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_bookings_for_two_slots_of_five_give_ten_callbacks_and_ten_409s() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let bodies: Vec<Vec<u8>> = (0..20).map(|i| body(&format!("+1555010{i:04}"))).collect();
+    let results = futures::future::join_all(bodies.iter().map(|body| book(&b, body))).await;
+    let booked: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(booked.len(), 10);
+    let mut per_slot: HashMap<&str, usize> = HashMap::new();
+    for r in &booked {
+        *per_slot.entry(r.slot.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        per_slot,
+        HashMap::from([("2026-12-02T09:00:00Z", 5), ("2026-12-02T09:30:00Z", 5)])
+    );
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        match r {
+            BookError::Full { alternatives } => {
+                assert_eq!(
+                    alternatives.first().map(String::as_str),
+                    Some("2026-12-02T10:00:00Z"),
+                    "{alternatives:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sim.callbacks().len(), 10);
+}
+
+#[tokio::test]
+async fn genesys_throttling_defers_the_callback_and_a_resubmission_makes_exactly_one() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    sim.set_faults(GenesysFaults {
+        throttle_next: 5,
+        retry_after_secs: 5,
+        ..GenesysFaults::default()
+    });
+    let first = book(&b, &body("+15550199888")).await;
+    assert!(
+        matches!(first, Err(BookError::Unavailable { .. })),
+        "{first:?}"
+    );
+    assert!(sim.callbacks().is_empty());
+    sim.set_faults(GenesysFaults::default());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = book(&b, &body("+15550199888")).await.unwrap();
+    assert_eq!(later.status, Status::Scheduled);
+    assert_eq!(sim.callbacks().len(), 1);
+    // The slot was taken once.
+    assert_eq!(
+        b.capacity
+            .taken("support", later.slot.parse().unwrap())
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_create_is_found_not_repeated() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    sim.set_faults(GenesysFaults {
+        drop_after_write_next: 1,
+        ..GenesysFaults::default()
+    });
+    let first = book(&b, &body("+15550199888")).await;
+    assert!(
+        matches!(first, Err(BookError::Unavailable { .. })),
+        "{first:?}"
+    );
+    assert_eq!(
+        sim.callbacks().len(),
+        1,
+        "Genesys made it; the answer was lost"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = book(&b, &body("+15550199888")).await.unwrap();
+    assert_eq!(later.status, Status::Scheduled);
+    assert_eq!(
+        later.conversation_id.as_deref(),
+        Some(sim.callbacks()[0].conversation_id.as_str())
+    );
+    assert_eq!(sim.callbacks().len(), 1);
+}
+
+#[tokio::test]
+async fn a_genesys_refusal_fails_the_reservation_and_frees_its_slot() {
+    let (sim, b) = booking("queue-retired", Duration::from_secs(1)).await;
+    let r = book(&b, &body("+15550199888")).await.unwrap();
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        r.failure_reason.as_deref().unwrap().contains("HTTP 400"),
+        "{r:?}"
+    );
+    assert_eq!(
+        b.reservations.get(&r.id).await.unwrap().unwrap().status,
+        Status::Failed
+    );
+    assert_eq!(
+        b.capacity
+            .taken("support", r.slot.parse().unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(sim.callbacks().is_empty());
+}
+
+#[tokio::test]
+async fn bad_bookings_name_every_field_and_write_nothing() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let bad = json!({"name": "", "phone": "call me", "queue": "support", "channel": "pigeon",
+                     "slots": [{"start": "2026-12-05T10:00", "end": "2026-12-05T11:00", "timezone": "Europe/Berlin"}]});
+    match book(&b, bad.to_string().as_bytes()).await {
+        Err(BookError::Invalid(fields)) => {
+            let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(names, ["phone", "name", "channel", "slots[0].start"]);
+            assert!(!format!("{fields:?}").contains("call me"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut unknown: Value = serde_json::from_slice(&body("+15550199888")).unwrap();
+    unknown["queue"] = json!("sales");
+    assert_eq!(
+        book(&b, unknown.to_string().as_bytes()).await,
+        Err(BookError::UnknownQueue)
+    );
+    assert!(matches!(
+        book(&b, b"{\"surprise\": 1}").await,
+        Err(BookError::Invalid(_))
+    ));
+    assert!(sim.callbacks().is_empty());
+}
