@@ -124,3 +124,20 @@ pub fn data_action_router(actions: Arc<data_action::DataActions>) -> Router {
         .route("/data-actions/{*rest}", axum::routing::any(handle))
         .with_state(actions)
 }
+
+/// `/callbacks` → callback-api's Lambda adapter, exactly as deployed.
+pub fn callback_router(api: Arc<callback_api::api::CallbackApi>) -> Router {
+    async fn handle(
+        State(api): State<Arc<callback_api::api::CallbackApi>>,
+        request: axum::extract::Request,
+    ) -> Response {
+        match to_lambda(request, 1 << 20).await {
+            Ok(r) => from_lambda(callback_api::api::handle_lambda(&api, r).await),
+            Err(refused) => refused,
+        }
+    }
+    Router::new()
+        .route("/callbacks", axum::routing::any(handle))
+        .route("/callbacks/{id}", axum::routing::any(handle))
+        .with_state(api)
+}

@@ -23,6 +23,14 @@ pub const LOCAL_SN_CLIENT_ID: &str = "local-servicenow-client";
 pub const LOCAL_SN_CLIENT_SECRET: &str = "local-servicenow-client-secret";
 pub const LOCAL_GENESYS_CLIENT_ID: &str = "local-genesys-client";
 pub const LOCAL_GENESYS_CLIENT_SECRET: &str = "local-genesys-secret";
+/// The Genesys queue `make run`'s callback queue `support` books into (the simulator knows it).
+pub const LOCAL_CALLBACK_QUEUE_ID: &str = "local-support-queue";
+
+/// `make run`'s callback queues: `support`, weekdays 08:00–20:00 in Europe/Berlin, 5 callbacks per 30 minutes.
+pub const LOCAL_CALLBACK_QUEUES: &str = r#"{"support": {"genesys_queue_id": "local-support-queue", "capacity": 5,
+  "timezone": "Europe/Berlin", "hours": {"mon": ["08:00", "20:00"], "tue": ["08:00", "20:00"], "wed": ["08:00", "20:00"],
+  "thu": ["08:00", "20:00"], "fri": ["08:00", "20:00"]}}}"#;
+
 /// The data table legacy-ingest writes to under `make run` (the Genesys simulator creates it).
 pub const LOCAL_DATATABLE_ID: &str = "legacy-events";
 /// What `make run`'s data-action endpoint accepts (Basic), as Genesys's "Basic Auth" credentials would hold.

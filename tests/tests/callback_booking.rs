@@ -276,3 +276,72 @@ async fn bad_bookings_name_every_field_and_write_nothing() {
     ));
     assert!(sim.callbacks().is_empty());
 }
+
+#[tokio::test]
+async fn the_http_api_books_and_reads_without_showing_the_callers_details() {
+    let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let b = Arc::try_unwrap(b).ok().expect("one owner");
+    let api = callback_api::api::CallbackApi {
+        booking: b,
+        deadline: Duration::from_secs(4),
+        max_body_bytes: 16 * 1024,
+    };
+    // The real clock: a slot tomorrow-or-later on a weekday, 10:00–11:00 in Berlin.
+    let mut day = jiff::Zoned::now().date();
+    loop {
+        day = day.tomorrow().unwrap();
+        if !matches!(
+            day.weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        ) {
+            break;
+        }
+    }
+    let body = json!({"name": "Ada Lovelace", "phone": "+15550199888", "queue": "support",
+                      "slots": [{"start": format!("{day}T10:00"), "end": format!("{day}T11:00"), "timezone": "Europe/Berlin"}]});
+    let mut headers = http::HeaderMap::new();
+    headers.insert("idempotency-key", "booking-0001-abcdef".parse().unwrap());
+    let reply = api
+        .handle(
+            &http::Method::POST,
+            "/callbacks",
+            &headers,
+            body.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["status"], "scheduled");
+    let text = reply.body.to_string();
+    assert!(
+        !text.contains("5550199888") && !text.contains("Lovelace"),
+        "{text}"
+    );
+    let id = reply.body["id"].as_str().unwrap().to_string();
+    let read = api
+        .handle(
+            &http::Method::GET,
+            &format!("/callbacks/{id}"),
+            &headers,
+            b"",
+        )
+        .await;
+    assert_eq!((read.status, &read.body), (200, &reply.body));
+    let missing = api
+        .handle(
+            &http::Method::GET,
+            "/callbacks/6f1c3c2e-8d4b-4a57-9f0e-2b7d51a4c9e3",
+            &headers,
+            b"",
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    let bad = api
+        .handle(
+            &http::Method::POST,
+            "/callbacks",
+            &http::HeaderMap::new(),
+            br#"{"name": "x"}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}

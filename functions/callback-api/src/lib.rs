@@ -1,4 +1,5 @@
-//! callback-api (in progress, issue 13): the core of web callback reservations.
+//! callback-api: `POST /callbacks` books a web callback, `GET /callbacks/{id}` reads it (issue 13; the
+//! lifecycle events, live status and notifications are still to come).
 //!
 //! - [`schedule`]: a queue's calendar (IANA timezone, business hours per weekday, slot length, horizon) and
 //!   the validation of preferred slots against it, DST-correct.
@@ -6,8 +7,10 @@
 //! - [`genesys`]: creating and rescheduling the Genesys callback (`/api/v2/conversations/callbacks`).
 //! - [`reservations`] and [`booking`]: a booking made exactly once (one reservation, one callback).
 
+pub mod api;
 pub mod booking;
 pub mod capacity;
+pub mod config;
 pub mod genesys;
 pub mod reservations;
 pub mod schedule;

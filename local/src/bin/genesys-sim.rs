@@ -25,6 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "reference",
         local::genesys_sim::DEFAULT_DATATABLE_COLUMNS,
     );
+    sim.add_queue(&env("GENESYS_SIM_QUEUE_ID", local::LOCAL_CALLBACK_QUEUE_ID));
     let bound = sim.spawn(addr).await?;
     tracing::info!(%bound, "Genesys simulator listening");
     tokio::signal::ctrl_c().await?;

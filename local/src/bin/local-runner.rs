@@ -156,9 +156,23 @@ async fn serve() -> Result<(), BoxError> {
     let ingest =
         Arc::new(legacy_ingest::build(legacy_ingest::Config::from_vars(&env)?, &aws).await?);
     let actions = Arc::new(data_action::build(data_action::Config::from_vars(&env)?, &aws).await?);
+    let callback_env = match env.optional("CALLBACK_QUEUES") {
+        Some(_) => env.clone(),
+        None => env
+            .clone()
+            .with([("CALLBACK_QUEUES", local::LOCAL_CALLBACK_QUEUES)]),
+    };
+    let callbacks = Arc::new(
+        callback_api::config::build(
+            callback_api::config::Config::from_vars(&callback_env)?,
+            &aws,
+        )
+        .await?,
+    );
     let router = local::http::receiver_router(receiver)
         .merge(local::http::ingest_router(ingest))
-        .merge(local::http::data_action_router(actions));
+        .merge(local::http::data_action_router(actions))
+        .merge(local::http::callback_router(callbacks));
     let addr = local::http::spawn(receiver_addr().parse()?, router).await?;
 
     let mut writer_config = servicenow_writer::Config::from_vars(&env)?;
@@ -176,7 +190,7 @@ async fn serve() -> Result<(), BoxError> {
         wait_time_secs: 2,
     };
     println!(
-        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys data table:     make genesys-rows   (custom endpoint: make genesys-events)\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
+        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  Web callbacks:    http://{addr}/callbacks  (queue support)\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys data table:     make genesys-rows   (custom endpoint: make genesys-events)\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
         env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
         env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD),
         res.queue_url, res.dead_letter_queue_url
