@@ -800,3 +800,29 @@ pub fn all_ended(
         .iter()
         .all(|(_, r)| r.as_ref().ok() == Some(&expected))
 }
+
+/// A Genesys simulator on loopback that knows the queue `queue-support`, and the functions' Platform API client
+/// over it (OAuth client `cb-client`).
+pub async fn genesys_with_api() -> (local::genesys_sim::GenesysSim, shared::genesys::GenesysApi) {
+    let sim = local::genesys_sim::GenesysSim::new("cb-client", "cb-secret");
+    sim.add_queue("queue-support");
+    let url = format!(
+        "http://{}",
+        sim.spawn(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("genesys sim")
+    );
+    let http = shared::http_client::client(
+        "tests",
+        shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(3)),
+    )
+    .expect("http client");
+    let tokens = Arc::new(TokenSource::new(
+        "genesys",
+        http.clone(),
+        ClientCredentials::basic(format!("{url}/oauth/token"), "cb-client", "cb-secret"),
+        None,
+        Duration::from_secs(60),
+    ));
+    (sim, shared::genesys::GenesysApi::new(http, &url, tokens))
+}

@@ -13,33 +13,13 @@ use integration_tests::aws_config;
 use jiff::Timestamp;
 use local::genesys_sim::{GenesysFaults, GenesysSim};
 use serde_json::{json, Value};
-use shared::genesys::GenesysApi;
 use shared::idempotency::IdempotencyStore;
-use shared::oauth::ClientCredentials;
 use shared::retry::{Deadline, Retrier, RetryPolicy};
-use shared::tokens::TokenSource;
 
 const NOW: &str = "2026-12-01T08:00:00Z"; // a Tuesday
 
 async fn booking(genesys_queue: &str, settle: Duration) -> (GenesysSim, Arc<Booking>) {
-    let sim = GenesysSim::new("cb-client", "cb-secret");
-    sim.add_queue("queue-support");
-    let url = format!(
-        "http://{}",
-        sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap()
-    );
-    let http = shared::http_client::client(
-        "tests",
-        shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(3)),
-    )
-    .unwrap();
-    let tokens = Arc::new(TokenSource::new(
-        "genesys",
-        http.clone(),
-        ClientCredentials::basic(format!("{url}/oauth/token"), "cb-client", "cb-secret"),
-        None,
-        Duration::from_secs(60),
-    ));
+    let (sim, genesys) = integration_tests::genesys_with_api().await;
     let aws = aws_config().await;
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let names = local::aws_setup::ResourceNames::with_prefix(&prefix);
@@ -76,7 +56,7 @@ async fn booking(genesys_queue: &str, settle: Duration) -> (GenesysSim, Arc<Book
             Duration::from_secs(86_400),
         ),
         claims: IdempotencyStore::new(dynamodb, table, Duration::from_secs(86_400)),
-        genesys: GenesysApi::new(http, &url, tokens),
+        genesys,
         retrier: Retrier {
             policy: RetryPolicy {
                 max_attempts: 3,

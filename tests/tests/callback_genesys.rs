@@ -2,35 +2,14 @@
 //! rescheduled; a bad number or unknown queue refused (400, the status only); throttling retryable.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use callback_api::genesys::{create, reschedule, CallbackRequest};
 use local::genesys_sim::{GenesysFaults, GenesysSim};
 use shared::genesys::{ApiError, GenesysApi};
-use shared::oauth::ClientCredentials;
-use shared::tokens::TokenSource;
 
 async fn api() -> (GenesysSim, GenesysApi) {
-    let sim = GenesysSim::new("cb-client", "cb-secret");
-    sim.add_queue("queue-support");
-    let url = format!(
-        "http://{}",
-        sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap()
-    );
-    let http = shared::http_client::client(
-        "tests",
-        shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5)),
-    )
-    .unwrap();
-    let tokens = Arc::new(TokenSource::new(
-        "genesys",
-        http.clone(),
-        ClientCredentials::basic(format!("{url}/oauth/token"), "cb-client", "cb-secret"),
-        None,
-        Duration::from_secs(60),
-    ));
-    (sim, GenesysApi::new(http, &url, tokens))
+    integration_tests::genesys_with_api().await
 }
 
 fn request(number: &str, queue: &str) -> CallbackRequest {
