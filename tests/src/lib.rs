@@ -1,6 +1,7 @@
 //! Test harness: one moto server per test process (started on loopback unless `AWS_ENDPOINT_URL` is set),
 //! fresh AWS resources and a fresh ServiceNow simulator per test, and the real receiver, writer and poller.
 
+pub mod callbacks;
 pub mod data_action;
 pub mod ingest;
 

@@ -63,7 +63,7 @@ fn the_events_queue_limit_is_set_readable_by_the_receiver_and_the_same_locally()
 fn every_function_logs_to_its_group_with_retention_at_the_log_level_parameter() {
     let t = template();
     let names = functions(&t);
-    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names.len(), 7, "{names:?}");
     for f in &names {
         let block = resource(&t, f);
         let group = block

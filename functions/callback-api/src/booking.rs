@@ -275,6 +275,7 @@ impl Booking {
                     conversation_id: None,
                     create_unconfirmed: false,
                     failure_reason: None,
+                    history: Vec::new(),
                 };
                 if !self.reservations.create(&r).await.map_err(unavailable)? {
                     // Made meanwhile by another attempt of this booking: its slot is the one.
@@ -376,6 +377,11 @@ impl Booking {
         conversation: String,
     ) -> Result<Reservation, BookError> {
         r.status = Status::Scheduled;
+        // Indexed first: a lifecycle event that arrives before the update still finds its reservation.
+        self.reservations
+            .index_conversation(&conversation, &r.id)
+            .await
+            .map_err(unavailable)?;
         r.conversation_id = Some(conversation);
         r.create_unconfirmed = false;
         self.reservations

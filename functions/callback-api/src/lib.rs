@@ -12,5 +12,6 @@ pub mod booking;
 pub mod capacity;
 pub mod config;
 pub mod genesys;
+pub mod lifecycle;
 pub mod reservations;
 pub mod schedule;

@@ -23,6 +23,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// Progress along the lifecycle: a status only ever moves to a higher rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Requested => 0,
+            Status::Scheduled => 1,
+            Status::Connected => 2,
+            Status::Completed | Status::Missed | Status::Cancelled | Status::Failed => 3,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Status::Requested => "requested",
@@ -58,6 +68,17 @@ pub struct Reservation {
     pub create_unconfirmed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// Each status change after booking: `{status, at, event}` (the audit trail).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub status: Status,
+    pub at: String,
+    /// The Genesys event that caused it.
+    pub event: String,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +122,38 @@ impl Reservations {
             .send()
             .await;
         applied("PutItem", res)
+    }
+
+    /// Records which reservation the Genesys callback conversation belongs to.
+    pub async fn index_conversation(&self, conversation: &str, id: &str) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(format!("callback-conversation:{conversation}")))
+            .item("kind", s("callback-conversation"))
+            .item("reservation_id", s(id))
+            .item("expiration", self.expiration())
+            .send()
+            .await;
+        applied("PutItem", res).map(|_| ())
+    }
+
+    /// The reservation of a Genesys callback conversation, if it is one of ours.
+    pub async fn by_conversation(
+        &self,
+        conversation: &str,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let item = read_item(
+            &self.client,
+            &self.table,
+            &format!("callback-conversation:{conversation}"),
+        )
+        .await?;
+        match item.as_ref().and_then(|i| get_s(i, "reservation_id")) {
+            Some(id) => self.get(id).await,
+            None => Ok(None),
+        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Reservation>, StoreError> {

@@ -1,0 +1,131 @@
+//! The lifecycle of a booked callback from Genesys' conversation events (the Amazon EventBridge envelope,
+//! `v2.detail.events.conversation.{id}.{user.start|customer.end|acw|…}` with `mediaType: callback`):
+//! `scheduled → connected → completed | missed`. Each event moves the reservation only forwards (a late,
+//! duplicate or out-of-order event never moves it back), once, with an audit entry.
+
+use serde_json::Value;
+
+use shared::idempotency::StoreError;
+use shared::InboundEvent;
+
+use crate::reservations::{Change, Reservation, Reservations, Status};
+
+/// What an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Moved {
+        reservation: String,
+        to: Status,
+    },
+    /// Already at or past where the event would move it.
+    Unchanged {
+        reservation: String,
+    },
+    /// Not a callback of ours, or an event that moves nothing.
+    Ignored(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// Not an event envelope: dead-letter it.
+    #[error("not a Genesys event: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The status a callback event means, given the reservation's current one.
+pub fn status_for(kind: &str, current: Status) -> Option<Status> {
+    match kind {
+        "user.start" => Some(Status::Connected),
+        "acw" | "user.end" => Some(Status::Completed),
+        // The customer left: after an agent answered, done; before, the callback was missed.
+        "customer.end" if current.rank() >= Status::Connected.rank() => Some(Status::Completed),
+        "customer.end" => Some(Status::Missed),
+        _ => None,
+    }
+}
+
+/// The event kind after the conversation id: `…conversation.{id}.user.start` → `user.start`.
+fn kind_of(event: &InboundEvent, conversation: &str) -> Option<String> {
+    let topic = &event.event_type;
+    let marker = format!(".{conversation}.");
+    let at = topic.find(&marker)?;
+    Some(topic[at + marker.len()..].to_string())
+}
+
+/// Applies one raw event.
+pub async fn apply(reservations: &Reservations, raw: &[u8]) -> Result<Applied, LifecycleError> {
+    let event = InboundEvent::parse(raw).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
+    if event.body.get("mediaType").and_then(Value::as_str) != Some("callback") {
+        return Ok(Applied::Ignored("not a callback"));
+    }
+    let Some(conversation) = event.body.get("conversationId").and_then(Value::as_str) else {
+        return Err(LifecycleError::Invalid("no conversationId".into()));
+    };
+    let Some(kind) = kind_of(&event, conversation) else {
+        return Ok(Applied::Ignored("not a conversation detail event"));
+    };
+    let event_id = event.event_id.clone().unwrap_or_else(|| kind.clone());
+    let at = event.timestamp.clone().unwrap_or_else(shared::now_rfc3339);
+    // Two attempts: another event of the reservation may move it between the read and the write.
+    for _ in 0..3 {
+        let Some(mut r): Option<Reservation> = reservations.by_conversation(conversation).await?
+        else {
+            return Ok(Applied::Ignored("no reservation for this conversation"));
+        };
+        let Some(to) = status_for(&kind, r.status) else {
+            return Ok(Applied::Ignored("an event that moves nothing"));
+        };
+        if to.rank() <= r.status.rank() || r.history.iter().any(|c| c.event == event_id) {
+            return Ok(Applied::Unchanged { reservation: r.id });
+        }
+        let from = r.status;
+        r.status = to;
+        r.history.push(Change {
+            status: to,
+            at: at.clone(),
+            event: event_id.clone(),
+        });
+        if reservations.update(&r, from).await? {
+            return Ok(Applied::Moved {
+                reservation: r.id,
+                to,
+            });
+        }
+    }
+    let r = reservations.by_conversation(conversation).await?;
+    Ok(Applied::Unchanged {
+        reservation: r.map(|r| r.id).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_only_move_forwards() {
+        assert_eq!(
+            status_for("user.start", Status::Scheduled),
+            Some(Status::Connected)
+        );
+        assert_eq!(
+            status_for("customer.end", Status::Scheduled),
+            Some(Status::Missed)
+        );
+        assert_eq!(
+            status_for("customer.end", Status::Connected),
+            Some(Status::Completed)
+        );
+        assert_eq!(status_for("acd.start", Status::Scheduled), None);
+        for s in [
+            Status::Completed,
+            Status::Missed,
+            Status::Cancelled,
+            Status::Failed,
+        ] {
+            assert!(Status::Connected.rank() < s.rank());
+        }
+    }
+}

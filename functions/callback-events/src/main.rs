@@ -1,0 +1,16 @@
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use callback_events::{build, process_batch, Config};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init_json_logging();
+    let config = Config::from_env()?;
+    let aws = shared::aws::sdk_config().await;
+    let reservations = build(config, &aws);
+    let reservations = &reservations;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(process_batch(reservations, event.payload.records).await)
+    }))
+    .await
+}
