@@ -180,6 +180,20 @@ async fn bad_bookings_name_every_field_and_write_nothing() {
         book(&b, b"{\"surprise\": 1}").await,
         Err(BookError::Invalid(_))
     ));
+    // A value of the wrong type is named by its field, never echoed (serde's messages quote it).
+    let typed =
+        json!({"name": "Jane Doe", "phone": 4915112345678u64, "queue": "support", "slots": []});
+    match book(&b, typed.to_string().as_bytes()).await {
+        Err(BookError::Invalid(fields)) => {
+            assert_eq!(fields[0].field, "phone");
+            let text = format!("{fields:?}");
+            assert!(
+                !text.contains("4915112345678") && !text.contains("Jane"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(sim.callbacks().is_empty());
 }
 

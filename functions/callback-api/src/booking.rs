@@ -104,17 +104,16 @@ impl Booking {
         now: Timestamp,
         deadline: Deadline,
     ) -> Result<Reservation, BookError> {
-        let request: BookingRequest = serde_json::from_slice(body).map_err(|e| {
-            let path = e.to_string();
-            // serde names the field, never echoes a value here (deny_unknown_fields, types).
-            BookError::Invalid(vec![field(
-                ".",
-                &format!(
-                    "not a booking: {}",
-                    path.split(" at line").next().unwrap_or("")
-                ),
-            )])
-        })?;
+        // Only the path of the offending field: serde's messages quote values (a name, a number).
+        let request: BookingRequest =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+                let path = e.path().to_string();
+                let at = if path.is_empty() || path == "." { "." } else { path.as_str() };
+                BookError::Invalid(vec![field(
+                    at,
+                    "not a booking here: a required field is missing, a field is unknown, or a value has the wrong type",
+                )])
+            })?;
         let mut errors = Vec::new();
         let phone = shared::redact::normalise_e164(&request.phone);
         if phone.is_none() {
@@ -217,6 +216,10 @@ impl Booking {
             .await;
         let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
         let recorded = match &result {
+            // Not done yet (another attempt's reservation, still being created): a resubmission continues it.
+            Ok(r) if r.status == Status::Requested => {
+                self.claims.release(&key, &token, None, Some(settle)).await
+            }
             Ok(r) => self
                 .claims
                 .complete(&key, &token, r.status.name())
@@ -274,6 +277,7 @@ impl Booking {
                     incident_number: request.incident_number.clone(),
                     conversation_id: None,
                     create_unconfirmed: false,
+                    create_sent_at: None,
                     failure_reason: None,
                     history: Vec::new(),
                 };
@@ -294,9 +298,26 @@ impl Booking {
             return Ok(reservation);
         }
         let slot: Timestamp = reservation.slot.parse().unwrap_or(now);
-        if reservation.create_unconfirmed {
+        if let Some(sent) = reservation
+            .create_sent_at
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+        {
+            // An earlier create was sent and never confirmed: nothing is created again before the settle
+            // window is over, and then only if Genesys has no callback for the reservation.
+            let settled = sent
+                .checked_add(jiff::SignedDuration::try_from(self.settle).unwrap_or_default())
+                .unwrap_or(sent);
+            let now_real = Timestamp::now();
+            if now_real < settled {
+                let wait = settled.duration_since(now_real).unsigned_abs();
+                return Err(BookError::Unavailable {
+                    reason: "an earlier create may still be applied by Genesys".into(),
+                    retry_after: wait.max(Duration::from_secs(1)),
+                });
+            }
             let found =
-                genesys::find_by_reservation(&self.genesys, &queue.genesys_queue_id, id, slot)
+                genesys::find_by_reservation(&self.genesys, &queue.genesys_queue_id, id, sent)
                     .await
                     .map_err(|e| unavailable(e.to_string()))?;
             if let Some(conversation) = found {
@@ -324,6 +345,17 @@ impl Booking {
                 .flatten(),
             ),
         };
+        // Recorded before it is sent: however this attempt ends, the next one knows a create may exist.
+        reservation.create_sent_at = Some(Timestamp::now().to_string());
+        reservation.create_unconfirmed = true;
+        if !self
+            .reservations
+            .update(&reservation, Status::Requested)
+            .await
+            .map_err(unavailable)?
+        {
+            return self.current(id).await;
+        }
         // A create left without an answer is never repeated in this attempt: Genesys may have made it.
         let created = self
             .retrier
@@ -341,23 +373,30 @@ impl Booking {
         match created {
             Ok(conversation) => self.scheduled(reservation, conversation).await,
             Err(e) if e.class() == FailureClass::Permanent && !e.ambiguous() => {
-                let before = reservation.status;
                 reservation.status = Status::Failed;
                 reservation.failure_reason = Some(e.to_string());
-                self.reservations
-                    .update(&reservation, before)
+                reservation.create_sent_at = None;
+                reservation.create_unconfirmed = false;
+                if !self
+                    .reservations
+                    .update(&reservation, Status::Requested)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(unavailable)?
+                {
+                    return self.current(id).await;
+                }
                 let _ = self.capacity.give_back(&reservation.queue, slot).await;
                 Ok(reservation)
             }
             Err(e) => {
-                if e.ambiguous() && !reservation.create_unconfirmed {
-                    reservation.create_unconfirmed = true;
-                    self.reservations
+                if !e.ambiguous() {
+                    // Not processed (a 429, no token): nothing to look for next time.
+                    reservation.create_sent_at = None;
+                    reservation.create_unconfirmed = false;
+                    let _ = self
+                        .reservations
                         .update(&reservation, Status::Requested)
-                        .await
-                        .map_err(unavailable)?;
+                        .await;
                 }
                 Err(BookError::Unavailable {
                     reason: e.to_string(),
@@ -384,11 +423,26 @@ impl Booking {
             .map_err(unavailable)?;
         r.conversation_id = Some(conversation);
         r.create_unconfirmed = false;
-        self.reservations
+        r.create_sent_at = None;
+        if !self
+            .reservations
             .update(&r, Status::Requested)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)?
+        {
+            // Moved meanwhile (a lifecycle event): what is stored is the answer.
+            return self.current(&r.id).await;
+        }
         Ok(r)
+    }
+
+    /// The reservation as stored now.
+    async fn current(&self, id: &str) -> Result<Reservation, BookError> {
+        self.reservations
+            .get(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| unavailable("the reservation vanished"))
     }
 
     /// Up to three slots with room after the preferred ones, within the queue's horizon.

@@ -45,6 +45,12 @@ pub async fn create(api: &GenesysApi, request: &CallbackRequest) -> Result<Strin
         .await?;
     match answer.body["conversation"]["id"].as_str() {
         Some(id) if answer.found() => Ok(id.to_string()),
+        // Accepted, but the answer names no callback: it may exist, so it is looked for, never re-created.
+        _ if answer.found() => Err(ApiError::Retry {
+            reason: "Genesys accepted the callback without naming it".into(),
+            hint: None,
+            ambiguous: true,
+        }),
         _ => Err(ApiError::Refused {
             status: answer.status,
             what: "callback",
@@ -78,8 +84,9 @@ pub async fn reschedule(
 }
 
 /// The callback an earlier, unanswered create made for `reservation_id` in `queue_id`, if Genesys has it:
-/// an analytics conversation query for the queue's callbacks around `at`, matched on the `reservationId`
-/// participant attribute. (Analytics can lag; the reservation is held for a settle window before this.)
+/// an analytics conversation query for the queue's callbacks created around `at` (when the create was sent),
+/// every page, matched on the `reservationId` participant attribute. (Analytics can lag; the reservation is
+/// held for a settle window before this.)
 pub async fn find_by_reservation(
     api: &GenesysApi,
     queue_id: &str,

@@ -32,6 +32,9 @@ pub enum LifecycleError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Other events of the reservation kept moving it: try again later.
+    #[error("the reservation kept changing")]
+    Contended,
 }
 
 /// The status a callback event means, given the reservation's current one.
@@ -94,10 +97,8 @@ pub async fn apply(reservations: &Reservations, raw: &[u8]) -> Result<Applied, L
             });
         }
     }
-    let r = reservations.by_conversation(conversation).await?;
-    Ok(Applied::Unchanged {
-        reservation: r.map(|r| r.id).unwrap_or_default(),
-    })
+    // Lost every race: given back to the queue, never acknowledged unapplied.
+    Err(LifecycleError::Contended)
 }
 
 #[cfg(test)]

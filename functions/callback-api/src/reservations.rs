@@ -66,6 +66,9 @@ pub struct Reservation {
     /// A create was sent without an answer: look for it before creating again.
     #[serde(default)]
     pub create_unconfirmed: bool,
+    /// When the last create was sent (kept until its answer came): the lookup searches around it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_sent_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
     /// Each status change after booking: `{status, at, event}` (the audit trail).

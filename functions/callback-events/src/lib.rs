@@ -57,6 +57,10 @@ pub async fn process_batch(
                 error!(message_id = %id, reason = %reason, "not a Genesys event");
                 response.add_failure(id);
             }
+            Err(e @ LifecycleError::Contended) => {
+                warn!(message_id = %id, error = %e, "record returned to the queue");
+                response.add_failure(id);
+            }
             Err(LifecycleError::Store(e)) => {
                 warn!(message_id = %id, error = %e, "reservation store unavailable; record returned to the queue");
                 response.add_failure(id);
