@@ -83,7 +83,7 @@ async fn genesys_throttling_defers_the_callback_and_a_resubmission_makes_exactly
     let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
     sim.set_faults(GenesysFaults {
         throttle_next: 5,
-        retry_after_secs: 5,
+        retry_after_secs: 2,
         ..GenesysFaults::default()
     });
     let first = book(&b, &body("+15550199888")).await;
@@ -93,7 +93,7 @@ async fn genesys_throttling_defers_the_callback_and_a_resubmission_makes_exactly
     );
     assert!(sim.callbacks().is_empty());
     sim.set_faults(GenesysFaults::default());
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let later = book(&b, &body("+15550199888")).await.unwrap();
     assert_eq!(later.status, Status::Scheduled);
     assert_eq!(sim.callbacks().len(), 1);

@@ -225,9 +225,11 @@ impl Booking {
                 .complete(&key, &token, r.status.name())
                 .await
                 .map(|_| ()),
-            Err(BookError::Unavailable { .. }) => {
-                // The reservation (and its slot) stay; a resubmission continues where this stopped.
-                self.claims.release(&key, &token, None, Some(settle)).await
+            Err(BookError::Unavailable { retry_after, .. }) => {
+                // The reservation (and its slot) stay; a resubmission continues where this stopped, once the
+                // `Retry-After` the client is told has passed.
+                let until = shared::clock::epoch_ms() + retry_after.as_millis() as u64;
+                self.claims.release(&key, &token, None, Some(until)).await
             }
             Err(_) => self.claims.forget(&key, &token).await.map(|_| ()),
         };
