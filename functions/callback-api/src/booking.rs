@@ -3,8 +3,8 @@
 //!
 //! A submission is claimed by its idempotency key (the `Idempotency-Key` header, else the submission's own
 //! content), so a client that submits twice, or concurrently, gets one reservation and one callback. A
-//! Genesys create left without an answer is not repeated at once: the reservation keeps
-//! `create_unconfirmed`, and the next attempt (after the settle window) looks the callback up first.
+//! Genesys create left without an answer is not repeated at once: the reservation keeps `create_sent_at`,
+//! and the next attempt (after the settle window) looks the callback up first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -278,7 +278,6 @@ impl Booking {
                     reason: request.reason.clone(),
                     incident_number: request.incident_number.clone(),
                     conversation_id: None,
-                    create_unconfirmed: false,
                     create_sent_at: None,
                     failure_reason: None,
                     history: Vec::new(),
@@ -349,14 +348,8 @@ impl Booking {
         };
         // Recorded before it is sent: however this attempt ends, the next one knows a create may exist.
         reservation.create_sent_at = Some(Timestamp::now().to_string());
-        reservation.create_unconfirmed = true;
-        if !self
-            .reservations
-            .update(&reservation, Status::Requested)
-            .await
-            .map_err(unavailable)?
-        {
-            return self.current(id).await;
+        if let Some(moved) = self.save_from_requested(&reservation).await? {
+            return Ok(moved);
         }
         // A create left without an answer is never repeated in this attempt: Genesys may have made it.
         let created = self
@@ -378,14 +371,8 @@ impl Booking {
                 reservation.status = Status::Failed;
                 reservation.failure_reason = Some(e.to_string());
                 reservation.create_sent_at = None;
-                reservation.create_unconfirmed = false;
-                if !self
-                    .reservations
-                    .update(&reservation, Status::Requested)
-                    .await
-                    .map_err(unavailable)?
-                {
-                    return self.current(id).await;
+                if let Some(moved) = self.save_from_requested(&reservation).await? {
+                    return Ok(moved);
                 }
                 let _ = self.capacity.give_back(&reservation.queue, slot).await;
                 Ok(reservation)
@@ -394,7 +381,6 @@ impl Booking {
                 if !e.ambiguous() {
                     // Not processed (a 429, no token): nothing to look for next time.
                     reservation.create_sent_at = None;
-                    reservation.create_unconfirmed = false;
                     let _ = self
                         .reservations
                         .update(&reservation, Status::Requested)
@@ -424,27 +410,27 @@ impl Booking {
             .await
             .map_err(unavailable)?;
         r.conversation_id = Some(conversation);
-        r.create_unconfirmed = false;
         r.create_sent_at = None;
-        if !self
+        Ok(self.save_from_requested(&r).await?.unwrap_or(r))
+    }
+
+    /// Saves `r` over its `requested` record. `Some`: the record had moved meanwhile (another attempt, a
+    /// lifecycle event), and what is stored now is the answer.
+    async fn save_from_requested(&self, r: &Reservation) -> Result<Option<Reservation>, BookError> {
+        if self
             .reservations
-            .update(&r, Status::Requested)
+            .update(r, Status::Requested)
             .await
             .map_err(unavailable)?
         {
-            // Moved meanwhile (a lifecycle event): what is stored is the answer.
-            return self.current(&r.id).await;
+            return Ok(None);
         }
-        Ok(r)
-    }
-
-    /// The reservation as stored now.
-    async fn current(&self, id: &str) -> Result<Reservation, BookError> {
         self.reservations
-            .get(id)
+            .get(&r.id)
             .await
             .map_err(unavailable)?
             .ok_or_else(|| unavailable("the reservation vanished"))
+            .map(Some)
     }
 
     /// Up to three slots with room after the preferred ones, within the queue's horizon.

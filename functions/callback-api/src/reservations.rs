@@ -63,10 +63,8 @@ pub struct Reservation {
     /// The Genesys callback's conversation, once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
-    /// A create was sent without an answer: look for it before creating again.
-    #[serde(default)]
-    pub create_unconfirmed: bool,
-    /// When the last create was sent (kept until its answer came): the lookup searches around it.
+    /// When the last create was sent, kept until its answer came: while set, a create may exist, so it is
+    /// looked for (around this time) before creating again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_sent_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
