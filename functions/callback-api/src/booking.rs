@@ -20,7 +20,7 @@ use shared::genesys::{ApiError, GenesysApi};
 use shared::idempotency::{Claim, IdempotencyStore};
 use shared::retry::{Deadline, Retrier, Retryable};
 
-use crate::capacity::SlotCapacity;
+use crate::capacity::{Outcome, SlotCapacity};
 use crate::genesys::{self, CallbackRequest};
 use crate::reservations::{Reservation, Reservations, Status};
 use crate::schedule::{validate, FieldError, QueueCalendar, SlotRequest};
@@ -258,21 +258,11 @@ impl Booking {
                     .iter()
                     .flat_map(|w| queue.calendar.slots_in(w))
                     .collect();
-                let Some(slot) = self
-                    .capacity
-                    .take_first(&request.queue, &slots, queue.capacity)
-                    .await
-                    .map_err(unavailable)?
-                else {
-                    return Err(BookError::Full {
-                        alternatives: self.alternatives(queue, &request.queue, windows, now).await,
-                    });
-                };
-                let r = Reservation {
+                let mut r = Reservation {
                     id: id.to_string(),
                     status: Status::Requested,
                     queue: request.queue.clone(),
-                    slot: slot.to_string(),
+                    slot: String::new(),
                     name: name.to_string(),
                     phone: phone.to_string(),
                     reason: request.reason.clone(),
@@ -282,17 +272,23 @@ impl Booking {
                     failure_reason: None,
                     history: Vec::new(),
                 };
-                if !self.reservations.create(&r).await.map_err(unavailable)? {
+                match self.take_first(&mut r, queue, &slots).await? {
+                    Outcome::Done => r,
+                    Outcome::Full => {
+                        return Err(BookError::Full {
+                            alternatives: self
+                                .alternatives(queue, &request.queue, windows, now)
+                                .await,
+                        })
+                    }
                     // Made meanwhile by another attempt of this booking: its slot is the one.
-                    let _ = self.capacity.give_back(&request.queue, slot).await;
-                    return self
+                    Outcome::Stale => self
                         .reservations
                         .get(id)
                         .await
                         .map_err(unavailable)?
-                        .ok_or_else(|| unavailable("the reservation vanished"));
+                        .ok_or_else(|| unavailable("the reservation vanished"))?,
                 }
-                r
             }
         };
         if reservation.status != Status::Requested {
@@ -371,11 +367,26 @@ impl Booking {
                 reservation.status = Status::Failed;
                 reservation.failure_reason = Some(e.to_string());
                 reservation.create_sent_at = None;
-                if let Some(moved) = self.save_from_requested(&reservation).await? {
-                    return Ok(moved);
+                // Failed and its place given back, together.
+                let write = self
+                    .reservations
+                    .replace(&reservation, Status::Requested)
+                    .map_err(unavailable)?;
+                let token = format!("{id}:failed");
+                match self
+                    .capacity
+                    .transact(&reservation.queue, None, Some(slot), write, &token)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    Outcome::Done => Ok(reservation),
+                    _ => self
+                        .reservations
+                        .get(id)
+                        .await
+                        .map_err(unavailable)?
+                        .ok_or_else(|| unavailable("the reservation vanished")),
                 }
-                let _ = self.capacity.give_back(&reservation.queue, slot).await;
-                Ok(reservation)
             }
             Err(e) => {
                 if !e.ambiguous() {
@@ -431,6 +442,31 @@ impl Booking {
             .map_err(unavailable)?
             .ok_or_else(|| unavailable("the reservation vanished"))
             .map(Some)
+    }
+
+    /// Stores `r` in the first of `slots` with room, its place taken in the same transaction. `Full`: no
+    /// slot has room; `Stale`: a reservation with this id exists already.
+    async fn take_first(
+        &self,
+        r: &mut Reservation,
+        queue: &Queue,
+        slots: &[Timestamp],
+    ) -> Result<Outcome, BookError> {
+        for slot in slots {
+            r.slot = slot.to_string();
+            let write = self.reservations.put_new(r).map_err(unavailable)?;
+            let token = format!("{}:take:{}", r.id, r.slot);
+            match self
+                .capacity
+                .transact(&r.queue, Some((*slot, queue.capacity)), None, write, &token)
+                .await
+                .map_err(unavailable)?
+            {
+                Outcome::Full => continue,
+                done_or_stale => return Ok(done_or_stale),
+            }
+        }
+        Ok(Outcome::Full)
     }
 
     /// Up to three slots with room after the preferred ones, within the queue's horizon.

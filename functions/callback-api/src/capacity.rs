@@ -1,13 +1,17 @@
 //! Callbacks per queue slot, counted in DynamoDB: a slot is taken with one conditional update, so concurrent
-//! reservations can never put more callbacks in a slot than its limit.
+//! reservations can never put more callbacks in a slot than its limit. The reservation that takes, moves or
+//! gives back a place is written in the same transaction ([`SlotCapacity::transact`]), so a place is never
+//! taken without its reservation, nor a reservation stored without its place.
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
+use sha2::{Digest, Sha256};
 
-use shared::idempotency::{is_condition_failure, n, s, store_error, StoreError};
+use shared::idempotency::{n, s, store_error, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct SlotCapacity {
@@ -30,68 +34,6 @@ impl SlotCapacity {
         format!("callback-slot:{queue}:{}", slot.as_second())
     }
 
-    /// Takes one place in `queue`'s slot starting at `slot` if fewer than `limit` are taken.
-    pub async fn take(&self, queue: &str, slot: Timestamp, limit: u32) -> Result<bool, StoreError> {
-        let expires = (slot.as_second().max(0) as u64) + self.keep_after.as_secs();
-        let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(Self::key(queue, slot)))
-            .update_expression("ADD #taken :one SET #kind = :kind, #expiration = :exp")
-            .condition_expression("attribute_not_exists(#taken) OR #taken < :limit")
-            .expression_attribute_names("#taken", "taken")
-            .expression_attribute_names("#kind", "kind")
-            .expression_attribute_names("#expiration", "expiration")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":limit", n(u64::from(limit)))
-            .expression_attribute_values(":kind", s("callback-slot"))
-            .expression_attribute_values(":exp", n(expires))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
-    }
-
-    /// The first of `slots` (in order) with room, taken; `None` when every one is full.
-    pub async fn take_first(
-        &self,
-        queue: &str,
-        slots: &[Timestamp],
-        limit: u32,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        for slot in slots {
-            if self.take(queue, *slot, limit).await? {
-                return Ok(Some(*slot));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Gives a place back (a cancelled or failed reservation); never below zero.
-    pub async fn give_back(&self, queue: &str, slot: Timestamp) -> Result<(), StoreError> {
-        let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(Self::key(queue, slot)))
-            .update_expression("ADD #taken :minus")
-            .condition_expression("#taken > :zero")
-            .expression_attribute_names("#taken", "taken")
-            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
-    }
-
     /// How many places of the slot are taken.
     pub async fn taken(&self, queue: &str, slot: Timestamp) -> Result<u32, StoreError> {
         let item =
@@ -101,5 +43,128 @@ impl SlotCapacity {
             .as_ref()
             .and_then(|i| shared::idempotency::get_n(i, "taken"))
             .unwrap_or(0) as u32)
+    }
+}
+
+/// How a transaction over a slot counter and a reservation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both applied.
+    Done,
+    /// The slot (to take) has no room.
+    Full,
+    /// The reservation's own condition did not hold (it exists already, or moved meanwhile).
+    Stale,
+}
+
+fn built<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError {
+        operation: "TransactWriteItems",
+        reason: e.to_string(),
+        class: shared::failure::FailureClass::Permanent,
+    })
+}
+
+impl SlotCapacity {
+    fn expires(&self, slot: Timestamp) -> u64 {
+        (slot.as_second().max(0) as u64) + self.keep_after.as_secs()
+    }
+
+    fn take_item(
+        &self,
+        queue: &str,
+        slot: Timestamp,
+        limit: u32,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = built(
+            Update::builder()
+                .table_name(&self.table)
+                .key("id", s(Self::key(queue, slot)))
+                .update_expression("ADD #taken :one SET #kind = :kind, #expiration = :exp")
+                .condition_expression("attribute_not_exists(#taken) OR #taken < :limit")
+                .expression_attribute_names("#taken", "taken")
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_names("#expiration", "expiration")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":limit", n(u64::from(limit)))
+                .expression_attribute_values(":kind", s("callback-slot"))
+                .expression_attribute_values(":exp", n(self.expires(slot)))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn give_back_item(
+        &self,
+        queue: &str,
+        slot: Timestamp,
+    ) -> Result<TransactWriteItem, StoreError> {
+        // Not conditional: a counter gone with its TTL comes back below zero, and a slot that old is never
+        // offered again.
+        let update = built(
+            Update::builder()
+                .table_name(&self.table)
+                .key("id", s(Self::key(queue, slot)))
+                .update_expression("ADD #taken :minus SET #kind = :kind, #expiration = :exp")
+                .expression_attribute_names("#taken", "taken")
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_names("#expiration", "expiration")
+                .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+                .expression_attribute_values(":kind", s("callback-slot"))
+                .expression_attribute_values(":exp", n(self.expires(slot)))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// In one transaction: a place taken in `take` (if it has room), one given back in `give_back`, and
+    /// `write` (the reservation's conditional write). `token` makes a repeated attempt of the same
+    /// transaction (an unanswered one) apply at most once.
+    pub async fn transact(
+        &self,
+        queue: &str,
+        take: Option<(Timestamp, u32)>,
+        give_back: Option<Timestamp>,
+        write: TransactWriteItem,
+        token: &str,
+    ) -> Result<Outcome, StoreError> {
+        let mut items = vec![write];
+        if let Some((slot, limit)) = take {
+            items.push(self.take_item(queue, slot, limit)?);
+        }
+        if let Some(slot) = give_back {
+            items.push(self.give_back_item(queue, slot)?);
+        }
+        let token: String = hex::encode(Sha256::digest(token.as_bytes()))[..36].to_string();
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(token)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Outcome::Done),
+            Err(e) => {
+                let reasons: Vec<Option<String>> = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().map(str::to_string))
+                        .collect(),
+                    _ => return Err(store_error("TransactWriteItems", e)),
+                };
+                let failed = |i: usize| {
+                    reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
+                };
+                if failed(0) {
+                    Ok(Outcome::Stale)
+                } else if take.is_some() && failed(1) {
+                    Ok(Outcome::Full)
+                } else {
+                    Err(store_error("TransactWriteItems", e))
+                }
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
@@ -106,23 +107,48 @@ impl Reservations {
         n(shared::clock::epoch_secs() + self.ttl.as_secs())
     }
 
-    /// Stores a new reservation; `Ok(false)`: one with this id exists already.
-    pub async fn create(&self, r: &Reservation) -> Result<bool, StoreError> {
-        let doc = serde_json::to_string(r).unwrap_or_default();
-        let res = self
-            .client
-            .put_item()
+    fn doc(r: &Reservation) -> Result<String, StoreError> {
+        serde_json::to_string(r).map_err(|e| StoreError {
+            operation: "serialise",
+            reason: e.to_string(),
+            class: shared::failure::FailureClass::Permanent,
+        })
+    }
+
+    /// A new reservation's write for a transaction: it applies only if no reservation has this id.
+    pub fn put_new(&self, r: &Reservation) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
             .table_name(&self.table)
             .item("id", s(key(&r.id)))
             .item("kind", s("callback-reservation"))
             .item("status", s(r.status.name()))
-            .item("doc", s(doc))
+            .item("doc", s(Self::doc(r)?))
             .item("expiration", self.expiration())
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", "id")
-            .send()
-            .await;
-        applied("PutItem", res)
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A change's write for a transaction: it applies only while the stored status is `from` (and the
+    /// stored revision is `r`'s previous one).
+    pub fn replace(&self, r: &Reservation, from: Status) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("id", s(key(&r.id)))
+            .update_expression("SET #status = :status, #doc = :doc, #expiration = :exp")
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#expiration", "expiration")
+            .expression_attribute_values(":status", s(r.status.name()))
+            .expression_attribute_values(":doc", s(Self::doc(r)?))
+            .expression_attribute_values(":exp", self.expiration())
+            .expression_attribute_values(":from", s(from.name()))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Records which reservation the Genesys callback conversation belongs to.
@@ -167,23 +193,29 @@ impl Reservations {
 
     /// Replaces the reservation if its stored status is still `from`; `Ok(false)`: it moved meanwhile.
     pub async fn update(&self, r: &Reservation, from: Status) -> Result<bool, StoreError> {
-        let doc = serde_json::to_string(r).unwrap_or_default();
+        let item = self.replace(r, from)?;
+        let Some(update) = item.update else {
+            return Ok(false);
+        };
         let res = self
             .client
             .update_item()
-            .table_name(&self.table)
-            .key("id", s(key(&r.id)))
-            .update_expression("SET #status = :status, #doc = :doc, #expiration = :exp")
-            .condition_expression("#status = :from")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#doc", "doc")
-            .expression_attribute_names("#expiration", "expiration")
-            .expression_attribute_values(":status", s(r.status.name()))
-            .expression_attribute_values(":doc", s(doc))
-            .expression_attribute_values(":exp", self.expiration())
-            .expression_attribute_values(":from", s(from.name()))
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
             .send()
             .await;
         applied("UpdateItem", res)
+    }
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError {
+        operation: "TransactWriteItems",
+        reason: e.to_string(),
+        class: shared::failure::FailureClass::Permanent,
     }
 }
