@@ -20,6 +20,12 @@ pub struct ResourceNames {
     pub servicenow_token_secret: String,
     pub genesys_token_secret: String,
     pub data_action_secret: String,
+    /// Reservations, slot counters, connections (with a stream, as template.yaml's CallbacksTable).
+    pub callbacks_table: String,
+    pub callback_access_secret: String,
+    pub callback_events_queue: String,
+    pub callback_webhooks_queue: String,
+    pub callback_webhooks_dead_letter_queue: String,
     /// Receives before SQS moves a message to the DLQ.
     pub max_receive_count: u32,
     pub visibility_timeout_secs: u32,
@@ -45,6 +51,11 @@ impl ResourceNames {
             servicenow_token_secret: format!("{prefix}/servicenow-token"),
             genesys_token_secret: format!("{prefix}/genesys-token"),
             data_action_secret: format!("{prefix}/data-action-credentials"),
+            callbacks_table: format!("{prefix}-callbacks"),
+            callback_access_secret: format!("{prefix}/callback-access-key"),
+            callback_events_queue: format!("{prefix}-callback-events"),
+            callback_webhooks_queue: format!("{prefix}-callback-webhooks"),
+            callback_webhooks_dead_letter_queue: format!("{prefix}-callback-webhooks-dlq"),
             max_receive_count: 5,
             visibility_timeout_secs: 30,
             max_message_size: 262_144,
@@ -65,6 +76,13 @@ pub struct Resources {
     pub servicenow_token_secret_id: String,
     pub genesys_token_secret_id: String,
     pub data_action_secret_id: String,
+    pub callbacks_table: String,
+    /// The callbacks table's stream (new and old images).
+    pub callbacks_stream_arn: String,
+    pub callback_access_secret_id: String,
+    pub callback_events_queue_url: String,
+    pub callback_webhooks_queue_url: String,
+    pub callback_webhooks_dead_letter_queue_url: String,
 }
 
 /// Values written into the secrets.
@@ -78,6 +96,8 @@ pub struct SecretValues {
     pub genesys_client: serde_json::Value,
     /// What Architect's data action calls present (`{"username", "password"}` for Basic).
     pub data_action: serde_json::Value,
+    /// The key callback access tokens are signed with.
+    pub callback_access: String,
 }
 
 /// Creates (or reuses) the queues, table and secrets; writes the secret values given.
@@ -116,42 +136,20 @@ pub async fn ensure(
     let queue_arn = queue_arn(&sqs, &queue_url).await?;
 
     let ddb = aws_sdk_dynamodb::Client::new(config);
-    let exists = ddb
-        .describe_table()
-        .table_name(&names.table)
-        .send()
-        .await
-        .is_ok();
-    if !exists {
-        ddb.create_table()
-            .table_name(&names.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("id")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("id")
-                    .key_type(KeyType::Hash)
-                    .build()?,
-            )
-            .send()
-            .await?;
-        ddb.update_time_to_live()
-            .table_name(&names.table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name("expiration")
-                    .enabled(true)
-                    .build()?,
-            )
-            .send()
-            .await?;
-    }
-
+    ensure_table(&ddb, &names.table, false).await?;
+    let callbacks_stream_arn = ensure_table(&ddb, &names.callbacks_table, true)
+        .await?
+        .ok_or("the callbacks table has no stream")?;
+    let callback_events_queue_url = create_queue(&sqs, &names.callback_events_queue, None).await?;
+    let webhooks_dlq_url =
+        create_queue(&sqs, &names.callback_webhooks_dead_letter_queue, None).await?;
+    let webhooks_dlq_arn = self::queue_arn(&sqs, &webhooks_dlq_url).await?;
+    let callback_webhooks_queue_url = create_queue(
+        &sqs,
+        &names.callback_webhooks_queue,
+        Some(serde_json::json!({"deadLetterTargetArn": webhooks_dlq_arn, "maxReceiveCount": 10})),
+    )
+    .await?;
     let sm = aws_sdk_secretsmanager::Client::new(config);
     let webhook_secret_id = put_secret(&sm, &names.webhook_secret, &secrets.webhook).await?;
     let servicenow_secret_id = put_secret(
@@ -181,6 +179,8 @@ pub async fn ensure(
         &secrets.data_action.to_string(),
     )
     .await?;
+    let callback_access_secret_id =
+        put_secret(&sm, &names.callback_access_secret, &secrets.callback_access).await?;
     Ok(Resources {
         queue_url,
         queue_arn,
@@ -193,7 +193,82 @@ pub async fn ensure(
         servicenow_token_secret_id,
         genesys_token_secret_id,
         data_action_secret_id,
+        callbacks_table: names.callbacks_table.clone(),
+        callbacks_stream_arn,
+        callback_access_secret_id,
+        callback_events_queue_url,
+        callback_webhooks_queue_url,
+        callback_webhooks_dead_letter_queue_url: webhooks_dlq_url,
     })
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    redrive: Option<serde_json::Value>,
+) -> Result<String, BoxError> {
+    let mut create = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, "30");
+    if let Some(r) = redrive {
+        create = create.attributes(QueueAttributeName::RedrivePolicy, r.to_string());
+    }
+    Ok(create.send().await?.queue_url.ok_or("no queue url")?)
+}
+
+/// Creates the table (key `id`, TTL on `expiration`) unless it exists; with `stream`, a stream of new and
+/// old images, whose ARN is returned.
+async fn ensure_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    stream: bool,
+) -> Result<Option<String>, BoxError> {
+    if let Ok(found) = ddb.describe_table().table_name(name).send().await {
+        return Ok(found
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .map(str::to_string));
+    }
+    let mut create = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()?,
+        );
+    if stream {
+        create = create.stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+                .build()?,
+        );
+    }
+    let created = create.send().await?;
+    ddb.update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expiration")
+                .enabled(true)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(created
+        .table_description()
+        .and_then(|t| t.latest_stream_arn())
+        .map(str::to_string))
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, BoxError> {

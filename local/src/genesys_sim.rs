@@ -92,6 +92,8 @@ pub struct ScheduledCallback {
     pub name: String,
     pub scheduled_time: Option<String>,
     pub data: serde_json::Map<String, Value>,
+    /// `scheduled`, then `connected` or `disconnected`.
+    pub state: String,
 }
 
 struct Inner {
@@ -288,7 +290,10 @@ impl GenesysSim {
                 "/api/v2/conversations/callbacks",
                 post(post_callback).patch(patch_callback),
             )
-            .route("/api/v2/conversations/callbacks/{id}", get(get_callback))
+            .route(
+                "/api/v2/conversations/callbacks/{id}",
+                get(get_callback).patch(disconnect_callback),
+            )
             .route(
                 "/api/v2/analytics/conversations/details/query",
                 post(query_conversations),
@@ -977,6 +982,7 @@ async fn post_callback(
                 .to_string(),
             scheduled_time: scheduled,
             data: command["data"].as_object().cloned().unwrap_or_default(),
+            state: "scheduled".into(),
         });
         Json(json!({
             "conversation": {"id": id, "selfUri": format!("/api/v2/conversations/{id}")},
@@ -1011,9 +1017,43 @@ async fn patch_callback(
                 "not.found",
                 "The conversation could not be found",
             ),
+            Some(c) if c.state == "disconnected" => {
+                bad_request("the callback conversation is disconnected")
+            }
             Some(c) => {
                 c.scheduled_time = Some(time.to_string());
                 Json(json!({"conversationId": id, "callbackScheduledTime": time})).into_response()
+            }
+        }
+    })
+    .await
+}
+
+/// `PATCH /api/v2/conversations/callbacks/{id}` with `{"state": "disconnected"}`: the callback is cancelled.
+async fn disconnect_callback(
+    State(sim): State<GenesysSim>,
+    Path(id): Path<String>,
+    Extension(kill): Extension<crate::http::ConnectionKill>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    sim.api_write("PATCH", CALLBACK, &headers, &kill, |s| {
+        if !patch["state"]
+            .as_str()
+            .is_some_and(|v| v.eq_ignore_ascii_case("disconnected"))
+        {
+            return bad_request("state must be disconnected");
+        }
+        match s.callbacks.iter_mut().find(|c| c.conversation_id == id) {
+            None => api_error(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The conversation could not be found",
+            ),
+            Some(c) => {
+                c.state = "disconnected".into();
+                Json(json!({"id": id, "state": "disconnected"})).into_response()
             }
         }
     })
@@ -1041,6 +1081,7 @@ async fn get_callback(
                     "callbackUserName": c.name,
                     "callbackScheduledTime": c.scheduled_time,
                     "attributes": c.data,
+                    "state": c.state,
                 }],
             }))
             .into_response(),
@@ -1069,17 +1110,31 @@ async fn query_conversations(
         "/api/v2/analytics/conversations/details/query",
         &headers,
         |s| {
-            let conversations: Vec<Value> = s
+            let size = query["paging"]["pageSize"]
+                .as_u64()
+                .unwrap_or(25)
+                .clamp(1, 100) as usize;
+            let page = query["paging"]["pageNumber"].as_u64().unwrap_or(1).max(1) as usize;
+            let matching: Vec<&ScheduledCallback> = s
                 .callbacks
                 .iter()
                 .filter(|c| queue.as_deref().is_none_or(|q| q == c.queue_id))
+                .collect();
+            let conversations: Vec<Value> = matching
+                .iter()
+                .skip((page - 1) * size)
+                .take(size)
                 .map(|c| {
                     json!({"conversationId": c.conversation_id,
                        "participants": [{"purpose": "customer", "attributes": c.data}]})
                 })
                 .collect();
-            Json(json!({"conversations": conversations, "totalHits": conversations.len()}))
-                .into_response()
+            // As analytics does: an empty page has no `conversations` at all.
+            let mut answer = json!({"totalHits": matching.len()});
+            if !conversations.is_empty() {
+                answer["conversations"] = Value::Array(conversations);
+            }
+            Json(answer).into_response()
         },
     )
     .await

@@ -26,7 +26,7 @@ pub async fn booking(genesys_queue: &str, settle: Duration) -> (GenesysSim, Arc<
     let table = local::aws_setup::ensure(&aws, &names, &crate::secret_values())
         .await
         .unwrap()
-        .table;
+        .callbacks_table;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let hours = ["mon", "tue", "wed", "thu", "fri"]
         .iter()

@@ -35,6 +35,7 @@ pub const GENESYS_CLIENT_ID: &str = "genesys-client";
 pub const GENESYS_CLIENT_SECRET: &str = "genesys-client-secret";
 pub const DATA_ACTION_USER: &str = "architect";
 pub const DATA_ACTION_PASSWORD: &str = "data-action-test-password";
+pub const CALLBACK_ACCESS_KEY: &str = "callback-access-test-key";
 
 /// What the harness writes into the secrets.
 pub fn secret_values() -> aws_setup::SecretValues {
@@ -45,6 +46,7 @@ pub fn secret_values() -> aws_setup::SecretValues {
                                  "username": SN_USER, "password": SN_PASSWORD}),
         genesys_client: json!({"client_id": GENESYS_CLIENT_ID, "client_secret": GENESYS_CLIENT_SECRET}),
         data_action: json!({"username": DATA_ACTION_USER, "password": DATA_ACTION_PASSWORD}),
+        callback_access: CALLBACK_ACCESS_KEY.into(),
     }
 }
 

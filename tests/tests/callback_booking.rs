@@ -203,6 +203,10 @@ async fn the_http_api_books_and_reads_without_showing_the_callers_details() {
     let b = Arc::try_unwrap(b).ok().expect("one owner");
     let api = callback_api::api::CallbackApi {
         booking: b,
+        access: callback_api::access::AccessKeys::from_secret(
+            integration_tests::CALLBACK_ACCESS_KEY,
+        ),
+        live_token_ttl: Duration::from_secs(900),
         deadline: Duration::from_secs(4),
         max_body_bytes: 16 * 1024,
     };
@@ -237,6 +241,19 @@ async fn the_http_api_books_and_reads_without_showing_the_callers_details() {
         "{text}"
     );
     let id = reply.body["id"].as_str().unwrap().to_string();
+    let manage = reply.body["manage_token"].as_str().unwrap().to_string();
+    assert!(reply.body["live_token"].as_str().is_some());
+    // Without the booking's token, or with another reservation's, nothing is shown.
+    let unauthorised = api
+        .handle(
+            &http::Method::GET,
+            &format!("/callbacks/{id}"),
+            &headers,
+            b"",
+        )
+        .await;
+    assert_eq!(unauthorised.status, 401);
+    headers.insert("authorization", format!("Bearer {manage}").parse().unwrap());
     let read = api
         .handle(
             &http::Method::GET,
@@ -245,8 +262,11 @@ async fn the_http_api_books_and_reads_without_showing_the_callers_details() {
             b"",
         )
         .await;
-    assert_eq!((read.status, &read.body), (200, &reply.body));
-    let missing = api
+    assert_eq!(read.status, 200);
+    for field in ["id", "status", "slot", "queue"] {
+        assert_eq!(read.body[field], reply.body[field], "{field}");
+    }
+    let other = api
         .handle(
             &http::Method::GET,
             "/callbacks/6f1c3c2e-8d4b-4a57-9f0e-2b7d51a4c9e3",
@@ -254,7 +274,7 @@ async fn the_http_api_books_and_reads_without_showing_the_callers_details() {
             b"",
         )
         .await;
-    assert_eq!(missing.status, 404);
+    assert_eq!(other.status, 401);
     let bad = api
         .handle(
             &http::Method::POST,

@@ -18,8 +18,8 @@ async fn stores() -> (SlotCapacity, Reservations) {
     let client = aws_sdk_dynamodb::Client::new(&aws);
     let day = Duration::from_secs(86_400);
     (
-        SlotCapacity::new(client.clone(), resources.table.clone(), day),
-        Reservations::new(client, resources.table, day),
+        SlotCapacity::new(client.clone(), resources.callbacks_table.clone(), day),
+        Reservations::new(client, resources.callbacks_table, day),
     )
 }
 
@@ -35,6 +35,7 @@ fn reservation(id: &str, queue: &str) -> Reservation {
         incident_number: None,
         conversation_id: None,
         create_sent_at: None,
+        pending_slot: None,
         failure_reason: None,
         history: Vec::new(),
     }

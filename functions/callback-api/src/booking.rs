@@ -62,6 +62,14 @@ pub enum BookError {
     Full { alternatives: Vec<String> },
     #[error("the idempotency key was used for another booking")]
     Conflict,
+    #[error("no such reservation")]
+    NotFound,
+    /// The reservation is past the point where it can be changed (e.g. `connected`).
+    #[error("the reservation is {0} and cannot be changed")]
+    WrongState(&'static str),
+    /// Genesys refused the change (the status only: its message echoes the request).
+    #[error("{0}")]
+    Refused(String),
     /// Not booked now; the same submission may be sent again.
     #[error("{reason}")]
     Unavailable {
@@ -269,6 +277,7 @@ impl Booking {
                     incident_number: request.incident_number.clone(),
                     conversation_id: None,
                     create_sent_at: None,
+                    pending_slot: None,
                     failure_reason: None,
                     history: Vec::new(),
                 };
@@ -470,7 +479,7 @@ impl Booking {
     }
 
     /// Up to three slots with room after the preferred ones, within the queue's horizon.
-    async fn alternatives(
+    pub(crate) async fn alternatives(
         &self,
         queue: &Queue,
         name: &str,
@@ -534,7 +543,7 @@ impl Retryable for CreateError {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> BookError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> BookError {
     BookError::Unavailable {
         reason: e.to_string(),
         retry_after: Duration::from_secs(2),
@@ -555,6 +564,9 @@ pub fn answer(e: &BookError) -> (u16, Value) {
             (409, "slots_full")
         }
         BookError::Conflict => (409, "idempotency_conflict"),
+        BookError::NotFound => (404, "not_found"),
+        BookError::WrongState(_) => (409, "not_changeable"),
+        BookError::Refused(_) => (502, "genesys_refused"),
         BookError::Unavailable { .. } => (503, "genesys_unavailable"),
     };
     body.insert("error".into(), Value::String(code.into()));

@@ -128,12 +128,27 @@ impl SlotCapacity {
         write: TransactWriteItem,
         token: &str,
     ) -> Result<Outcome, StoreError> {
+        let take: Vec<_> = take.into_iter().collect();
+        let give_back: Vec<_> = give_back.into_iter().collect();
+        self.transact_many(queue, &take, &give_back, write, token)
+            .await
+    }
+
+    /// [`Self::transact`] over several places; `Full`: one of `take` has no room.
+    pub async fn transact_many(
+        &self,
+        queue: &str,
+        take: &[(Timestamp, u32)],
+        give_back: &[Timestamp],
+        write: TransactWriteItem,
+        token: &str,
+    ) -> Result<Outcome, StoreError> {
         let mut items = vec![write];
-        if let Some((slot, limit)) = take {
-            items.push(self.take_item(queue, slot, limit)?);
+        for (slot, limit) in take {
+            items.push(self.take_item(queue, *slot, *limit)?);
         }
-        if let Some(slot) = give_back {
-            items.push(self.give_back_item(queue, slot)?);
+        for slot in give_back {
+            items.push(self.give_back_item(queue, *slot)?);
         }
         let token: String = hex::encode(Sha256::digest(token.as_bytes()))[..36].to_string();
         let res = self
@@ -159,7 +174,7 @@ impl SlotCapacity {
                 };
                 if failed(0) {
                     Ok(Outcome::Stale)
-                } else if take.is_some() && failed(1) {
+                } else if (1..=take.len()).any(failed) {
                     Ok(Outcome::Full)
                 } else {
                     Err(store_error("TransactWriteItems", e))

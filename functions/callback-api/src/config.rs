@@ -32,7 +32,11 @@ struct QueueSpec {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub queues: HashMap<String, Queue>,
-    pub idempotency_table: String,
+    /// Reservations, slot counters, booking claims and WebSocket connections (its stream feeds
+    /// callback-notifier).
+    pub table: String,
+    pub access_secret_id: String,
+    pub live_token_ttl: Duration,
     pub genesys: TokenSourceSettings,
     pub genesys_api_url: String,
     pub max_slots: usize,
@@ -95,7 +99,9 @@ impl Config {
         shared::http_client::check_url("GENESYS_API_URL", &genesys_api_url)?;
         Ok(Self {
             queues,
-            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
+            table: env.required("CALLBACKS_TABLE")?,
+            access_secret_id: env.required("CALLBACK_ACCESS_SECRET_ID")?,
+            live_token_ttl: env.secs_or("CALLBACK_LIVE_TOKEN_SECONDS", 900)?,
             genesys: TokenSourceSettings::from_env(env, Provider::Genesys)?,
             genesys_api_url,
             max_slots,
@@ -117,7 +123,10 @@ pub async fn build(
         shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5)),
     )?;
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
-    let table = config.idempotency_table;
+    let access = crate::access::AccessKeys::from_secret(
+        &shared::aws::read_secret(&secrets, &config.access_secret_id).await?,
+    );
+    let table = config.table;
     let keep = Duration::from_secs(30 * 86_400);
     Ok(CallbackApi {
         booking: Booking {
@@ -140,6 +149,8 @@ pub async fn build(
             max_slots: config.max_slots,
             settle: config.settle,
         },
+        access,
+        live_token_ttl: config.live_token_ttl,
         deadline: config.deadline,
         max_body_bytes: 16 * 1024,
     })
@@ -155,7 +166,8 @@ mod tests {
     fn env(extra: &[(&str, &str)]) -> Env {
         let base = [
             ("CALLBACK_QUEUES", QUEUES),
-            ("IDEMPOTENCY_TABLE", "idem"),
+            ("CALLBACKS_TABLE", "callbacks"),
+            ("CALLBACK_ACCESS_SECRET_ID", "access"),
             ("GENESYS_CREDENTIALS_SECRET_ID", "genesys"),
         ];
         Env::from_pairs(base.iter().chain(extra).copied())

@@ -99,35 +99,111 @@ pub async fn find_by_reservation(
     let to = at
         .checked_add(jiff::SignedDuration::from_hours(24))
         .unwrap_or(at);
-    let body = json!({
-        "interval": format!("{from}/{to}"),
-        "segmentFilters": [{"type": "and", "predicates": [
-            {"dimension": "mediaType", "value": "callback"},
-            {"dimension": "queueId", "value": queue_id},
-        ]}],
-        "paging": {"pageSize": 100, "pageNumber": 1},
-    });
+    const PAGE: usize = 100;
+    // Every page (analytics caps a query at 100 000 hits: 1 000 pages of 100).
+    for page in 1..=1000 {
+        let body = json!({
+            "interval": format!("{from}/{to}"),
+            "segmentFilters": [{"type": "and", "predicates": [
+                {"dimension": "mediaType", "value": "callback"},
+                {"dimension": "queueId", "value": queue_id},
+            ]}],
+            "paging": {"pageSize": PAGE, "pageNumber": page},
+        });
+        let answer = api
+            .request(
+                Method::POST,
+                "/api/v2/analytics/conversations/details/query",
+                &[],
+                Some(&body),
+                "conversation query",
+            )
+            .await?;
+        let conversations = answer.body["conversations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let found = conversations
+            .iter()
+            .find(|c| {
+                c["participants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["attributes"]["reservationId"].as_str() == Some(reservation_id))
+            })
+            .and_then(|c| c["conversationId"].as_str())
+            .map(str::to_string);
+        if found.is_some() || conversations.len() < PAGE {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Whether Genesys still holds the callback to call: `Some(false)` once it is disconnected, `None` when
+/// Genesys does not know it.
+pub async fn is_pending(
+    api: &GenesysApi,
+    conversation_id: &str,
+) -> Result<Option<bool>, CallbackError> {
     let answer = api
         .request(
-            Method::POST,
-            "/api/v2/analytics/conversations/details/query",
+            Method::GET,
+            &format!(
+                "/api/v2/conversations/callbacks/{}",
+                shared::genesys::segment(conversation_id)
+            ),
             &[],
-            Some(&body),
-            "conversation query",
+            None,
+            "callback",
         )
         .await?;
-    let found = answer.body["conversations"]
+    if answer.status == 404 {
+        return Ok(None);
+    }
+    if !answer.found() {
+        return Err(ApiError::Refused {
+            status: answer.status,
+            what: "callback",
+        });
+    }
+    let disconnected = answer.body["participants"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| {
-            c["participants"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|p| p["attributes"]["reservationId"].as_str() == Some(reservation_id))
-        })
-        .and_then(|c| c["conversationId"].as_str())
-        .map(str::to_string);
-    Ok(found)
+        .filter(|p| p["purpose"] == "customer")
+        .any(|p| {
+            p["state"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("disconnected"))
+        });
+    Ok(Some(!disconnected))
+}
+
+/// Cancels the callback: the conversation is disconnected (`PATCH …/callbacks/{id}` `{"state":
+/// "disconnected"}`). Read first, so a cancel whose answer was lost is not sent again.
+pub async fn cancel(api: &GenesysApi, conversation_id: &str) -> Result<(), CallbackError> {
+    if is_pending(api, conversation_id).await? != Some(true) {
+        return Ok(());
+    }
+    let answer = api
+        .request(
+            Method::PATCH,
+            &format!(
+                "/api/v2/conversations/callbacks/{}",
+                shared::genesys::segment(conversation_id)
+            ),
+            &[],
+            Some(&json!({"state": "disconnected"})),
+            "callback",
+        )
+        .await?;
+    match answer.found() {
+        true => Ok(()),
+        false => Err(ApiError::Refused {
+            status: answer.status,
+            what: "callback",
+        }),
+    }
 }

@@ -7,11 +7,13 @@
 //! - [`genesys`]: creating and rescheduling the Genesys callback (`/api/v2/conversations/callbacks`).
 //! - [`reservations`] and [`booking`]: a booking made exactly once (one reservation, one callback).
 
+pub mod access;
 pub mod api;
 pub mod booking;
 pub mod capacity;
 pub mod config;
 pub mod genesys;
 pub mod lifecycle;
+pub mod manage;
 pub mod reservations;
 pub mod schedule;

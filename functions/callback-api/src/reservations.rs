@@ -68,6 +68,9 @@ pub struct Reservation {
     /// looked for (around this time) before creating again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_sent_at: Option<String>,
+    /// A reschedule in progress: this slot's place is held too until Genesys has moved the callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_slot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
     /// Each status change after booking: `{status, at, event}` (the audit trail).

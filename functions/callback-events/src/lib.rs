@@ -12,7 +12,7 @@ use callback_api::reservations::Reservations;
 use shared::config::{ConfigError, Env};
 
 pub struct Config {
-    pub idempotency_table: String,
+    pub table: String,
 }
 
 impl Config {
@@ -22,7 +22,7 @@ impl Config {
 
     pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
+            table: env.required("CALLBACKS_TABLE")?,
         })
     }
 }
@@ -30,7 +30,7 @@ impl Config {
 pub fn build(config: Config, aws: &aws_config::SdkConfig) -> Reservations {
     Reservations::new(
         aws_sdk_dynamodb::Client::new(aws),
-        config.idempotency_table,
+        config.table,
         Duration::from_secs(30 * 86_400),
     )
 }

@@ -81,6 +81,7 @@ async fn serve() -> Result<(), BoxError> {
             data_action: serde_json::json!({
                 "username": env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
                 "password": env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD)}),
+            callback_access: uuid::Uuid::new_v4().simple().to_string(),
         },
     )
     .await?;
@@ -105,6 +106,8 @@ async fn serve() -> Result<(), BoxError> {
         ("WEBHOOK_SECRET_ID", &res.webhook_secret_id),
         ("DEAD_LETTER_QUEUE_URL", &res.dead_letter_queue_url),
         ("IDEMPOTENCY_TABLE", &res.table),
+        ("CALLBACKS_TABLE", &res.callbacks_table),
+        ("CALLBACK_ACCESS_SECRET_ID", &res.callback_access_secret_id),
         (
             "DATA_ACTION_CREDENTIALS_SECRET_ID",
             &res.data_action_secret_id,

@@ -1,0 +1,195 @@
+//! Cancelling and rescheduling booked callbacks against moto and the Genesys simulator: Genesys first, then
+//! the reservation and its places together; an unanswered Genesys call continued, never doubled.
+
+use std::time::Duration;
+
+use callback_api::booking::{BookError, Booking};
+use callback_api::reservations::{Reservation, Status};
+use local::genesys_sim::GenesysFaults;
+use serde_json::json;
+use shared::retry::Deadline;
+
+use integration_tests::callbacks::{body, booking, now};
+
+fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(4))
+}
+
+async fn booked(b: &Booking, phone: &str) -> Reservation {
+    let r = b.book(&body(phone), None, now(), deadline()).await.unwrap();
+    assert_eq!(r.status, Status::Scheduled);
+    r
+}
+
+async fn taken(b: &Booking, slot: &str) -> u32 {
+    b.capacity
+        .taken("support", slot.parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Wednesday 15:00–16:00 in Berlin (14:00Z and 14:30Z).
+fn afternoon() -> Vec<u8> {
+    json!({"slots": [{"start": "2026-12-02T15:00", "end": "2026-12-02T16:00", "timezone": "Europe/Berlin"}]})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_cancel_disconnects_the_genesys_callback_frees_the_place_and_is_idempotent() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    assert_eq!(taken(&b, &r.slot).await, 1);
+    let cancelled = b.cancel(&r.id, deadline()).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(sim.callbacks()[0].state, "disconnected");
+    assert_eq!(taken(&b, &r.slot).await, 0);
+    assert_eq!(
+        cancelled.history.last().map(|c| c.event.as_str()),
+        Some("api:cancel")
+    );
+    // Again: the same answer, nothing sent to Genesys, the place not given back twice.
+    let patches = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count()
+    };
+    let before = patches();
+    assert_eq!(b.cancel(&r.id, deadline()).await.unwrap(), cancelled);
+    assert_eq!(patches(), before);
+    assert_eq!(taken(&b, &r.slot).await, 0);
+    // A cancelled reservation is not rescheduled; an unknown one is not found.
+    assert!(matches!(
+        b.reschedule(&r.id, &afternoon(), now(), deadline()).await,
+        Err(BookError::WrongState("cancelled"))
+    ));
+    assert!(matches!(
+        b.cancel("6f1c3c2e-8d4b-4a57-9f0e-2b7d51a4c9e3", deadline())
+            .await,
+        Err(BookError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn a_cancel_whose_answer_was_lost_is_not_sent_again() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    sim.set_faults(GenesysFaults {
+        drop_after_write_next: 1,
+        ..GenesysFaults::default()
+    });
+    // The disconnect is applied and its answer lost: the retry reads the callback first, sees it gone.
+    let cancelled = b.cancel(&r.id, deadline()).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    let disconnects = sim
+        .requests()
+        .iter()
+        .filter(|q| {
+            q.method == "PATCH"
+                && q.path == "/api/v2/conversations/callbacks/{id}"
+                && q.status == 200
+        })
+        .count();
+    assert_eq!(disconnects, 1);
+    assert_eq!(taken(&b, &r.slot).await, 0);
+}
+
+#[tokio::test]
+async fn a_reschedule_moves_the_callback_in_genesys_and_the_place_with_it() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    let moved = b
+        .reschedule(&r.id, &afternoon(), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(moved.status, Status::Scheduled);
+    assert_eq!(moved.slot, "2026-12-02T14:00:00Z", "15:00 in Berlin");
+    assert_eq!(moved.pending_slot, None);
+    assert_eq!(
+        sim.callbacks()[0].scheduled_time.as_deref(),
+        Some("2026-12-02T14:00:00Z")
+    );
+    assert_eq!(taken(&b, &r.slot).await, 0);
+    assert_eq!(taken(&b, &moved.slot).await, 1);
+    // Asked again: nothing changes.
+    assert_eq!(
+        b.reschedule(&r.id, &afternoon(), now(), deadline())
+            .await
+            .unwrap(),
+        moved
+    );
+    assert_eq!(taken(&b, &moved.slot).await, 1);
+    // Outside business hours: 400 naming the slot, nothing moved.
+    let night = json!({"slots": [{"start": "2026-12-02T22:00", "end": "2026-12-02T23:00", "timezone": "Europe/Berlin"}]});
+    let refused = b
+        .reschedule(&r.id, night.to_string().as_bytes(), now(), deadline())
+        .await;
+    assert!(matches!(refused, Err(BookError::Invalid(_))), "{refused:?}");
+    assert_eq!(
+        b.reservations.get(&r.id).await.unwrap().unwrap().slot,
+        moved.slot
+    );
+}
+
+#[tokio::test]
+async fn a_reschedule_into_full_slots_takes_the_next_with_room_or_is_409() {
+    let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let mine = booked(&b, "+15550199000").await;
+    // Five others fill 14:00Z; 14:30Z has room.
+    for i in 0..5 {
+        let other = booked(&b, &format!("+1555019910{i}")).await;
+        b.reschedule(&other.id, &afternoon(), now(), deadline())
+            .await
+            .unwrap();
+    }
+    assert_eq!(taken(&b, "2026-12-02T14:00:00Z").await, 5);
+    let moved = b
+        .reschedule(&mine.id, &afternoon(), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(moved.slot, "2026-12-02T14:30:00Z");
+    assert_eq!(taken(&b, "2026-12-02T14:00:00Z").await, 5);
+    // Only 14:00Z asked for, and full: 409 with alternatives, the reservation where it was.
+    let full = json!({"slots": [{"start": "2026-12-02T15:00", "end": "2026-12-02T15:30", "timezone": "Europe/Berlin"}]});
+    let answer = b
+        .reschedule(&mine.id, full.to_string().as_bytes(), now(), deadline())
+        .await;
+    assert!(
+        matches!(&answer, Err(BookError::Full { alternatives }) if !alternatives.is_empty()),
+        "{answer:?}"
+    );
+    assert_eq!(taken(&b, "2026-12-02T14:30:00Z").await, 1);
+}
+
+#[tokio::test]
+async fn an_unanswered_reschedule_holds_both_places_and_the_same_request_finishes_it() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    sim.set_faults(GenesysFaults {
+        fail_next: 10,
+        fail_status: 503,
+        ..GenesysFaults::default()
+    });
+    let first = b.reschedule(&r.id, &afternoon(), now(), deadline()).await;
+    assert!(
+        matches!(first, Err(BookError::Unavailable { .. })),
+        "{first:?}"
+    );
+    let held = b.reservations.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(held.slot, r.slot, "still where Genesys has it");
+    assert_eq!(held.pending_slot.as_deref(), Some("2026-12-02T14:00:00Z"));
+    assert_eq!(taken(&b, &r.slot).await, 1);
+    assert_eq!(taken(&b, "2026-12-02T14:00:00Z").await, 1);
+    sim.set_faults(GenesysFaults::default());
+    let moved = b
+        .reschedule(&r.id, &afternoon(), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(moved.slot, "2026-12-02T14:00:00Z");
+    assert_eq!(taken(&b, &r.slot).await, 0);
+    assert_eq!(taken(&b, &moved.slot).await, 1);
+    // Cancelling gives back every place held.
+    b.cancel(&r.id, deadline()).await.unwrap();
+    assert_eq!(taken(&b, &moved.slot).await, 0);
+}
