@@ -54,8 +54,8 @@ impl ResourceNames {
             callbacks_table: format!("{prefix}-callbacks"),
             callback_access_secret: format!("{prefix}/callback-access-key"),
             callback_events_queue: format!("{prefix}-callback-events"),
-            callback_webhooks_queue: format!("{prefix}-callback-webhooks"),
-            callback_webhooks_dead_letter_queue: format!("{prefix}-callback-webhooks-dlq"),
+            callback_webhooks_queue: format!("{prefix}-callback-webhooks.fifo"),
+            callback_webhooks_dead_letter_queue: format!("{prefix}-callback-webhooks-dlq.fifo"),
             max_receive_count: 5,
             visibility_timeout_secs: 30,
             max_message_size: 262_144,
@@ -140,14 +140,16 @@ pub async fn ensure(
     let callbacks_stream_arn = ensure_table(&ddb, &names.callbacks_table, true)
         .await?
         .ok_or("the callbacks table has no stream")?;
-    let callback_events_queue_url = create_queue(&sqs, &names.callback_events_queue, None).await?;
+    let callback_events_queue_url =
+        create_queue(&sqs, &names.callback_events_queue, None, false).await?;
     let webhooks_dlq_url =
-        create_queue(&sqs, &names.callback_webhooks_dead_letter_queue, None).await?;
+        create_queue(&sqs, &names.callback_webhooks_dead_letter_queue, None, true).await?;
     let webhooks_dlq_arn = self::queue_arn(&sqs, &webhooks_dlq_url).await?;
     let callback_webhooks_queue_url = create_queue(
         &sqs,
         &names.callback_webhooks_queue,
         Some(serde_json::json!({"deadLetterTargetArn": webhooks_dlq_arn, "maxReceiveCount": 10})),
+        true,
     )
     .await?;
     let sm = aws_sdk_secretsmanager::Client::new(config);
@@ -206,11 +208,15 @@ async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
     redrive: Option<serde_json::Value>,
+    fifo: bool,
 ) -> Result<String, BoxError> {
     let mut create = sqs
         .create_queue()
         .queue_name(name)
         .attributes(QueueAttributeName::VisibilityTimeout, "30");
+    if fifo {
+        create = create.attributes(QueueAttributeName::FifoQueue, "true");
+    }
     if let Some(r) = redrive {
         create = create.attributes(QueueAttributeName::RedrivePolicy, r.to_string());
     }

@@ -106,6 +106,8 @@ struct Inner {
     clients: HashMap<String, String>,
     tokens: IssuedTokens,
     events: Vec<ReceivedEvent>,
+    /// Conversation events the simulator emitted (EventBridge envelopes), oldest first.
+    emitted: Vec<Value>,
     answers: HashMap<String, (Value, u16, Value)>,
     faults: GenesysFaults,
     log: RequestLog,
@@ -126,6 +128,7 @@ impl GenesysSim {
                 clients,
                 tokens: IssuedTokens::new(Duration::from_secs(86_399)),
                 events: Vec::new(),
+                emitted: Vec::new(),
                 answers: HashMap::new(),
                 queues: Default::default(),
                 callbacks: Vec::new(),
@@ -187,6 +190,48 @@ impl GenesysSim {
 
     pub fn callbacks(&self) -> Vec<ScheduledCallback> {
         self.lock().callbacks.clone()
+    }
+
+    /// Moves a callback conversation on, as Genesys would when its time comes: `user.start` (an agent
+    /// answered), `customer.end` (the customer left or never answered), `acw` (the agent wrapped up). Emits the
+    /// conversation detail event (the EventBridge envelope, `mediaType: callback`), which is also kept in
+    /// [`Self::emitted`]. `None`: no such callback, or an event that does not apply.
+    pub fn advance_callback(&self, conversation_id: &str, kind: &str) -> Option<Value> {
+        let mut s = self.lock();
+        let c = s
+            .callbacks
+            .iter_mut()
+            .find(|c| c.conversation_id == conversation_id)?;
+        let state = match kind {
+            "user.start" if c.state == "scheduled" => "connected",
+            "customer.end" | "acw" | "user.end" if c.state != "disconnected" => "disconnected",
+            _ => return None,
+        };
+        c.state = state.into();
+        let queue = c.queue_id.clone();
+        let now = jiff::Timestamp::now();
+        let n = s.emitted.len() + 1;
+        let mut body = json!({"conversationId": conversation_id, "mediaType": "callback", "queueId": queue,
+            "eventTime": now.as_millisecond(), "direction": "OUTBOUND"});
+        if kind == "customer.end" {
+            body["disconnectType"] = json!("CLIENT");
+        }
+        let envelope = json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": format!("v2.detail.events.conversation.{{id}}.{kind}"),
+            "source": "aws.partner/genesys.com/cloud/local-org/callbacks",
+            "account": "123456789012", "time": now.to_string(), "region": "us-east-1", "resources": [],
+            "detail": {"topicName": format!("v2.detail.events.conversation.{conversation_id}.{kind}"),
+                       "version": "2", "timestamp": now.to_string(), "eventBody": body,
+                       "metadata": {"CorrelationId": format!("sim-{n}")}},
+        });
+        s.emitted.push(envelope.clone());
+        Some(envelope)
+    }
+
+    /// The events emitted so far, from the `since`-th on.
+    pub fn emitted(&self, since: usize) -> Vec<Value> {
+        self.lock().emitted.iter().skip(since).cloned().collect()
     }
 
     /// Creates a data table whose rows have `key` (string) and `columns` (name, JSON type).
@@ -308,6 +353,9 @@ impl GenesysSim {
                 axum::routing::patch(patch_attributes),
             )
             .route("/sim/events", get(list_events))
+            .route("/sim/callbacks", get(list_callbacks))
+            .route("/sim/callbacks/{id}/{kind}", post(post_advance_callback))
+            .route("/sim/callback-events", get(list_emitted))
             .route("/sim/datatables", get(list_datatables))
             .route("/sim/requests", get(list_requests))
             .route("/sim/faults", post(post_faults))
@@ -1027,6 +1075,40 @@ async fn patch_callback(
         }
     })
     .await
+}
+
+async fn list_callbacks(State(sim): State<GenesysSim>) -> Response {
+    Json(json!(sim.callbacks())).into_response()
+}
+
+/// `POST /sim/callbacks/{conversation}/{user.start|customer.end|acw}`: the callback moves on and its event is
+/// emitted.
+async fn post_advance_callback(
+    State(sim): State<GenesysSim>,
+    Path((id, kind)): Path<(String, String)>,
+) -> Response {
+    match sim.advance_callback(&id, &kind) {
+        Some(event) => Json(event).into_response(),
+        None => api_error(
+            StatusCode::CONFLICT,
+            "not.applicable",
+            "no such callback, or the event does not apply to its state",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(default)]
+    since: usize,
+}
+
+/// `GET /sim/callback-events?since=N`: what the simulator emitted (as EventBridge would deliver it).
+async fn list_emitted(
+    State(sim): State<GenesysSim>,
+    axum::extract::Query(q): axum::extract::Query<Since>,
+) -> Response {
+    Json(json!(sim.emitted(q.since))).into_response()
 }
 
 /// `PATCH /api/v2/conversations/callbacks/{id}` with `{"state": "disconnected"}`: the callback is cancelled.

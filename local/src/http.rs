@@ -34,7 +34,9 @@ pub async fn serve(listener: TcpListener, router: Router) {
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                // WebSocket upgrades (the local API Gateway WebSocket stand-in).
+                .with_upgrades();
             tokio::select! {
                 _ = conn => {}
                 _ = kill.notified() => {} // dropping `conn` closes the socket mid-request

@@ -6,14 +6,19 @@
 //! - [`http`]: serves the webhook receiver, legacy-ingest and data-action over HTTP, and the shared hyper accept loop.
 //! - [`genesys_sim`]: a Genesys Cloud simulator (OAuth token endpoint, event ingestion with Idempotency-Key).
 //! - [`dev_tokens`]: development JWTs signed with the keys in `local/dev-keys/`.
+//! - [`ws_gateway`]: an API Gateway WebSocket API stand-in (connections and the `@connections` API).
+//! - [`callback_pumps`]: the callbacks table's stream, the webhooks and callback events queues, fed to their
+//!   functions as Lambda's event source mappings do.
 
 pub mod aws_setup;
+pub mod callback_pumps;
 pub mod dev_tokens;
 pub mod genesys_sim;
 pub mod http;
 pub mod poller;
 pub mod servicenow_sim;
 pub mod sim_common;
+pub mod ws_gateway;
 
 /// Credentials and secrets for local runs only (the simulator and the emulator); never used in AWS.
 pub const LOCAL_WEBHOOK_SECRET: &str = "local-webhook-secret-0123456789abcdef";

@@ -19,14 +19,23 @@ use crate::aws_config;
 pub const NOW: &str = "2026-12-01T08:00:00Z"; // a Tuesday
 
 pub async fn booking(genesys_queue: &str, settle: Duration) -> (GenesysSim, Arc<Booking>) {
+    let (sim, b, _) = booking_with_resources(genesys_queue, settle).await;
+    (sim, b)
+}
+
+/// [`booking`], with the resources it was made on (the callbacks table's stream, the callback queues).
+pub async fn booking_with_resources(
+    genesys_queue: &str,
+    settle: Duration,
+) -> (GenesysSim, Arc<Booking>, local::aws_setup::Resources) {
     let (sim, genesys) = crate::genesys_with_api().await;
     let aws = aws_config().await;
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let names = local::aws_setup::ResourceNames::with_prefix(&prefix);
-    let table = local::aws_setup::ensure(&aws, &names, &crate::secret_values())
+    let resources = local::aws_setup::ensure(&aws, &names, &crate::secret_values())
         .await
-        .unwrap()
-        .callbacks_table;
+        .unwrap();
+    let table = resources.callbacks_table.clone();
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let hours = ["mon", "tue", "wed", "thu", "fri"]
         .iter()
@@ -71,7 +80,7 @@ pub async fn booking(genesys_queue: &str, settle: Duration) -> (GenesysSim, Arc<
         max_slots: 3,
         settle,
     };
-    (sim, Arc::new(b))
+    (sim, Arc::new(b), resources)
 }
 
 /// A booking for Wednesday 10:00–11:00 in Berlin (two 30-minute slots).
@@ -85,4 +94,92 @@ pub fn body(phone: &str) -> Vec<u8> {
 
 pub fn now() -> Timestamp {
     NOW.parse().unwrap()
+}
+
+/// Booking, the live status WebSocket (callback-websocket behind the local gateway), callback-notifier with
+/// one webhook subscriber, and the pumps between them, on moto and loopback.
+pub struct LiveRig {
+    pub sim: GenesysSim,
+    pub booking: Arc<Booking>,
+    pub resources: local::aws_setup::Resources,
+    pub notifier: callback_notifier::Notifier,
+    pub gateway: local::ws_gateway::WsGateway,
+    /// `ws://127.0.0.1:<port>/`
+    pub ws_url: String,
+    pub stream: local::callback_pumps::StreamPump,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sink: crate::webhook_sink::WebhookSink,
+}
+
+pub const SUBSCRIBER_SECRET: &[u8] = b"calendar-subscriber-secret";
+
+pub async fn live_rig() -> LiveRig {
+    let (sim, booking, resources) =
+        booking_with_resources("queue-support", Duration::from_secs(1)).await;
+    let aws = aws_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let day = Duration::from_secs(86_400);
+    let live = callback_websocket::Live {
+        connections: callback_api::live::Connections::new(
+            dynamodb.clone(),
+            &resources.callbacks_table,
+            Duration::from_secs(7_200),
+        ),
+        reservations: Reservations::new(dynamodb.clone(), &resources.callbacks_table, day),
+        access: callback_api::access::AccessKeys::from_secret(crate::CALLBACK_ACCESS_KEY),
+    };
+    let gateway = local::ws_gateway::WsGateway::new(Arc::new(live));
+    let addr = local::http::spawn(([127, 0, 0, 1], 0).into(), gateway.router())
+        .await
+        .expect("gateway");
+    let (sink, sink_url) = crate::webhook_sink::WebhookSink::start().await;
+    let push = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&aws)
+            .endpoint_url(format!("http://{addr}"))
+            .build(),
+    );
+    let notifier = callback_notifier::Notifier {
+        connections: callback_api::live::Connections::new(
+            dynamodb.clone(),
+            &resources.callbacks_table,
+            Duration::from_secs(7_200),
+        ),
+        deliveries: callback_notifier::Deliveries {
+            client: dynamodb,
+            table: resources.callbacks_table.clone(),
+        },
+        push: Some(push),
+        subscribers: vec![callback_notifier::Subscriber {
+            name: "calendar".into(),
+            url: sink_url,
+            secret: SUBSCRIBER_SECRET.to_vec(),
+        }],
+        sqs: aws_sdk_sqs::Client::new(&aws),
+        webhooks_queue_url: Some(resources.callback_webhooks_queue_url.clone()),
+        dead_letter_queue_url: Some(resources.callback_webhooks_dead_letter_queue_url.clone()),
+        http: shared::http_client::client(
+            "tests",
+            shared::http_client::Timeouts::new(Duration::from_secs(1), Duration::from_secs(2)),
+        )
+        .expect("http"),
+        backoff: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(1),
+        },
+        max_attempts: 3,
+    };
+    let stream = local::callback_pumps::StreamPump::new(&aws, &resources.callbacks_stream_arn);
+    LiveRig {
+        sim,
+        booking,
+        resources,
+        notifier,
+        gateway,
+        ws_url: format!("ws://{addr}/"),
+        stream,
+        sqs: aws_sdk_sqs::Client::new(&aws),
+        sink,
+    }
 }

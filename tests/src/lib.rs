@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod data_action;
 pub mod ingest;
+pub mod webhook_sink;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -14,6 +14,7 @@ pub mod capacity;
 pub mod config;
 pub mod genesys;
 pub mod lifecycle;
+pub mod live;
 pub mod manage;
 pub mod reservations;
 pub mod schedule;

@@ -1,0 +1,299 @@
+//! Live status and change notifications: a booked callback's changes reach its WebSocket clients (through the
+//! callbacks table's stream, callback-notifier and the API Gateway stand-in) and a webhook subscriber (signed,
+//! in order, retried, dead-lettered with the reason).
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use shared::retry::Deadline;
+use tokio_tungstenite::tungstenite::Message;
+
+use callback_api::access::{AccessKeys, Scope};
+use callback_api::reservations::{Reservation, Status};
+use integration_tests::callbacks::{body, live_rig, now, LiveRig, SUBSCRIBER_SECRET};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn book(rig: &LiveRig) -> Reservation {
+    rig.booking
+        .book(
+            &body("+15550199888"),
+            None,
+            now(),
+            Deadline::after(Duration::from_secs(4)),
+        )
+        .await
+        .unwrap()
+}
+
+fn live_token(id: &str) -> String {
+    AccessKeys::from_secret(integration_tests::CALLBACK_ACCESS_KEY).issue(
+        Scope::Live,
+        id,
+        shared::clock::epoch_secs() + 600,
+    )
+}
+
+async fn connect(
+    rig: &LiveRig,
+    token: &str,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    tokio_tungstenite::connect_async(format!("{}?token={token}", rig.ws_url))
+        .await
+        .map(|(s, _)| s)
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("a frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// Genesys moves the callback on: its event goes through the events queue to callback-events.
+async fn genesys_moves(rig: &LiveRig, conversation: &str, kind: &str) {
+    let event = rig
+        .sim
+        .advance_callback(conversation, kind)
+        .expect("applies");
+    let queue = &rig.resources.callback_events_queue_url;
+    local::callback_pumps::deliver_event(&rig.sqs, queue, &event)
+        .await
+        .unwrap();
+    let reservations = &rig.booking.reservations;
+    while local::callback_pumps::pump_callback_events(&rig.sqs, queue, reservations)
+        .await
+        .unwrap()
+        > 0
+    {}
+}
+
+/// Delivers queued webhooks until `n` arrived or `limit` passed.
+async fn webhooks(rig: &LiveRig, n: usize, limit: Duration) {
+    let until = std::time::Instant::now() + limit;
+    while rig
+        .sink
+        .received()
+        .iter()
+        .filter(|r| r.body.starts_with(b"{"))
+        .count()
+        < n
+        && std::time::Instant::now() < until
+    {
+        local::callback_pumps::pump_webhooks(
+            &rig.sqs,
+            &rig.resources.callback_webhooks_queue_url,
+            &rig.notifier,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn verify(received: &integration_tests::webhook_sink::Received) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SUBSCRIBER_SECRET).unwrap();
+    mac.update(format!("{}.", received.timestamp).as_bytes());
+    mac.update(&received.body);
+    received.signature == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn scheduled_connected_completed_reach_the_websocket_and_the_subscriber_in_order() {
+    let mut rig = live_rig().await;
+    let r = book(&rig).await;
+    let conversation = r.conversation_id.clone().unwrap();
+    let mut socket = connect(&rig, &live_token(&r.id)).await.expect("connects");
+    // Any message is answered with where the reservation is now.
+    socket.send(Message::Text("status".into())).await.unwrap();
+    let now = next_json(&mut socket).await;
+    assert_eq!(
+        (now["status"].as_str(), now["reservation_id"].as_str()),
+        (Some("scheduled"), Some(r.id.as_str()))
+    );
+    rig.stream.pump(&rig.notifier).await.unwrap();
+    genesys_moves(&rig, &conversation, "user.start").await;
+    rig.stream.pump(&rig.notifier).await.unwrap();
+    genesys_moves(&rig, &conversation, "acw").await;
+    rig.stream.pump(&rig.notifier).await.unwrap();
+    let mut pushed = Vec::new();
+    for _ in 0..3 {
+        let n = next_json(&mut socket).await;
+        pushed.push((
+            n["status"].as_str().unwrap().to_string(),
+            n["sequence"].as_u64().unwrap(),
+        ));
+    }
+    assert_eq!(
+        pushed,
+        [
+            ("scheduled".to_string(), 1),
+            ("connected".into(), 2),
+            ("completed".into(), 3)
+        ]
+    );
+    // The subscriber: the same three, in order, each signed over its timestamp and body, without the caller.
+    webhooks(&rig, 3, Duration::from_secs(10)).await;
+    let received = rig.sink.received();
+    let statuses: Vec<String> = received
+        .iter()
+        .map(|w| {
+            serde_json::from_slice::<Value>(&w.body).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["scheduled", "connected", "completed"]);
+    for w in &received {
+        assert!(verify(w), "signature");
+        let text = String::from_utf8_lossy(&w.body);
+        assert!(
+            !text.contains("5550199888") && !text.contains("Lovelace"),
+            "{text}"
+        );
+        let age = shared::clock::epoch_secs() as i64 - w.timestamp.parse::<i64>().unwrap();
+        assert!((0..60).contains(&age));
+    }
+    // Replaying the stream (a retried batch) queues nothing new: the notices are deduplicated.
+    let records = local::callback_pumps::StreamPump::new(
+        &integration_tests::aws_config().await,
+        &rig.resources.callbacks_stream_arn,
+    )
+    .next()
+    .await
+    .unwrap();
+    assert_eq!(rig.notifier.on_stream(&records).await, None);
+    webhooks(&rig, 4, Duration::from_secs(1)).await;
+    let ids: Vec<String> = rig
+        .sink
+        .received()
+        .iter()
+        .map(|w| w.event_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_connection_needs_the_reservations_live_token_and_a_gone_one_is_forgotten() {
+    let mut rig = live_rig().await;
+    let r = book(&rig).await;
+    // No token, another key's token, a manage token: refused before any upgrade.
+    assert!(connect(&rig, "").await.is_err());
+    let forged = AccessKeys::from_secret("not-the-key").issue(
+        Scope::Live,
+        &r.id,
+        shared::clock::epoch_secs() + 600,
+    );
+    assert!(connect(&rig, &forged).await.is_err());
+    let manage = AccessKeys::from_secret(integration_tests::CALLBACK_ACCESS_KEY).issue(
+        Scope::Manage,
+        &r.id,
+        shared::clock::epoch_secs() + 600,
+    );
+    assert!(connect(&rig, &manage).await.is_err());
+    assert_eq!(rig.gateway.open_connections(), 0);
+    // A connection API Gateway has closed without $disconnect reaching us: the push answers 410 and it is
+    // forgotten; the open one gets the change.
+    let mut socket = connect(&rig, &live_token(&r.id)).await.unwrap();
+    rig.notifier
+        .connections
+        .add(&r.id, "gone-connection=")
+        .await
+        .unwrap();
+    assert_eq!(rig.notifier.connections.of(&r.id).await.unwrap().len(), 2);
+    rig.stream.pump(&rig.notifier).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["status"], "scheduled");
+    assert_eq!(rig.notifier.connections.of(&r.id).await.unwrap().len(), 1);
+    // Closing the socket runs $disconnect.
+    socket.close(None).await.unwrap();
+    for _ in 0..50 {
+        if rig.notifier.connections.of(&r.id).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rig.notifier.connections.of(&r.id).await.unwrap().is_empty());
+}
+
+async fn dead_letters(rig: &LiveRig) -> Vec<(String, String)> {
+    let got = rig
+        .sqs
+        .receive_message()
+        .queue_url(&rig.resources.callback_webhooks_dead_letter_queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    got.messages()
+        .iter()
+        .map(|m| {
+            let attr = |k: &str| {
+                m.message_attributes()
+                    .and_then(|a| a.get(k))
+                    .and_then(|v| v.string_value())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (attr("reason"), attr("notice_id"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failing_subscriber_is_retried_in_order_then_dead_lettered_with_the_reason() {
+    let mut rig = live_rig().await;
+    let r = book(&rig).await;
+    let conversation = r.conversation_id.clone().unwrap();
+    // The first attempt fails (503): retried after the backoff, and the next change waits behind it.
+    rig.sink.answer_next(&[503]);
+    rig.stream.pump(&rig.notifier).await.unwrap();
+    genesys_moves(&rig, &conversation, "user.start").await;
+    rig.stream.pump(&rig.notifier).await.unwrap();
+    webhooks(&rig, 3, Duration::from_secs(10)).await;
+    let statuses: Vec<String> = rig
+        .sink
+        .received()
+        .iter()
+        .map(|w| {
+            serde_json::from_slice::<Value>(&w.body).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["scheduled", "scheduled", "connected"]);
+    let ids: Vec<String> = rig
+        .sink
+        .received()
+        .iter()
+        .map(|w| w.event_id.clone())
+        .collect();
+    assert_eq!(ids[0], ids[1], "a retry carries the same event id");
+    // A refusal (400) is dead-lettered at once; a subscriber that keeps failing, after three attempts.
+    rig.sink.answer_next(&[400]);
+    genesys_moves(&rig, &conversation, "acw").await;
+    rig.stream.pump(&rig.notifier).await.unwrap();
+    webhooks(&rig, 4, Duration::from_secs(5)).await;
+    let letters = dead_letters(&rig).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].0, "refused: HTTP 400");
+    assert_eq!(letters[0].1, format!("{}:3", r.id));
+    let after = rig.booking.reservations.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.status,
+        Status::Completed,
+        "the status never waits for a subscriber"
+    );
+}
