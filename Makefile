@@ -68,7 +68,7 @@ load: venv
 build: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda>=1.8'
 	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 \
-		-p webhook-receiver -p servicenow-writer -p legacy-ingest -p token-refresher -p data-action -p callback-api -p callback-events
+		-p webhook-receiver -p servicenow-writer -p legacy-ingest -p token-refresher -p data-action -p callback-api -p callback-events -p callback-websocket -p callback-notifier
 
 ## send-sample: POST a correctly signed sample Genesys event to the running receiver
 send-sample:

@@ -12,6 +12,7 @@
 
 pub mod aws_setup;
 pub mod callback_pumps;
+pub mod callback_stack;
 pub mod dev_tokens;
 pub mod genesys_sim;
 pub mod http;

@@ -63,7 +63,7 @@ fn the_events_queue_limit_is_set_readable_by_the_receiver_and_the_same_locally()
 fn every_function_logs_to_its_group_with_retention_at_the_log_level_parameter() {
     let t = template();
     let names = functions(&t);
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
     for f in &names {
         let block = resource(&t, f);
         let group = block
@@ -135,4 +135,20 @@ fn servicenow_secrets_follow_the_auth_mode(writer: &str) {
         !unconditional.contains("!Ref ServiceNow"),
         "{unconditional}"
     );
+}
+
+#[test]
+fn the_notifier_may_push_only_to_the_callback_websocket_stage() {
+    let t = template();
+    let notifier = resource(&t, "CallbackNotifierFunction");
+    assert!(notifier.contains("Action: execute-api:ManageConnections"));
+    assert!(
+        notifier.contains("${CallbackWebSocketApi}/live/POST/@connections/*"),
+        "{notifier}"
+    );
+    assert_eq!(notifier.matches("Action: execute-api").count(), 1);
+    // Nothing else may manage connections.
+    assert_eq!(t.matches("execute-api:ManageConnections").count(), 1);
+    let queue = resource(&t, "CallbackWebhooksQueue");
+    assert!(queue.contains("FifoQueue: true"), "{queue}");
 }

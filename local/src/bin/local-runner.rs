@@ -65,6 +65,7 @@ async fn serve() -> Result<(), BoxError> {
         env_or("SERVICENOW_PASSWORD", local::LOCAL_SN_PASSWORD),
     );
     let names = ResourceNames::local();
+    let callback_access_key = uuid::Uuid::new_v4().simple().to_string();
     let res = aws_setup::ensure(
         &aws,
         &names,
@@ -81,7 +82,7 @@ async fn serve() -> Result<(), BoxError> {
             data_action: serde_json::json!({
                 "username": env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
                 "password": env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD)}),
-            callback_access: uuid::Uuid::new_v4().simple().to_string(),
+            callback_access: callback_access_key.clone(),
         },
     )
     .await?;
@@ -172,10 +173,28 @@ async fn serve() -> Result<(), BoxError> {
         )
         .await?,
     );
+    let ws_addr: std::net::SocketAddr = env_or("CALLBACK_WS_ADDR", "127.0.0.1:3001").parse()?;
+    let genesys_url = env_or("GENESYS_API_URL", "http://127.0.0.1:8092");
+    let live = local::callback_stack::start(
+        &aws,
+        &res,
+        &callback_access_key,
+        ws_addr,
+        format!("http://{}/local/subscriber", receiver_addr()),
+        local::callback_stack::EventSource::Http {
+            url: genesys_url.clone(),
+            client: reqwest::Client::new(),
+        },
+    )
+    .await?;
     let router = local::http::receiver_router(receiver)
         .merge(local::http::ingest_router(ingest))
         .merge(local::http::data_action_router(actions))
-        .merge(local::http::callback_router(callbacks));
+        .merge(local::http::callback_router(callbacks))
+        .merge(local::callback_stack::page_router(
+            &live.websocket_url,
+            local::callback_stack::LocalSubscriber::default(),
+        ));
     let addr = local::http::spawn(receiver_addr().parse()?, router).await?;
 
     let mut writer_config = servicenow_writer::Config::from_vars(&env)?;
@@ -193,10 +212,13 @@ async fn serve() -> Result<(), BoxError> {
         wait_time_secs: 2,
     };
     println!(
-        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  Web callbacks:    http://{addr}/callbacks  (queue support)\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys data table:     make genesys-rows   (custom endpoint: make genesys-events)\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
+        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  Web callbacks:    http://{addr}/callbacks  (queue support; book one in a browser: http://{addr}/book)\n  Callback status:  {}  (WebSocket; ?token=<live_token>)\n  Move a callback:  curl -X POST {}/sim/callbacks/<conversationId>/user.start   (then acw, or customer.end)\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys data table:     make genesys-rows   (custom endpoint: make genesys-events)\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
         env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
         env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD),
-        res.queue_url, res.dead_letter_queue_url
+        live.websocket_url,
+        genesys_url,
+        res.queue_url,
+        res.dead_letter_queue_url
     );
     loop {
         match poller.poll_once(&writer).await {
