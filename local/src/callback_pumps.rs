@@ -158,14 +158,14 @@ pub async fn pump_webhooks(
 pub async fn pump_callback_events(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    reservations: &callback_api::reservations::Reservations,
+    events: &callback_events::CallbackEvents,
 ) -> Result<usize, BoxError> {
     let (records, handles) = receive_batch(sqs, queue_url, "local-callback-events", 10, 0).await?;
     if records.is_empty() {
         return Ok(0);
     }
     let n = records.len();
-    let response = callback_events::process_batch(reservations, records).await;
+    let response = callback_events::process_batch(events, records).await;
     delete_succeeded(sqs, queue_url, &handles, &response).await?;
     Ok(n)
 }

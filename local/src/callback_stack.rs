@@ -112,6 +112,7 @@ pub async fn start(
     ws_addr: std::net::SocketAddr,
     subscriber_url: String,
     events: EventSource,
+    booking: Option<callback_api::booking::Booking>,
 ) -> Result<CallbackStack, BoxError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     let hours = Duration::from_secs(7_200);
@@ -160,11 +161,15 @@ pub async fn start(
     };
     let mut stream = StreamPump::new(aws, &res.callbacks_stream_arn);
     let sqs = aws_sdk_sqs::Client::new(aws);
-    let reservations = Reservations::new(
-        dynamodb,
-        &res.callbacks_table,
-        Duration::from_secs(30 * 86_400),
-    );
+    let callback_events = callback_events::CallbackEvents {
+        reservations: Reservations::new(
+            dynamodb,
+            &res.callbacks_table,
+            Duration::from_secs(30 * 86_400),
+        ),
+        booking,
+        deadline: Duration::from_secs(8),
+    };
     let (events_queue, webhooks_queue) = (
         res.callback_events_queue_url.clone(),
         res.callback_webhooks_queue_url.clone(),
@@ -185,7 +190,7 @@ pub async fn start(
                 Err(e) => warn!(error = %e, "simulator events unreadable"),
             }
             let steps = async {
-                let moved = pump_callback_events(&sqs, &events_queue, &reservations).await?;
+                let moved = pump_callback_events(&sqs, &events_queue, &callback_events).await?;
                 let changes = stream.pump(&notifier).await?;
                 let sent = pump_webhooks(&sqs, &webhooks_queue, &notifier).await?;
                 Ok::<_, BoxError>(moved + changes + sent)

@@ -98,6 +98,24 @@ struct ProfileSpec {
     #[serde(default)]
     caller: CallerSpec,
     priority: PriorityRules,
+    /// Ask for a web callback to the caller when the conditions hold (e.g. an escalated call that dropped).
+    #[serde(default)]
+    callback: Option<CallbackSpec>,
+}
+
+/// `"callback": {"queue": "<CALLBACK_QUEUES name>", "when": [conditions, as in priority rules]}`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbackSpec {
+    queue: String,
+    when: Vec<crate::priority::Condition>,
+}
+
+/// A callback the profile asks for: the caller's number (E.164) in a callback queue, as soon as it has room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAsk {
+    pub queue: String,
+    pub phone: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,6 +348,7 @@ pub struct Profile {
     raise: Vec<Raise>,
     caller_variable: Option<String>,
     priority: PriorityRules,
+    callback: Option<CallbackSpec>,
 }
 
 /// A validated mapping file, ready to apply.
@@ -356,6 +375,8 @@ pub struct Mapped<'m> {
     levels: Levels,
     matched_rules: Vec<&'m str>,
     caller_phone: Option<String>,
+    /// The callback the profile asks for, when its conditions held and the caller's number is known.
+    pub callback: Option<CallbackAsk>,
     templates: &'m Profile,
     /// Rendered variable texts, in the profile's order.
     texts: Vec<String>,
@@ -467,6 +488,7 @@ impl Mapping {
                     update: None,
                     caller: v1.caller,
                     priority: v1.priority,
+                    callback: None,
                 };
                 Ok(Mapping {
                     name: v1.name,
@@ -706,6 +728,28 @@ impl Profile {
                 )));
             }
         }
+        if let Some(c) = &spec.callback {
+            if spec.caller.phone_variable.is_none() {
+                return Err(err(
+                    "`callback` needs `caller.phone_variable`: the number to call back".into(),
+                ));
+            }
+            if spec.conversation.is_none() {
+                return Err(err(
+                    "`callback` needs `conversation`: one callback per conversation".into(),
+                ));
+            }
+            if c.queue.trim().is_empty() || c.when.is_empty() {
+                return Err(err(
+                    "`callback` needs a `queue` and at least one `when` condition".into(),
+                ));
+            }
+            if let Some(unknown) = c.when.iter().map(|w| w.var.as_str()).find(|v| !declared(v)) {
+                return Err(err(format!(
+                    "callback conditions use unknown variable `{unknown}`"
+                )));
+            }
+        }
         if let Some(v) = &spec.conversation {
             match spec.variables.get(v) {
                 None => return Err(err(format!("conversation names unknown variable `{v}`"))),
@@ -802,6 +846,7 @@ impl Profile {
             event_types: spec.event_types,
             variables,
             priority: spec.priority,
+            callback: spec.callback,
             name: spec.name,
         })
     }
@@ -816,6 +861,11 @@ impl Profile {
 
     pub fn on_repeat(&self) -> OnRepeat {
         self.on_repeat
+    }
+
+    /// Whether the profile may ask for callbacks (and so needs a callback requests queue).
+    pub fn asks_for_callbacks(&self) -> bool {
+        self.callback.is_some()
     }
 
     fn handles(&self, event_type: &str, kind: &str) -> bool {
@@ -885,6 +935,17 @@ impl Profile {
             .and_then(|v| raw.get(v))
             .and_then(Value::as_str)
             .and_then(normalise_e164);
+        let callback = self.callback.as_ref().and_then(|c| {
+            let holds = c
+                .when
+                .iter()
+                .all(|w| raw.get(w.var.as_str()).is_some_and(|v| w.test.holds(v)));
+            Some(CallbackAsk {
+                queue: c.queue.clone(),
+                phone: caller_phone.clone()?,
+            })
+            .filter(|_| holds)
+        });
         Ok(Mapped {
             profile: &self.name,
             conversation_id,
@@ -894,6 +955,7 @@ impl Profile {
             levels,
             matched_rules: matched,
             caller_phone,
+            callback,
             templates: self,
             texts: text,
             event_type: event.event_type.clone(),

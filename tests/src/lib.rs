@@ -544,6 +544,7 @@ fn build_writer(
             max_receive_count: Some(opts.max_receive_count),
             rate_limit_containers: opts.rate_limit_containers,
             import_set_table: opts.import_set_table.clone(),
+            callback_requests_queue_url: Some(resources.callback_events_queue_url.clone()),
             ..WriterConfig::default()
         },
         opts.mapping

@@ -193,8 +193,13 @@ async fn a_batch_applies_its_events_and_gives_back_what_is_not_an_event() {
         m.body = Some(String::from_utf8(body).unwrap());
         m
     };
+    let events = callback_events::CallbackEvents {
+        reservations: b.reservations.clone(),
+        booking: None,
+        deadline: Duration::from_secs(4),
+    };
     let response = callback_events::process_batch(
-        &b.reservations,
+        &events,
         vec![
             record("m-1", event(&c, "user.start", "b-1", "callback")),
             record("m-2", b"{\"not\": \"an event\"}".to_vec()),

@@ -70,8 +70,12 @@ async fn genesys_moves(rig: &LiveRig, conversation: &str, kind: &str) {
     local::callback_pumps::deliver_event(&rig.sqs, queue, &event)
         .await
         .unwrap();
-    let reservations = &rig.booking.reservations;
-    while local::callback_pumps::pump_callback_events(&rig.sqs, queue, reservations)
+    let events = callback_events::CallbackEvents {
+        reservations: rig.booking.reservations.clone(),
+        booking: None,
+        deadline: Duration::from_secs(4),
+    };
+    while local::callback_pumps::pump_callback_events(&rig.sqs, queue, &events)
         .await
         .unwrap()
         > 0

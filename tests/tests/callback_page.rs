@@ -5,7 +5,6 @@
 //! it: `.ci/run` installs one.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,11 +37,6 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The whole process group: the browser and its renderers.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self._profile);
@@ -53,7 +47,6 @@ impl Drop for Browser {
 fn launch(path: &str) -> (Browser, u16) {
     let profile = std::env::temp_dir().join(format!("cb-page-{}", uuid::Uuid::new_v4().simple()));
     let mut child = Command::new(path)
-        .process_group(0)
         .args([
             "--headless=new",
             "--no-sandbox",
@@ -204,6 +197,7 @@ async fn a_booking_made_in_the_browser_shows_each_status_change_without_a_reload
         ([127, 0, 0, 1], 0).into(),
         sink_url,
         local::callback_stack::EventSource::InProcess(sim.clone()),
+        None,
     )
     .await
     .unwrap();

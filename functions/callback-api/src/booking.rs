@@ -25,6 +25,9 @@ use crate::genesys::{self, CallbackRequest};
 use crate::reservations::{Reservation, Reservations, Status};
 use crate::schedule::{validate, FieldError, QueueCalendar, SlotRequest};
 
+/// How many of the next slots a callback "as soon as possible" tries.
+const ASAP_SLOTS: usize = 48;
+
 /// One queue callbacks can be booked for.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -180,6 +183,91 @@ impl Booking {
             Some(k) => format!("callback-booking:key:{k}"),
             None => format!("callback-booking:body:{hash}"),
         };
+        self.book_claimed(
+            queue, &request, &name, &phone, &windows, key, hash, now, deadline,
+        )
+        .await
+    }
+
+    /// A callback to `phone` in `queue_name` as soon as a slot has room (within the queue's horizon), for
+    /// conversation `conversation` (one per conversation, however often it is asked for).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn book_asap(
+        &self,
+        conversation: &str,
+        queue_name: &str,
+        phone: &str,
+        name: &str,
+        incident_number: Option<&str>,
+        now: Timestamp,
+        deadline: Deadline,
+    ) -> Result<Reservation, BookError> {
+        let Some(queue) = self.queues.get(queue_name) else {
+            return Err(BookError::UnknownQueue);
+        };
+        let Some(phone) = shared::redact::normalise_e164(phone) else {
+            return Err(BookError::Invalid(vec![field("phone", "expected E.164")]));
+        };
+        let slots = queue.calendar.next_slots(now, ASAP_SLOTS);
+        let windows: Vec<crate::schedule::Window> = slots
+            .iter()
+            .map(|s| crate::schedule::Window { start: *s, end: *s })
+            .collect();
+        let request = BookingRequest {
+            name: name.to_string(),
+            phone: phone.clone(),
+            queue: queue_name.to_string(),
+            slots: Vec::new(),
+            channel: None,
+            reason: None,
+            incident_number: incident_number.map(str::to_string),
+        };
+        let key = format!("callback-booking:conversation:{conversation}");
+        let hash = hex::encode(Sha256::digest(format!("{queue_name}|{phone}").as_bytes()));
+        self.book_slots(
+            queue, &request, name, &phone, &slots, &windows, key, hash, now, deadline,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn book_claimed(
+        &self,
+        queue: &Queue,
+        request: &BookingRequest,
+        name: &str,
+        phone: &str,
+        windows: &[crate::schedule::Window],
+        key: String,
+        hash: String,
+        now: Timestamp,
+        deadline: Deadline,
+    ) -> Result<Reservation, BookError> {
+        let slots: Vec<Timestamp> = windows
+            .iter()
+            .flat_map(|w| queue.calendar.slots_in(w))
+            .collect();
+        self.book_slots(
+            queue, request, name, phone, &slots, windows, key, hash, now, deadline,
+        )
+        .await
+    }
+
+    /// Claims the submission `key`, then reserves the first of `slots` with room and creates the callback.
+    #[allow(clippy::too_many_arguments)]
+    async fn book_slots(
+        &self,
+        queue: &Queue,
+        request: &BookingRequest,
+        name: &str,
+        phone: &str,
+        slots: &[Timestamp],
+        windows: &[crate::schedule::Window],
+        key: String,
+        hash: String,
+        now: Timestamp,
+        deadline: Deadline,
+    ) -> Result<Reservation, BookError> {
         let id = reservation_id(&key);
         let token = loop {
             let until = shared::clock::epoch_ms()
@@ -220,7 +308,9 @@ impl Booking {
             }
         };
         let result = self
-            .reserve_and_create(&id, queue, &request, &name, &phone, &windows, now, deadline)
+            .reserve_and_create(
+                &id, queue, request, name, phone, slots, windows, now, deadline,
+            )
             .await;
         let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
         let recorded = match &result {
@@ -255,6 +345,7 @@ impl Booking {
         request: &BookingRequest,
         name: &str,
         phone: &str,
+        slots: &[Timestamp],
         windows: &[crate::schedule::Window],
         now: Timestamp,
         deadline: Deadline,
@@ -262,10 +353,6 @@ impl Booking {
         let mut reservation = match self.reservations.get(id).await.map_err(unavailable)? {
             Some(existing) => existing,
             None => {
-                let slots: Vec<Timestamp> = windows
-                    .iter()
-                    .flat_map(|w| queue.calendar.slots_in(w))
-                    .collect();
                 let mut r = Reservation {
                     id: id.to_string(),
                     status: Status::Requested,
@@ -281,7 +368,7 @@ impl Booking {
                     failure_reason: None,
                     history: Vec::new(),
                 };
-                match self.take_first(&mut r, queue, &slots).await? {
+                match self.take_first(&mut r, queue, slots).await? {
                     Outcome::Done => r,
                     Outcome::Full => {
                         return Err(BookError::Full {

@@ -105,6 +105,39 @@ impl QueueCalendar {
 
     /// The slots (their starts) of this calendar that lie wholly inside `window`, in order. A slot starts at
     /// the day's opening time plus a whole number of slot lengths.
+    /// The first `limit` slots after `now`, day by day within the horizon: a callback "as soon as possible".
+    pub fn next_slots(&self, now: Timestamp, limit: usize) -> Vec<Timestamp> {
+        let horizon = SignedDuration::try_from(self.horizon).unwrap_or_default();
+        let Ok(last) = now.checked_add(horizon) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut cursor = now;
+        while cursor < last && out.len() < limit {
+            let Ok(day_end) = cursor.checked_add(SignedDuration::from_hours(24)) else {
+                break;
+            };
+            let window = Window {
+                start: cursor,
+                end: day_end.min(last),
+            };
+            out.extend(self.slots_in(&window).into_iter().filter(|s| *s > now));
+            // The next local midnight.
+            let zoned = cursor.to_zoned(self.timezone.clone());
+            let Some(next) = zoned
+                .date()
+                .tomorrow()
+                .ok()
+                .and_then(|d| d.to_zoned(self.timezone.clone()).ok())
+            else {
+                break;
+            };
+            cursor = next.timestamp();
+        }
+        out.truncate(limit);
+        out
+    }
+
     pub fn slots_in(&self, window: &Window) -> Vec<Timestamp> {
         let slot = SignedDuration::try_from(self.slot).unwrap_or(SignedDuration::from_mins(30));
         let mut out = Vec::new();
@@ -308,6 +341,39 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_slots_skip_closed_days_and_the_past() {
+        let c = QueueCalendar::from_spec(&CalendarSpec {
+            timezone: "Europe/Berlin".into(),
+            hours: [
+                (
+                    "fri".to_string(),
+                    ["09:00".to_string(), "10:00".to_string()],
+                ),
+                (
+                    "mon".to_string(),
+                    ["09:00".to_string(), "10:00".to_string()],
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            slot_minutes: 30,
+            horizon_days: 14,
+        })
+        .unwrap();
+        // Friday 2026-12-04 09:40 Berlin: the 09:30 slot has begun; next are Monday's.
+        let now: Timestamp = "2026-12-04T08:40:00Z".parse().unwrap();
+        let next: Vec<String> = c.next_slots(now, 3).iter().map(|t| t.to_string()).collect();
+        assert_eq!(
+            next,
+            [
+                "2026-12-07T08:00:00Z",
+                "2026-12-07T08:30:00Z",
+                "2026-12-11T08:00:00Z"
+            ]
+        );
+    }
     use proptest::prelude::*;
 
     fn calendar(tz: &str) -> QueueCalendar {

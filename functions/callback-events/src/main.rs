@@ -7,10 +7,10 @@ async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = Config::from_env()?;
     let aws = shared::aws::sdk_config().await;
-    let reservations = build(config, &aws);
-    let reservations = &reservations;
+    let events = build(config, &aws).await?;
+    let events = &events;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(process_batch(reservations, event.payload.records).await)
+        Ok::<SqsBatchResponse, Error>(process_batch(events, event.payload.records).await)
     }))
     .await
 }

@@ -51,6 +51,9 @@ pub struct WriterConfig {
     pub rate_limit_containers: u32,
     /// Create incidents through this Import Set staging table (`SERVICENOW_IMPORT_SET_TABLE`).
     pub import_set_table: Option<String>,
+    /// Where the callbacks a mapping profile asks for are requested (callback-events' queue,
+    /// `CALLBACK_REQUESTS_QUEUE_URL`).
+    pub callback_requests_queue_url: Option<String>,
 }
 
 impl Default for WriterConfig {
@@ -74,6 +77,7 @@ impl Default for WriterConfig {
             allowed_event_types: None,
             rate_limit_containers: 1,
             import_set_table: None,
+            callback_requests_queue_url: None,
         }
     }
 }
@@ -141,6 +145,7 @@ impl WriterConfig {
                 .parse_or("WRITER_RATE_LIMIT_CONTAINERS", d.rate_limit_containers)?
                 .max(1),
             import_set_table: env.optional("SERVICENOW_IMPORT_SET_TABLE"),
+            callback_requests_queue_url: env.optional("CALLBACK_REQUESTS_QUEUE_URL"),
         })
     }
 }
@@ -290,6 +295,18 @@ impl Config {
 /// The writer at cold start: the mapping loaded and checked, ServiceNow credentials read, clients built.
 pub async fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Writer, StartupError> {
     let mapping = shared::mapping::load_mapping(config.mapping_file.as_deref())?;
+    if let Some(p) = mapping.profiles().iter().find(|p| p.asks_for_callbacks()) {
+        if config.writer.callback_requests_queue_url.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "CALLBACK_REQUESTS_QUEUE_URL",
+                reason: format!(
+                    "mapping profile {} asks for callbacks: set it to callback-events' queue",
+                    p.name()
+                ),
+            }
+            .into());
+        }
+    }
     let secrets = aws_sdk_secretsmanager::Client::new(aws);
     let servicenow = config.servicenow.build(&secrets).await?;
     // Not fatal (ServiceNow may just be down now), but an untrustworthy lookup would dead-letter every

@@ -221,11 +221,12 @@ impl Writer {
         let servicenow = servicenow
             .with_rate_limit_share(config.rate_limit_containers)
             .with_import_set(config.import_set_table.clone());
-        let queues = SqsQueues::new(
+        let mut queues = SqsQueues::new(
             sqs,
             config.dead_letter_queue_url.clone(),
             config.events_queue_url.clone(),
         );
+        queues.callback_requests_queue_url = config.callback_requests_queue_url.clone();
         Writer::with_ports(config, mapping, servicenow, store, conversations, queues)
     }
 }
@@ -509,6 +510,21 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
                     | Done::Reconciled(n)
                     | Done::Ignored(n) => n.clone(),
                 };
+                if let Some(ask) = &mapped.callback {
+                    // Before the claim completes: if it cannot be queued, the event is retried (its incident
+                    // reconciled) and asks again; callback-events books one callback per conversation.
+                    let request = serde_json::json!({"kind": "callback-request",
+                        "conversation_id": ids.conversation_id, "incident_number": number,
+                        "queue": ask.queue, "phone": ask.phone});
+                    if let Err(e) = self.queues.request_callback(request.to_string()).await {
+                        let t = Transient::new("callback_request_unqueued", e);
+                        self.release(&key.key, &token, Some(self.config.conversation_ttl), None)
+                            .await;
+                        return Err(t);
+                    }
+                    info!(conversation_id = ids.conversation_id, incident_number = %number, queue = %ask.queue,
+                          "callback requested for the caller");
+                }
                 match self.store.complete(&key.key, &token, &number).await {
                     Ok(true) => {}
                     Ok(false) => {

@@ -112,6 +112,8 @@ pub trait Queues: Sync {
         receipt_handle: &str,
         delay: Duration,
     ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Asks callback-events for a callback (a JSON request on its queue).
+    fn request_callback(&self, request: String) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 impl Claims for IdempotencyStore {
@@ -184,6 +186,7 @@ pub struct SqsQueues {
     pub sqs: aws_sdk_sqs::Client,
     pub dead_letter_queue_url: String,
     pub events_queue_url: tokio::sync::OnceCell<String>,
+    pub callback_requests_queue_url: Option<String>,
 }
 
 impl SqsQueues {
@@ -196,6 +199,7 @@ impl SqsQueues {
             sqs,
             dead_letter_queue_url,
             events_queue_url: tokio::sync::OnceCell::new_with(events_queue_url),
+            callback_requests_queue_url: None,
         }
     }
 
@@ -222,6 +226,20 @@ impl SqsQueues {
 }
 
 impl Queues for SqsQueues {
+    async fn request_callback(&self, request: String) -> Result<(), String> {
+        let Some(url) = &self.callback_requests_queue_url else {
+            return Err("CALLBACK_REQUESTS_QUEUE_URL is not set".into());
+        };
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(request)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    }
+
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), String> {
         self.sqs
             .send_message()

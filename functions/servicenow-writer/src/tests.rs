@@ -416,6 +416,8 @@ struct FakeQueues {
     sent: Mutex<Vec<DeadLetter>>,
     /// (receipt handle, delay) of each delayed redelivery.
     delayed: Mutex<Vec<(String, Duration)>>,
+    /// Callback requests sent.
+    callbacks: Mutex<Vec<String>>,
 }
 
 impl FakeQueues {
@@ -452,6 +454,11 @@ impl Queues for FakeQueues {
             .push((receipt_handle.into(), delay));
         Ok(())
     }
+
+    async fn request_callback(&self, request: String) -> Result<(), String> {
+        self.callbacks.lock().unwrap().push(request);
+        Ok(())
+    }
 }
 
 type FakeWriter = Writer<FakeServiceNow, FakeClaims, FakeConversations, FakeQueues>;
@@ -479,6 +486,7 @@ fn config() -> WriterConfig {
         allowed_event_types: None,
         rate_limit_containers: 1,
         import_set_table: None,
+        callback_requests_queue_url: None,
     }
 }
 

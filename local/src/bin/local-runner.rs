@@ -108,6 +108,10 @@ async fn serve() -> Result<(), BoxError> {
         ("DEAD_LETTER_QUEUE_URL", &res.dead_letter_queue_url),
         ("IDEMPOTENCY_TABLE", &res.table),
         ("CALLBACKS_TABLE", &res.callbacks_table),
+        (
+            "CALLBACK_REQUESTS_QUEUE_URL",
+            &res.callback_events_queue_url,
+        ),
         ("CALLBACK_ACCESS_SECRET_ID", &res.callback_access_secret_id),
         (
             "DATA_ACTION_CREDENTIALS_SECRET_ID",
@@ -185,6 +189,15 @@ async fn serve() -> Result<(), BoxError> {
             url: genesys_url.clone(),
             client: reqwest::Client::new(),
         },
+        // callback-events books the callbacks a mapping profile asks the writer for.
+        Some(
+            callback_api::config::build(
+                callback_api::config::Config::from_vars(&callback_env)?,
+                &aws,
+            )
+            .await?
+            .booking,
+        ),
     )
     .await?;
     let router = local::http::receiver_router(receiver)

@@ -552,3 +552,49 @@ fn template_parsing_and_line_dropping() {
     );
     assert!(parse_template("{{open").is_err());
 }
+
+#[test]
+fn a_profile_may_ask_for_a_callback_when_its_conditions_hold() {
+    let mut file = base();
+    file["profiles"][0]["callback"] = json!({"queue": "support",
+        "when": [{"var": "disconnect_type", "in": ["TRANSPORT_FAILURE", "SYSTEM"]}]});
+    let m = Mapping::from_json(&file.to_string()).unwrap();
+    let dropped = json!({"conversationId": CONV, "ani": "tel:+15550199888", "disconnectType": "TRANSPORT_FAILURE"});
+    let ask = m.apply(&event(dropped), "k").unwrap().callback;
+    assert_eq!(
+        ask,
+        Some(CallbackAsk {
+            queue: "support".into(),
+            phone: "+15550199888".into()
+        })
+    );
+    // Another disconnect, or no number to call: no callback.
+    let hung_up =
+        json!({"conversationId": CONV, "ani": "+15550199888", "disconnectType": "CLIENT"});
+    assert_eq!(m.apply(&event(hung_up), "k").unwrap().callback, None);
+    let anonymous = json!({"conversationId": CONV, "disconnectType": "SYSTEM"});
+    assert_eq!(m.apply(&event(anonymous), "k").unwrap().callback, None);
+    // The shipped profiles ask for none.
+    assert_eq!(
+        default()
+            .apply(&event(json!({"conversationId": CONV, "ani": "+15550199888", "disconnectType": "SYSTEM"})), "k")
+            .unwrap()
+            .callback,
+        None
+    );
+    // A callback needs a number to call and known variables.
+    let mut bad = base();
+    bad["profiles"][0]["callback"] =
+        json!({"queue": "support", "when": [{"var": "nope", "truthy": true}]});
+    assert!(load_err(&bad).unwrap().contains("unknown variable `nope`"));
+    let mut no_caller = base();
+    no_caller["profiles"][0]["callback"] =
+        json!({"queue": "support", "when": [{"var": "vip", "truthy": true}]});
+    no_caller["profiles"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("caller");
+    assert!(load_err(&no_caller)
+        .unwrap()
+        .contains("caller.phone_variable"));
+}
