@@ -79,6 +79,10 @@ pub async fn booking_with_resources(
         },
         max_slots: 3,
         settle,
+        continuations: Some((
+            aws_sdk_sqs::Client::new(&aws),
+            resources.callback_events_queue_url.clone(),
+        )),
     };
     (sim, Arc::new(b), resources)
 }
@@ -181,5 +185,19 @@ pub async fn live_rig() -> LiveRig {
         stream,
         sqs: aws_sdk_sqs::Client::new(&aws),
         sink,
+    }
+}
+
+/// The next weekday after today (real clock): a day the test queues are open.
+pub fn next_weekday() -> jiff::civil::Date {
+    let mut day = jiff::Zoned::now().date();
+    loop {
+        day = day.tomorrow().unwrap();
+        if !matches!(
+            day.weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        ) {
+            return day;
+        }
     }
 }

@@ -211,16 +211,7 @@ async fn the_http_api_books_and_reads_without_showing_the_callers_details() {
         max_body_bytes: 16 * 1024,
     };
     // The real clock: a slot tomorrow-or-later on a weekday, 10:00–11:00 in Berlin.
-    let mut day = jiff::Zoned::now().date();
-    loop {
-        day = day.tomorrow().unwrap();
-        if !matches!(
-            day.weekday(),
-            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
-        ) {
-            break;
-        }
-    }
+    let day = integration_tests::callbacks::next_weekday();
     let body = json!({"name": "Ada Lovelace", "phone": "+15550199888", "queue": "support",
                       "slots": [{"start": format!("{day}T10:00"), "end": format!("{day}T11:00"), "timezone": "Europe/Berlin"}]});
     let mut headers = http::HeaderMap::new();

@@ -38,6 +38,7 @@ fn reservation(id: &str, queue: &str) -> Reservation {
         pending_slot: None,
         failure_reason: None,
         history: Vec::new(),
+        revision: 0,
     }
 }
 
@@ -54,13 +55,7 @@ async fn take_first(
         r.slot = slot.to_string();
         let write = store.put_new(&r).unwrap();
         match c
-            .transact(
-                queue,
-                Some((*slot, 5)),
-                None,
-                write,
-                &format!("{id}:{slot}"),
-            )
+            .transact(queue, Some((*slot, 5)), None, write)
             .await
             .expect("store")
         {
@@ -132,7 +127,7 @@ async fn a_reservation_that_exists_already_takes_no_place_and_a_give_back_needs_
     r.status = Status::Cancelled;
     let stale = store.replace(&r, Status::Scheduled).unwrap();
     assert_eq!(
-        c.transact("support", None, Some(slot), stale, "r-1:cancel")
+        c.transact("support", None, Some(slot), stale)
             .await
             .unwrap(),
         Outcome::Stale
@@ -140,7 +135,7 @@ async fn a_reservation_that_exists_already_takes_no_place_and_a_give_back_needs_
     assert_eq!(c.taken("support", slot).await.unwrap(), 1);
     let write = store.replace(&r, Status::Requested).unwrap();
     assert_eq!(
-        c.transact("support", None, Some(slot), write, "r-1:cancel")
+        c.transact("support", None, Some(slot), write)
             .await
             .unwrap(),
         Outcome::Done

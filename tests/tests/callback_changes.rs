@@ -193,3 +193,140 @@ async fn an_unanswered_reschedule_holds_both_places_and_the_same_request_finishe
     b.cancel(&r.id, deadline()).await.unwrap();
     assert_eq!(taken(&b, &moved.slot).await, 0);
 }
+
+/// What Genesys emits, applied as callback-events does, at the tests' clock.
+async fn genesys_moves(
+    b: &Booking,
+    sim: &local::genesys_sim::GenesysSim,
+    conversation: &str,
+    kind: &str,
+) {
+    let event = sim.advance_callback(conversation, kind).expect("applies");
+    callback_api::lifecycle::apply_at(&b.reservations, event.to_string().as_bytes(), now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_callback_ended_in_genesys_before_its_slot_gives_its_place_back_once() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    assert_eq!(taken(&b, &r.slot).await, 1);
+    // Cancelled in Genesys (or a cancel whose answer came after this event): the reservation is missed and
+    // its future place free.
+    genesys_moves(
+        &b,
+        &sim,
+        r.conversation_id.as_deref().unwrap(),
+        "customer.end",
+    )
+    .await;
+    let missed = b.reservations.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(missed.status, Status::Missed);
+    assert_eq!(taken(&b, &r.slot).await, 0);
+    // A cancel now gives nothing back again.
+    assert!(matches!(
+        b.cancel(&r.id, deadline()).await,
+        Err(BookError::WrongState("missed"))
+    ));
+    assert_eq!(taken(&b, &r.slot).await, 0);
+}
+
+#[tokio::test]
+async fn an_event_during_an_unfinished_reschedule_frees_the_held_place() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    sim.set_faults(GenesysFaults {
+        fail_next: 10,
+        fail_status: 503,
+        ..GenesysFaults::default()
+    });
+    assert!(b
+        .reschedule(&r.id, &afternoon(), now(), deadline())
+        .await
+        .is_err());
+    sim.set_faults(GenesysFaults::default());
+    assert_eq!(taken(&b, "2026-12-02T14:00:00Z").await, 1, "held");
+    // The agent calls at the old time meanwhile: connected, and the held place goes back with that move.
+    genesys_moves(
+        &b,
+        &sim,
+        r.conversation_id.as_deref().unwrap(),
+        "user.start",
+    )
+    .await;
+    let now_connected = b.reservations.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(now_connected.status, Status::Connected);
+    assert_eq!(now_connected.pending_slot, None);
+    assert_eq!(taken(&b, "2026-12-02T14:00:00Z").await, 0);
+    assert_eq!(taken(&b, &r.slot).await, 1);
+}
+
+#[tokio::test]
+async fn a_write_from_a_stale_read_is_refused_even_with_the_same_status() {
+    let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    let mut first = b.reservations.get(&r.id).await.unwrap().unwrap();
+    let mut second = first.clone();
+    first.pending_slot = Some("2026-12-02T14:00:00Z".into());
+    assert!(b
+        .reservations
+        .update(&mut first, Status::Scheduled)
+        .await
+        .unwrap());
+    second.reason = Some("overwrites the pending slot".into());
+    assert!(!b
+        .reservations
+        .update(&mut second, Status::Scheduled)
+        .await
+        .unwrap());
+    let stored = b.reservations.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.pending_slot.as_deref(), Some("2026-12-02T14:00:00Z"));
+    assert_eq!(stored.revision, first.revision);
+}
+
+#[tokio::test]
+async fn a_booking_left_unanswered_is_finished_by_callback_events_without_a_resubmission() {
+    let (sim, b, resources) = integration_tests::callbacks::booking_with_resources(
+        "queue-support",
+        Duration::from_secs(1),
+    )
+    .await;
+    sim.set_faults(GenesysFaults {
+        drop_after_write_next: 1,
+        ..GenesysFaults::default()
+    });
+    let first = b.book(&body("+15550199888"), None, now(), deadline()).await;
+    assert!(
+        matches!(first, Err(BookError::Unavailable { .. })),
+        "{first:?}"
+    );
+    // Genesys made it (the answer was lost); its data names the reservation.
+    let id = sim.callbacks()[0].data["reservationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The client never comes back. callback-events gets the continuation once its delay has passed.
+    let b = std::sync::Arc::try_unwrap(b).ok().expect("one owner");
+    let events = callback_events::CallbackEvents {
+        reservations: b.reservations.clone(),
+        booking: Some(b),
+        deadline: Duration::from_secs(4),
+    };
+    let sqs = aws_sdk_sqs::Client::new(&integration_tests::aws_config().await);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut status = Status::Requested;
+    while status == Status::Requested && std::time::Instant::now() < until {
+        local::callback_pumps::pump_callback_events(
+            &sqs,
+            &resources.callback_events_queue_url,
+            &events,
+        )
+        .await
+        .unwrap();
+        status = events.reservations.get(&id).await.unwrap().unwrap().status;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(status, Status::Scheduled);
+    assert_eq!(sim.callbacks().len(), 1, "found, not made again");
+}

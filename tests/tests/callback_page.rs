@@ -13,7 +13,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use integration_tests::callbacks::booking_with_resources;
+use integration_tests::callbacks::{booking_with_resources, next_weekday};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -159,19 +159,6 @@ impl Page {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{expression}: wanted {want}, still {last}");
-    }
-}
-
-fn next_weekday() -> jiff::civil::Date {
-    let mut day = jiff::Zoned::now().date();
-    loop {
-        day = day.tomorrow().unwrap();
-        if !matches!(
-            day.weekday(),
-            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
-        ) {
-            return day;
-        }
     }
 }
 

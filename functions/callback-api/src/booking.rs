@@ -91,6 +91,8 @@ pub struct Booking {
     pub max_slots: usize,
     /// After a create left without an answer, how long before it is looked up and, if absent, made again.
     pub settle: Duration,
+    /// Where a booking left `requested` asks callback-events to finish it (its queue).
+    pub continuations: Option<(aws_sdk_sqs::Client, String)>,
 }
 
 fn field(field: &str, problem: &str) -> FieldError {
@@ -325,7 +327,11 @@ impl Booking {
                 .map(|_| ()),
             Err(BookError::Unavailable { retry_after, .. }) => {
                 // The reservation (and its slot) stay; a resubmission continues where this stopped, once the
-                // `Retry-After` the client is told has passed.
+                // `Retry-After` the client is told has passed, and so does callback-events if nobody does.
+                if matches!(self.reservations.get(&id).await, Ok(Some(r)) if r.status == Status::Requested)
+                {
+                    self.continue_later(&id, *retry_after).await;
+                }
                 let until = shared::clock::epoch_ms() + retry_after.as_millis() as u64;
                 self.claims.release(&key, &token, None, Some(until)).await
             }
@@ -350,7 +356,7 @@ impl Booking {
         now: Timestamp,
         deadline: Deadline,
     ) -> Result<Reservation, BookError> {
-        let mut reservation = match self.reservations.get(id).await.map_err(unavailable)? {
+        let reservation = match self.reservations.get(id).await.map_err(unavailable)? {
             Some(existing) => existing,
             None => {
                 let mut r = Reservation {
@@ -367,6 +373,7 @@ impl Booking {
                     pending_slot: None,
                     failure_reason: None,
                     history: Vec::new(),
+                    revision: 0,
                 };
                 match self.take_first(&mut r, queue, slots).await? {
                     Outcome::Done => r,
@@ -387,6 +394,55 @@ impl Booking {
                 }
             }
         };
+        self.complete_requested(reservation, queue, now, deadline)
+            .await
+    }
+
+    /// Finishes booking `id` if it is still `requested` (a create refused as busy, or sent without an answer,
+    /// and nobody resubmitted): callback-events runs this from the continuation queued when the booking
+    /// answered 503. Safe beside a resubmission: every write is conditional on the revision it read.
+    pub async fn resume(&self, id: &str, deadline: Deadline) -> Result<Reservation, BookError> {
+        let reservation = self
+            .reservations
+            .get(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(BookError::NotFound)?;
+        let Some(queue) = self.queues.get(&reservation.queue) else {
+            return Err(BookError::UnknownQueue);
+        };
+        self.complete_requested(reservation, queue, Timestamp::now(), deadline)
+            .await
+    }
+
+    /// Asks for [`Self::resume`] after `delay`, if continuations are configured.
+    async fn continue_later(&self, id: &str, delay: Duration) {
+        let Some((sqs, queue)) = &self.continuations else {
+            return;
+        };
+        let body = serde_json::json!({"kind": "callback-continue", "reservation_id": id});
+        let sent = sqs
+            .send_message()
+            .queue_url(queue)
+            .message_body(body.to_string())
+            .delay_seconds(delay.as_secs().clamp(1, 900) as i32)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            warn!(reservation_id = %id, error = %aws_sdk_sqs::error::DisplayErrorContext(&e),
+                  "continuation not queued; the booking continues when it is resubmitted");
+        }
+    }
+
+    async fn complete_requested(
+        &self,
+        mut reservation: Reservation,
+        queue: &Queue,
+        now: Timestamp,
+        deadline: Deadline,
+    ) -> Result<Reservation, BookError> {
+        let id = reservation.id.clone();
+        let id = id.as_str();
         if reservation.status != Status::Requested {
             return Ok(reservation);
         }
@@ -409,10 +465,15 @@ impl Booking {
                     retry_after: wait.max(Duration::from_secs(1)),
                 });
             }
-            let found =
-                genesys::find_by_reservation(&self.genesys, &queue.genesys_queue_id, id, sent)
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?;
+            let found = genesys::find_by_reservation(
+                &self.genesys,
+                &queue.genesys_queue_id,
+                id,
+                sent,
+                deadline,
+            )
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
             if let Some(conversation) = found {
                 return self.scheduled(reservation, conversation).await;
             }
@@ -440,7 +501,7 @@ impl Booking {
         };
         // Recorded before it is sent: however this attempt ends, the next one knows a create may exist.
         reservation.create_sent_at = Some(Timestamp::now().to_string());
-        if let Some(moved) = self.save_from_requested(&reservation).await? {
+        if let Some(moved) = self.save_from_requested(&mut reservation).await? {
             return Ok(moved);
         }
         // A create left without an answer is never repeated in this attempt: Genesys may have made it.
@@ -468,14 +529,16 @@ impl Booking {
                     .reservations
                     .replace(&reservation, Status::Requested)
                     .map_err(unavailable)?;
-                let token = format!("{id}:failed");
                 match self
                     .capacity
-                    .transact(&reservation.queue, None, Some(slot), write, &token)
+                    .transact(&reservation.queue, None, Some(slot), write)
                     .await
                     .map_err(unavailable)?
                 {
-                    Outcome::Done => Ok(reservation),
+                    Outcome::Done => {
+                        reservation.revision += 1;
+                        Ok(reservation)
+                    }
                     _ => self
                         .reservations
                         .get(id)
@@ -490,7 +553,7 @@ impl Booking {
                     reservation.create_sent_at = None;
                     let _ = self
                         .reservations
-                        .update(&reservation, Status::Requested)
+                        .update(&mut reservation, Status::Requested)
                         .await;
                 }
                 Err(BookError::Unavailable {
@@ -518,12 +581,18 @@ impl Booking {
             .map_err(unavailable)?;
         r.conversation_id = Some(conversation);
         r.create_sent_at = None;
-        Ok(self.save_from_requested(&r).await?.unwrap_or(r))
+        match self.save_from_requested(&mut r).await? {
+            Some(moved) => Ok(moved),
+            None => Ok(r),
+        }
     }
 
     /// Saves `r` over its `requested` record. `Some`: the record had moved meanwhile (another attempt, a
     /// lifecycle event), and what is stored now is the answer.
-    async fn save_from_requested(&self, r: &Reservation) -> Result<Option<Reservation>, BookError> {
+    async fn save_from_requested(
+        &self,
+        r: &mut Reservation,
+    ) -> Result<Option<Reservation>, BookError> {
         if self
             .reservations
             .update(r, Status::Requested)
@@ -551,10 +620,9 @@ impl Booking {
         for slot in slots {
             r.slot = slot.to_string();
             let write = self.reservations.put_new(r).map_err(unavailable)?;
-            let token = format!("{}:take:{}", r.id, r.slot);
             match self
                 .capacity
-                .transact(&r.queue, Some((*slot, queue.capacity)), None, write, &token)
+                .transact(&r.queue, Some((*slot, queue.capacity)), None, write)
                 .await
                 .map_err(unavailable)?
             {

@@ -9,7 +9,6 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 
 use shared::idempotency::{n, s, store_error, StoreError};
 
@@ -126,12 +125,10 @@ impl SlotCapacity {
         take: Option<(Timestamp, u32)>,
         give_back: Option<Timestamp>,
         write: TransactWriteItem,
-        token: &str,
     ) -> Result<Outcome, StoreError> {
         let take: Vec<_> = take.into_iter().collect();
         let give_back: Vec<_> = give_back.into_iter().collect();
-        self.transact_many(queue, &take, &give_back, write, token)
-            .await
+        self.transact_many(queue, &take, &give_back, write).await
     }
 
     /// [`Self::transact`] over several places; `Full`: one of `take` has no room.
@@ -141,7 +138,6 @@ impl SlotCapacity {
         take: &[(Timestamp, u32)],
         give_back: &[Timestamp],
         write: TransactWriteItem,
-        token: &str,
     ) -> Result<Outcome, StoreError> {
         let mut items = vec![write];
         for (slot, limit) in take {
@@ -150,12 +146,12 @@ impl SlotCapacity {
         for slot in give_back {
             items.push(self.give_back_item(queue, *slot)?);
         }
-        let token: String = hex::encode(Sha256::digest(token.as_bytes()))[..36].to_string();
+        // The SDK's own ClientRequestToken (one per call, kept across its retries) covers a lost answer
+        // within the call.
         let res = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
-            .client_request_token(token)
             .send()
             .await;
         match res {

@@ -35,7 +35,10 @@ pub struct Config {
     /// Reservations, slot counters, booking claims and WebSocket connections (its stream feeds
     /// callback-notifier).
     pub table: String,
-    pub access_secret_id: String,
+    /// Required by callback-api (it signs access tokens); callback-events books without it.
+    pub access_secret_id: Option<String>,
+    /// callback-events' queue: a booking left `requested` is finished there (`CALLBACK_EVENTS_QUEUE_URL`).
+    pub events_queue_url: Option<String>,
     pub live_token_ttl: Duration,
     pub genesys: TokenSourceSettings,
     pub genesys_api_url: String,
@@ -100,7 +103,8 @@ impl Config {
         Ok(Self {
             queues,
             table: env.required("CALLBACKS_TABLE")?,
-            access_secret_id: env.required("CALLBACK_ACCESS_SECRET_ID")?,
+            access_secret_id: env.optional("CALLBACK_ACCESS_SECRET_ID"),
+            events_queue_url: env.optional("CALLBACK_EVENTS_QUEUE_URL"),
             live_token_ttl: env.secs_or("CALLBACK_LIVE_TOKEN_SECONDS", 900)?,
             genesys: TokenSourceSettings::from_env(env, Provider::Genesys)?,
             genesys_api_url,
@@ -111,11 +115,34 @@ impl Config {
     }
 }
 
-/// callback-api at cold start: the Genesys token source and clients.
+/// callback-api at cold start: the access key, the Genesys token source and clients.
 pub async fn build(
     config: Config,
     aws: &aws_config::SdkConfig,
 ) -> Result<CallbackApi, StartupError> {
+    let secret_id = config
+        .access_secret_id
+        .clone()
+        .ok_or(ConfigError::Missing("CALLBACK_ACCESS_SECRET_ID"))?;
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    let access = crate::access::AccessKeys::from_secret(
+        &shared::aws::read_secret(&secrets, &secret_id).await?,
+    );
+    let (live_token_ttl, deadline) = (config.live_token_ttl, config.deadline);
+    Ok(CallbackApi {
+        booking: build_booking(config, aws).await?,
+        access,
+        live_token_ttl,
+        deadline,
+        max_body_bytes: 16 * 1024,
+    })
+}
+
+/// The booking service alone (callback-events books the callbacks the writer requests with it).
+pub async fn build_booking(
+    config: Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Booking, StartupError> {
     let secrets = aws_sdk_secretsmanager::Client::new(aws);
     let tokens = Arc::new(config.genesys.build(&secrets, "callback-api").await?);
     let http = shared::http_client::client(
@@ -123,36 +150,30 @@ pub async fn build(
         shared::http_client::Timeouts::new(Duration::from_secs(2), Duration::from_secs(5)),
     )?;
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
-    let access = crate::access::AccessKeys::from_secret(
-        &shared::aws::read_secret(&secrets, &config.access_secret_id).await?,
-    );
     let table = config.table;
     let keep = Duration::from_secs(30 * 86_400);
-    Ok(CallbackApi {
-        booking: Booking {
-            queues: config.queues,
-            capacity: SlotCapacity::new(dynamodb.clone(), table.clone(), keep),
-            reservations: Reservations::new(dynamodb.clone(), table.clone(), keep),
-            claims: IdempotencyStore::new(dynamodb, table, Duration::from_secs(7 * 86_400)),
-            genesys: GenesysApi::new(http, &config.genesys_api_url, tokens),
-            retrier: Retrier {
-                policy: RetryPolicy {
-                    max_attempts: 4,
-                    base_delay: Duration::from_millis(200),
-                    max_delay: Duration::from_secs(2),
-                    max_retry_after: Duration::from_secs(3),
-                },
-                reserve: Duration::from_millis(500),
-                attempt_timeout: Duration::MAX,
-                min_attempt: Duration::from_millis(300),
+    Ok(Booking {
+        queues: config.queues,
+        capacity: SlotCapacity::new(dynamodb.clone(), table.clone(), keep),
+        reservations: Reservations::new(dynamodb.clone(), table.clone(), keep),
+        claims: IdempotencyStore::new(dynamodb, table, Duration::from_secs(7 * 86_400)),
+        genesys: GenesysApi::new(http, &config.genesys_api_url, tokens),
+        retrier: Retrier {
+            policy: RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(200),
+                max_delay: Duration::from_secs(2),
+                max_retry_after: Duration::from_secs(3),
             },
-            max_slots: config.max_slots,
-            settle: config.settle,
+            reserve: Duration::from_millis(500),
+            attempt_timeout: Duration::MAX,
+            min_attempt: Duration::from_millis(300),
         },
-        access,
-        live_token_ttl: config.live_token_ttl,
-        deadline: config.deadline,
-        max_body_bytes: 16 * 1024,
+        max_slots: config.max_slots,
+        settle: config.settle,
+        continuations: config
+            .events_queue_url
+            .map(|url| (aws_sdk_sqs::Client::new(aws), url)),
     })
 }
 

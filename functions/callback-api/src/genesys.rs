@@ -58,6 +58,17 @@ pub async fn create(api: &GenesysApi, request: &CallbackRequest) -> Result<Strin
     }
 }
 
+/// A change Genesys answered: done (2xx), or refused with its status.
+fn accepted(answer: &shared::genesys::Answer) -> Result<(), CallbackError> {
+    match answer.found() {
+        true => Ok(()),
+        false => Err(ApiError::Refused {
+            status: answer.status,
+            what: "callback",
+        }),
+    }
+}
+
 /// Moves the callback `conversation_id` to `at`.
 pub async fn reschedule(
     api: &GenesysApi,
@@ -74,13 +85,7 @@ pub async fn reschedule(
             "callback",
         )
         .await?;
-    match answer.found() {
-        true => Ok(()),
-        false => Err(ApiError::Refused {
-            status: answer.status,
-            what: "callback",
-        }),
-    }
+    accepted(&answer)
 }
 
 /// The callback an earlier, unanswered create made for `reservation_id` in `queue_id`, if Genesys has it:
@@ -92,6 +97,7 @@ pub async fn find_by_reservation(
     queue_id: &str,
     reservation_id: &str,
     at: Timestamp,
+    deadline: shared::retry::Deadline,
 ) -> Result<Option<String>, CallbackError> {
     let from = at
         .checked_sub(jiff::SignedDuration::from_hours(24))
@@ -102,6 +108,14 @@ pub async fn find_by_reservation(
     const PAGE: usize = 100;
     // Every page (analytics caps a query at 100 000 hits: 1 000 pages of 100).
     for page in 1..=1000 {
+        // Within the caller's deadline: an unfinished lookup is "not known yet", never "absent".
+        if deadline.remaining() < std::time::Duration::from_millis(800) {
+            return Err(ApiError::Retry {
+                reason: format!("the lookup ran out of time at page {page}"),
+                hint: None,
+                ambiguous: true,
+            });
+        }
         let body = json!({
             "interval": format!("{from}/{to}"),
             "segmentFilters": [{"type": "and", "predicates": [
@@ -199,11 +213,5 @@ pub async fn cancel(api: &GenesysApi, conversation_id: &str) -> Result<(), Callb
             "callback",
         )
         .await?;
-    match answer.found() {
-        true => Ok(()),
-        false => Err(ApiError::Refused {
-            status: answer.status,
-            what: "callback",
-        }),
-    }
+    accepted(&answer)
 }

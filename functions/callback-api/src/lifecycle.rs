@@ -59,6 +59,15 @@ fn kind_of(event: &InboundEvent, conversation: &str) -> Option<String> {
 
 /// Applies one raw event.
 pub async fn apply(reservations: &Reservations, raw: &[u8]) -> Result<Applied, LifecycleError> {
+    apply_at(reservations, raw, jiff::Timestamp::now()).await
+}
+
+/// [`apply`] at `now` (which decides whether a callback ended before its slot).
+pub async fn apply_at(
+    reservations: &Reservations,
+    raw: &[u8],
+    now: jiff::Timestamp,
+) -> Result<Applied, LifecycleError> {
     let event = InboundEvent::parse(raw).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
     if event.body.get("mediaType").and_then(Value::as_str) != Some("callback") {
         return Ok(Applied::Ignored("not a callback"));
@@ -84,13 +93,29 @@ pub async fn apply(reservations: &Reservations, raw: &[u8]) -> Result<Applied, L
             return Ok(Applied::Unchanged { reservation: r.id });
         }
         let from = r.status;
+        // Places it no longer needs, given back with the move: a reschedule's held place, and, for a callback
+        // that ended before its slot (cancelled or missed early), its own.
+        let mut give_back: Vec<jiff::Timestamp> = r
+            .pending_slot
+            .take()
+            .and_then(|p| p.parse().ok())
+            .into_iter()
+            .collect();
+        if to.rank() == Status::Completed.rank() {
+            give_back.extend(r.slot.parse::<jiff::Timestamp>().ok().filter(|s| *s > now));
+        }
         r.status = to;
         r.history.push(Change {
             status: to,
             at: at.clone(),
             event: event_id.clone(),
         });
-        if reservations.update(&r, from).await? {
+        let write = reservations.replace(&r, from)?;
+        let outcome = reservations
+            .capacity()
+            .transact_many(&r.queue, &[], &give_back, write)
+            .await?;
+        if outcome == crate::capacity::Outcome::Done {
             return Ok(Applied::Moved {
                 reservation: r.id,
                 to,

@@ -201,6 +201,7 @@ mod tests {
             pending_slot: None,
             failure_reason: None,
             history: Vec::new(),
+            revision: 0,
         }
     }
 

@@ -5,7 +5,8 @@
 //! (one transaction), Genesys moves the callback, then the reservation moves and the old place is given back
 //! (another). A Genesys refusal gives the new place back; an unanswered one leaves the reservation pending,
 //! and the same request again continues it (Genesys is told the same time again, which changes nothing).
-//! One change runs at a time per reservation (a lease in the claims table).
+//! One change runs at a time per reservation (a lease in the claims table), and every write is conditional on
+//! the revision it read, so a Genesys event landing in between is never overwritten.
 
 use std::time::Duration;
 
@@ -126,11 +127,14 @@ impl Booking {
             // Every place the reservation holds (two while a reschedule is pending) goes back with it.
             let outcome = self
                 .capacity
-                .transact_many(&r.queue, &[], &slots, write, &format!("{id}:cancel"))
+                .transact_many(&r.queue, &[], &slots, write)
                 .await
                 .map_err(unavailable)?;
             match outcome {
-                Outcome::Done => Ok(r),
+                Outcome::Done => {
+                    r.revision += 1;
+                    Ok(r)
+                }
                 _ => self.scheduled_one(id).await,
             }
         })
@@ -196,17 +200,12 @@ impl Booking {
                                 .map_err(unavailable)?;
                             match self
                                 .capacity
-                                .transact(
-                                    &r.queue,
-                                    Some((*slot, queue.capacity)),
-                                    None,
-                                    write,
-                                    &format!("{id}:hold:{slot}"),
-                                )
+                                .transact(&r.queue, Some((*slot, queue.capacity)), None, write)
                                 .await
                                 .map_err(unavailable)?
                             {
                                 Outcome::Done => {
+                                    held.revision += 1;
                                     r = held;
                                     taken = Some(*slot);
                                     break;
@@ -274,18 +273,15 @@ impl Booking {
             let give_back: Vec<Timestamp> = take_back.into_iter().collect();
             match self
                 .capacity
-                .transact_many(
-                    &r.queue,
-                    &[],
-                    &give_back,
-                    write,
-                    &format!("{id}:settle:{target}"),
-                )
+                .transact_many(&r.queue, &[], &give_back, write)
                 .await
                 .map_err(unavailable)?
             {
                 Outcome::Done => match moved {
-                    Ok(()) => Ok(done),
+                    Ok(()) => {
+                        done.revision += 1;
+                        Ok(done)
+                    }
                     Err(e) => Err(refusal(e)),
                 },
                 _ => self.scheduled_one(id).await,

@@ -76,6 +76,9 @@ pub struct Reservation {
     /// Each status change after booking: `{status, at, event}` (the audit trail).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Change>,
+    /// Grows with every write; each write is conditional on the one it read, so none is ever lost.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +113,22 @@ impl Reservations {
         n(shared::clock::epoch_secs() + self.ttl.as_secs())
     }
 
+    /// Kept until `ttl` after its slot (at least `ttl` from now).
+    fn expiration_of(&self, r: &Reservation) -> aws_sdk_dynamodb::types::AttributeValue {
+        let now = shared::clock::epoch_secs();
+        let slot = r
+            .slot
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_second().max(0) as u64)
+            .unwrap_or(now);
+        n(slot.max(now) + self.ttl.as_secs())
+    }
+
+    /// Slot counters on the same table.
+    pub fn capacity(&self) -> crate::capacity::SlotCapacity {
+        crate::capacity::SlotCapacity::new(self.client.clone(), self.table.clone(), self.ttl)
+    }
+
     fn doc(r: &Reservation) -> Result<String, StoreError> {
         serde_json::to_string(r).map_err(|e| StoreError {
             operation: "serialise",
@@ -126,7 +145,8 @@ impl Reservations {
             .item("kind", s("callback-reservation"))
             .item("status", s(r.status.name()))
             .item("doc", s(Self::doc(r)?))
-            .item("expiration", self.expiration())
+            .item("rev", n(r.revision))
+            .item("expiration", self.expiration_of(r))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", "id")
             .build()
@@ -134,20 +154,28 @@ impl Reservations {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// A change's write for a transaction: it applies only while the stored status is `from` (and the
-    /// stored revision is `r`'s previous one).
+    /// A change's write for a transaction: `r` as revision `r.revision + 1`, applied only while the stored
+    /// status is `from` and the stored revision is `r.revision` (the one `r` was read at). Once it applied,
+    /// the caller counts it ([`Reservation::revision`] + 1).
     pub fn replace(&self, r: &Reservation, from: Status) -> Result<TransactWriteItem, StoreError> {
+        let mut next = r.clone();
+        next.revision = r.revision + 1;
         let update = Update::builder()
             .table_name(&self.table)
             .key("id", s(key(&r.id)))
-            .update_expression("SET #status = :status, #doc = :doc, #expiration = :exp")
-            .condition_expression("#status = :from")
+            .update_expression(
+                "SET #status = :status, #doc = :doc, #rev = :next, #expiration = :exp",
+            )
+            .condition_expression("#status = :from AND #rev = :rev")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#rev", "rev")
             .expression_attribute_names("#expiration", "expiration")
-            .expression_attribute_values(":status", s(r.status.name()))
-            .expression_attribute_values(":doc", s(Self::doc(r)?))
-            .expression_attribute_values(":exp", self.expiration())
+            .expression_attribute_values(":status", s(next.status.name()))
+            .expression_attribute_values(":doc", s(Self::doc(&next)?))
+            .expression_attribute_values(":next", n(next.revision))
+            .expression_attribute_values(":rev", n(r.revision))
+            .expression_attribute_values(":exp", self.expiration_of(r))
             .expression_attribute_values(":from", s(from.name()))
             .build()
             .map_err(build_error)?;
@@ -194,8 +222,9 @@ impl Reservations {
             .and_then(|d| serde_json::from_str(d).ok()))
     }
 
-    /// Replaces the reservation if its stored status is still `from`; `Ok(false)`: it moved meanwhile.
-    pub async fn update(&self, r: &Reservation, from: Status) -> Result<bool, StoreError> {
+    /// Replaces the reservation if it is still as read (status `from`, revision `r.revision`); `Ok(false)`:
+    /// it changed meanwhile. On success `r.revision` counts the write.
+    pub async fn update(&self, r: &mut Reservation, from: Status) -> Result<bool, StoreError> {
         let item = self.replace(r, from)?;
         let Some(update) = item.update else {
             return Ok(false);
@@ -211,7 +240,11 @@ impl Reservations {
             .set_expression_attribute_values(update.expression_attribute_values)
             .send()
             .await;
-        applied("UpdateItem", res)
+        let done = applied("UpdateItem", res)?;
+        if done {
+            r.revision += 1;
+        }
+        Ok(done)
     }
 }
 

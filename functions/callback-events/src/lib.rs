@@ -6,6 +6,10 @@
 //!   "phone", "incident_number"}`, when a mapping profile asks for one): a callback to the caller as soon as a
 //!   slot has room, one per conversation ([`callback_api::booking::Booking::book_asap`]).
 //!
+//! - a continuation from callback-api (`{"kind": "callback-continue", "reservation_id"}`, sent with a delay when a
+//!   booking answered 503 and stayed `requested`): the booking is finished even if the client never comes back
+//!   ([`callback_api::booking::Booking::resume`]).
+//!
 //! A failure that may pass gives the record back (partial batch failure); one that will not is reported and
 //! left to the queue's dead-letter queue (after `maxReceiveCount`), never dropped.
 
@@ -57,7 +61,7 @@ pub async fn build(
     aws: &aws_config::SdkConfig,
 ) -> Result<CallbackEvents, StartupError> {
     let booking = match config.booking {
-        Some(c) => Some(callback_api::config::build(c, aws).await?.booking),
+        Some(c) => Some(callback_api::config::build_booking(c, aws).await?),
         None => None,
     };
     Ok(CallbackEvents {
@@ -80,6 +84,50 @@ struct CallbackRequest {
     phone: String,
     #[serde(default)]
     incident_number: Option<String>,
+}
+
+/// What callback-api asks for when a booking was left `requested`.
+#[derive(Debug, Deserialize)]
+struct Continuation {
+    kind: String,
+    reservation_id: String,
+}
+
+/// Finishes a booking left `requested`; `false`: give the record back (tried again after the queue's
+/// visibility timeout, dead-lettered after `maxReceiveCount`).
+async fn resume(events: &CallbackEvents, id: &str, c: Continuation) -> bool {
+    let Some(booking) = &events.booking else {
+        error!(message_id = %id, reservation_id = %c.reservation_id,
+               "a booking continuation arrived but callback-events has no CALLBACK_QUEUES configured");
+        return false;
+    };
+    match booking
+        .resume(&c.reservation_id, Deadline::after(events.deadline))
+        .await
+    {
+        Ok(r) if r.status == callback_api::reservations::Status::Requested => {
+            info!(message_id = %id, reservation_id = %r.id, "booking still being made elsewhere; tried again later");
+            false
+        }
+        Ok(r) => {
+            info!(message_id = %id, reservation_id = %r.id, status = r.status.name(), "unfinished booking finished");
+            true
+        }
+        Err(BookError::NotFound) => {
+            warn!(message_id = %id, reservation_id = %c.reservation_id, "continuation for a reservation that is gone");
+            true
+        }
+        Err(e) => {
+            warn!(message_id = %id, reservation_id = %c.reservation_id, error = %e, "unfinished booking not finished yet");
+            false
+        }
+    }
+}
+
+fn continuation(body: &str) -> Option<Continuation> {
+    serde_json::from_str::<Continuation>(body)
+        .ok()
+        .filter(|c| c.kind == "callback-continue")
 }
 
 fn callback_request(body: &str) -> Option<CallbackRequest> {
@@ -111,6 +159,12 @@ async fn book(events: &CallbackEvents, id: &str, r: CallbackRequest) -> bool {
         )
         .await;
     match result {
+        Ok(reservation) if reservation.status == callback_api::reservations::Status::Failed => {
+            error!(message_id = %id, conversation_id = %r.conversation_id, reservation_id = %reservation.id,
+                   reason = reservation.failure_reason.as_deref().unwrap_or(""),
+                   "Genesys refused the requested callback; left to the dead-letter queue");
+            false
+        }
         Ok(reservation) => {
             info!(message_id = %id, conversation_id = %r.conversation_id, reservation_id = %reservation.id,
                   status = reservation.status.name(), slot = %reservation.slot, "requested callback booked");
@@ -136,6 +190,12 @@ pub async fn process_batch(events: &CallbackEvents, records: Vec<SqsMessage>) ->
         let body = record.body.as_deref().unwrap_or("");
         if let Some(request) = callback_request(body) {
             if !book(events, &id, request).await {
+                response.add_failure(id);
+            }
+            continue;
+        }
+        if let Some(c) = continuation(body) {
+            if !resume(events, &id, c).await {
                 response.add_failure(id);
             }
             continue;

@@ -380,14 +380,21 @@ impl Notifier {
         }
     }
 
-    /// Delivers a batch of the webhooks queue (FIFO) in order: after one message fails, the rest of the batch
-    /// is given back too, so no subscriber sees a reservation's changes out of order.
+    /// Delivers a batch of the webhooks queue (FIFO) in order: after one message fails, the later ones of its
+    /// group (subscriber + reservation) are given back too, so no subscriber sees a reservation's changes out
+    /// of order; other groups go on.
     pub async fn on_webhooks(&self, records: Vec<SqsMessage>) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
-        let mut blocked = false;
+        // Groups (subscriber + reservation) with a message given back: their later messages wait behind it.
+        let mut blocked: Vec<String> = Vec::new();
         for record in records {
             let id = record.message_id.clone().unwrap_or_default();
-            if blocked {
+            let group = record
+                .attributes
+                .get("MessageGroupId")
+                .cloned()
+                .unwrap_or_default();
+            if blocked.contains(&group) {
                 // Back in the queue at once: its group stays locked behind the failed one (in flight until its
                 // backoff ends), so it is delivered after it, in order.
                 self.hide(&record, Duration::ZERO).await;
@@ -397,7 +404,7 @@ impl Notifier {
             if let Err((e, _)) = self.deliver_record(&record).await {
                 warn!(message_id = %id, error = %e, "webhook given back");
                 response.add_failure(id);
-                blocked = true;
+                blocked.push(group);
             }
         }
         response

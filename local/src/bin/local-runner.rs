@@ -191,12 +191,11 @@ async fn serve() -> Result<(), BoxError> {
         },
         // callback-events books the callbacks a mapping profile asks the writer for.
         Some(
-            callback_api::config::build(
+            callback_api::config::build_booking(
                 callback_api::config::Config::from_vars(&callback_env)?,
                 &aws,
             )
-            .await?
-            .booking,
+            .await?,
         ),
     )
     .await?;
