@@ -144,6 +144,43 @@ async fn a_callback_nobody_answered_is_missed_and_other_conversations_are_ignore
 }
 
 #[tokio::test]
+async fn an_agents_event_arriving_after_the_customers_end_corrects_missed_to_completed_once() {
+    let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = b
+        .book(
+            &body("+15550199888"),
+            None,
+            now(),
+            Deadline::after(Duration::from_secs(4)),
+        )
+        .await
+        .unwrap();
+    let c = r.conversation_id.clone().unwrap();
+    // SQS does not keep order: the customer's end first, the agent's start late.
+    for (kind, id) in [
+        ("customer.end", "o-3"),
+        ("user.start", "o-2"),
+        ("acw", "o-4"),
+    ] {
+        callback_api::lifecycle::apply_at(&b.reservations, &event(&c, kind, id, "callback"), now())
+            .await
+            .unwrap();
+    }
+    let stored = b.reservations.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Completed);
+    let statuses: Vec<Status> = stored.history.iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [Status::Missed, Status::Completed]);
+    // Ended before its slot (by the tests' clock): its place was given back once, not twice.
+    assert_eq!(
+        b.capacity
+            .taken("support", r.slot.parse().unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn concurrent_events_of_one_callback_end_at_the_furthest_status() {
     let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
     let r = b

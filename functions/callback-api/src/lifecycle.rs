@@ -40,6 +40,8 @@ pub enum LifecycleError {
 /// The status a callback event means, given the reservation's current one.
 pub fn status_for(kind: &str, current: Status) -> Option<Status> {
     match kind {
+        // An agent was on the call after all (its event came after the customer's end): not missed.
+        "user.start" | "acw" | "user.end" if current == Status::Missed => Some(Status::Completed),
         "user.start" => Some(Status::Connected),
         "acw" | "user.end" => Some(Status::Completed),
         // The customer left: after an agent answered, done; before, the callback was missed.
@@ -89,7 +91,10 @@ pub async fn apply_at(
         let Some(to) = status_for(&kind, r.status) else {
             return Ok(Applied::Ignored("an event that moves nothing"));
         };
-        if to.rank() <= r.status.rank() || r.history.iter().any(|c| c.event == event_id) {
+        // Forwards only; the one sideways move is the correction of a `missed` an agent's event disproves.
+        let forwards =
+            to.rank() > r.status.rank() || (r.status == Status::Missed && to == Status::Completed);
+        if !forwards || r.history.iter().any(|c| c.event == event_id) {
             return Ok(Applied::Unchanged { reservation: r.id });
         }
         let from = r.status;
@@ -101,7 +106,7 @@ pub async fn apply_at(
             .and_then(|p| p.parse().ok())
             .into_iter()
             .collect();
-        if to.rank() == Status::Completed.rank() {
+        if to.rank() == Status::Completed.rank() && from.rank() < Status::Completed.rank() {
             give_back.extend(r.slot.parse::<jiff::Timestamp>().ok().filter(|s| *s > now));
         }
         r.status = to;
@@ -145,6 +150,16 @@ mod tests {
             Some(Status::Completed)
         );
         assert_eq!(status_for("acd.start", Status::Scheduled), None);
+        // Out of order: the customer's end came first; the agent's start proves it was answered.
+        assert_eq!(
+            status_for("user.start", Status::Missed),
+            Some(Status::Completed)
+        );
+        assert_eq!(
+            status_for("user.start", Status::Cancelled),
+            Some(Status::Connected),
+            "and the rank keeps a cancelled callback cancelled"
+        );
         for s in [
             Status::Completed,
             Status::Missed,
