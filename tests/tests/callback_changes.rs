@@ -330,3 +330,53 @@ async fn a_booking_left_unanswered_is_finished_by_callback_events_without_a_resu
     assert_eq!(status, Status::Scheduled);
     assert_eq!(sim.callbacks().len(), 1, "found, not made again");
 }
+
+#[tokio::test]
+async fn an_event_of_a_callback_whose_create_answer_was_lost_still_finds_its_reservation() {
+    let (sim, b, resources) = integration_tests::callbacks::booking_with_resources(
+        "queue-support",
+        Duration::from_secs(30),
+    )
+    .await;
+    sim.set_faults(GenesysFaults {
+        drop_after_write_next: 1,
+        ..GenesysFaults::default()
+    });
+    assert!(b
+        .book(&body("+15550199888"), None, now(), deadline())
+        .await
+        .is_err());
+    let callback = sim.callbacks()[0].clone();
+    let id = callback.data["reservationId"].as_str().unwrap().to_string();
+    // Genesys moves it on before the booking learned the conversation (settle window: 30 s).
+    let event = sim
+        .advance_callback(&callback.conversation_id, "user.start")
+        .unwrap();
+    let b = std::sync::Arc::try_unwrap(b).ok().expect("one owner");
+    let events = callback_events::CallbackEvents {
+        reservations: b.reservations.clone(),
+        booking: Some(b),
+        deadline: Duration::from_secs(4),
+    };
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some("m-1".into());
+    record.body = Some(event.to_string());
+    let response = callback_events::process_batch(&events, vec![record]).await;
+    assert!(response.batch_item_failures.is_empty());
+    let stored = events.reservations.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Connected);
+    // Not a callback of ours: still ignored (and acknowledged).
+    let mut other = aws_lambda_events::event::sqs::SqsMessage::default();
+    other.message_id = Some("m-2".into());
+    other.body = Some(
+        json!({"version": "0", "id": "x", "detail-type": "v2.detail.events.conversation.{id}.user.start",
+               "source": "aws.partner/genesys.com", "account": "1", "time": "2026-12-02T09:00:00Z",
+               "region": "us-east-1", "resources": [],
+               "detail": {"topicName": "v2.detail.events.conversation.not-ours.user.start",
+                          "eventBody": {"conversationId": "not-ours", "mediaType": "callback", "queueId": "queue-support"}}})
+        .to_string(),
+    );
+    let response = callback_events::process_batch(&events, vec![other]).await;
+    assert!(response.batch_item_failures.is_empty());
+    drop(resources);
+}

@@ -415,6 +415,36 @@ impl Booking {
             .await
     }
 
+    /// Indexes Genesys callback conversation `conversation` (of Genesys queue `genesys_queue`) under its
+    /// reservation, when it is one of ours that is not indexed yet (its create was never confirmed): an event
+    /// that arrives before the booking learned the conversation still finds its reservation. `false`: not ours.
+    pub async fn adopt(&self, conversation: &str, genesys_queue: &str) -> Result<bool, BookError> {
+        if !self
+            .queues
+            .values()
+            .any(|q| q.genesys_queue_id == genesys_queue)
+        {
+            return Ok(false);
+        }
+        let Some(id) = genesys::reservation_of(&self.genesys, conversation).await? else {
+            return Ok(false);
+        };
+        let Some(r) = self.reservations.get(&id).await.map_err(unavailable)? else {
+            return Ok(false);
+        };
+        if r.conversation_id
+            .as_deref()
+            .is_some_and(|c| c != conversation)
+        {
+            return Ok(false);
+        }
+        self.reservations
+            .index_conversation(conversation, &id)
+            .await
+            .map_err(unavailable)?;
+        Ok(true)
+    }
+
     /// Asks for [`Self::resume`] after `delay`, if continuations are configured.
     async fn continue_later(&self, id: &str, delay: Duration) {
         let Some((sqs, queue)) = &self.continuations else {

@@ -215,3 +215,31 @@ pub async fn cancel(api: &GenesysApi, conversation_id: &str) -> Result<(), Callb
         .await?;
     accepted(&answer)
 }
+
+/// The reservation a Genesys callback conversation was made for (its `reservationId` attribute), if any.
+pub async fn reservation_of(
+    api: &GenesysApi,
+    conversation_id: &str,
+) -> Result<Option<String>, CallbackError> {
+    let answer = api
+        .request(
+            Method::GET,
+            &format!(
+                "/api/v2/conversations/callbacks/{}",
+                shared::genesys::segment(conversation_id)
+            ),
+            &[],
+            None,
+            "callback",
+        )
+        .await?;
+    if !answer.found() {
+        return Ok(None);
+    }
+    Ok(answer.body["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|p| p["attributes"]["reservationId"].as_str())
+        .map(str::to_string))
+}

@@ -182,6 +182,29 @@ async fn book(events: &CallbackEvents, id: &str, r: CallbackRequest) -> bool {
     }
 }
 
+const NOT_INDEXED: &str = "no reservation for this conversation";
+
+/// A callback event of a conversation no reservation is indexed under: if Genesys says it was made for one
+/// of ours (a create whose answer was lost), it is indexed now. `Ok(false)`: not ours (or no booking here).
+async fn adopt(events: &CallbackEvents, body: &str) -> Result<bool, String> {
+    let Some(booking) = &events.booking else {
+        return Ok(false);
+    };
+    let Ok(event) = shared::InboundEvent::parse(body.as_bytes()) else {
+        return Ok(false);
+    };
+    let (Some(conversation), Some(queue)) = (
+        event.body.get("conversationId").and_then(|v| v.as_str()),
+        event.body.get("queueId").and_then(|v| v.as_str()),
+    ) else {
+        return Ok(false);
+    };
+    booking
+        .adopt(conversation, queue)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Applies every record; the ids of those to retry are reported.
 pub async fn process_batch(events: &CallbackEvents, records: Vec<SqsMessage>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
@@ -200,7 +223,19 @@ pub async fn process_batch(events: &CallbackEvents, records: Vec<SqsMessage>) ->
             }
             continue;
         }
-        match apply(&events.reservations, body.as_bytes()).await {
+        let mut applied = apply(&events.reservations, body.as_bytes()).await;
+        if matches!(applied, Ok(Applied::Ignored(NOT_INDEXED))) {
+            applied = match adopt(events, body).await {
+                Ok(true) => apply(&events.reservations, body.as_bytes()).await,
+                Ok(false) => applied,
+                Err(reason) => {
+                    warn!(message_id = %id, reason = %reason, "callback conversation not looked up; record returned to the queue");
+                    response.add_failure(id);
+                    continue;
+                }
+            };
+        }
+        match applied {
             Ok(Applied::Moved { reservation, to }) => {
                 info!(message_id = %id, reservation_id = %reservation, status = to.name(), "callback status moved")
             }
