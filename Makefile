@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) AWS_ACCESS_KEY_ID=testing \
 	AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 RECEIVER_ADDR=127.0.0.1:$(RECEIVER_PORT)
 
-.PHONY: help run test venv lint deny bench load build send-sample send-flow-sample send-ivr-sample replay-dlq mint-token send-ingest-sample data-action-sample genesys-rows genesys-events incidents clean
+.PHONY: help run test venv lint deny bench load build send-sample send-flow-sample send-ivr-sample replay replay-dlq trace mint-token send-ingest-sample data-action-sample genesys-rows genesys-events incidents clean
 
 ## help: list the targets
 help:
@@ -82,9 +82,20 @@ send-flow-sample:
 send-ivr-sample:
 	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- send-ivr-sample
 
-## replay-dlq: move dead-lettered messages back to the events queue (local emulator)
-replay-dlq:
-	$(LOCAL_AWS) cargo run -q -p local --bin local-runner -- replay-dlq
+## replay: replay dead-lettered events into the local pipeline: ARGS="--dry-run", "--reason mapping_failed", "--older-than 1h", "--rate 5", "--limit 10"
+replay:
+	$(LOCAL_AWS) cargo run -q -p ops --bin bridge-ops -- replay --dlq-name genesys-servicenow-local-events-dlq \
+		--queue-name genesys-servicenow-local-events $(ARGS)
+
+## trace: CONVERSATION=<id>: its incident, the notes the bridge wrote, its dead letters (local pipeline)
+trace:
+	@test -n "$(CONVERSATION)" || { echo "usage: make trace CONVERSATION=<conversation id>"; exit 2; }
+	$(LOCAL_AWS) cargo run -q -p ops --bin bridge-ops -- trace --conversation "$(CONVERSATION)" \
+		--table genesys-servicenow-local-idempotency --dlq-name genesys-servicenow-local-events-dlq \
+		--servicenow-url http://127.0.0.1:$(SIM_PORT) --servicenow-secret-id genesys-servicenow-local/servicenow-credentials
+
+## replay-dlq: every dead letter back (same as make replay)
+replay-dlq: replay
 
 ## mint-token: print a development JWT (ES256; `make mint-token ALG=RS256`) accepted by the local /ingest
 mint-token:

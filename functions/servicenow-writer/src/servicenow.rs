@@ -644,6 +644,8 @@ pub struct IncidentSummary {
     pub short_description: String,
     /// The assignee's display name; empty when unassigned.
     pub assigned_to: String,
+    /// `sys_created_on`, as the instance displays it.
+    pub opened_at: String,
 }
 
 /// The `sys_user` a phone number belongs to.
@@ -672,7 +674,8 @@ impl ServiceNowClient {
             ("sysparm_query", format!("{field}={wanted}")),
             (
                 "sysparm_fields",
-                "sys_id,number,correlation_id,state,short_description,assigned_to".to_string(),
+                "sys_id,number,correlation_id,state,short_description,assigned_to,sys_created_on"
+                    .to_string(),
             ),
             ("sysparm_display_value", "all".to_string()),
             ("sysparm_exclude_reference_link", "true".to_string()),
@@ -702,6 +705,7 @@ impl ServiceNowClient {
             state_label: display("state"),
             short_description: display("short_description"),
             assigned_to: display("assigned_to"),
+            opened_at: display("sys_created_on"),
         }))
     }
 

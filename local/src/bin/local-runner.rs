@@ -1,4 +1,4 @@
-//! Runs the pipeline locally against an AWS emulator: `serve`, `send-sample`, `replay-dlq`.
+//! Runs the pipeline locally against an AWS emulator: `serve`, `send-sample`, … (`make replay` is `bridge-ops`).
 //! See `make run` and the README.
 
 use std::sync::Arc;
@@ -24,7 +24,6 @@ async fn main() -> Result<(), BoxError> {
             let path = "/webhooks/genesys?event=ivr:escalation";
             post_signed(SEED_001_IVR_BODY.to_string(), path).await
         }
-        Some("replay-dlq") => replay_dlq().await,
         Some("mint-token") => {
             println!("{}", mint_token(std::env::args().nth(2).as_deref()));
             Ok(())
@@ -32,7 +31,7 @@ async fn main() -> Result<(), BoxError> {
         Some("send-ingest-sample") => send_ingest_sample().await,
         Some("data-action-sample") => data_action_sample().await,
         _ => {
-            eprintln!("usage: local-runner serve | send-sample | send-flow-sample | send-ivr-sample | replay-dlq | mint-token [ES256|RS256] | send-ingest-sample | data-action-sample");
+            eprintln!("usage: local-runner serve | send-sample | send-flow-sample | send-ivr-sample | mint-token [ES256|RS256] | send-ingest-sample | data-action-sample");
             std::process::exit(2);
         }
     }
@@ -224,7 +223,7 @@ async fn serve() -> Result<(), BoxError> {
         wait_time_secs: 2,
     };
     println!(
-        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  Web callbacks:    http://{addr}/callbacks  (queue support; book one in a browser: http://{addr}/book)\n  Callback status:  {}  (WebSocket; ?token=<live_token>)\n  Move a callback:  curl -X POST {}/sim/callbacks/<conversationId>/user.start   (then acw, or customer.end)\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys data table:     make genesys-rows   (custom endpoint: make genesys-events)\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay-dlq\n  Call a data action:     make data-action-sample\n",
+        "\n  Webhook receiver: http://{addr}/webhooks/genesys\n  Legacy ingest:    http://{addr}/ingest\n  Data actions:     http://{addr}/data-actions/{{createIncident,lookupIncident,lookupCaller}}  (Basic {}:{})\n  Web callbacks:    http://{addr}/callbacks  (queue support; book one in a browser: http://{addr}/book)\n  Callback status:  {}  (WebSocket; ?token=<live_token>)\n  Move a callback:  curl -X POST {}/sim/callbacks/<conversationId>/user.start   (then acw, or customer.end)\n  ServiceNow:       {sn_url}\n  Queue:            {}\n  DLQ:              {}\n\n  Send a signed sample:   make send-sample\n  Send a legacy event:    make send-ingest-sample   (token: make mint-token)\n  Genesys data table:     make genesys-rows   (custom endpoint: make genesys-events)\n  See the incidents:      curl -s {sn_url}/sim/incidents\n  Replay the DLQ:         make replay ARGS=--dry-run   (then ARGS=\"--reason mapping_failed\")\n  Call a data action:     make data-action-sample\n",
         env_or("DATA_ACTION_USERNAME", local::LOCAL_DATA_ACTION_USER),
         env_or("DATA_ACTION_PASSWORD", local::LOCAL_DATA_ACTION_PASSWORD),
         live.websocket_url,
@@ -301,27 +300,6 @@ async fn post_signed(body: String, path: &str) -> Result<(), BoxError> {
 }
 
 /// Moves every DLQ message back to the events queue (receive → send → delete; moto has no StartMessageMoveTask).
-async fn replay_dlq() -> Result<(), BoxError> {
-    let aws = shared::aws::sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let names = ResourceNames::local();
-    let url = |name: String| {
-        let sqs = sqs.clone();
-        async move {
-            sqs.get_queue_url()
-                .queue_name(name)
-                .send()
-                .await
-                .map(|o| o.queue_url.unwrap_or_default())
-        }
-    };
-    let (queue, dlq) = (url(names.queue).await?, url(names.dead_letter_queue).await?);
-    // With their attributes: the writer sees a replay and looks for earlier writes first.
-    let moved = aws_setup::move_messages(&sqs, &dlq, &queue).await?;
-    println!("replayed {moved} message(s) from the DLQ");
-    Ok(())
-}
-
 fn mint_token(alg: Option<&str>) -> String {
     let alg = match alg.map(str::to_ascii_uppercase).as_deref() {
         Some("RS256") => jsonwebtoken::Algorithm::RS256,
