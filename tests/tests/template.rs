@@ -152,3 +152,74 @@ fn the_notifier_may_push_only_to_the_callback_websocket_stage() {
     let queue = resource(&t, "CallbackWebhooksQueue");
     assert!(queue.contains("FifoQueue: true"), "{queue}");
 }
+
+#[test]
+fn the_dashboard_is_valid_json_over_emitted_metrics_and_the_alarms_are_there() {
+    let t = template();
+    let dashboard = resource(&t, "OperationsDashboard");
+    let body: String = dashboard
+        .lines()
+        .skip_while(|l| !l.contains("DashboardBody: !Sub |"))
+        .skip(1)
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The substitutions as CloudFormation fills them.
+    let mut filled = String::new();
+    let mut rest = body.as_str();
+    while let Some(at) = rest.find("${") {
+        filled.push_str(&rest[..at]);
+        let end = rest[at..].find('}').expect("closed substitution");
+        filled.push_str("value");
+        rest = &rest[at + end + 1..];
+    }
+    filled.push_str(rest);
+    let parsed: serde_json::Value = serde_json::from_str(&filled).expect("dashboard body is JSON");
+    let widgets = parsed["widgets"].as_array().unwrap();
+    assert!(widgets.len() >= 6);
+    // Every metric of the bridge's namespace on the dashboard is one the code emits.
+    let sources: String = ["functions", "shared/src"]
+        .iter()
+        .flat_map(|d| walk(&workspace_root().join(d)))
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for w in widgets {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            let name = m[1].as_str().unwrap_or(".");
+            if m[0] == "GenesysServiceNowIntegration" {
+                assert!(
+                    sources.contains(&format!("\"{name}\"")),
+                    "{name} is never emitted"
+                );
+            }
+        }
+    }
+    for alarm in [
+        "DeadLetterAlarm",
+        "OldestEventAlarm",
+        "WriterErrorsAlarm",
+        "WriterThrottlesAlarm",
+        "RefresherFailuresAlarm",
+        "ServiceNowThrottleRatioAlarm",
+        "TokenFallbacksAlarm",
+    ] {
+        assert!(
+            resource(&t, alarm).contains("AWS::CloudWatch::Alarm"),
+            "{alarm}"
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

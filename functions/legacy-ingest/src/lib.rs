@@ -89,6 +89,23 @@ impl Ingest {
     }
 
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Reply {
+        let reply = self.handle_request(headers, body).await;
+        let published = (200..300).contains(&reply.status);
+        shared::metrics::values(
+            ("Function", "legacy-ingest"),
+            &[
+                ("IngestPublished", u64::from(published), "Count"),
+                ("IngestRejected", u64::from(!published), "Count"),
+            ],
+        );
+        if !published {
+            let reason = reply.body["error"].as_str().unwrap_or("unknown");
+            shared::metrics::count("IngestRejectedByReason", ("Reason", reason), 1);
+        }
+        reply
+    }
+
+    async fn handle_request(&self, headers: &HeaderMap, body: &[u8]) -> Reply {
         let authorization = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());

@@ -73,6 +73,33 @@ impl Outcome {
     }
 }
 
+/// One EMF line per batch: how many records ended each way (dead letters are also counted by reason).
+fn emit_outcome_metrics(outcomes: &[(String, Outcome)]) {
+    let mut n = [0u64; 6];
+    for (_, o) in outcomes {
+        let i = match o {
+            Outcome::Created { .. } => 0,
+            Outcome::Updated { .. } => 1,
+            Outcome::Reconciled { .. } => 2,
+            Outcome::Duplicate { .. } => 3,
+            Outcome::DeadLettered { .. } => 4,
+            Outcome::Retry { .. } => 5,
+        };
+        n[i] += 1;
+    }
+    shared::metrics::values(
+        ("Function", "servicenow-writer"),
+        &[
+            ("IncidentsCreated", n[0], "Count"),
+            ("IncidentsUpdated", n[1], "Count"),
+            ("Reconciled", n[2], "Count"),
+            ("DuplicatesSuppressed", n[3], "Count"),
+            ("DeadLettered", n[4], "Count"),
+            ("Retried", n[5], "Count"),
+        ],
+    );
+}
+
 /// Why a record cannot succeed, ever.
 #[derive(Debug, Clone)]
 struct Permanent {
@@ -350,6 +377,7 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
                 response.add_failure(id.clone());
             }
         }
+        emit_outcome_metrics(&outcomes);
         BatchReport { response, outcomes }
     }
 
@@ -1053,6 +1081,7 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
                        conversation_id = ids.conversation_id,
                        idempotency_key = key.unwrap_or(""), reason = why.code, detail = %why.detail,
                        http_status = why.http_status.unwrap_or(0), "permanent failure dead-lettered");
+                shared::metrics::count("DeadLetteredByReason", ("Reason", why.code), 1);
                 Outcome::DeadLettered {
                     reason: format!("{}: {}", why.code, why.detail),
                 }

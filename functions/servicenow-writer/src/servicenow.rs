@@ -309,6 +309,27 @@ impl ServiceNowClient {
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ServiceNowError> {
+        let started = std::time::Instant::now();
+        let result = self.limited_inner(build).await;
+        let throttled = matches!(&result, Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
+        shared::metrics::values(
+            ("Service", "ServiceNow"),
+            &[
+                (
+                    "ServiceNowLatency",
+                    started.elapsed().as_millis() as u64,
+                    "Milliseconds",
+                ),
+                ("ServiceNowThrottled", u64::from(throttled), "Count"),
+            ],
+        );
+        result
+    }
+
+    async fn limited_inner(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ServiceNowError> {
         let Some(limiter) = &self.limiter else {
             return self.send(build).await;
         };

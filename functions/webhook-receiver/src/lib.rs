@@ -401,18 +401,34 @@ impl Receiver {
         let signature = headers
             .get(self.config.scheme.header.as_str())
             .and_then(|v| v.to_str().ok());
-        let verified = match self.verify(body, signature).await {
-            Ok(v) => v,
-            Err(reply) => return reply,
-        };
-        let accepted = match validate(&self.config, body, bare_type, |_| verified) {
-            Ok(a) => a,
-            Err(reply) => {
-                warn!(correlation_id, status = reply.status, reason = %reply.body["error"], "webhook rejected");
-                return reply;
-            }
-        };
-        self.enqueue(body, &accepted, correlation_id).await
+        let reply = async {
+            let verified = match self.verify(body, signature).await {
+                Ok(v) => v,
+                Err(reply) => return reply,
+            };
+            let accepted = match validate(&self.config, body, bare_type, |_| verified) {
+                Ok(a) => a,
+                Err(reply) => {
+                    warn!(correlation_id, status = reply.status, reason = %reply.body["error"], "webhook rejected");
+                    return reply;
+                }
+            };
+            self.enqueue(body, &accepted, correlation_id).await
+        }
+        .await;
+        let queued = reply.status == 202;
+        shared::metrics::values(
+            ("Function", "webhook-receiver"),
+            &[
+                ("WebhooksReceived", 1, "Count"),
+                ("WebhooksQueued", u64::from(queued), "Count"),
+            ],
+        );
+        if !queued {
+            let reason = reply.body["error"].as_str().unwrap_or("unknown");
+            shared::metrics::count("WebhooksRejected", ("Reason", reason), 1);
+        }
+        reply
     }
 
     /// Verifies the signature with the current key, then the previous one; on a mismatch re-reads the secret

@@ -191,6 +191,7 @@ impl TokenSource {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
             crate::metrics::count("TokenFallbackFetch", ("Provider", &self.provider), 1);
             info!(provider = %self.provider, "no usable stored token; fetched one directly");
+            crate::metrics::count("TokenFallbacks", ("Provider", &self.provider), 1);
             if let Err(e) = store
                 .write(&StoredToken::new(&token, SystemTime::now()))
                 .await
