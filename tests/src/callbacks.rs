@@ -87,6 +87,18 @@ pub async fn booking_with_resources(
     (sim, Arc::new(b), resources)
 }
 
+/// The standard booking ([`body`] for +15550199888), booked at [`now`].
+pub async fn booked(b: &Booking) -> callback_api::reservations::Reservation {
+    b.book(
+        &body("+15550199888"),
+        None,
+        now(),
+        shared::retry::Deadline::after(Duration::from_secs(4)),
+    )
+    .await
+    .expect("booked")
+}
+
 /// A booking for Wednesday 10:00–11:00 in Berlin (two 30-minute slots).
 pub fn body(phone: &str) -> Vec<u8> {
     json!({"name": "Ada Lovelace", "phone": phone, "queue": "support", "reason": "card charged twice",

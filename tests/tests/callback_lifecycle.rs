@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use callback_api::lifecycle::{apply, Applied};
 use callback_api::reservations::Status;
-use integration_tests::callbacks::{body, booking, now};
+use integration_tests::callbacks::{booked, booking, now};
 use serde_json::json;
-use shared::retry::Deadline;
 
 /// A Genesys EventBridge conversation detail event of `kind` for callback conversation `conversation`.
 fn event(conversation: &str, kind: &str, id: &str, media: &str) -> Vec<u8> {
@@ -24,15 +23,7 @@ fn event(conversation: &str, kind: &str, id: &str, media: &str) -> Vec<u8> {
 #[tokio::test]
 async fn statuses_move_forwards_once_whatever_the_order() {
     let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
-    let r = b
-        .book(
-            &body("+15550199888"),
-            None,
-            now(),
-            Deadline::after(Duration::from_secs(4)),
-        )
-        .await
-        .unwrap();
+    let r = booked(&b).await;
     let conversation = r.conversation_id.clone().unwrap();
     let store = &b.reservations;
     let moved = apply(
@@ -100,15 +91,7 @@ async fn statuses_move_forwards_once_whatever_the_order() {
 #[tokio::test]
 async fn a_callback_nobody_answered_is_missed_and_other_conversations_are_ignored() {
     let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
-    let r = b
-        .book(
-            &body("+15550199888"),
-            None,
-            now(),
-            Deadline::after(Duration::from_secs(4)),
-        )
-        .await
-        .unwrap();
+    let r = booked(&b).await;
     let conversation = r.conversation_id.clone().unwrap();
     let missed = apply(
         &b.reservations,
@@ -146,15 +129,7 @@ async fn a_callback_nobody_answered_is_missed_and_other_conversations_are_ignore
 #[tokio::test]
 async fn an_agents_event_arriving_after_the_customers_end_corrects_missed_to_completed_once() {
     let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
-    let r = b
-        .book(
-            &body("+15550199888"),
-            None,
-            now(),
-            Deadline::after(Duration::from_secs(4)),
-        )
-        .await
-        .unwrap();
+    let r = booked(&b).await;
     let c = r.conversation_id.clone().unwrap();
     // SQS does not keep order: the customer's end first, the agent's start late.
     for (kind, id) in [
@@ -183,15 +158,7 @@ async fn an_agents_event_arriving_after_the_customers_end_corrects_missed_to_com
 #[tokio::test]
 async fn concurrent_events_of_one_callback_end_at_the_furthest_status() {
     let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
-    let r = b
-        .book(
-            &body("+15550199888"),
-            None,
-            now(),
-            Deadline::after(Duration::from_secs(4)),
-        )
-        .await
-        .unwrap();
+    let r = booked(&b).await;
     let c = r.conversation_id.clone().unwrap();
     let (e1, e2, e3) = (
         event(&c, "user.start", "c-1", "callback"),
@@ -214,15 +181,7 @@ async fn concurrent_events_of_one_callback_end_at_the_furthest_status() {
 #[tokio::test]
 async fn a_batch_applies_its_events_and_gives_back_what_is_not_an_event() {
     let (_sim, b) = booking("queue-support", Duration::from_secs(1)).await;
-    let r = b
-        .book(
-            &body("+15550199888"),
-            None,
-            now(),
-            Deadline::after(Duration::from_secs(4)),
-        )
-        .await
-        .unwrap();
+    let r = booked(&b).await;
     let c = r.conversation_id.clone().unwrap();
     let record = |id: &str, body: Vec<u8>| {
         let mut m = aws_lambda_events::event::sqs::SqsMessage::default();

@@ -155,24 +155,31 @@ pub async fn find_by_reservation(
     Ok(None)
 }
 
+/// `GET /api/v2/conversations/callbacks/{id}`: the callback conversation (a 404 is an answer, not an error).
+async fn read(
+    api: &GenesysApi,
+    conversation_id: &str,
+) -> Result<shared::genesys::Answer, CallbackError> {
+    api.request(
+        Method::GET,
+        &format!(
+            "/api/v2/conversations/callbacks/{}",
+            shared::genesys::segment(conversation_id)
+        ),
+        &[],
+        None,
+        "callback",
+    )
+    .await
+}
+
 /// Whether Genesys still holds the callback to call: `Some(false)` once it is disconnected, `None` when
 /// Genesys does not know it.
 pub async fn is_pending(
     api: &GenesysApi,
     conversation_id: &str,
 ) -> Result<Option<bool>, CallbackError> {
-    let answer = api
-        .request(
-            Method::GET,
-            &format!(
-                "/api/v2/conversations/callbacks/{}",
-                shared::genesys::segment(conversation_id)
-            ),
-            &[],
-            None,
-            "callback",
-        )
-        .await?;
+    let answer = read(api, conversation_id).await?;
     if answer.status == 404 {
         return Ok(None);
     }
@@ -221,18 +228,7 @@ pub async fn reservation_of(
     api: &GenesysApi,
     conversation_id: &str,
 ) -> Result<Option<String>, CallbackError> {
-    let answer = api
-        .request(
-            Method::GET,
-            &format!(
-                "/api/v2/conversations/callbacks/{}",
-                shared::genesys::segment(conversation_id)
-            ),
-            &[],
-            None,
-            "callback",
-        )
-        .await?;
+    let answer = read(api, conversation_id).await?;
     if !answer.found() {
         return Ok(None);
     }
