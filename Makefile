@@ -64,11 +64,12 @@ bench: venv
 load: venv
 	VENV=$(VENV) scripts/with-moto.sh cargo bench --workspace --profile dev --bench throttled_drain
 
-## build: release arm64 Lambda binaries with cargo-lambda (installed into the venv)
+## build: release arm64 Lambda binaries with cargo-lambda (installed into the venv), each size against the 8 MB budget
 build: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda>=1.8'
 	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 \
 		-p webhook-receiver -p servicenow-writer -p legacy-ingest -p token-refresher -p data-action -p callback-api -p callback-events -p callback-websocket -p callback-notifier
+	@scripts/binary-sizes.sh
 
 ## send-sample: POST a correctly signed sample Genesys event to the running receiver
 send-sample:
