@@ -275,4 +275,67 @@ async fn the_http_api_books_and_reads_without_showing_the_callers_details() {
         )
         .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
+    // An unknown queue says which ones can be booked.
+    let mut elsewhere = body.clone();
+    elsewhere["queue"] = json!("queue_12345");
+    let unknown = api
+        .handle(
+            &http::Method::POST,
+            "/callbacks",
+            &http::HeaderMap::new(),
+            elsewhere.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(unknown.body["known_queues"], json!(["support"]));
+}
+
+#[tokio::test]
+async fn the_reservation_guides_payload_is_answered_with_what_to_change_then_books() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let seed: Value = serde_json::from_str(include_str!(
+        "../../shared/tests/fixtures/seed-004-reservation.json"
+    ))
+    .unwrap();
+    // As the guide sends it: first the per-request concurrency limit is refused, naming it; then its queue is
+    // unknown (the API lists the configured ones); then its 2024 slot is in the past.
+    let first = book(&b, seed.to_string().as_bytes()).await;
+    let Err(BookError::Invalid(fields)) = &first else {
+        panic!("{first:?}")
+    };
+    let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(named, ["concurrency_limit"]);
+    let mut step = seed.clone();
+    step.as_object_mut().unwrap().remove("concurrency_limit");
+    assert_eq!(
+        book(&b, step.to_string().as_bytes()).await,
+        Err(BookError::UnknownQueue)
+    );
+    step["queue_id"] = json!("support");
+    let past = book(&b, step.to_string().as_bytes()).await;
+    let Err(BookError::Invalid(fields)) = &past else {
+        panic!("{past:?}")
+    };
+    assert!(
+        fields.iter().all(|f| f.field.starts_with("slots[0]")),
+        "{fields:?}"
+    );
+    assert!(sim.callbacks().is_empty());
+    // Its names kept, with a configured queue and a slot that can be booked: one callback, and its
+    // callback_id is the idempotency key.
+    let mut fixed = seed.clone();
+    fixed.as_object_mut().unwrap().remove("concurrency_limit");
+    fixed["queue_id"] = json!("support");
+    fixed["time_slot_matrix"] =
+        json!([{"start": "2026-12-02T04:00:00-05:00", "end": "2026-12-02T05:00:00-05:00"}]);
+    let r = book(&b, fixed.to_string().as_bytes()).await.unwrap();
+    assert_eq!(r.status, Status::Scheduled);
+    assert_eq!(r.phone, "+14155550199");
+    assert_eq!(r.name, "Web callback");
+    fixed["reason"] = json!("the same callback_id with another reason");
+    assert!(matches!(
+        book(&b, fixed.to_string().as_bytes()).await,
+        Err(BookError::Conflict)
+    ));
+    assert_eq!(sim.callbacks().len(), 1);
 }

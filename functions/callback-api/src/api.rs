@@ -150,6 +150,16 @@ impl CallbackApi {
                 info!(reservation_id = %r.id, queue = %r.queue, slot = %r.slot, status = r.status.name(), "callback booked");
                 Reply::new(201, self.with_tokens(&r, true))
             }
+            Err(e @ BookError::UnknownQueue) => {
+                let mut reply = refused(&e);
+                let mut known: Vec<&String> = self.booking.queues.keys().collect();
+                known.sort();
+                reply.body["message"] = json!(
+                    "the queue is not one callbacks can be booked for: name one of known_queues (CALLBACK_QUEUES)"
+                );
+                reply.body["known_queues"] = json!(known);
+                reply
+            }
             Err(e) => refused(&e),
         }
     }

@@ -42,16 +42,41 @@ pub struct Queue {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
-    pub name: String,
+    /// Shown to the agent; "Web callback" when not given.
+    #[serde(default)]
+    pub name: Option<String>,
+    // The aliases are the names of the reservation guide (seed 004), so its payload books as it is.
+    #[serde(alias = "callback_number")]
     pub phone: String,
+    #[serde(alias = "queue_id")]
     pub queue: String,
+    #[serde(alias = "time_slot_matrix")]
     pub slots: Vec<SlotRequest>,
     #[serde(default)]
     pub channel: Option<String>,
+    /// The guide's `{"primary": "voice"|"sms", "fallback", "allow_sms"}`: its `primary` is the channel.
+    #[serde(default)]
+    pub channel_preferences: Option<ChannelPreferences>,
+    /// The guide's client-made id: the idempotency key when no `Idempotency-Key` header is sent.
+    #[serde(default)]
+    pub callback_id: Option<String>,
+    /// The guide's per-request concurrency limit: refused (capacity is per queue, in `CALLBACK_QUEUES`).
+    #[serde(default)]
+    pub concurrency_limit: Option<serde_json::Value>,
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
     pub incident_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPreferences {
+    pub primary: String,
+    #[serde(default)]
+    pub fallback: Option<String>,
+    #[serde(default)]
+    pub allow_sms: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -135,10 +160,31 @@ impl Booking {
                 "expected a phone number in E.164 (+ and 8 to 15 digits)",
             ));
         }
-        let name = request.name.trim().to_string();
+        let name = match &request.name {
+            Some(n) => n.trim().to_string(),
+            None => "Web callback".to_string(),
+        };
         if name.is_empty() || name.chars().count() > 100 {
             errors.push(field("name", "1 to 100 characters"));
         }
+        if request.concurrency_limit.is_some() {
+            errors.push(field(
+                "concurrency_limit",
+                "not set per booking: each queue's callbacks per slot (1-50) is its `capacity` in CALLBACK_QUEUES; leave it out",
+            ));
+        }
+        let preferred = request
+            .channel_preferences
+            .as_ref()
+            .map(|p| match p.primary.as_str() {
+                "voice" | "phone" => "phone",
+                "sms" => "sms",
+                _ => "",
+            });
+        if preferred == Some("") {
+            errors.push(field("channel_preferences.primary", "voice or sms"));
+        }
+        let channel = request.channel.as_deref().or(preferred);
         if request
             .reason
             .as_ref()
@@ -154,12 +200,16 @@ impl Booking {
                 "an incident number such as INC0010001",
             ));
         }
-        if request
-            .channel
-            .as_deref()
-            .is_some_and(|c| !matches!(c, "phone" | "sms" | "any"))
-        {
+        if channel.is_some_and(|c| !matches!(c, "phone" | "sms" | "any" | "")) {
             errors.push(field("channel", "phone, sms or any"));
+        }
+        let client_id = request
+            .callback_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| (8..=128).contains(&k.len()));
+        if request.callback_id.is_some() && client_id.is_none() {
+            errors.push(field("callback_id", "8 to 128 characters"));
         }
         let Some(queue) = self.queues.get(&request.queue) else {
             if errors.is_empty() {
@@ -181,7 +231,7 @@ impl Booking {
         let canonical = serde_json::json!({"queue": request.queue, "phone": phone, "name": name,
             "slots": request.slots, "reason": request.reason, "incident": request.incident_number});
         let hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
-        let key = match idempotency_key {
+        let key = match idempotency_key.or(client_id) {
             Some(k) => format!("callback-booking:key:{k}"),
             None => format!("callback-booking:body:{hash}"),
         };
@@ -216,11 +266,14 @@ impl Booking {
             .map(|s| crate::schedule::Window { start: *s, end: *s })
             .collect();
         let request = BookingRequest {
-            name: name.to_string(),
+            name: Some(name.to_string()),
             phone: phone.clone(),
             queue: queue_name.to_string(),
             slots: Vec::new(),
             channel: None,
+            channel_preferences: None,
+            callback_id: None,
+            concurrency_limit: None,
             reason: None,
             incident_number: incident_number.map(str::to_string),
         };
