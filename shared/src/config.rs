@@ -11,6 +11,16 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+impl ConfigError {
+    /// `name` is set, but not to something usable, because of `reason`.
+    pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            name,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// A setting's environment variable, and the name it had before it was renamed (read for one more release,
 /// with a warning, when the new name is not set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

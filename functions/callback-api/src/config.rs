@@ -47,13 +47,6 @@ pub struct Config {
     pub settle: Duration,
 }
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        reason: reason.into(),
-    }
-}
-
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&Env::process())
@@ -61,21 +54,22 @@ impl Config {
 
     pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
         let text = env.required("CALLBACK_QUEUES")?;
-        let specs: BTreeMap<String, QueueSpec> = serde_json::from_str(&text)
-            .map_err(|e| invalid("CALLBACK_QUEUES", format!("not the expected JSON: {e}")))?;
+        let specs: BTreeMap<String, QueueSpec> = serde_json::from_str(&text).map_err(|e| {
+            ConfigError::invalid("CALLBACK_QUEUES", format!("not the expected JSON: {e}"))
+        })?;
         if specs.is_empty() {
-            return Err(invalid("CALLBACK_QUEUES", "names no queue"));
+            return Err(ConfigError::invalid("CALLBACK_QUEUES", "names no queue"));
         }
         let mut queues = HashMap::new();
         for (name, spec) in specs {
             if !(1..=50).contains(&spec.capacity) {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "CALLBACK_QUEUES",
                     format!("{name}: capacity must be 1 to 50"),
                 ));
             }
             let calendar = QueueCalendar::from_spec(&spec.calendar)
-                .map_err(|e| invalid("CALLBACK_QUEUES", format!("{name}: {e}")))?;
+                .map_err(|e| ConfigError::invalid("CALLBACK_QUEUES", format!("{name}: {e}")))?;
             queues.insert(
                 name,
                 Queue {
@@ -87,11 +81,14 @@ impl Config {
         }
         let max_slots: usize = env.parse_or("CALLBACK_MAX_SLOTS", 3)?;
         if !(1..=10).contains(&max_slots) {
-            return Err(invalid("CALLBACK_MAX_SLOTS", "must be 1 to 10"));
+            return Err(ConfigError::invalid(
+                "CALLBACK_MAX_SLOTS",
+                "must be 1 to 10",
+            ));
         }
         let deadline = env.millis_or("CALLBACK_DEADLINE_MS", 8000)?;
         if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&deadline) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "CALLBACK_DEADLINE_MS",
                 "must be between 500 and 10000",
             ));

@@ -52,13 +52,6 @@ pub struct Config {
     pub timeout: Duration,
 }
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        reason: reason.into(),
-    }
-}
-
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&Env::process())
@@ -70,7 +63,7 @@ impl Config {
                 .unwrap_or_else(|| "{}".into()),
         )
         .map_err(|e| {
-            invalid(
+            ConfigError::invalid(
                 "CALLBACK_SUBSCRIBERS",
                 format!("expected {{\"<name>\": {{\"url\", \"secret_id\"}}}}: {e}"),
             )
@@ -83,7 +76,7 @@ impl Config {
         if !subscribers.is_empty()
             && (webhooks_queue_url.is_none() || dead_letter_queue_url.is_none())
         {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "CALLBACK_WEBHOOKS_QUEUE_URL",
                 "subscribers need CALLBACK_WEBHOOKS_QUEUE_URL and CALLBACK_WEBHOOKS_DEAD_LETTER_QUEUE_URL",
             ));
@@ -94,7 +87,10 @@ impl Config {
         }
         let max_attempts: u32 = env.parse_or("CALLBACK_WEBHOOK_MAX_ATTEMPTS", 8)?;
         if !(1..=50).contains(&max_attempts) {
-            return Err(invalid("CALLBACK_WEBHOOK_MAX_ATTEMPTS", "must be 1 to 50"));
+            return Err(ConfigError::invalid(
+                "CALLBACK_WEBHOOK_MAX_ATTEMPTS",
+                "must be 1 to 50",
+            ));
         }
         Ok(Self {
             table: env.required("CALLBACKS_TABLE")?,

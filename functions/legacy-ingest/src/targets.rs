@@ -125,20 +125,14 @@ struct RouteSpec {
 
 const TARGETS_VAR: &str = "INGEST_TARGETS";
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        reason: reason.into(),
-    }
-}
-
 /// `INGEST_TARGETS`: a JSON list of `{"event_types": [...], "target": "datatable" | "contact-note" |
 /// "participant-data" | "custom-endpoint", ...}`; the first route whose globs match an event type takes it.
 pub fn parse_routes(text: &str) -> Result<Vec<Route>, ConfigError> {
-    let specs: Vec<RouteSpec> = serde_json::from_str(text)
-        .map_err(|e| invalid(TARGETS_VAR, format!("not the expected JSON list: {e}")))?;
+    let specs: Vec<RouteSpec> = serde_json::from_str(text).map_err(|e| {
+        ConfigError::invalid(TARGETS_VAR, format!("not the expected JSON list: {e}"))
+    })?;
     if specs.is_empty() {
-        return Err(invalid(TARGETS_VAR, "lists no route"));
+        return Err(ConfigError::invalid(TARGETS_VAR, "lists no route"));
     }
     specs
         .into_iter()
@@ -149,7 +143,7 @@ pub fn parse_routes(text: &str) -> Result<Vec<Route>, ConfigError> {
 
 fn pointers(i: usize, field: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
     if list.is_empty() || list.iter().any(|p| !p.starts_with('/')) {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             TARGETS_VAR,
             format!("route {i}: {field} must be JSON pointers such as /reference"),
         ));
@@ -170,7 +164,7 @@ fn names(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ');
         if !ok || !pointer.starts_with('/') || name == "key" {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 TARGETS_VAR,
                 format!("route {i}: {field} {name:?} must map a name (not key) to a JSON pointer"),
             ));
@@ -182,14 +176,14 @@ fn names(
 
 fn route_of(i: usize, s: RouteSpec) -> Result<Route, ConfigError> {
     if s.event_types.is_empty() || s.event_types.iter().any(|t| t.trim().is_empty()) {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             TARGETS_VAR,
             format!("route {i}: event_types is empty"),
         ));
     }
     let unused = |fields: &[(&str, bool)]| -> Result<(), ConfigError> {
         match fields.iter().find(|(_, set)| *set) {
-            Some((name, _)) => Err(invalid(
+            Some((name, _)) => Err(ConfigError::invalid(
                 TARGETS_VAR,
                 format!("route {i}: {name} does not apply to target {}", s.target),
             )),
@@ -202,7 +196,7 @@ fn route_of(i: usize, s: RouteSpec) -> Result<Route, ConfigError> {
             let datatable_id = s
                 .datatable_id
                 .filter(|d| !d.trim().is_empty())
-                .ok_or_else(|| invalid(TARGETS_VAR, format!("route {i}: datatable_id is required")))?;
+                .ok_or_else(|| ConfigError::invalid(TARGETS_VAR, format!("route {i}: datatable_id is required")))?;
             let columns = match s.columns {
                 Some(c) => names(i, "column", c)?,
                 None => default_columns(),
@@ -234,10 +228,10 @@ fn route_of(i: usize, s: RouteSpec) -> Result<Route, ConfigError> {
             path: s
                 .path
                 .filter(|p| p.starts_with('/'))
-                .ok_or_else(|| invalid(TARGETS_VAR, format!("route {i}: path (starting with /) is required")))?,
+                .ok_or_else(|| ConfigError::invalid(TARGETS_VAR, format!("route {i}: path (starting with /) is required")))?,
         },
         other => {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 TARGETS_VAR,
                 format!("route {i}: unknown target {other:?} (datatable, contact-note, participant-data, custom-endpoint)"),
             ))
@@ -265,7 +259,7 @@ pub fn data_table(
     let timestamp_column = match timestamp_column {
         Some(c) if c.is_empty() => None,
         Some(c) if !columns.iter().any(|(n, _)| *n == c) => {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 TARGETS_VAR,
                 format!("route {i}: timestamp_column {c:?} is not one of the columns"),
             ))
@@ -293,8 +287,8 @@ pub fn single_route(target: &str, env: &shared::config::Env) -> Result<Route, Co
             let columns = match env.optional("DATATABLE_COLUMNS") {
                 Some(text) => {
                     let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
-                        .map_err(|_| invalid("DATATABLE_COLUMNS", "expected a JSON object of column → JSON pointer"))?;
-                    names(0, "column", map).map_err(|e| invalid("DATATABLE_COLUMNS", e.to_string()))?
+                        .map_err(|_| ConfigError::invalid("DATATABLE_COLUMNS", "expected a JSON object of column → JSON pointer"))?;
+                    names(0, "column", map).map_err(|e| ConfigError::invalid("DATATABLE_COLUMNS", e.to_string()))?
                 }
                 None => default_columns(),
             };
@@ -302,7 +296,7 @@ pub fn single_route(target: &str, env: &shared::config::Env) -> Result<Route, Co
                 .optional("DATATABLE_KEY")
                 .map(|_| env.list_or("DATATABLE_KEY", &[]));
             data_table(0, id, key, columns, env.optional("DATATABLE_TIMESTAMP_COLUMN"))
-                .map_err(|e| invalid("DATATABLE_KEY / DATATABLE_TIMESTAMP_COLUMN", e.to_string()))?
+                .map_err(|e| ConfigError::invalid("DATATABLE_KEY / DATATABLE_TIMESTAMP_COLUMN", e.to_string()))?
         }
         "contact-note" => Target::ContactNote(ContactNote {
             match_on: vec!["/customer_phone".into(), "/customer_email".into()],
@@ -316,7 +310,7 @@ pub fn single_route(target: &str, env: &shared::config::Env) -> Result<Route, Co
                 .unwrap_or_else(|| crate::DEFAULT_INGEST_PATH.into()),
         },
         other => {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "INGEST_TARGET",
                 format!("unknown target {other:?} (datatable, contact-note, participant-data, custom-endpoint)"),
             ))
