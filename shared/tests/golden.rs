@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use shared::keys::KeyConfig;
+use shared::keys::{payload_hash, KeyConfig};
 use shared::{InboundEvent, Mapping};
 
 fn dir(name: &str) -> PathBuf {
@@ -69,12 +69,26 @@ fn result_of(raw: &[u8]) -> Value {
         "event_key": key.key,
         "incident_key": mapped.incident_key,
         "on_repeat": format!("{:?}", mapped.on_repeat),
+        "payload_hash": payload_hash(&event),
         "incident": &incident,
+        "incident_body": serde_json::to_string(&incident).expect("serialises"),
         "caller_phone": incident.caller_phone,
         "matched_rules": incident.matched_rules,
         "update_note": mapped.update_note(),
     })
 }
+
+/// The payload hash is stored with every idempotency record: its value may never change, or a replay after
+/// an upgrade would meet its own record as a conflict. Escapes, floats, big integers, duplicate keys, key
+/// order and nesting all hash as they did when the records were written.
+#[test]
+fn payload_hashes_never_change() {
+    let raw = std::fs::read(dir("fixtures").join("hash-edge-cases.json")).expect("fixture");
+    let event = InboundEvent::parse(&raw).expect("valid envelope");
+    assert_eq!(payload_hash(&event), EDGE_CASES_HASH);
+}
+
+const EDGE_CASES_HASH: &str = "352d73bd0100347aa53252f3ca9b536aabc4bf2d872b0870a59e086692988642";
 
 #[test]
 fn every_shipped_profile_matches_its_golden_file() {
