@@ -4,8 +4,9 @@
 //! - the webhook envelope `{event, data, metadata{organizationId, timestamp}}` (Architect data actions, workflows);
 //! - the native Genesys Amazon EventBridge envelope `{id, detail-type, source, time, detail{topicName, eventBody}}`.
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::json::{Json, Object};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvelopeKind {
@@ -22,9 +23,10 @@ impl EnvelopeKind {
     }
 }
 
-/// A validated event, whichever envelope it came in.
+/// A validated event, whichever envelope it came in. The body borrows from the bytes it was parsed from;
+/// [`InboundEvent::into_owned`] detaches it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InboundEvent {
+pub struct InboundEvent<'a> {
     pub kind: EnvelopeKind,
     /// Webhook `event`, or EventBridge `detail.topicName`.
     pub event_type: String,
@@ -33,7 +35,7 @@ pub struct InboundEvent {
     pub organization_id: Option<String>,
     pub timestamp: Option<String>,
     /// Webhook `data` or EventBridge `detail.eventBody`.
-    pub body: Map<String, Value>,
+    pub body: Object<'a>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -52,98 +54,154 @@ impl EnvelopeError {
             EnvelopeError::Field { path, .. } => Some(path),
         }
     }
-}
 
-#[derive(Deserialize)]
-struct WebhookEnvelope {
-    #[serde(deserialize_with = "non_empty")]
-    event: String,
-    data: Map<String, Value>,
-    metadata: WebhookMetadata,
-    #[serde(default)]
-    id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WebhookMetadata {
-    #[serde(rename = "organizationId", deserialize_with = "non_empty")]
-    organization_id: String,
-    #[serde(deserialize_with = "non_empty")]
-    timestamp: String,
-    #[serde(rename = "eventId", default)]
-    event_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EventBridgeEnvelope {
-    #[serde(deserialize_with = "non_empty")]
-    id: String,
-    #[serde(default)]
-    time: Option<String>,
-    #[serde(default)]
-    account: Option<String>,
-    detail: EventBridgeDetail,
-}
-
-#[derive(Deserialize)]
-struct EventBridgeDetail {
-    #[serde(rename = "topicName", deserialize_with = "non_empty")]
-    topic_name: String,
-    #[serde(rename = "eventBody")]
-    event_body: Map<String, Value>,
-    #[serde(default)]
-    timestamp: Option<String>,
-}
-
-fn non_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    if s.trim().is_empty() {
-        return Err(serde::de::Error::custom("must not be empty"));
-    }
-    Ok(s)
-}
-
-impl InboundEvent {
-    /// Parses and validates raw bytes as either envelope.
-    pub fn parse(raw: &[u8]) -> Result<Self, EnvelopeError> {
-        let value: Value =
-            serde_json::from_slice(raw).map_err(|e| EnvelopeError::Syntax(e.to_string()))?;
-        Self::from_value(value)
+    fn field(path: &str, reason: impl Into<String>) -> Self {
+        EnvelopeError::Field {
+            path: path.to_string(),
+            reason: reason.into(),
+        }
     }
 
-    pub fn from_value(value: Value) -> Result<Self, EnvelopeError> {
-        let Value::Object(ref top) = value else {
-            return Err(EnvelopeError::Field {
-                path: ".".into(),
-                reason: "expected a JSON object".into(),
-            });
+    /// The value at `path` is not what it should be. The value is never echoed: it may hold PII.
+    fn wrong_type(path: &str, found: &Json<'_>, expected: &str) -> Self {
+        let found = match found {
+            Json::Null => "null",
+            Json::Bool(_) => "boolean",
+            Json::Number(_) => "number",
+            Json::String(_) => "string",
+            Json::Array(_) => "sequence",
+            Json::Object(_) => "map",
         };
-        if top.contains_key("detail-type") || top.contains_key("detail") {
-            let env: EventBridgeEnvelope = typed(value)?;
-            let timestamp = env.detail.timestamp.or(env.time);
-            let _ = env.account;
+        Self::field(path, format!("invalid type: {found}, expected {expected}"))
+    }
+}
+
+/// One envelope object whose members are taken out by name; `path` names it in errors.
+struct Members<'a> {
+    object: Object<'a>,
+    path: &'static str,
+}
+
+impl<'a> Members<'a> {
+    fn at(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.path)
+        }
+    }
+
+    fn missing(&self, name: &str) -> EnvelopeError {
+        let at = if self.path.is_empty() { "." } else { self.path };
+        EnvelopeError::field(at, format!("missing field `{name}`"))
+    }
+
+    fn object(&mut self, name: &str) -> Result<Object<'a>, EnvelopeError> {
+        match self.object.take(name) {
+            Some(Json::Object(o)) => Ok(o),
+            Some(other) => Err(EnvelopeError::wrong_type(&self.at(name), &other, "a map")),
+            None => Err(self.missing(name)),
+        }
+    }
+
+    fn text(&mut self, name: &str) -> Result<Option<String>, EnvelopeError> {
+        match self.object.take(name) {
+            None => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.into_owned())),
+            Some(other) => Err(EnvelopeError::wrong_type(
+                &self.at(name),
+                &other,
+                "a string",
+            )),
+        }
+    }
+
+    /// An optional text: absent or `null` is `None`.
+    fn optional_text(&mut self, name: &str) -> Result<Option<String>, EnvelopeError> {
+        if self.object.get(name).is_some_and(Json::is_null) {
+            self.object.take(name);
+            return Ok(None);
+        }
+        self.text(name)
+    }
+
+    fn required_text(&mut self, name: &str) -> Result<String, EnvelopeError> {
+        match self.text(name)? {
+            Some(s) if s.trim().is_empty() => {
+                Err(EnvelopeError::field(&self.at(name), "must not be empty"))
+            }
+            Some(s) => Ok(s),
+            None => Err(self.missing(name)),
+        }
+    }
+}
+
+impl<'a> InboundEvent<'a> {
+    /// Parses and validates raw bytes as either envelope; the body borrows from `raw`.
+    pub fn parse(raw: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let top = Json::parse(raw).map_err(|e| EnvelopeError::Syntax(e.to_string()))?;
+        Self::from_json(top)
+    }
+
+    pub fn from_value(value: Value) -> Result<InboundEvent<'static>, EnvelopeError> {
+        InboundEvent::from_json(Json::from(value))
+    }
+
+    pub fn from_json(top: Json<'a>) -> Result<Self, EnvelopeError> {
+        let Json::Object(object) = top else {
+            return Err(EnvelopeError::field(".", "expected a JSON object"));
+        };
+        let mut top = Members { object, path: "" };
+        if top.object.contains_key("detail-type") || top.object.contains_key("detail") {
+            let id = top.required_text("id")?;
+            let time = top.optional_text("time")?;
+            top.optional_text("account")?;
+            let mut detail = Members {
+                object: top.object("detail")?,
+                path: "detail",
+            };
+            let topic_name = detail.required_text("topicName")?;
+            let body = detail.object("eventBody")?;
+            let timestamp = detail.optional_text("timestamp")?;
             Ok(InboundEvent {
                 kind: EnvelopeKind::EventBridge,
-                event_type: env.detail.topic_name,
-                event_id: Some(env.id),
+                event_type: topic_name,
+                event_id: Some(id),
                 organization_id: None,
-                timestamp,
-                body: env.detail.event_body,
+                timestamp: timestamp.or(time),
+                body,
             })
         } else {
-            let env: WebhookEnvelope = typed(value)?;
+            let event_type = top.required_text("event")?;
+            let body = top.object("data")?;
+            let mut metadata = Members {
+                object: top.object("metadata")?,
+                path: "metadata",
+            };
+            let organization_id = metadata.required_text("organizationId")?;
+            let timestamp = metadata.required_text("timestamp")?;
+            let event_id = metadata.optional_text("eventId")?;
+            let id = top.optional_text("id")?;
             Ok(InboundEvent {
                 kind: EnvelopeKind::Webhook,
-                event_type: env.event,
-                event_id: env
-                    .metadata
-                    .event_id
-                    .or(env.id)
-                    .filter(|s| !s.trim().is_empty()),
-                organization_id: Some(env.metadata.organization_id),
-                timestamp: Some(env.metadata.timestamp),
-                body: env.data,
+                event_type,
+                event_id: event_id.or(id).filter(|s| !s.trim().is_empty()),
+                organization_id: Some(organization_id),
+                timestamp: Some(timestamp),
+                body,
             })
+        }
+    }
+
+    /// The same event, owning its body.
+    pub fn into_owned(self) -> InboundEvent<'static> {
+        InboundEvent {
+            kind: self.kind,
+            event_type: self.event_type,
+            event_id: self.event_id,
+            organization_id: self.organization_id,
+            timestamp: self.timestamp,
+            body: self.body.into_owned(),
         }
     }
 
@@ -169,8 +227,8 @@ impl InboundEvent {
             .any(|k| top.contains_key(*k))
     }
 
-    /// The value at a JSON pointer into the body (`/a/b`), without copying the body.
-    pub fn pointer(&self, pointer: &str) -> Option<&Value> {
+    /// The value at a JSON pointer into the body (`/a/b`).
+    pub fn pointer(&self, pointer: &str) -> Option<&Json<'a>> {
         let rest = pointer.strip_prefix('/')?;
         let (first, tail) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -182,11 +240,7 @@ impl InboundEvent {
         } else {
             self.body.get(first)?
         };
-        if tail.is_empty() {
-            Some(v)
-        } else {
-            v.pointer(tail)
-        }
+        v.pointer(tail)
     }
 
     /// The event type with conversation ids replaced by `{id}`, e.g.
@@ -196,55 +250,16 @@ impl InboundEvent {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, EnvelopeError> {
-    serde_path_to_error::deserialize(value).map_err(|e| EnvelopeError::Field {
-        path: e.path().to_string(),
-        reason: without_quoted_values(&e.inner().to_string()),
-    })
-}
-
-/// serde echoes offending values (`invalid type: string "call me on …"`); they may hold PII, so drop them.
-fn without_quoted_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    // serde quotes strings with `"`, and numbers and characters with backticks (`integer `415…``); field
-    // and variant names are backticked too, and are kept.
-    const BACKTICKED_VALUES: [&str; 3] = ["integer ", "floating point ", "character "];
-    let mut inside: Option<(char, bool)> = None;
-    for c in message.chars() {
-        match inside {
-            None if c == '"'
-                || (c == '`' && BACKTICKED_VALUES.iter().any(|p| out.ends_with(p))) =>
-            {
-                out.push(c);
-                out.push('…');
-                out.push(c);
-                inside = Some((c, true));
-            }
-            None if c == '`' => {
-                out.push(c);
-                inside = Some((c, false));
-            }
-            None => out.push(c),
-            Some((q, masked)) if c == q => {
-                if !masked {
-                    out.push(c);
-                }
-                inside = None;
-            }
-            Some((_, true)) => {}
-            Some((_, false)) => out.push(c),
-        }
-    }
-    out
-}
-
 /// Replaces UUID segments of a dotted topic name with `{id}`.
 pub fn normalise_topic(topic: &str) -> String {
-    topic
-        .split('.')
-        .map(|seg| if looks_like_uuid(seg) { "{id}" } else { seg })
-        .collect::<Vec<_>>()
-        .join(".")
+    let mut out = String::with_capacity(topic.len());
+    for (i, seg) in topic.split('.').enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(if looks_like_uuid(seg) { "{id}" } else { seg });
+    }
+    out
 }
 
 fn looks_like_uuid(s: &str) -> bool {
@@ -255,15 +270,16 @@ fn looks_like_uuid(s: &str) -> bool {
         })
 }
 
-/// Glob match where `*` matches any run of characters (including dots).
+/// Glob match where `*` matches any run of characters (including dots). Matched on bytes: a literal
+/// character of the pattern can only meet a whole character of the text (UTF-8 is self-synchronising).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == b'*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -275,7 +291,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -292,11 +308,15 @@ mod tests {
             "data": {"conversationId": CONV},
             "metadata": {"organizationId": "org-1", "timestamp": "2026-11-23T10:00:00Z", "eventId": "e-1"}
         });
-        let ev = InboundEvent::parse(raw.to_string().as_bytes()).unwrap();
+        let raw = raw.to_string();
+        let ev = InboundEvent::parse(raw.as_bytes()).unwrap();
         assert_eq!(ev.kind, EnvelopeKind::Webhook);
         assert_eq!(ev.event_id.as_deref(), Some("e-1"));
         assert_eq!(ev.organization_id.as_deref(), Some("org-1"));
-        assert_eq!(ev.body["conversationId"], CONV);
+        assert_eq!(
+            ev.body.get("conversationId").and_then(Json::as_str),
+            Some(CONV)
+        );
     }
 
     #[test]
@@ -308,7 +328,8 @@ mod tests {
             "detail": {"topicName": topic, "version": "2", "eventBody": {"conversationId": CONV},
                        "metadata": {"CorrelationId": "c"}, "timestamp": "2026-11-23T10:00:01Z"}
         });
-        let ev = InboundEvent::parse(raw.to_string().as_bytes()).unwrap();
+        let raw = raw.to_string();
+        let ev = InboundEvent::parse(raw.as_bytes()).unwrap();
         assert_eq!(ev.kind, EnvelopeKind::EventBridge);
         assert_eq!(ev.event_id.as_deref(), Some("eb-1"));
         assert_eq!(ev.event_type, topic);
@@ -379,9 +400,10 @@ mod tests {
     fn pointers_resolve_into_the_body() {
         let raw = json!({"event": "e", "data": {"a": {"b": [1, 2]}, "x/y": 3},
                          "metadata": {"organizationId": "o", "timestamp": "t"}});
-        let ev = InboundEvent::parse(raw.to_string().as_bytes()).unwrap();
-        assert_eq!(ev.pointer("/a/b/1"), Some(&json!(2)));
-        assert_eq!(ev.pointer("/x~1y"), Some(&json!(3)));
+        let raw = raw.to_string();
+        let ev = InboundEvent::parse(raw.as_bytes()).unwrap();
+        assert_eq!(ev.pointer("/a/b/1"), Some(&Json::from(json!(2))));
+        assert_eq!(ev.pointer("/x~1y"), Some(&Json::from(json!(3))));
         assert_eq!(ev.pointer("/missing"), None);
         assert_eq!(ev.pointer("no-slash"), None);
     }

@@ -6,10 +6,10 @@
 //! copy always does. A *conversation* key identifies the incident of a conversation. Keys are `gc-` and 64
 //! hex characters: DynamoDB record ids and the incident's `correlation_id` (ServiceNow allows 100).
 
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::event::InboundEvent;
+use crate::json::{Json, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
@@ -89,11 +89,11 @@ pub fn conversation_key(conversation_id: &str) -> String {
     .key
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
+fn scalar_text(v: &Json<'_>) -> Option<String> {
     match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Json::String(s) if !s.trim().is_empty() => Some(s.to_string()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -105,78 +105,49 @@ fn key_of(source: KeySource, parts: &[&str]) -> IdempotencyKey {
         h.update((p.len() as u64).to_be_bytes());
         h.update(p.as_bytes());
     }
-    IdempotencyKey {
-        key: format!("gc-{}", hex::encode(h.finalize())),
-        source,
-    }
+    let mut key = String::with_capacity(67);
+    key.push_str("gc-");
+    push_hex(&mut key, &h.finalize());
+    IdempotencyKey { key, source }
 }
 
 /// SHA-256 (hex) of the event type and canonical body: the same event always hashes the same,
 /// whatever its key order or envelope. The canonical form (keys sorted, JSON-escaped) is streamed into the
 /// hash, never built as a string.
-pub fn payload_hash(event: &InboundEvent) -> String {
-    let mut h = HashWriter(Sha256::new());
+pub fn payload_hash(event: &InboundEvent<'_>) -> String {
+    let mut h = HashSink(Sha256::new());
     h.0.update(event.event_kind().as_bytes());
     h.0.update(b"\n");
-    write_canonical_map(&event.body, &mut h);
-    hex::encode(h.0.finalize())
+    event.body.write_canonical(&mut h);
+    let mut out = String::with_capacity(64);
+    push_hex(&mut out, &h.0.finalize());
+    out
 }
 
-struct HashWriter(Sha256);
+struct HashSink(Sha256);
 
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn write_canonical(v: &Value, out: &mut HashWriter) {
-    match v {
-        Value::Object(m) => write_canonical_map(m, out),
-        Value::Array(items) => {
-            out.0.update(b"[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.0.update(b",");
-                }
-                write_canonical(item, out);
-            }
-            out.0.update(b"]");
-        }
-        // Writing JSON into a hash cannot fail.
-        scalar => {
-            let _ = serde_json::to_writer(&mut *out, scalar);
-        }
+impl Sink for HashSink {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
     }
 }
 
-fn write_canonical_map(m: &Map<String, Value>, out: &mut HashWriter) {
-    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-    // serde_json's map keeps keys sorted already (no `preserve_order`); sorting again is cheap and safe.
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    out.0.update(b"{");
-    for (i, (k, v)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            out.0.update(b",");
-        }
-        let _ = serde_json::to_writer(&mut *out, k);
-        out.0.update(b":");
-        write_canonical(v, out);
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
-    out.0.update(b"}");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::EnvelopeKind;
-    use serde_json::json;
+    use crate::json::Object;
+    use serde_json::{json, Value};
 
-    fn event(id: Option<&str>, body: Value) -> InboundEvent {
+    fn event(id: Option<&str>, body: Value) -> InboundEvent<'static> {
         InboundEvent {
             kind: EnvelopeKind::Webhook,
             event_type:
@@ -185,7 +156,11 @@ mod tests {
             event_id: id.map(str::to_string),
             organization_id: None,
             timestamp: None,
-            body: body.as_object().cloned().unwrap_or_default(),
+            body: body
+                .as_object()
+                .cloned()
+                .map(Object::from)
+                .unwrap_or_default(),
         }
     }
 

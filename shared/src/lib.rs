@@ -16,6 +16,7 @@ pub mod http_client;
 #[cfg(feature = "dynamodb")]
 pub mod idempotency;
 pub mod incident;
+pub mod json;
 pub mod keys;
 pub mod logging;
 pub mod mapping;

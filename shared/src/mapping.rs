@@ -10,6 +10,7 @@
 //! Built-in variables: `event_type`, `event_kind`, `event_name`, `event_id`, `organization_id`,
 //! `event_timestamp`, `idempotency_key`, `envelope`, `matched_rules`, `profile`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 use crate::event::{glob_match, InboundEvent};
 use crate::incident::{truncate_chars, IncidentDraft, SHORT_DESCRIPTION_MAX};
+use crate::json::{Json, Pointer};
 use crate::keys::conversation_key;
 use crate::priority::{Levels, PriorityRules, RuleError};
 use crate::redact::{mask_phone, normalise_e164, redact_json, redact_measure, redact_text};
@@ -301,17 +303,23 @@ struct Template {
     lines: Vec<Vec<Piece>>,
 }
 
-/// The texts a template reads: the profile's variables (in declaration order) and the built-ins (in
-/// `BUILTINS` order).
+/// The texts a template reads: the profile's variables (in the profile's order, one after the other in
+/// `texts`, each ending at its `ends` entry) and the built-ins (in `BUILTINS` order).
 struct Values<'a> {
-    user: &'a [String],
+    texts: &'a str,
+    ends: &'a [usize],
     builtins: [&'a str; BUILTINS.len()],
 }
 
 impl Values<'_> {
     fn get(&self, slot: Slot) -> &str {
         match slot {
-            Slot::User(i) => self.user.get(i).map_or("", String::as_str),
+            Slot::User(i) => {
+                let start = i.checked_sub(1).and_then(|p| self.ends.get(p)).copied();
+                let end = self.ends.get(i).copied();
+                end.and_then(|e| self.texts.get(start.unwrap_or(0)..e))
+                    .unwrap_or("")
+            }
             Slot::Builtin(i) => self.builtins.get(i).copied().unwrap_or(""),
         }
     }
@@ -321,8 +329,9 @@ impl Values<'_> {
 struct Variable {
     name: String,
     pointers: Vec<String>,
+    compiled: Vec<Pointer>,
     required: bool,
-    default: Option<Value>,
+    default: Option<Json<'static>>,
     pii: Pii,
     format: Format,
     unit: Unit,
@@ -378,8 +387,10 @@ pub struct Mapped<'m> {
     /// The callback the profile asks for, when its conditions held and the caller's number is known.
     pub callback: Option<CallbackAsk>,
     templates: &'m Profile,
-    /// Rendered variable texts, in the profile's order.
-    texts: Vec<String>,
+    /// Rendered variable texts, in the profile's order, one after the other.
+    texts: String,
+    /// Where each variable's text ends in `texts`.
+    ends: Vec<usize>,
     /// Built-ins that borrow from the event, owned (in `BUILTINS` order, `None` for the others).
     event_type: String,
     kind: String,
@@ -404,7 +415,8 @@ impl Mapped<'_> {
 
     fn values(&self) -> Values<'_> {
         Values {
-            user: &self.texts,
+            texts: &self.texts,
+            ends: &self.ends,
             builtins: [
                 &self.event_type,
                 &self.kind,
@@ -705,11 +717,17 @@ impl Profile {
                 }
                 (_, None) => Unit::Milliseconds,
             };
+            // In name order (the spec's map is sorted): `apply` looks variables up by binary search.
             variables.push(Variable {
                 name: var.clone(),
                 pointers: v.pointers.clone(),
+                compiled: v
+                    .pointers
+                    .iter()
+                    .filter_map(|p| Pointer::compile(p))
+                    .collect(),
                 required: v.required,
-                default: v.default.clone(),
+                default: v.default.clone().map(Json::from),
                 pii: v.pii,
                 format: v.format,
                 unit,
@@ -882,17 +900,18 @@ impl Profile {
 
     fn apply_with_kind(
         &self,
-        event: &InboundEvent,
+        event: &InboundEvent<'_>,
         event_key: &str,
         kind: String,
     ) -> Result<Mapped<'_>, MappingError> {
-        let mut raw: BTreeMap<&str, Value> = BTreeMap::new();
-        let mut text: Vec<String> = Vec::with_capacity(self.variables.len());
+        let mut values: Vec<Cow<'_, Json<'_>>> = Vec::with_capacity(self.variables.len());
+        let mut texts = String::with_capacity(512);
+        let mut ends = Vec::with_capacity(self.variables.len());
         for var in &self.variables {
             let found = var
-                .pointers
+                .compiled
                 .iter()
-                .filter_map(|p| event.pointer(p))
+                .filter_map(|p| p.resolve(&event.body))
                 .filter(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()))
                 .find_map(|v| convert(v, var));
             let value = match (found, &var.default) {
@@ -905,26 +924,30 @@ impl Profile {
                         format: var.format.label(),
                     })
                 }
-                (None, Some(d)) => d.clone(),
-                (None, None) => Value::Null,
+                (None, Some(d)) => Cow::Borrowed(d),
+                (None, None) => Cow::Owned(Json::Null),
             };
-            text.push(render(&value, var));
-            raw.insert(&var.name, value);
+            render_into(&mut texts, &value, var);
+            ends.push(texts.len());
+            values.push(value);
         }
-        let (levels, matched) = self.priority.evaluate_refs(&raw);
+        let get = |name: &str| {
+            self.variables
+                .binary_search_by(|v| v.name.as_str().cmp(name))
+                .ok()
+                .and_then(|i| values.get(i))
+                .map(|v| v.as_ref())
+        };
+        let (levels, matched) = self.priority.evaluate(get);
         let matched_text = if matched.is_empty() {
             "none".to_string()
         } else {
             matched.join(", ")
         };
-        let conversation_id =
-            self.conversation
-                .as_deref()
-                .and_then(|v| raw.get(v))
-                .map(|v| match v {
-                    Value::String(s) => s.trim().to_string(),
-                    other => other.to_string(),
-                });
+        let conversation_id = self.conversation.as_deref().and_then(get).map(|v| match v {
+            Json::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        });
         let incident_key = match (&conversation_id, self.on_repeat) {
             (Some(id), OnRepeat::Update | OnRepeat::Ignore) => conversation_key(id),
             _ => event_key.to_string(),
@@ -932,14 +955,14 @@ impl Profile {
         let caller_phone = self
             .caller_variable
             .as_deref()
-            .and_then(|v| raw.get(v))
-            .and_then(Value::as_str)
+            .and_then(get)
+            .and_then(Json::as_str)
             .and_then(normalise_e164);
         let callback = self.callback.as_ref().and_then(|c| {
             let holds = c
                 .when
                 .iter()
-                .all(|w| raw.get(w.var.as_str()).is_some_and(|v| w.test.holds(v)));
+                .all(|w| get(w.var.as_str()).is_some_and(|v| w.test.holds(v)));
             Some(CallbackAsk {
                 queue: c.queue.clone(),
                 phone: caller_phone.clone()?,
@@ -957,7 +980,8 @@ impl Profile {
             caller_phone,
             callback,
             templates: self,
-            texts: text,
+            texts,
+            ends,
             event_type: event.event_type.clone(),
             kind,
             event_id: event.event_id.clone().unwrap_or_else(|| "none".into()),
@@ -988,76 +1012,80 @@ fn event_name(kind: &str) -> &str {
 }
 
 /// The value in the variable's format, or `None` when it does not have that format.
-fn convert(v: &Value, var: &Variable) -> Option<Value> {
-    let number = |v: &Value| match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+fn convert<'v, 'a>(v: &'v Json<'a>, var: &Variable) -> Option<Cow<'v, Json<'a>>> {
+    let number = |v: &Json<'_>| match v {
+        Json::Number(n) => n.as_f64(),
+        Json::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
         _ => None,
     };
     match var.format {
-        Format::Raw | Format::Timestamp => Some(v.clone()),
-        Format::Number => number(v).map(json_number),
+        Format::Raw | Format::Timestamp => Some(Cow::Borrowed(v)),
+        Format::Number => number(v).map(json_number).map(Cow::Owned),
         Format::Boolean => match v {
-            Value::Bool(b) => Some(Value::Bool(*b)),
-            Value::Number(n) => n.as_f64().map(|x| Value::Bool(x != 0.0)),
-            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "yes" | "y" | "1" => Some(Value::Bool(true)),
-                "false" | "no" | "n" | "0" => Some(Value::Bool(false)),
+            Json::Bool(b) => Some(*b),
+            Json::Number(n) => n.as_f64().map(|x| x != 0.0),
+            Json::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "1" => Some(true),
+                "false" | "no" | "n" | "0" => Some(false),
                 _ => None,
             },
             _ => None,
-        },
-        Format::Duration => number(v).map(|x| json_number(x * var.unit.millis())),
+        }
+        .map(|b| Cow::Owned(Json::Bool(b))),
+        Format::Duration => number(v)
+            .map(|x| json_number(x * var.unit.millis()))
+            .map(Cow::Owned),
     }
 }
 
 /// Whole numbers as integers (`420000`, not `420000.0`).
-fn json_number(x: f64) -> Value {
+fn json_number(x: f64) -> Json<'static> {
     if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        Value::from(x as i64)
+        Json::Number((x as i64).into())
     } else {
-        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+        serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
     }
 }
 
-fn render(value: &Value, var: &Variable) -> String {
-    let plain = match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+/// Appends the variable's text: formatted, then protected as its `pii` says.
+fn render_into(out: &mut String, value: &Json<'_>, var: &Variable) {
     let formatted = match var.format {
         Format::Timestamp => format_timestamp(value),
         _ => None,
     };
     let is_timestamp = formatted.is_some();
-    let plain = formatted.unwrap_or(plain);
+    let plain: Cow<'_, str> = match (formatted, value) {
+        (Some(f), _) => Cow::Owned(f),
+        (None, Json::Null) => Cow::Borrowed(""),
+        (None, Json::String(s)) => Cow::Borrowed(s.as_ref()),
+        (None, other) => Cow::Owned(other.to_string()),
+    };
     match var.pii {
-        Pii::None => plain,
-        Pii::Phone if plain.is_empty() => plain,
-        Pii::Phone => mask_phone(&plain),
+        Pii::None => out.push_str(&plain),
+        Pii::Phone if plain.is_empty() => {}
+        Pii::Phone => out.push_str(&mask_phone(&plain)),
         Pii::Text => match (value, var.format) {
-            (Value::String(_), _) => redact_text(&plain),
+            (Json::String(_), _) => out.push_str(&redact_text(&plain)),
             // A measure: a 7-digit duration is no phone number, but a card number is still taken out.
-            (Value::Number(n), Format::Number | Format::Duration) => {
-                redact_measure(n).unwrap_or(plain)
+            (Json::Number(n), Format::Number | Format::Duration) => {
+                out.push_str(redact_measure(n).as_deref().unwrap_or(&plain))
             }
-            (Value::Bool(_) | Value::Null, _) => plain,
-            _ if is_timestamp => plain,
+            (Json::Bool(_) | Json::Null, _) => out.push_str(&plain),
+            _ if is_timestamp => out.push_str(&plain),
             // Raw numbers, arrays and objects: every string, key and integer in them.
-            _ => redact_json(value),
+            _ => out.push_str(&redact_json(&value.to_value())),
         },
     }
 }
 
-fn format_timestamp(v: &Value) -> Option<String> {
+fn format_timestamp(v: &Json<'_>) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let dt = match v {
-        Value::Number(n) => {
+        Json::Number(n) => {
             let ms = n.as_i64()?;
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?
         }
-        Value::String(s) => match s.trim().parse::<i64>() {
+        Json::String(s) => match s.trim().parse::<i64>() {
             Ok(ms) => {
                 time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?
             }

@@ -1,9 +1,9 @@
 //! Impact and urgency rules. ServiceNow derives `priority` from them, so it is never sent.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::json::Json;
 
 /// ServiceNow levels: 1 High, 2 Medium, 3 Low.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -50,8 +50,8 @@ pub enum Test {
     Lte(f64),
     /// One of these values.
     In(Vec<Value>),
-    /// Case-insensitive substring of the text.
-    ContainsAny(Vec<String>),
+    /// Case-insensitive substring of the text (the needles are lowercased once, when loaded).
+    ContainsAny(#[serde(deserialize_with = "lowercased")] Vec<String>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,17 +89,11 @@ impl PriorityRules {
         Ok(())
     }
 
-    /// The resulting levels and the names of the rules that matched.
-    pub fn evaluate(&self, vars: &BTreeMap<String, Value>) -> (Levels, Vec<&str>) {
-        self.evaluate_with(|name| vars.get(name))
-    }
-
-    /// As `evaluate`, over variables keyed by borrowed names.
-    pub fn evaluate_refs(&self, vars: &BTreeMap<&str, Value>) -> (Levels, Vec<&str>) {
-        self.evaluate_with(|name| vars.get(name))
-    }
-
-    fn evaluate_with<'v>(&self, get: impl Fn(&str) -> Option<&'v Value>) -> (Levels, Vec<&str>) {
+    /// The resulting levels and the names of the rules that matched; `get` gives a variable's value.
+    pub fn evaluate<'v, 'j: 'v>(
+        &self,
+        get: impl Fn(&str) -> Option<&'v Json<'j>>,
+    ) -> (Levels, Vec<&str>) {
         let mut levels = self.default;
         let mut matched = Vec::new();
         for rule in &self.rules {
@@ -140,30 +134,35 @@ fn check_level(rule: &str, what: &'static str, v: Option<u8>) -> Result<(), Rule
 }
 
 impl Test {
-    pub fn holds(&self, v: &Value) -> bool {
+    pub fn holds(&self, v: &Json<'_>) -> bool {
         match self {
             Test::Equals(expected) => v == expected,
             Test::Truthy(want) => truthy(v) == *want,
             Test::Gte(n) => number(v).is_some_and(|x| x >= *n),
             Test::Lte(n) => number(v).is_some_and(|x| x <= *n),
-            Test::In(options) => options.contains(v),
+            Test::In(options) => options.iter().any(|o| v == o),
             Test::ContainsAny(needles) => {
                 let hay = match v {
-                    Value::String(s) => s.to_lowercase(),
-                    Value::Null => return false,
+                    Json::String(s) => s.to_lowercase(),
+                    Json::Null => return false,
                     other => other.to_string().to_lowercase(),
                 };
-                needles.iter().any(|n| hay.contains(&n.to_lowercase()))
+                needles.iter().any(|n| hay.contains(n.as_str()))
             }
         }
     }
 }
 
-fn truthy(v: &Value) -> bool {
+fn lowercased<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let needles = Vec::<String>::deserialize(d)?;
+    Ok(needles.into_iter().map(|n| n.to_lowercase()).collect())
+}
+
+fn truthy(v: &Json<'_>) -> bool {
     match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
-        Value::String(s) => matches!(
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+        Json::String(s) => matches!(
             s.trim().to_ascii_lowercase().as_str(),
             "true" | "yes" | "y" | "1"
         ),
@@ -171,10 +170,10 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-fn number(v: &Value) -> Option<f64> {
+fn number(v: &Json<'_>) -> Option<f64> {
     match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
+        Json::Number(n) => n.as_f64(),
+        Json::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
@@ -188,6 +187,12 @@ pub fn derived_priority(levels: Levels) -> u8 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    impl PriorityRules {
+        fn evaluate_on(&self, vars: &Json<'_>) -> (Levels, Vec<&str>) {
+            self.evaluate(|name| vars.get(name))
+        }
+    }
 
     fn rules() -> PriorityRules {
         serde_json::from_value(json!({
@@ -203,14 +208,14 @@ mod tests {
         .unwrap()
     }
 
-    fn vars(v: Value) -> BTreeMap<String, Value> {
-        serde_json::from_value(v).unwrap()
+    fn vars(v: Value) -> Json<'static> {
+        Json::from(v)
     }
 
     #[test]
     fn default_when_nothing_matches() {
         let r = rules();
-        let (l, m) = r.evaluate(&vars(
+        let (l, m) = r.evaluate_on(&vars(
             json!({"vip": false, "wait_ms": 10, "reason": "billing"}),
         ));
         assert_eq!(
@@ -227,7 +232,7 @@ mod tests {
     #[test]
     fn rules_combine_to_the_most_severe() {
         let r = rules();
-        let (l, m) = r.evaluate(&vars(
+        let (l, m) = r.evaluate_on(&vars(
             json!({"vip": "true", "wait_ms": 400000, "reason": "Network OUTAGE"}),
         ));
         assert_eq!(
@@ -240,7 +245,7 @@ mod tests {
         assert_eq!(m, vec!["vip", "long wait", "outage"]);
         assert_eq!(derived_priority(l), 1);
 
-        let (l, _) = rules().evaluate(&vars(json!({"wait_ms": "300000"})));
+        let (l, _) = rules().evaluate_on(&vars(json!({"wait_ms": "300000"})));
         assert_eq!(
             l,
             Levels {
@@ -254,10 +259,10 @@ mod tests {
     #[test]
     fn all_conditions_must_hold_and_missing_variables_never_match() {
         let r = rules();
-        let (l, m) = r.evaluate(&vars(json!({"disconnect": "SYSTEM"})));
+        let (l, m) = r.evaluate_on(&vars(json!({"disconnect": "SYSTEM"})));
         assert!(m.is_empty());
         assert_eq!(l.urgency, 3);
-        let (_, m) = r.evaluate(&vars(json!({"disconnect": "SYSTEM", "wait_ms": 5})));
+        let (_, m) = r.evaluate_on(&vars(json!({"disconnect": "SYSTEM", "wait_ms": 5})));
         assert_eq!(m, vec!["dropped"]);
     }
 

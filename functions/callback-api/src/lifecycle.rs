@@ -3,9 +3,8 @@
 //! `scheduled → connected → completed | missed`. Each event moves the reservation only forwards (a late,
 //! duplicate or out-of-order event never moves it back), once, with an audit entry.
 
-use serde_json::Value;
-
 use shared::idempotency::StoreError;
+use shared::json::Json;
 use shared::InboundEvent;
 
 use crate::reservations::{Change, Reservation, Reservations, Status};
@@ -71,10 +70,10 @@ pub async fn apply_at(
     now: jiff::Timestamp,
 ) -> Result<Applied, LifecycleError> {
     let event = InboundEvent::parse(raw).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
-    if event.body.get("mediaType").and_then(Value::as_str) != Some("callback") {
+    if event.body.get("mediaType").and_then(Json::as_str) != Some("callback") {
         return Ok(Applied::Ignored("not a callback"));
     }
-    let Some(conversation) = event.body.get("conversationId").and_then(Value::as_str) else {
+    let Some(conversation) = event.body.get("conversationId").and_then(Json::as_str) else {
         return Err(LifecycleError::Invalid("no conversationId".into()));
     };
     let Some(kind) = kind_of(&event, conversation) else {

@@ -4,18 +4,22 @@ use serde_json::json;
 
 const CONV: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";
 
-fn event_of(event_type: &str, body: Value) -> InboundEvent {
+fn event_of(event_type: &str, body: Value) -> InboundEvent<'static> {
     InboundEvent {
         kind: EnvelopeKind::Webhook,
         event_type: event_type.to_string(),
         event_id: Some("evt-1".into()),
         organization_id: Some("org-1".into()),
         timestamp: Some("2026-11-23T10:00:00Z".into()),
-        body: body.as_object().cloned().unwrap_or_default(),
+        body: body
+            .as_object()
+            .cloned()
+            .map(crate::json::Object::from)
+            .unwrap_or_default(),
     }
 }
 
-fn event(body: Value) -> InboundEvent {
+fn event(body: Value) -> InboundEvent<'static> {
     event_of(
         &format!("v2.detail.events.conversation.{CONV}.customer.end"),
         body,
@@ -533,9 +537,9 @@ fn template_parsing_and_line_dropping() {
         _ => None,
     };
     let compile = |text: &str| Template::resolve(parse_template(text).unwrap(), slot).unwrap();
-    let user = ["1".to_string(), String::new()];
     let values = Values {
-        user: &user,
+        texts: "1",
+        ends: &[1, 1],
         builtins: ["type"; BUILTINS.len()],
     };
     assert_eq!(compile("a {{ x }} b {{y}}").render(&values), "a 1 b ");

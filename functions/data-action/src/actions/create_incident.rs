@@ -178,7 +178,7 @@ async fn create(
         event_id: Some(format!("data-action:createIncident:{conversation}")),
         organization_id: None,
         timestamp: Some(shared::now_rfc3339()),
-        body,
+        body: shared::json::Object::from(&body),
     };
     let event_key = KeyConfig::default().derive(&event).key;
     let mapped = services
