@@ -66,6 +66,34 @@ fn pipeline(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The conversation event's pipeline, stage by stage.
+    let raw = CONVERSATION.as_bytes();
+    let event = InboundEvent::parse(raw).expect("valid");
+    let hash = payload_hash(&event);
+    let key = keys.derive_hashed(&event, &hash);
+    let mapped = mapping.apply(&event, &key.key).expect("maps");
+    let incident = mapped.incident();
+    let mut stage = c.benchmark_group("stage");
+    stage.bench_function("parse", |b| {
+        b.iter(|| InboundEvent::parse(black_box(raw)).expect("valid"))
+    });
+    stage.bench_function("payload_hash", |b| {
+        b.iter(|| payload_hash(black_box(&event)))
+    });
+    stage.bench_function("key", |b| {
+        b.iter(|| keys.derive_hashed(black_box(&event), &hash))
+    });
+    stage.bench_function("apply", |b| {
+        b.iter(|| mapping.apply(black_box(&event), &key.key).expect("maps"))
+    });
+    stage.bench_function("render_incident", |b| {
+        b.iter(|| black_box(&mapped).incident())
+    });
+    stage.bench_function("serialise", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&incident)).expect("serialises"))
+    });
+    stage.finish();
 }
 
 /// `redact_text` alone on a typical agent note (a card, a phone, ids, a date) and on a long note without PII.

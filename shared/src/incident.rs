@@ -51,7 +51,7 @@ pub fn with_event_ref(note: &str, event_key: &str) -> String {
 
 /// Truncates to at most `max` characters, ending with `…` when cut.
 pub fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
+    if s.len() <= max || s.chars().count() <= max {
         return s.to_string();
     }
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();

@@ -437,8 +437,8 @@ impl Mapped<'_> {
         let p = self.templates;
         let get = self.values();
         IncidentDraft {
-            short_description: truncate_chars(
-                p.short_description.render(&get).trim(),
+            short_description: fitted(
+                trimmed(p.short_description.render(&get)),
                 SHORT_DESCRIPTION_MAX,
             ),
             description: p.description.render(&get),
@@ -450,7 +450,7 @@ impl Mapped<'_> {
             urgency: self.levels.urgency,
             work_notes: p.work_notes.render(&get),
             correlation_id: self.incident_key.clone(),
-            correlation_display: truncate_chars(&p.correlation_display.render(&get), 100),
+            correlation_display: fitted(p.correlation_display.render(&get), 100),
             extra: p
                 .extra
                 .iter()
@@ -1003,6 +1003,24 @@ impl Format {
             Format::Boolean => "boolean",
             Format::Duration => "duration",
         }
+    }
+}
+
+/// `text` without surrounding white space, reusing its buffer.
+fn trimmed(mut text: String) -> String {
+    let end = text.trim_end().len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start().len();
+    text.drain(..start);
+    text
+}
+
+/// `text` cut to `max` characters (see [`truncate_chars`]), reusing its buffer when it fits.
+fn fitted(text: String, max: usize) -> String {
+    if text.len() <= max {
+        text
+    } else {
+        truncate_chars(&text, max)
     }
 }
 

@@ -23,6 +23,10 @@ const EMAIL: &str = "[REDACTED EMAIL]";
 
 /// Redacts e-mail addresses, SSNs and card numbers and masks phone numbers in `text`.
 pub fn redact_text(text: &str) -> String {
+    // Every pattern needs a digit or an `@`.
+    if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+        return text.to_string();
+    }
     if text.as_bytes().contains(&b'@') {
         redact_numbers(&redact_emails(text))
     } else {
@@ -75,12 +79,14 @@ pub fn redact_measure(n: &serde_json::Number) -> Option<String> {
 
 /// Masks a phone number to its last four digits (`***0123`); fewer than 5 digits → `***`.
 pub fn mask_phone(phone: &str) -> String {
-    let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() < 5 {
-        return "***".to_string();
+    let digits = phone.bytes().filter(u8::is_ascii_digit);
+    let count = digits.clone().count();
+    let mut out = String::with_capacity(7);
+    out.push_str("***");
+    if count >= 5 {
+        out.extend(digits.skip(count - 4).map(char::from));
     }
-    let last4: String = digits[digits.len() - 4..].iter().collect();
-    format!("***{last4}")
+    out
 }
 
 /// Normalises a phone number to E.164 (`+14155550123`); strips `tel:`/`sip:` prefixes and separators.
