@@ -264,8 +264,8 @@ pub fn normalise_topic(topic: &str) -> String {
 
 fn looks_like_uuid(s: &str) -> bool {
     s.len() == 36
-        && s.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
+        && s.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
 }

@@ -346,14 +346,72 @@ impl<S: Sink> std::io::Write for SinkWriter<'_, S> {
 }
 
 fn write_string(s: &str, out: &mut impl Sink) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        // Writing JSON into a sink cannot fail.
-        let _ = serde_json::to_writer(SinkWriter(out), s);
-    } else {
-        out.put(b"\"");
-        out.put(s.as_bytes());
-        out.put(b"\"");
+    write_escaped(s, out);
+}
+
+/// Writes `s` as a JSON string, escaped exactly as `serde_json` escapes it (`\"`, `\\`, `\b`, `\f`, `\n`,
+/// `\r`, `\t`, other control characters as `\u00xx`).
+pub fn write_escaped(s: &str, out: &mut impl Sink) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.put(b"\"");
+    let mut copied = 0;
+    while let Some(at) = next_escape(bytes, copied) {
+        out.put(&bytes[copied..at]);
+        let b = bytes[at];
+        match b {
+            b'"' => out.put(b"\\\""),
+            b'\\' => out.put(b"\\\\"),
+            b'\n' => out.put(b"\\n"),
+            b'\r' => out.put(b"\\r"),
+            b'\t' => out.put(b"\\t"),
+            0x08 => out.put(b"\\b"),
+            0x0c => out.put(b"\\f"),
+            _ => out.put(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        copied = at + 1;
     }
+    out.put(&bytes[copied..]);
+    out.put(b"\"");
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The first byte from `from` on that needs escaping; eight bytes at a time while none does.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether some byte of `w` is zero / below `n` (n <= 128).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let has_below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH != 0;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        if has_below(w, 0x20)
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        i += 8;
+    }
+    bytes
+        .get(i..)?
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|p| i + p)
 }
 
 fn write_number(n: &Number, out: &mut impl Sink) {
@@ -543,6 +601,29 @@ mod tests {
             assert_eq!(compiled.resolve(o), v.pointer(p), "{p}");
         }
         assert_eq!(Pointer::compile("a"), None);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é😀 \"q\" back\\slash / end");
+        for s in [
+            "",
+            "plain text longer than eight bytes",
+            "\"",
+            "a\nb",
+            &all,
+            "12345678\u{1}",
+            "1234567\\",
+        ] {
+            let mut ours = Vec::new();
+            write_escaped(s, &mut ours);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(s).unwrap(),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

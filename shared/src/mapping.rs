@@ -1158,7 +1158,16 @@ impl Template {
     }
 
     fn render(&self, values: &Values<'_>) -> String {
-        let mut out = String::with_capacity(128);
+        let size: usize = self
+            .lines
+            .iter()
+            .flatten()
+            .map(|piece| match piece {
+                Piece::Text(t) => t.len(),
+                Piece::Var(slot) => values.get(*slot).len(),
+            })
+            .sum();
+        let mut out = String::with_capacity(size + self.lines.len());
         let several = self.lines.len() > 1;
         let mut kept = 0;
         for line in &self.lines {

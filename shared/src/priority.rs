@@ -143,6 +143,7 @@ impl Test {
             Test::In(options) => options.iter().any(|o| v == o),
             Test::ContainsAny(needles) => {
                 let hay = match v {
+                    Json::String(s) if s.is_ascii() => s.to_ascii_lowercase(),
                     Json::String(s) => s.to_lowercase(),
                     Json::Null => return false,
                     other => other.to_string().to_lowercase(),

@@ -71,7 +71,7 @@ fn result_of(raw: &[u8]) -> Value {
         "on_repeat": format!("{:?}", mapped.on_repeat),
         "payload_hash": payload_hash(&event),
         "incident": &incident,
-        "incident_body": serde_json::to_string(&incident).expect("serialises"),
+        "incident_body": String::from_utf8(incident.to_json()).expect("UTF-8"),
         "caller_phone": incident.caller_phone,
         "matched_rules": incident.matched_rules,
         "update_note": mapped.update_note(),

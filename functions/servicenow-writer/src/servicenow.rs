@@ -414,7 +414,8 @@ impl ServiceNowClient {
                         ("sysparm_exclude_reference_link", "true"),
                         ("sysparm_fields", "sys_id,number,correlation_id"),
                     ])
-                    .json(draft)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(draft.to_json())
             })
             .await?;
         let response = check(response)?;
