@@ -16,6 +16,7 @@ pub mod callback_stack;
 pub mod dev_tokens;
 pub mod genesys_sim;
 pub mod http;
+pub mod lambda_bench;
 pub mod poller;
 pub mod servicenow_sim;
 pub mod sim_common;

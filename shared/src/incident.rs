@@ -53,7 +53,7 @@ impl IncidentDraft {
                 .map(|(k, v)| k.len() + v.len() + 6)
                 .sum::<usize>();
         let mut out = Vec::with_capacity(size + size / 8 + 256);
-        let mut field = |out: &mut Vec<u8>, name: &str, value: &str| {
+        let field = |out: &mut Vec<u8>, name: &str, value: &str| {
             out.push(if out.is_empty() { b'{' } else { b',' });
             write_escaped(name, out);
             out.push(b':');
