@@ -55,10 +55,17 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## bench: criterion benchmark of the mapping, per shipped profile (parse → key → map → serialise); data action latency (p50/p99) against the simulator at 300 ms
+FUNCTIONS := webhook-receiver servicenow-writer legacy-ingest token-refresher data-action callback-api callback-events callback-websocket callback-notifier
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+
+## bench: Lambda-shaped figures against budgets: mapping per profile, each release binary under a Runtime API emulator (init, first and warm invocations, RSS), pipeline CPU per stage, data action latency; fails only at twice a budget
 bench: venv
 	cargo bench -p shared --bench mapping
+	cargo build --release $(addprefix -p ,$(FUNCTIONS))
+	cargo run -q --profile measure -p local --bin lambda-bench -- --bin-dir $(TARGET_DIR)/release --runs 3
+	VENV=$(VENV) scripts/with-moto.sh cargo bench -p integration-tests --profile measure --bench pipeline_cpu
 	VENV=$(VENV) scripts/with-moto.sh cargo bench --workspace --profile dev --bench data_action_latency
+	$(PY) scripts/bench-budgets.py $(TARGET_DIR)
 
 ## load: bounded load run: a backlog drained against a rate-limited ServiceNow simulator, with and without the shared limiter
 load: venv
@@ -67,8 +74,7 @@ load: venv
 ## build: release arm64 Lambda binaries with cargo-lambda (installed into the venv), each size against the 8 MB budget
 build: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda>=1.8'
-	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 \
-		-p webhook-receiver -p servicenow-writer -p legacy-ingest -p token-refresher -p data-action -p callback-api -p callback-events -p callback-websocket -p callback-notifier
+	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
 	@scripts/binary-sizes.sh
 
 ## send-sample: POST a correctly signed sample Genesys event to the running receiver

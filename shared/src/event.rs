@@ -221,10 +221,10 @@ impl<'a> InboundEvent<'a> {
     }
 
     /// Whether a JSON object is neither envelope: it has no `event`, `detail` or `detail-type` member.
-    pub fn is_bare(top: &Map<String, Value>) -> bool {
+    pub fn is_bare(top: &Object<'_>) -> bool {
         !["event", "detail", "detail-type"]
             .iter()
-            .any(|k| top.contains_key(*k))
+            .any(|k| top.contains_key(k))
     }
 
     /// The value at a JSON pointer into the body (`/a/b`).

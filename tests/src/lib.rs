@@ -342,11 +342,13 @@ impl Harness {
         raw: &str,
         lease: Duration,
     ) -> (
-        shared::InboundEvent,
+        shared::InboundEvent<'static>,
         String,
         servicenow_writer::idempotency::Claim,
     ) {
-        let event = shared::InboundEvent::parse(raw.as_bytes()).expect("valid event");
+        let event = shared::InboundEvent::parse(raw.as_bytes())
+            .expect("valid event")
+            .into_owned();
         let key = KeyConfig::default().derive(&event).key;
         let store = servicenow_writer::idempotency::IdempotencyStore::new(
             aws_sdk_dynamodb::Client::new(&self.aws),

@@ -14,12 +14,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::HeaderMap;
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::{error, info, warn};
 
 use shared::aws::string_attributes;
 use shared::config::{renamed, ConfigError, Env};
 use shared::event::glob_match;
+use shared::json::Json;
 use shared::signature::{SignatureError, SignatureScheme};
 use shared::InboundEvent;
 
@@ -222,10 +223,9 @@ pub fn validate(
     if let Err(e) = signature_check(body) {
         return Err(Reply::error(401, "invalid_signature", e.to_string()));
     }
-    let value: Result<Value, _> =
-        serde_json::from_slice(body).map_err(|e| shared::EnvelopeError::Syntax(e.to_string()));
+    let value = Json::parse(body).map_err(|e| shared::EnvelopeError::Syntax(e.to_string()));
     let (parsed, wrapped) = match value {
-        Ok(Value::Object(top)) if InboundEvent::is_bare(&top) => {
+        Ok(Json::Object(top)) if InboundEvent::is_bare(&top) => {
             let bare_type = bare_type.map(str::trim);
             if let Some(t) = bare_type.filter(|t| {
                 valid_event_type(t) && !config.bare_event_types.iter().any(|g| glob_match(g, t))
@@ -251,7 +251,7 @@ pub fn validate(
             };
             let envelope = InboundEvent::bare_envelope(
                 event_type,
-                top,
+                top.to_map(),
                 &config.organization_id,
                 &shared::now_rfc3339(),
             );
@@ -270,7 +270,7 @@ pub fn validate(
             }
             (InboundEvent::from_value(envelope), Some(text))
         }
-        Ok(v) => (InboundEvent::from_value(v), None),
+        Ok(v) => (InboundEvent::from_json(v), None),
         Err(e) => (Err(e), None),
     };
     let event = parsed.map_err(|e| {
