@@ -86,7 +86,7 @@ pub fn conversation_of(body: &str) -> Option<String> {
     let event = shared::InboundEvent::parse(body.as_bytes()).ok()?;
     ["conversationId", "interactionId", "callId"]
         .iter()
-        .find_map(|k| event.body.get(*k).and_then(|v| v.as_str()))
+        .find_map(|k| event.body.get(k).and_then(|v| v.as_str()))
         .map(str::to_string)
 }
 

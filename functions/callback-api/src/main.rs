@@ -2,7 +2,7 @@ use callback_api::api::handle_lambda;
 use callback_api::config::{build, Config};
 use lambda_http::{run, service_fn, Error};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = Config::from_env()?;

@@ -2,7 +2,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use callback_events::{build, process_batch, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = Config::from_env()?;

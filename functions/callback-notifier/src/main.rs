@@ -2,7 +2,7 @@ use callback_notifier::{build, handle_event, Config};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = Config::from_env()?;

@@ -1,7 +1,7 @@
 use lambda_http::{run, service_fn, Error};
 use webhook_receiver::{build, handle_lambda, Config};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = Config::from_env()?;

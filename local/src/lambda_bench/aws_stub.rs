@@ -1,0 +1,428 @@
+//! An in-process stand-in for what the functions call on their success path, answering at once so the bench
+//! measures the function and not an emulator: AWS JSON-protocol calls (chosen by `X-Amz-Target`; SQS,
+//! DynamoDB, Secrets Manager), ServiceNow's Table API and OAuth endpoint, Genesys' OAuth endpoint and data
+//! tables. It keeps no state but counters, logs nothing per request, and lists requests it has no answer
+//! for ([`AwsStub::unexpected`]).
+//!
+//! The answers drive the normal path: every DynamoDB conditional write succeeds and no item exists (so the
+//! writer's idempotency claim and conversation lock succeed, and it creates), lookups in ServiceNow find
+//! nothing, a create answers a new incident, a data-table row does not exist yet. aws-sdk-sqs does not check
+//! `MD5OfMessageBody`, so none is computed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::Server;
+
+const JSON_10: &str = "application/x-amz-json-1.0";
+const JSON_11: &str = "application/x-amz-json-1.1";
+const JSON: &str = "application/json";
+
+/// What the stub answers with.
+#[derive(Debug, Clone, Default)]
+pub struct StubConfig {
+    /// `SecretString` by `SecretId`; a secret not listed (and any `AWSPREVIOUS` stage) is
+    /// `ResourceNotFoundException`, as for a secret never rotated.
+    pub secrets: HashMap<String, String>,
+    /// The queues' `MaximumMessageSize` (template.yaml: 262144).
+    pub max_message_size: u64,
+    /// Columns of every Genesys data table's schema.
+    pub datatable_columns: Vec<String>,
+}
+
+struct StubState {
+    config: StubConfig,
+    counter: AtomicU64,
+    unexpected: Mutex<Vec<String>>,
+}
+
+/// The running stub; it stops when dropped.
+pub struct AwsStub {
+    state: Arc<StubState>,
+    server: Server,
+}
+
+impl AwsStub {
+    pub async fn start(config: StubConfig) -> Result<Self, String> {
+        let state = Arc::new(StubState {
+            config,
+            counter: AtomicU64::new(0),
+            unexpected: Mutex::new(Vec::new()),
+        });
+        let router = Router::new().fallback(handle).with_state(state.clone());
+        let server = Server::start(router).await?;
+        Ok(Self { state, server })
+    }
+
+    /// `http://127.0.0.1:<port>`: for `AWS_ENDPOINT_URL` and the ServiceNow / Genesys URLs.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// Requests answered with an error because the stub knows no answer (`METHOD path` or the target).
+    pub fn unexpected(&self) -> Vec<String> {
+        self.state
+            .unexpected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl StubState {
+    fn next(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn note_unexpected(&self, what: String) {
+        let mut seen = self.unexpected.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < 20 && !seen.contains(&what) {
+            seen.push(what);
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn ok(content_type: &'static str, body: impl Into<Body>) -> Response {
+    reply(StatusCode::OK, content_type, body)
+}
+
+fn aws_error(content_type: &'static str, code: &str, message: &str) -> Response {
+    let body = json!({"__type": code, "message": message}).to_string();
+    reply(StatusCode::BAD_REQUEST, content_type, body)
+}
+
+async fn handle(
+    State(s): State<Arc<StubState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        Some(target) => aws(&s, target, &body),
+        None => http_api(&s, &method, uri.path()),
+    }
+}
+
+fn aws(s: &StubState, target: &str, body: &[u8]) -> Response {
+    let (service, operation) = target.split_once('.').unwrap_or((target, ""));
+    match (service, operation) {
+        ("AmazonSQS", "SendMessage") => ok(
+            JSON_10,
+            json!({"MessageId": message_id(s.next())}).to_string(),
+        ),
+        ("AmazonSQS", "SendMessageBatch") => {
+            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let successful: Vec<Value> = request["Entries"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|e| json!({"Id": e["Id"], "MessageId": message_id(s.next()), "MD5OfMessageBody": ""}))
+                .collect();
+            ok(
+                JSON_10,
+                json!({"Successful": successful, "Failed": []}).to_string(),
+            )
+        }
+        ("AmazonSQS", "GetQueueAttributes") => ok(
+            JSON_10,
+            json!({"Attributes": {"MaximumMessageSize": s.config.max_message_size.to_string()}})
+                .to_string(),
+        ),
+        ("AmazonSQS", "ChangeMessageVisibility" | "DeleteMessage") => ok(JSON_10, "{}"),
+        // No item exists and every condition holds.
+        (
+            "DynamoDB_20120810",
+            "PutItem" | "UpdateItem" | "DeleteItem" | "GetItem" | "TransactWriteItems",
+        ) => ok(JSON_10, "{}"),
+        ("DynamoDB_20120810", "Query") => ok(JSON_10, r#"{"Items":[],"Count":0,"ScannedCount":0}"#),
+        ("secretsmanager", "GetSecretValue") => {
+            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let id = request["SecretId"].as_str().unwrap_or_default();
+            let stage = request["VersionStage"].as_str().unwrap_or("AWSCURRENT");
+            match s.config.secrets.get(id) {
+                Some(value) if stage == "AWSCURRENT" => ok(
+                    JSON_11,
+                    json!({"ARN": secret_arn(id), "Name": id, "SecretString": value,
+                           "VersionId": "00000000-0000-4000-8000-000000000001",
+                           "VersionStages": ["AWSCURRENT"], "CreatedDate": 1.7e9})
+                    .to_string(),
+                ),
+                _ => aws_error(
+                    JSON_11,
+                    "ResourceNotFoundException",
+                    "Secrets Manager can't find the specified secret value for staging label",
+                ),
+            }
+        }
+        ("secretsmanager", "PutSecretValue") => {
+            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let id = request["SecretId"].as_str().unwrap_or_default();
+            ok(
+                JSON_11,
+                json!({"ARN": secret_arn(id), "Name": id,
+                       "VersionId": format!("00000000-0000-4000-8000-{:012x}", s.next()),
+                       "VersionStages": ["AWSCURRENT"]})
+                .to_string(),
+            )
+        }
+        _ => {
+            s.note_unexpected(target.to_string());
+            let content_type = if service == "secretsmanager" {
+                JSON_11
+            } else {
+                JSON_10
+            };
+            aws_error(
+                content_type,
+                "UnknownOperationException",
+                "not answered by the bench stub",
+            )
+        }
+    }
+}
+
+fn message_id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+fn secret_arn(id: &str) -> String {
+    format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{id}-AbCdEf")
+}
+
+fn incident(n: u64) -> Value {
+    json!({"sys_id": format!("{:032x}", 0x5e71_0000_0000_u64 + n), "number": format!("INC{:07}", 10_000 + n)})
+}
+
+fn http_api(s: &StubState, method: &Method, path: &str) -> Response {
+    const NONE: &str = r#"{"result":[]}"#;
+    let datatable = path.strip_prefix("/api/v2/flows/datatables/");
+    match (method, path) {
+        // ServiceNow (/oauth_token.do) and Genesys (/oauth/token) token endpoints.
+        (&Method::POST, "/oauth_token.do" | "/oauth/token") => ok(
+            JSON,
+            json!({"access_token": format!("bench-token-{}", s.next()), "token_type": "Bearer",
+                   "expires_in": 3600})
+            .to_string(),
+        ),
+        (&Method::POST, "/api/now/table/incident") => reply(
+            StatusCode::CREATED,
+            JSON,
+            json!({"result": incident(s.next())}).to_string(),
+        ),
+        // Lookups by correlation_id, callers by phone, open incidents of a caller: nothing matches.
+        (
+            &Method::GET,
+            "/api/now/v2/table/incident"
+            | "/api/now/table/incident"
+            | "/api/now/table/sys_user"
+            | "/api/now/v2/table/sys_user",
+        ) => ok(JSON, NONE),
+        (&Method::PATCH | &Method::PUT, p) if p.starts_with("/api/now/table/incident/") => {
+            ok(JSON, json!({"result": incident(s.next())}).to_string())
+        }
+        (&Method::GET, p) if p.starts_with("/api/now/table/incident/") => {
+            let mut i = incident(s.next());
+            i["work_notes"] = json!("");
+            i["impact"] = json!("3");
+            i["urgency"] = json!("3");
+            ok(JSON, json!({"result": i}).to_string())
+        }
+        // Genesys data tables: the schema, a row that does not exist yet, its create.
+        (&Method::GET, _) if datatable.is_some_and(|t| !t.contains('/')) => {
+            let id = datatable.unwrap_or_default();
+            let mut properties = serde_json::Map::new();
+            properties.insert("key".into(), json!({"type": "string"}));
+            for c in &s.config.datatable_columns {
+                properties.insert(c.clone(), json!({"type": "string"}));
+            }
+            ok(
+                JSON,
+                json!({"id": id, "name": id, "schema": {"type": "object", "required": ["key"],
+                       "properties": properties}})
+                .to_string(),
+            )
+        }
+        (&Method::GET, _) if datatable.is_some_and(|t| t.contains("/rows/")) => {
+            reply(StatusCode::NOT_FOUND, JSON, "{}")
+        }
+        (&Method::POST, _) if datatable.is_some_and(|t| t.ends_with("/rows")) => ok(JSON, "{}"),
+        (&Method::PUT, _) if datatable.is_some_and(|t| t.contains("/rows/")) => ok(JSON, "{}"),
+        _ => {
+            s.note_unexpected(format!("{method} {path}"));
+            reply(
+                StatusCode::NOT_FOUND,
+                JSON,
+                r#"{"error":"not answered by the bench stub"}"#,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    async fn stub() -> AwsStub {
+        AwsStub::start(StubConfig {
+            secrets: HashMap::from([("s1".to_string(), r#"{"username":"u"}"#.to_string())]),
+            max_message_size: 262_144,
+            datatable_columns: vec!["amount".into()],
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .load()
+            .await
+    }
+
+    /// The answers parse in the SDKs the functions use, and lead where the functions expect.
+    #[tokio::test]
+    async fn the_sdks_accept_the_answers() {
+        let stub = stub().await;
+        let aws = sdk_config(&stub.url()).await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let sent = sqs
+            .send_message()
+            .queue_url("http://q")
+            .message_body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert!(sent.message_id().is_some());
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url("http://q")
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize)
+            .send()
+            .await
+            .unwrap();
+        let size = attrs.attributes().and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize)
+                .cloned()
+        });
+        assert_eq!(size.as_deref(), Some("262144"));
+
+        let ddb = aws_sdk_dynamodb::Client::new(&aws);
+        ddb.put_item()
+            .table_name("t")
+            .item("id", AttributeValue::S("k".into()))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .unwrap();
+        let got = ddb
+            .get_item()
+            .table_name("t")
+            .key("id", AttributeValue::S("k".into()))
+            .send()
+            .await
+            .unwrap();
+        assert!(got.item().is_none());
+
+        let sm = aws_sdk_secretsmanager::Client::new(&aws);
+        let s1 = sm.get_secret_value().secret_id("s1").send().await.unwrap();
+        assert_eq!(s1.secret_string(), Some(r#"{"username":"u"}"#));
+        let previous = sm
+            .get_secret_value()
+            .secret_id("s1")
+            .version_stage("AWSPREVIOUS")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(previous
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()));
+        sm.put_secret_value()
+            .secret_id("s1")
+            .secret_string("x")
+            .send()
+            .await
+            .unwrap();
+        assert!(stub.unexpected().is_empty(), "{:?}", stub.unexpected());
+    }
+
+    #[tokio::test]
+    async fn servicenow_and_genesys_answers() {
+        let stub = stub().await;
+        let http = reqwest::Client::new();
+        let url = stub.url();
+        let created = http
+            .post(format!("{url}/api/now/table/incident"))
+            .json(&json!({"short_description": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+        let body: Value = created.json().await.unwrap();
+        assert!(body["result"]["number"]
+            .as_str()
+            .unwrap()
+            .starts_with("INC"));
+        let none: Value = http
+            .get(format!("{url}/api/now/v2/table/incident?sysparm_query=x"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(none, json!({"result": []}));
+        let schema: Value = http
+            .get(format!("{url}/api/v2/flows/datatables/t1?expand=schema"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(schema["schema"]["properties"]["amount"].is_object());
+        let row = http
+            .get(format!("{url}/api/v2/flows/datatables/t1/rows/k"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(row.status(), reqwest::StatusCode::NOT_FOUND);
+        let token: Value = http
+            .post(format!("{url}/oauth/token"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(token["expires_in"], 3600);
+        assert!(stub.unexpected().is_empty());
+        let r = http.get(format!("{url}/elsewhere")).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+        assert_eq!(stub.unexpected(), vec!["GET /elsewhere".to_string()]);
+    }
+}
