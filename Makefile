@@ -71,7 +71,7 @@ bench: venv
 load: venv
 	VENV=$(VENV) scripts/with-moto.sh cargo bench --workspace --profile dev --bench throttled_drain
 
-## build: release arm64 Lambda binaries with cargo-lambda (installed into the venv), each size against the 8 MB budget
+## build: release arm64 Lambda binaries with cargo-lambda (installed into the venv), each size against the 8 MiB budget
 build: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda>=1.8'
 	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
