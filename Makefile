@@ -62,10 +62,13 @@ TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
 bench: venv
 	cargo bench -p shared --bench mapping
 	cargo build --release $(addprefix -p ,$(FUNCTIONS))
-	cargo run -q --profile measure -p local --bin lambda-bench -- --bin-dir $(TARGET_DIR)/release --runs 3
-	VENV=$(VENV) scripts/with-moto.sh cargo bench -p integration-tests --profile measure --bench pipeline_cpu
-	VENV=$(VENV) scripts/with-moto.sh cargo bench --workspace --profile dev --bench data_action_latency
-	$(PY) scripts/bench-budgets.py $(TARGET_DIR)
+	@# Every table is printed; a budget exceeded twice over fails the target at the end.
+	@status=0; \
+	cargo run -q --profile measure -p local --bin lambda-bench -- --bin-dir $(TARGET_DIR)/release --runs 3 || status=1; \
+	VENV=$(VENV) scripts/with-moto.sh cargo bench -p integration-tests --profile measure --bench pipeline_cpu || status=1; \
+	VENV=$(VENV) scripts/with-moto.sh cargo bench --workspace --profile dev --bench data_action_latency || status=1; \
+	$(PY) scripts/bench-budgets.py $(TARGET_DIR) || status=1; \
+	exit $$status
 
 ## load: bounded load run: a backlog drained against a rate-limited ServiceNow simulator, with and without the shared limiter
 load: venv
