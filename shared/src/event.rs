@@ -229,18 +229,7 @@ impl<'a> InboundEvent<'a> {
 
     /// The value at a JSON pointer into the body (`/a/b`).
     pub fn pointer(&self, pointer: &str) -> Option<&Json<'a>> {
-        let rest = pointer.strip_prefix('/')?;
-        let (first, tail) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let v = if first.contains('~') {
-            self.body
-                .get(&first.replace("~1", "/").replace("~0", "~"))?
-        } else {
-            self.body.get(first)?
-        };
-        v.pointer(tail)
+        self.body.pointer(pointer)
     }
 
     /// The event type with conversation ids replaced by `{id}`, e.g.

@@ -76,13 +76,8 @@ impl<'a> Json<'a> {
             return Some(self);
         }
         let rest = pointer.strip_prefix('/')?;
-        rest.split('/').try_fold(self, |v, token| {
-            if token.contains('~') {
-                v.step(&token.replace("~1", "/").replace("~0", "~"))
-            } else {
-                v.step(token)
-            }
-        })
+        rest.split('/')
+            .try_fold(self, |v, token| v.step(&unescape(token)))
     }
 
     /// One pointer step: an object member, or an array index (digits, no leading zero).
@@ -221,6 +216,13 @@ impl<'a> Object<'a> {
             .map(|i| &self.members[i].1)
     }
 
+    /// The value at a JSON pointer into this object (`/a/0/b`).
+    pub fn pointer(&self, pointer: &str) -> Option<&Json<'a>> {
+        let mut tokens = pointer.strip_prefix('/')?.split('/');
+        let first = self.get(&unescape(tokens.next()?))?;
+        tokens.try_fold(first, |v, token| v.step(&unescape(token)))
+    }
+
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
@@ -307,10 +309,7 @@ impl Pointer {
     pub fn compile(pointer: &str) -> Option<Self> {
         let rest = pointer.strip_prefix('/')?;
         Some(Pointer {
-            tokens: rest
-                .split('/')
-                .map(|t| t.replace("~1", "/").replace("~0", "~"))
-                .collect(),
+            tokens: rest.split('/').map(|t| unescape(t).into_owned()).collect(),
         })
     }
 
@@ -318,6 +317,15 @@ impl Pointer {
         let (first, rest) = self.tokens.split_first()?;
         rest.iter()
             .try_fold(object.get(first)?, |v, token| v.step(token))
+    }
+}
+
+/// An RFC 6901 reference token as the member name it stands for (`~1` is `/`, `~0` is `~`).
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
     }
 }
 
@@ -599,6 +607,7 @@ mod tests {
         ] {
             let compiled = Pointer::compile(p).unwrap();
             assert_eq!(compiled.resolve(o), v.pointer(p), "{p}");
+            assert_eq!(o.pointer(p), v.pointer(p), "{p}");
         }
         assert_eq!(Pointer::compile("a"), None);
     }
