@@ -34,14 +34,15 @@ pub const USAGE: &str = "usage: lambda-bench [--bin-dir DIR] [--invocations N] [
 
 Runs each function's release binary against a local Lambda Runtime API emulator and an in-process AWS /
 ServiceNow / Genesys stub (loopback only) and prints a Markdown table: cold init (spawn -> first poll of
-/next), first invocation, warm p50 / p99 over N invocations (median of R runs), peak RSS (VmHWM).
+/next), first invocation, warm p50 / p99 over N invocations (wall: served -> answered) and the function's
+own CPU time per warm invocation (p50 / p99, all its threads), median of R runs, peak RSS (VmHWM).
 
   --bin-dir DIR      where the binaries are (default: ${CARGO_TARGET_DIR:-target}/release)
   --invocations N    warm invocations per run (default 200)
   --runs R           fresh processes per function (default 3)
   FUNCTION           webhook-receiver servicenow-writer legacy-ingest token-refresher data-action (default: all)
 
-Exits 1 when a function errors or exceeds a budget (init 30 ms, warm p99 1 ms, RSS 24 MB) by 2x.";
+Exits 1 when a function errors or exceeds a budget (init 30 ms, CPU p99 1 ms, RSS 24 MB) by 2x.";
 
 impl Options {
     /// Parses the arguments after the program name; `target_dir`: `CARGO_TARGET_DIR` if set.
@@ -138,6 +139,21 @@ pub fn parse_vm_hwm(status: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().strip_suffix("kB"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Time on CPU (ns) from the text of `/proc/<pid>/task/<tid>/schedstat` (its first field).
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU time of `pid`'s live threads so far (a thread that exits while they are read is left out).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let ns = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| parse_schedstat(&stat))
+        .sum();
+    Some(Duration::from_nanos(ns))
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -238,13 +254,28 @@ pub async fn run_once(
     };
 
     let mut latencies = Vec::with_capacity(events.len());
+    // The function's own CPU per invocation: from its poll for the event to its poll for the next one
+    // (handler, answer, runtime client), all its threads; the stub's and the emulator's time is not in it.
+    let mut cpu = Vec::with_capacity(events.len());
     let (mut errors, mut first_error) = (0, None);
     for (i, event) in events.into_iter().enumerate() {
+        let before = cpu_time(pid);
         let invocation = api.invoke(Bytes::from(event));
         let what = format!("before answering invocation {i}");
         let answer =
             unless_gone(invocation.answer(), &mut process, INVOCATION_TIMEOUT, &what).await??;
         latencies.push(answer.latency());
+        let what = format!("before polling after invocation {i}");
+        unless_gone(
+            api.polled(i as u64 + 2),
+            &mut process,
+            INVOCATION_TIMEOUT,
+            &what,
+        )
+        .await?;
+        if let (Some(b), Some(a)) = (before, cpu_time(pid)) {
+            cpu.push(a.saturating_sub(b));
+        }
         let wrong = match &answer.kind {
             AnswerKind::Response => f.check(&answer.body).err(),
             AnswerKind::Error { error_type } => {
@@ -261,11 +292,14 @@ pub async fn run_once(
 
     let first = latencies.first().copied().unwrap_or_default();
     let warm_latencies = latencies.get(1..).unwrap_or_default();
+    let warm_cpu = cpu.get(1..).unwrap_or_default();
     let figures = RunFigures {
         init,
         first,
         p50: percentile(warm_latencies, 50.0).unwrap_or_default(),
         p99: percentile(warm_latencies, 99.0).unwrap_or_default(),
+        cpu_p50: percentile(warm_cpu, 50.0).unwrap_or_default(),
+        cpu_p99: percentile(warm_cpu, 99.0).unwrap_or_default(),
         rss_kib,
         errors,
         invocations: latencies.len(),
@@ -325,13 +359,15 @@ pub async fn main_with(options: &Options) -> i32 {
             match run_once(*f, path, options.invocations, &log).await {
                 Ok((figures, odd)) => {
                     eprintln!(
-                        "{} run {run}/{}: init {} ms, first {} ms, p50 {} ms, p99 {} ms, RSS {} KiB, {} error(s)",
+                        "{} run {run}/{}: init {} ms, first {} ms, p50 {} ms, p99 {} ms, CPU p50 {} ms, CPU p99 {} ms, RSS {} KiB, {} error(s)",
                         f.name(),
                         options.runs,
                         ms(figures.init),
                         ms(figures.first),
                         ms(figures.p50),
                         ms(figures.p99),
+                        ms(figures.cpu_p50),
+                        ms(figures.cpu_p99),
                         figures.rss_kib.map_or("?".into(), |k| k.to_string()),
                         figures.errors
                     );
@@ -369,7 +405,8 @@ pub async fn main_with(options: &Options) -> i32 {
     println!(
         "Release binaries on this host, each against a local Lambda Runtime API and an in-process AWS / \
          ServiceNow / Genesys stub: {} warm invocations per run, median of {} run(s). Budgets: init < {} ms, \
-         warm p99 < {} ms, RSS < {} MB ({}x fails).\n",
+         handler overhead (the function's own CPU per warm invocation, p99) < {} ms, RSS < {} MB ({}x fails). \
+         Wall times include the stub's answers and the wake-ups between the processes.\n",
         options.invocations,
         options.runs,
         BUDGETS.init.as_millis(),
@@ -431,6 +468,26 @@ mod tests {
         assert_eq!(parse_vm_hwm(status), Some(9876));
         assert_eq!(parse_vm_hwm("Name: x\n"), None);
         assert!(peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn cpu_time_from_schedstat() {
+        assert_eq!(parse_schedstat("131024 107671 2\n"), Some(131_024));
+        assert_eq!(parse_schedstat(""), None);
+        // A child that spins for 200 ms of CPU, and one that sleeps.
+        let mut busy = Process(
+            Command::new("sh")
+                .args(["-c", "i=0; while [ $i -lt 100000000 ]; do i=$((i+1)); done"])
+                .spawn()
+                .unwrap(),
+        );
+        let mut idle = Process(Command::new("sleep").arg("5").spawn().unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+        let spun = cpu_time(busy.0.id()).expect("schedstat");
+        let slept = cpu_time(idle.0.id()).expect("schedstat");
+        assert!(spun >= Duration::from_millis(100), "{spun:?}");
+        assert!(slept < Duration::from_millis(50), "{slept:?}");
+        assert!(busy.exited().is_none() && idle.exited().is_none());
     }
 
     #[tokio::test]

@@ -85,6 +85,8 @@ struct Shared {
     queued: Notify,
     in_flight: Mutex<HashMap<String, InFlight>>,
     phase: watch::Sender<Phase>,
+    /// `/next` requests so far.
+    polls: watch::Sender<u64>,
     function_arn: String,
     timeout: Duration,
 }
@@ -123,6 +125,7 @@ impl RuntimeApi {
             queued: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             phase: watch::Sender::new(Phase::Initialising),
+            polls: watch::Sender::new(0),
             function_arn: function_arn.into(),
             timeout,
         });
@@ -153,6 +156,12 @@ impl RuntimeApi {
             Err(_) => Phase::Initialising,
         };
         phase
+    }
+
+    /// Waits until the function has asked for an event `n` times (its first `/next` is 1).
+    pub async fn polled(&self, n: u64) {
+        let mut rx = self.shared.polls.subscribe();
+        let _ = rx.wait_for(|polls| *polls >= n).await;
     }
 
     /// Queues `event` for the function's next poll.
@@ -186,6 +195,7 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
         }
         _ => false,
     });
+    s.polls.send_modify(|n| *n += 1);
     let pending = loop {
         if let Some(p) = lock(&s.queue).pop_front() {
             break p;
@@ -382,6 +392,11 @@ mod tests {
             }
         );
         assert!(second.served_at >= first.answered_at);
+        // Two events answered, and the function is back on its third poll.
+        tokio::time::timeout(Duration::from_secs(5), api.polled(3))
+            .await
+            .expect("third poll");
+        assert_eq!(*api.shared.polls.borrow(), 3);
         // Queued before the poll arrives: served as soon as it does.
         let (a, b) = (api.invoke("3"), api.invoke("4"));
         assert_eq!(&a.answer().await.unwrap().body[..], br#"{"echo":3}"#);

@@ -24,6 +24,7 @@ pub fn median<T: Copy + Ord>(values: &[T]) -> Option<T> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budgets {
     pub init: Duration,
+    /// The handler's overhead: the function's own CPU time per warm invocation, p99.
     pub warm_p99: Duration,
     /// Peak RSS (`VmHWM`) in KiB.
     pub rss_kib: u64,
@@ -45,6 +46,9 @@ pub struct RunFigures {
     pub first: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    /// The function's own CPU time per warm invocation (all its threads).
+    pub cpu_p50: Duration,
+    pub cpu_p99: Duration,
     pub rss_kib: Option<u64>,
     /// Invocations answered with an error or an answer of the wrong shape.
     pub errors: usize,
@@ -71,6 +75,8 @@ pub struct Medians {
     pub first: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    pub cpu_p50: Duration,
+    pub cpu_p99: Duration,
     pub rss_kib: Option<u64>,
 }
 
@@ -85,6 +91,8 @@ impl Row {
                 first: median(&pick(|r| r.first))?,
                 p50: median(&pick(|r| r.p50))?,
                 p99: median(&pick(|r| r.p99))?,
+                cpu_p50: median(&pick(|r| r.cpu_p50))?,
+                cpu_p99: median(&pick(|r| r.cpu_p99))?,
                 rss_kib: median(&runs.iter().filter_map(|r| r.rss_kib).collect::<Vec<_>>()),
             })
         })();
@@ -117,7 +125,7 @@ impl Row {
         if let Some(m) = &self.figures {
             let ratios = [
                 ("init", ratio(m.init, budgets.init)),
-                ("p99", ratio(m.p99, budgets.warm_p99)),
+                ("CPU p99", ratio(m.cpu_p99, budgets.warm_p99)),
                 (
                     "RSS",
                     m.rss_kib.map_or(0.0, |r| r as f64 / budgets.rss_kib as f64),
@@ -174,12 +182,13 @@ fn ms(d: Duration, decimals: usize) -> String {
     format!("{:.*}", decimals, d.as_secs_f64() * 1000.0)
 }
 
-/// The Markdown table (`| function | init ms | first ms | p50 ms | p99 ms | RSS MB | status |`).
+const HEADER: &str = "| function | init ms | first ms | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms | RSS MB | status |\n";
+
+/// The Markdown table: wall times (served → answered, the stub's answers included) and the function's own
+/// CPU time per warm invocation, which the handler budget applies to.
 pub fn markdown_table(rows: &[Row], budgets: &Budgets) -> String {
-    let mut out = String::from(
-        "| function | init ms | first ms | p50 ms | p99 ms | RSS MB | status |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
-    );
+    let mut out =
+        format!("{HEADER}| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
     for row in rows {
         let cells = match &row.figures {
             Some(m) => [
@@ -187,16 +196,12 @@ pub fn markdown_table(rows: &[Row], budgets: &Budgets) -> String {
                 ms(m.first, 2),
                 ms(m.p50, 3),
                 ms(m.p99, 3),
+                ms(m.cpu_p50, 3),
+                ms(m.cpu_p99, 3),
                 m.rss_kib
                     .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
             ],
-            None => [
-                "—".to_string(),
-                "—".into(),
-                "—".into(),
-                "—".into(),
-                "—".into(),
-            ],
+            None => std::array::from_fn(|_| "—".to_string()),
         };
         out.push_str(&format!(
             "| {} | {} | {} |\n",
@@ -242,7 +247,9 @@ mod tests {
             init: Duration::from_millis(init_ms),
             first: Duration::from_millis(2),
             p50: us(p99_us / 2),
-            p99: us(p99_us),
+            p99: us(p99_us + 300),
+            cpu_p50: us(p99_us / 2),
+            cpu_p99: us(p99_us),
             rss_kib: Some(rss_kib),
             errors,
             invocations: 201,
@@ -263,8 +270,8 @@ mod tests {
         );
         let m = row.figures.unwrap();
         assert_eq!(
-            (m.init, m.p99, m.rss_kib),
-            (Duration::from_millis(12), us(700), Some(9100))
+            (m.init, m.cpu_p99, m.p99, m.rss_kib),
+            (Duration::from_millis(12), us(700), us(1000), Some(9100))
         );
         assert_eq!(row.verdict(&BUDGETS), Verdict::Ok);
 
@@ -276,7 +283,10 @@ mod tests {
         let slow = Row::from_runs("f", &[run(10, 2500, 30_000, 0)], &[]);
         let v = slow.verdict(&BUDGETS);
         assert!(v.failed());
-        assert_eq!(v.to_string(), "FAILED: p99 2.50x budget, RSS 1.22x budget");
+        assert_eq!(
+            v.to_string(),
+            "FAILED: CPU p99 2.50x budget, RSS 1.22x budget"
+        );
         let erring = Row::from_runs("f", &[run(10, 500, 9000, 3)], &[]);
         assert_eq!(
             erring.verdict(&BUDGETS).to_string(),
@@ -287,15 +297,13 @@ mod tests {
         assert!(broken.figures.is_none());
         assert!(broken.verdict(&BUDGETS).failed());
         let table = markdown_table(&[row, broken], &BUDGETS);
-        assert!(table.starts_with(
-            "| function | init ms | first ms | p50 ms | p99 ms | RSS MB | status |\n"
-        ));
+        assert!(table.starts_with(HEADER));
         assert!(
-            table.contains("| f | 12.0 | 2.00 | 0.350 | 0.700 | 8.9 | ok |"),
+            table.contains("| f | 12.0 | 2.00 | 0.350 | 1.000 | 0.350 | 0.700 | 8.9 | ok |"),
             "{table}"
         );
         assert!(
-            table.contains("| f | — | — | — | — | — | FAILED: 1 run(s) did not complete |"),
+            table.contains("| f | — | — | — | — | — | — | — | FAILED: 1 run(s) did not complete |"),
             "{table}"
         );
     }
