@@ -242,21 +242,33 @@ impl<'a> InboundEvent<'a> {
 /// Replaces UUID segments of a dotted topic name with `{id}`.
 pub fn normalise_topic(topic: &str) -> String {
     let mut out = String::with_capacity(topic.len());
-    for (i, seg) in topic.split('.').enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
+    let mut rest = topic;
+    loop {
+        let (seg, next) = match rest.find('.') {
+            Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
+            None => (rest, None),
+        };
         out.push_str(if looks_like_uuid(seg) { "{id}" } else { seg });
+        match next {
+            Some(after) => {
+                out.push('.');
+                rest = after;
+            }
+            None => return out,
+        }
     }
-    out
 }
 
 fn looks_like_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+    let b = s.as_bytes();
+    b.len() == 36
+        && b[8] == b'-'
+        && b[13] == b'-'
+        && b[18] == b'-'
+        && b[23] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) || c.is_ascii_hexdigit())
 }
 
 /// Glob match where `*` matches any run of characters (including dots). Matched on bytes: a literal
@@ -289,6 +301,33 @@ mod tests {
     use serde_json::json;
 
     const CONV: &str = "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6b";
+
+    #[test]
+    fn topics_have_their_ids_replaced() {
+        for (topic, kind) in [
+            (
+                format!("v2.detail.events.conversation.{CONV}.customer.end"),
+                "v2.detail.events.conversation.{id}.customer.end",
+            ),
+            (CONV.to_string(), "{id}"),
+            (format!("a.{}.b", CONV.to_uppercase()), "a.{id}.b"),
+            (format!("..{CONV}."), "..{id}."),
+            ("".into(), ""),
+            ("plain".into(), "plain"),
+            // 36 characters, but a dash out of place or a non-hex digit.
+            (
+                "3f2a5c1e4-b6d-4e8f-9a0b-1c2d3e4f5a6b.x".into(),
+                "3f2a5c1e4-b6d-4e8f-9a0b-1c2d3e4f5a6b.x",
+            ),
+            (
+                "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6g".into(),
+                "3f2a5c1e-4b6d-4e8f-9a0b-1c2d3e4f5a6g",
+            ),
+            (format!("{CONV}0.x"), &format!("{CONV}0.x")),
+        ] {
+            assert_eq!(normalise_topic(&topic), kind, "{topic}");
+        }
+    }
 
     #[test]
     fn parses_webhook_envelope() {

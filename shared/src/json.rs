@@ -28,9 +28,13 @@ pub struct Object<'a> {
 }
 
 impl<'a> Json<'a> {
-    /// Parses `raw`, borrowing every string that has no escape sequence.
+    /// Parses `raw`, borrowing every string that has no escape sequence. UTF-8 is checked once for the
+    /// whole input, not string by string; invalid input is parsed as bytes for `serde_json`'s error.
     pub fn parse(raw: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(raw)
+        match std::str::from_utf8(raw) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(raw),
+        }
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -210,10 +214,21 @@ impl<'a> Object<'a> {
     }
 
     pub fn get(&self, key: &str) -> Option<&Json<'a>> {
-        self.members
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| &self.members[i].1)
+        self.position(key).map(|i| &self.members[i].1)
+    }
+
+    /// Where `key` is: a scan comparing lengths first in a small object (most members of an event differ
+    /// in length), a binary search in a large one.
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.members.len() <= 16 {
+            self.members
+                .iter()
+                .position(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
+        } else {
+            self.members
+                .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+                .ok()
+        }
     }
 
     /// The value at a JSON pointer into this object (`/a/0/b`).
@@ -229,10 +244,7 @@ impl<'a> Object<'a> {
 
     /// Removes and returns the member `key`.
     pub fn take(&mut self, key: &str) -> Option<Json<'a>> {
-        let i = self
-            .members
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()?;
+        let i = self.position(key)?;
         Some(self.members.remove(i).1)
     }
 
@@ -632,6 +644,32 @@ mod tests {
                 serde_json::to_string(s).unwrap(),
                 "{s:?}"
             );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_fails_as_serde_json_fails() {
+        let raw = b"{\"a\": \"caf\xe9\"}";
+        let ours = Json::parse(raw).unwrap_err().to_string();
+        let theirs = serde_json::from_slice::<Value>(raw)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn members_are_found_in_small_and_large_objects() {
+        for size in [0, 1, 5, 16, 17, 40] {
+            let doc: Map<String, Value> = (0..size)
+                .map(|i| (format!("k{}", "x".repeat(i % 7) + &i.to_string()), json!(i)))
+                .collect();
+            let o = Object::from(&doc);
+            for (k, v) in &doc {
+                assert_eq!(o.get(k).map(Json::to_value).as_ref(), Some(v), "{size} {k}");
+            }
+            for absent in ["", "k", "kx", "k999", "zz"] {
+                assert_eq!(o.get(absent), None, "{size} {absent}");
+            }
         }
     }
 
