@@ -242,21 +242,23 @@ impl<'a> InboundEvent<'a> {
 /// Replaces UUID segments of a dotted topic name with `{id}`.
 pub fn normalise_topic(topic: &str) -> String {
     let mut out = String::with_capacity(topic.len());
-    let mut rest = topic;
-    loop {
-        let (seg, next) = match rest.find('.') {
-            Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
-            None => (rest, None),
-        };
-        out.push_str(if looks_like_uuid(seg) { "{id}" } else { seg });
-        match next {
-            Some(after) => {
-                out.push('.');
-                rest = after;
-            }
-            None => return out,
+    let mut start = 0;
+    // Byte offsets of the dots, then the end: every segment is `topic[start..end]`.
+    let ends = topic
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'.')
+        .map(|(i, _)| i)
+        .chain([topic.len()]);
+    for end in ends {
+        let seg = topic.get(start..end).unwrap_or_default();
+        if start > 0 {
+            out.push('.');
         }
+        out.push_str(if looks_like_uuid(seg) { "{id}" } else { seg });
+        start = end + 1;
     }
+    out
 }
 
 fn looks_like_uuid(s: &str) -> bool {

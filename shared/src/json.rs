@@ -197,7 +197,10 @@ impl fmt::Display for Json<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = Vec::new();
         self.write_canonical(&mut out);
-        f.write_str(&String::from_utf8_lossy(&out))
+        match std::str::from_utf8(&out) {
+            Ok(text) => f.write_str(text),
+            Err(_) => f.write_str(&String::from_utf8_lossy(&out)),
+        }
     }
 }
 

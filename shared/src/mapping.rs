@@ -1076,6 +1076,8 @@ fn render_into(out: &mut String, value: &Json<'_>, var: &Variable) {
         (Some(f), _) => Cow::Owned(f),
         (None, Json::Null) => Cow::Borrowed(""),
         (None, Json::String(s)) => Cow::Borrowed(s.as_ref()),
+        (None, Json::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        (None, Json::Number(n)) => Cow::Owned(n.to_string()),
         (None, other) => Cow::Owned(other.to_string()),
     };
     match var.pii {

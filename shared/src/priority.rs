@@ -142,6 +142,11 @@ impl Test {
             Test::Lte(n) => number(v).is_some_and(|x| x <= *n),
             Test::In(options) => options.iter().any(|o| v == o),
             Test::ContainsAny(needles) => {
+                if let Json::String(s) = v {
+                    if s.is_ascii() {
+                        return needles.iter().any(|n| contains_ascii_caseless(s, n));
+                    }
+                }
                 let hay = match v {
                     Json::String(s) if s.is_ascii() => s.to_ascii_lowercase(),
                     Json::String(s) => s.to_lowercase(),
@@ -157,6 +162,20 @@ impl Test {
 fn lowercased<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let needles = Vec::<String>::deserialize(d)?;
     Ok(needles.into_iter().map(|n| n.to_lowercase()).collect())
+}
+
+/// Whether `hay` (ASCII) contains `needle` (lower case) ignoring ASCII case: `hay.to_ascii_lowercase()
+/// .contains(needle)` without the copy.
+fn contains_ascii_caseless(hay: &str, needle: &str) -> bool {
+    let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    hay.len() >= needle.len()
+        && (0..=hay.len() - needle.len()).any(|i| {
+            hay[i].to_ascii_lowercase() == first
+                && hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest)
+        })
 }
 
 fn truthy(v: &Json<'_>) -> bool {
@@ -192,6 +211,30 @@ mod tests {
     impl PriorityRules {
         fn evaluate_on(&self, vars: &Json<'_>) -> (Levels, Vec<&str>) {
             self.evaluate(|name| vars.get(name))
+        }
+    }
+
+    #[test]
+    fn caseless_contains_agrees_with_lowercasing() {
+        let hays = [
+            "",
+            "a",
+            "Billing Portal OUTAGE",
+            "down",
+            "xdownx",
+            "DoWn",
+            "ab",
+            "outag",
+        ];
+        let needles = ["", "a", "outage", "down", "b", "portal outage", "é", "abc"];
+        for hay in hays {
+            for needle in needles {
+                assert_eq!(
+                    contains_ascii_caseless(hay, needle),
+                    hay.to_ascii_lowercase().contains(needle),
+                    "{hay:?} {needle:?}"
+                );
+            }
         }
     }
 
