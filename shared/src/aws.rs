@@ -11,6 +11,11 @@ use crate::failure::FailureClass;
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(aws_timeouts())
+        // Every body is a small JSON document under the attempt timeout: the per-request throughput
+        // monitor would only add timers to each call.
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        )
         .load()
         .await
 }
@@ -144,5 +149,52 @@ pub async fn read_previous_secret(
             reason: DisplayErrorContext(&e).to_string(),
             class: FailureClass::Transient,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An endpoint that answers the headers and half of the body, then stalls: with stalled-stream
+    /// protection off, the attempt timeout still ends the call, as a transient failure.
+    #[tokio::test]
+    async fn a_stalled_response_body_is_cut_by_the_attempt_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\n\
+                          content-length: 64\r\n\r\n{\"SecretString\":",
+                    )
+                    .await;
+                held.push(socket);
+            }
+        });
+        let base = sdk_config().await;
+        let config = aws_sdk_secretsmanager::config::Builder::from(&base)
+            .endpoint_url(url)
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .build();
+        let client = aws_sdk_secretsmanager::Client::from_conf(config);
+        let result = tokio::time::timeout(Duration::from_secs(30), read_secret(&client, "s"))
+            .await
+            .expect("the call ends instead of hanging on the stalled body");
+        match result {
+            Err(e) => assert_eq!(e.class(), FailureClass::Transient, "{e}"),
+            Ok(_) => panic!("a half-sent body cannot be a secret"),
+        }
+        server.abort();
     }
 }
