@@ -1,13 +1,15 @@
 //! An in-process stand-in for what the functions call on their success path, answering at once so the bench
 //! measures the function and not an emulator: AWS JSON-protocol calls (chosen by `X-Amz-Target`; SQS,
-//! DynamoDB, Secrets Manager), ServiceNow's Table API and OAuth endpoint, Genesys' OAuth endpoint and data
-//! tables. It keeps no state but counters, logs nothing per request, and lists requests it has no answer
-//! for ([`AwsStub::unexpected`]).
+//! DynamoDB, Secrets Manager), ServiceNow's Table API and OAuth endpoint, Genesys' OAuth endpoint, data
+//! tables and callback create, the API Gateway Management API (`PostToConnection`) and a callback webhook
+//! subscriber. It logs nothing per request, counts what the bench checks after a run ([`Observed`]), and
+//! lists requests it has no answer for ([`AwsStub::unexpected`]).
 //!
-//! The answers drive the normal path: every DynamoDB conditional write succeeds and no item exists (so the
-//! writer's idempotency claim and conversation lock succeed, and it creates), lookups in ServiceNow find
-//! nothing, a create answers a new incident, a data-table row does not exist yet. aws-sdk-sqs does not check
-//! `MD5OfMessageBody`, so none is computed.
+//! DynamoDB is a small in-memory item store ([`ItemStore`]), seeded with a scenario's fixtures: conditions are
+//! evaluated, so the functions' fresh claims, locks and reservations succeed as on DynamoDB and the items they
+//! read are the ones they (or the fixtures) wrote. Lookups in ServiceNow find nothing, a create answers a new
+//! incident, a data-table row does not exist yet. aws-sdk-sqs does not check `MD5OfMessageBody`, so none is
+//! computed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,7 @@ use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
 
+use super::item_store::{Item, ItemStore, StoreError};
 use super::Server;
 
 const JSON_10: &str = "application/x-amz-json-1.0";
@@ -36,12 +39,32 @@ pub struct StubConfig {
     pub max_message_size: u64,
     /// Columns of every Genesys data table's schema.
     pub datatable_columns: Vec<String>,
+    /// DynamoDB items present before the function starts: (table, item).
+    pub items: Vec<(String, Item)>,
+    /// The secret callback webhooks to `POST /bench/subscriber` must be signed with.
+    pub subscriber_secret: Option<Vec<u8>>,
+}
+
+/// What the functions did through the stub, for the checks after a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Genesys callbacks created (`POST /api/v2/conversations/callbacks`).
+    pub callbacks_created: u64,
+    /// `PostToConnection` calls.
+    pub pushes: u64,
+    /// Webhooks to the subscriber whose signature held, and those whose did not.
+    pub webhooks_signed: u64,
+    pub webhooks_badly_signed: u64,
+    /// SQS messages sent, by queue name (the queue URL's last segment).
+    pub sent: HashMap<String, u64>,
 }
 
 struct StubState {
     config: StubConfig,
     counter: AtomicU64,
     unexpected: Mutex<Vec<String>>,
+    store: Mutex<ItemStore>,
+    observed: Mutex<Observed>,
 }
 
 /// The running stub; it stops when dropped.
@@ -52,10 +75,18 @@ pub struct AwsStub {
 
 impl AwsStub {
     pub async fn start(config: StubConfig) -> Result<Self, String> {
+        let mut store = ItemStore::default();
+        for (table, item) in &config.items {
+            store
+                .insert(table, item.clone())
+                .map_err(|e| format!("fixture not stored: {e:?}"))?;
+        }
         let state = Arc::new(StubState {
             config,
             counter: AtomicU64::new(0),
             unexpected: Mutex::new(Vec::new()),
+            store: Mutex::new(store),
+            observed: Mutex::new(Observed::default()),
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
         let server = Server::start(router).await?;
@@ -75,6 +106,20 @@ impl AwsStub {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    pub fn observed(&self) -> Observed {
+        lock(&self.state.observed).clone()
+    }
+
+    /// Reads the DynamoDB items as they are now.
+    pub fn with_items<T>(&self, read: impl FnOnce(&ItemStore) -> T) -> T {
+        read(&lock(&self.state.store))
+    }
+}
+
+/// A lock that a panicked holder did not poison for good (the stub's state stays readable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl StubState {
@@ -118,19 +163,82 @@ async fn handle(
 ) -> Response {
     match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         Some(target) => aws(&s, target, &body),
-        None => http_api(&s, &method, uri.path()),
+        None => http_api(&s, &method, uri.path(), &headers, &body),
+    }
+}
+
+/// The queue name of a `QueueUrl` (its last path segment).
+fn queue_name(request: &Value) -> String {
+    let url = request["QueueUrl"].as_str().unwrap_or_default();
+    url.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+fn count_sent(s: &StubState, request: &Value, messages: u64) {
+    *lock(&s.observed)
+        .sent
+        .entry(queue_name(request))
+        .or_default() += messages;
+}
+
+/// A DynamoDB call against the item store, answered as DynamoDB's JSON protocol does.
+fn dynamodb(s: &StubState, operation: &str, body: &[u8]) -> Response {
+    const PREFIX: &str = "com.amazonaws.dynamodb.v20120810#";
+    let request: Value = serde_json::from_slice(body).unwrap_or_default();
+    let result = {
+        let mut store = lock(&s.store);
+        match operation {
+            "GetItem" => store.get_item(&request),
+            "PutItem" | "UpdateItem" | "DeleteItem" => store.write(operation, &request),
+            "TransactWriteItems" => store.transact_write(&request),
+            _ => Err(StoreError::Invalid(format!("{operation} is not answered"))),
+        }
+    };
+    match result {
+        Ok(answer) => ok(JSON_10, answer.to_string()),
+        Err(StoreError::ConditionFailed) => aws_error(
+            JSON_10,
+            &format!("{PREFIX}ConditionalCheckFailedException"),
+            "The conditional request failed",
+        ),
+        Err(StoreError::Cancelled(codes)) => {
+            let reasons: Vec<Value> = codes
+                .iter()
+                .map(|c| match *c {
+                    "None" => json!({"Code": "None"}),
+                    code => json!({"Code": code, "Message": "The conditional request failed"}),
+                })
+                .collect();
+            let body = json!({"__type": format!("{PREFIX}TransactionCanceledException"),
+                "Message": format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", codes.join(", ")),
+                "CancellationReasons": reasons});
+            reply(StatusCode::BAD_REQUEST, JSON_10, body.to_string())
+        }
+        Err(StoreError::Invalid(why)) => {
+            s.note_unexpected(format!("DynamoDB_20120810.{operation}: {why}"));
+            aws_error(
+                JSON_10,
+                "com.amazon.coral.validate#ValidationException",
+                &why,
+            )
+        }
     }
 }
 
 fn aws(s: &StubState, target: &str, body: &[u8]) -> Response {
     let (service, operation) = target.split_once('.').unwrap_or((target, ""));
     match (service, operation) {
-        ("AmazonSQS", "SendMessage") => ok(
-            JSON_10,
-            json!({"MessageId": message_id(s.next())}).to_string(),
-        ),
+        ("AmazonSQS", "SendMessage") => {
+            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            count_sent(s, &request, 1);
+            ok(
+                JSON_10,
+                json!({"MessageId": message_id(s.next())}).to_string(),
+            )
+        }
         ("AmazonSQS", "SendMessageBatch") => {
             let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let entries = request["Entries"].as_array().map_or(0, Vec::len);
+            count_sent(s, &request, entries as u64);
             let successful: Vec<Value> = request["Entries"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -149,12 +257,10 @@ fn aws(s: &StubState, target: &str, body: &[u8]) -> Response {
                 .to_string(),
         ),
         ("AmazonSQS", "ChangeMessageVisibility" | "DeleteMessage") => ok(JSON_10, "{}"),
-        // No item exists and every condition holds.
         (
             "DynamoDB_20120810",
             "PutItem" | "UpdateItem" | "DeleteItem" | "GetItem" | "TransactWriteItems",
-        ) => ok(JSON_10, "{}"),
-        ("DynamoDB_20120810", "Query") => ok(JSON_10, r#"{"Items":[],"Count":0,"ScannedCount":0}"#),
+        ) => dynamodb(s, operation, body),
         ("secretsmanager", "GetSecretValue") => {
             let request: Value = serde_json::from_slice(body).unwrap_or_default();
             let id = request["SecretId"].as_str().unwrap_or_default();
@@ -213,10 +319,67 @@ fn incident(n: u64) -> Value {
     json!({"sys_id": format!("{:032x}", 0x5e71_0000_0000_u64 + n), "number": format!("INC{:07}", 10_000 + n)})
 }
 
-fn http_api(s: &StubState, method: &Method, path: &str) -> Response {
+/// A Genesys callback conversation id.
+fn conversation_id(n: u64) -> String {
+    format!("c0000000-0000-4000-8000-{n:012x}")
+}
+
+/// `POST /bench/subscriber`: 204 when the webhook is signed with the subscriber's secret, else 401.
+fn subscriber(s: &StubState, headers: &HeaderMap, body: &[u8]) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let timestamp = header("x-callback-timestamp").and_then(|t| t.parse::<u64>().ok());
+    let signed = match (&s.config.subscriber_secret, timestamp) {
+        (Some(secret), Some(t)) => {
+            header("x-callback-signature")
+                == Some(callback_notifier::signature(secret, t, body).as_str())
+        }
+        _ => false,
+    };
+    let mut observed = lock(&s.observed);
+    match signed {
+        true => {
+            observed.webhooks_signed += 1;
+            reply(StatusCode::NO_CONTENT, JSON, "")
+        }
+        false => {
+            observed.webhooks_badly_signed += 1;
+            reply(
+                StatusCode::UNAUTHORIZED,
+                JSON,
+                r#"{"error":"bad signature"}"#,
+            )
+        }
+    }
+}
+
+fn http_api(
+    s: &StubState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     const NONE: &str = r#"{"result":[]}"#;
     let datatable = path.strip_prefix("/api/v2/flows/datatables/");
     match (method, path) {
+        // Genesys: a callback created, as CreateCallbackCommand answers.
+        (&Method::POST, "/api/v2/conversations/callbacks") => {
+            let n = s.next();
+            lock(&s.observed).callbacks_created += 1;
+            let id = conversation_id(n);
+            ok(
+                JSON,
+                json!({"conversation": {"id": id, "selfUri": format!("/api/v2/conversations/{id}")},
+                       "callbackIdentifiers": [{"type": "EXTERNAL", "id": message_id(n)}]})
+                .to_string(),
+            )
+        }
+        // API Gateway Management API (the WebSocket stage `live`): PostToConnection.
+        (&Method::POST, p) if p.starts_with("/live/@connections/") => {
+            lock(&s.observed).pushes += 1;
+            reply(StatusCode::OK, JSON, "")
+        }
+        (&Method::POST, "/bench/subscriber") => subscriber(s, headers, body),
         // ServiceNow (/oauth_token.do) and Genesys (/oauth/token) token endpoints.
         (&Method::POST, "/oauth_token.do" | "/oauth/token") => ok(
             JSON,
@@ -288,6 +451,11 @@ mod tests {
             secrets: HashMap::from([("s1".to_string(), r#"{"username":"u"}"#.to_string())]),
             max_message_size: 262_144,
             datatable_columns: vec!["amount".into()],
+            items: vec![(
+                "t".to_string(),
+                serde_json::from_value(json!({"id": {"S": "fixture"}, "n": {"N": "7"}})).unwrap(),
+            )],
+            subscriber_secret: Some(b"sub-secret".to_vec()),
         })
         .await
         .unwrap()
@@ -332,21 +500,89 @@ mod tests {
         assert_eq!(size.as_deref(), Some("262144"));
 
         let ddb = aws_sdk_dynamodb::Client::new(&aws);
-        ddb.put_item()
-            .table_name("t")
-            .item("id", AttributeValue::S("k".into()))
-            .condition_expression("attribute_not_exists(id)")
+        let get = |id: &str| {
+            ddb.get_item()
+                .table_name("t")
+                .key("id", AttributeValue::S(id.into()))
+                .send()
+        };
+        assert!(get("k").await.unwrap().item().is_none());
+        let put = || {
+            ddb.put_item()
+                .table_name("t")
+                .item("id", AttributeValue::S("k".into()))
+                .condition_expression("attribute_not_exists(id)")
+                .send()
+        };
+        put().await.unwrap();
+        let refused = put().await.unwrap_err();
+        assert!(refused
+            .as_service_error()
+            .is_some_and(|e| e.is_conditional_check_failed_exception()));
+        assert!(get("k").await.unwrap().item().is_some());
+        let fixture = get("fixture").await.unwrap();
+        assert_eq!(
+            fixture.item().and_then(|i| i.get("n")),
+            Some(&AttributeValue::N("7".into()))
+        );
+        // A transaction whose second condition fails: cancelled, with the reasons in order.
+        let put_new = |id: &str| {
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .put(
+                    aws_sdk_dynamodb::types::Put::builder()
+                        .table_name("t")
+                        .item("id", AttributeValue::S(id.into()))
+                        .condition_expression("attribute_not_exists(#id)")
+                        .expression_attribute_names("#id", "id")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        let cancelled = ddb
+            .transact_write_items()
+            .transact_items(put_new("t1"))
+            .transact_items(put_new("k"))
+            .send()
+            .await
+            .unwrap_err();
+        let codes: Vec<Option<String>> = match cancelled.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t)) => {
+                t.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            codes,
+            [
+                Some("None".to_string()),
+                Some("ConditionalCheckFailed".to_string())
+            ]
+        );
+        assert!(get("t1").await.unwrap().item().is_none());
+        ddb.transact_write_items()
+            .transact_items(put_new("t1"))
             .send()
             .await
             .unwrap();
-        let got = ddb
-            .get_item()
-            .table_name("t")
-            .key("id", AttributeValue::S("k".into()))
+        assert!(get("t1").await.unwrap().item().is_some());
+        assert!(stub.with_items(|s| s.item("t", "t1").is_some()));
+
+        let push = aws_sdk_apigatewaymanagement::Client::from_conf(
+            aws_sdk_apigatewaymanagement::config::Builder::from(&aws)
+                .endpoint_url(format!("{}/live", stub.url()))
+                .build(),
+        );
+        push.post_to_connection()
+            .connection_id("L0SM9cOFvHcCIhw=")
+            .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(
+                b"{}".to_vec(),
+            ))
             .send()
             .await
             .unwrap();
-        assert!(got.item().is_none());
+        assert_eq!(stub.observed().pushes, 1);
+        assert_eq!(stub.observed().sent.get("q"), Some(&1));
 
         let sm = aws_sdk_secretsmanager::Client::new(&aws);
         let s1 = sm.get_secret_value().secret_id("s1").send().await.unwrap();
@@ -420,6 +656,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(token["expires_in"], 3600);
+        let callback: Value = http
+            .post(format!("{url}/api/v2/conversations/callbacks"))
+            .json(&json!({"queueId": "q"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(callback["conversation"]["id"].is_string());
+        assert_eq!(stub.observed().callbacks_created, 1);
+        let webhook = |signature: String| {
+            http.post(format!("{url}/bench/subscriber"))
+                .header("x-callback-timestamp", "1000")
+                .header("x-callback-signature", signature)
+                .body("{}")
+                .send()
+        };
+        let good = callback_notifier::signature(b"sub-secret", 1000, b"{}");
+        assert_eq!(
+            webhook(good).await.unwrap().status(),
+            reqwest::StatusCode::NO_CONTENT
+        );
+        let bad = callback_notifier::signature(b"other", 1000, b"{}");
+        assert_eq!(
+            webhook(bad).await.unwrap().status(),
+            reqwest::StatusCode::UNAUTHORIZED
+        );
+        let o = stub.observed();
+        assert_eq!((o.webhooks_signed, o.webhooks_badly_signed), (1, 1));
         assert!(stub.unexpected().is_empty());
         let r = http.get(format!("{url}/elsewhere")).send().await.unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);

@@ -4,11 +4,13 @@
 //!
 //! - [`runtime_api`]: the Runtime API (2018-06-01) the binary polls, recording when it asks and answers.
 //! - [`aws_stub`]: minimal valid answers to the calls the functions make, chosen to drive their success path.
+//! - [`item_store`]: the stub's in-memory DynamoDB (items, conditions, updates, transactions).
 //! - [`scenarios`]: per function, its environment (as template.yaml sets it), events and expected answer.
 //! - [`runner`]: spawns a binary, drives its invocations, reads its peak RSS.
 //! - [`stats`]: percentiles, medians across runs, budgets and the Markdown table.
 
 pub mod aws_stub;
+pub mod item_store;
 pub mod runner;
 pub mod runtime_api;
 pub mod scenarios;

@@ -40,7 +40,8 @@ own CPU time per warm invocation (p50 / p99, all its threads), median of R runs,
   --bin-dir DIR      where the binaries are (default: ${CARGO_TARGET_DIR:-target}/release)
   --invocations N    warm invocations per run (default 200)
   --runs R           fresh processes per function (default 3)
-  FUNCTION           webhook-receiver servicenow-writer legacy-ingest token-refresher data-action (default: all)
+  FUNCTION           webhook-receiver servicenow-writer legacy-ingest token-refresher data-action
+                     callback-api callback-events callback-notifier callback-websocket (default: all)
 
 Exits 1 when a function errors or exceeds a budget (init 30 ms, CPU p99 1 ms, RSS 24 MB) by 2x.";
 
@@ -207,15 +208,18 @@ pub async fn run_once(
     warm: usize,
     log: &Path,
 ) -> Result<(RunFigures, Vec<String>), String> {
+    // Made before the process starts: signing and serialising are not the function's time.
+    let workload = f.workload(warm + 1)?;
+    let events = workload.events;
     let stub = AwsStub::start(StubConfig {
         secrets: f.secrets(),
         max_message_size: 262_144,
         datatable_columns: f.datatable_columns(),
+        items: workload.items,
+        subscriber_secret: f.subscriber_secret(),
     })
     .await?;
     let api = RuntimeApi::start(f.arn(), INVOCATION_TIMEOUT).await?;
-    // Made before the process starts: signing and serialising are not the function's time.
-    let events = f.events(warm + 1)?;
     let dir = log.parent().unwrap_or(Path::new("."));
     let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
@@ -289,6 +293,12 @@ pub async fn run_once(
     }
     let rss_kib = peak_rss_kib(pid);
     drop(process);
+    // What the answers cannot show: the effects of the invocations (a moved reservation, a delivered webhook).
+    if errors == 0 {
+        let invocations = latencies.len();
+        stub.with_items(|items| f.verify(&stub.observed(), items, invocations))
+            .map_err(|e| format!("after {invocations} successful invocations, {e}"))?;
+    }
 
     let first = latencies.first().copied().unwrap_or_default();
     let warm_latencies = latencies.get(1..).unwrap_or_default();
