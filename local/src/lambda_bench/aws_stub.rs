@@ -606,6 +606,10 @@ mod tests {
         assert!(stub.unexpected().is_empty(), "{:?}", stub.unexpected());
     }
 
+    async fn json_of(request: reqwest::RequestBuilder) -> Value {
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
     #[tokio::test]
     async fn servicenow_and_genesys_answers() {
         let stub = stub().await;
@@ -623,23 +627,11 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("INC"));
-        let none: Value = http
-            .get(format!("{url}/api/now/v2/table/incident?sysparm_query=x"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let none =
+            json_of(http.get(format!("{url}/api/now/v2/table/incident?sysparm_query=x"))).await;
         assert_eq!(none, json!({"result": []}));
-        let schema: Value = http
-            .get(format!("{url}/api/v2/flows/datatables/t1?expand=schema"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let schema =
+            json_of(http.get(format!("{url}/api/v2/flows/datatables/t1?expand=schema"))).await;
         assert!(schema["schema"]["properties"]["amount"].is_object());
         let row = http
             .get(format!("{url}/api/v2/flows/datatables/t1/rows/k"))
@@ -647,24 +639,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(row.status(), reqwest::StatusCode::NOT_FOUND);
-        let token: Value = http
-            .post(format!("{url}/oauth/token"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = json_of(http.post(format!("{url}/oauth/token"))).await;
         assert_eq!(token["expires_in"], 3600);
-        let callback: Value = http
-            .post(format!("{url}/api/v2/conversations/callbacks"))
-            .json(&json!({"queueId": "q"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let callback = json_of(
+            http.post(format!("{url}/api/v2/conversations/callbacks"))
+                .json(&json!({"queueId": "q"})),
+        )
+        .await;
         assert!(callback["conversation"]["id"].is_string());
         assert_eq!(stub.observed().callbacks_created, 1);
         let webhook = |signature: String| {
