@@ -159,7 +159,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An endpoint that answers the headers and half of the body, then stalls: with stalled-stream
-    /// protection off, the attempt timeout still ends the call, as a transient failure.
+    /// protection off, the attempt timeout (3 s) still ends the call, as a transient failure. Retries are off,
+    /// so the 8 s operation timeout cannot be what ends it.
     #[tokio::test]
     async fn a_stalled_response_body_is_cut_by_the_attempt_timeout() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -186,11 +187,12 @@ mod tests {
             .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
                 "AKIDTEST", "secret", None, None, "test",
             ))
+            .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled())
             .build();
         let client = aws_sdk_secretsmanager::Client::from_conf(config);
-        let result = tokio::time::timeout(Duration::from_secs(30), read_secret(&client, "s"))
+        let result = tokio::time::timeout(Duration::from_secs(7), read_secret(&client, "s"))
             .await
-            .expect("the call ends instead of hanging on the stalled body");
+            .expect("the attempt timeout ends the call on the stalled body");
         match result {
             Err(e) => assert_eq!(e.class(), FailureClass::Transient, "{e}"),
             Ok(_) => panic!("a half-sent body cannot be a secret"),

@@ -1,7 +1,7 @@
 //! A JSON tree that borrows its strings from the input: an event body is read without copying it.
 //!
 //! Objects keep their members sorted by key with one member per key (the last one, as `serde_json`'s map
-//! keeps it), so lookups are binary searches and the [`Display`](std::fmt::Display) form is the canonical
+//! keeps it), so lookups are short scans or binary searches and the [`Display`](std::fmt::Display) form is the canonical
 //! form the payload hash is computed over (keys sorted, compact, `serde_json`'s escaping and numbers).
 
 use std::borrow::Cow;

@@ -50,7 +50,8 @@ pub enum Test {
     Lte(f64),
     /// One of these values.
     In(Vec<Value>),
-    /// Case-insensitive substring of the text (the needles are lowercased once, when loaded).
+    /// Case-insensitive substring of the text (the needles are lowercased once, when loaded; `holds`
+    /// relies on it).
     ContainsAny(#[serde(deserialize_with = "lowercased")] Vec<String>),
 }
 

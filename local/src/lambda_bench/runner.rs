@@ -147,14 +147,15 @@ pub fn parse_schedstat(text: &str) -> Option<u64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// CPU time of `pid`'s live threads so far (a thread that exits while they are read is left out).
+/// CPU time of `pid`'s live threads so far (a thread that exits while they are read is left out); `None`
+/// when no thread's could be read.
 fn cpu_time(pid: u32) -> Option<Duration> {
-    let ns = std::fs::read_dir(format!("/proc/{pid}/task"))
+    let times: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
         .filter_map(|stat| parse_schedstat(&stat))
-        .sum();
-    Some(Duration::from_nanos(ns))
+        .collect();
+    (!times.is_empty()).then(|| Duration::from_nanos(times.iter().sum()))
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -262,8 +263,9 @@ pub async fn run_once(
     // (handler, answer, runtime client), all its threads; the stub's and the emulator's time is not in it.
     let mut cpu = Vec::with_capacity(events.len());
     let (mut errors, mut first_error) = (0, None);
+    // Each window starts where the last one ended: no CPU of the function falls between two.
+    let mut before = cpu_time(pid);
     for (i, event) in events.into_iter().enumerate() {
-        let before = cpu_time(pid);
         let invocation = api.invoke(Bytes::from(event));
         let what = format!("before answering invocation {i}");
         let answer =
@@ -277,9 +279,11 @@ pub async fn run_once(
             &what,
         )
         .await?;
-        if let (Some(b), Some(a)) = (before, cpu_time(pid)) {
+        let after = cpu_time(pid);
+        if let (Some(b), Some(a)) = (before, after) {
             cpu.push(a.saturating_sub(b));
         }
+        before = after;
         let wrong = match &answer.kind {
             AnswerKind::Response => f.check(&answer.body).err(),
             AnswerKind::Error { error_type } => {
@@ -293,6 +297,14 @@ pub async fn run_once(
     }
     let rss_kib = peak_rss_kib(pid);
     drop(process);
+    // A budget judged on nothing would pass: no CPU figure for every invocation fails the run.
+    if cpu.len() != latencies.len() || cpu.iter().all(Duration::is_zero) {
+        return Err(format!(
+            "CPU time read for {} of {} invocations (is /proc/<pid>/task/*/schedstat readable and non-zero?)",
+            cpu.iter().filter(|c| !c.is_zero()).count(),
+            latencies.len()
+        ));
+    }
     // What the answers cannot show: the effects of the invocations (a moved reservation, a delivered webhook).
     if errors == 0 {
         let invocations = latencies.len();
@@ -420,7 +432,7 @@ pub async fn main_with(options: &Options) -> i32 {
         options.invocations,
         options.runs,
         BUDGETS.init.as_millis(),
-        BUDGETS.warm_p99.as_millis(),
+        BUDGETS.cpu_p99.as_millis(),
         BUDGETS.rss_kib / 1024,
         FAIL_FACTOR
     );
@@ -491,12 +503,20 @@ mod tests {
                 .spawn()
                 .unwrap(),
         );
-        let mut idle = Process(Command::new("sleep").arg("5").spawn().unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-        let spun = cpu_time(busy.0.id()).expect("schedstat");
+        let mut idle = Process(Command::new("sleep").arg("30").spawn().unwrap());
+        // However loaded the machine, the spinning child is charged 100 ms of CPU at some point.
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let spun = loop {
+            let spun = cpu_time(busy.0.id()).expect("schedstat");
+            if spun >= Duration::from_millis(100) || Instant::now() > give_up {
+                break spun;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let slept = cpu_time(idle.0.id()).expect("schedstat");
         assert!(spun >= Duration::from_millis(100), "{spun:?}");
         assert!(slept < Duration::from_millis(50), "{slept:?}");
+        assert_eq!(cpu_time(u32::MAX), None, "no such process");
         assert!(busy.exited().is_none() && idle.exited().is_none());
     }
 

@@ -25,14 +25,14 @@ pub fn median<T: Copy + Ord>(values: &[T]) -> Option<T> {
 pub struct Budgets {
     pub init: Duration,
     /// The handler's overhead: the function's own CPU time per warm invocation, p99.
-    pub warm_p99: Duration,
+    pub cpu_p99: Duration,
     /// Peak RSS (`VmHWM`) in KiB.
     pub rss_kib: u64,
 }
 
 pub const BUDGETS: Budgets = Budgets {
     init: Duration::from_millis(30),
-    warm_p99: Duration::from_millis(1),
+    cpu_p99: Duration::from_millis(1),
     rss_kib: 24 * 1024,
 };
 
@@ -125,7 +125,7 @@ impl Row {
         if let Some(m) = &self.figures {
             let ratios = [
                 ("init", ratio(m.init, budgets.init)),
-                ("CPU p99", ratio(m.cpu_p99, budgets.warm_p99)),
+                ("CPU p99", ratio(m.cpu_p99, budgets.cpu_p99)),
                 (
                     "RSS",
                     m.rss_kib.map_or(0.0, |r| r as f64 / budgets.rss_kib as f64),
