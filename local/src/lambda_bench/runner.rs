@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use super::aws_stub::{AwsStub, StubConfig};
 use super::runtime_api::{AnswerKind, Phase, RuntimeApi};
 use super::scenarios::{excerpt, Function};
-use super::stats::{markdown_table, percentile, Row, RunFigures, BUDGETS, FAIL_FACTOR};
+use super::stats::{markdown_table, percentile, Figures, Row, RunFigures, BUDGETS, FAIL_FACTOR};
 
 /// Lambda's init phase is cut off at 10 s.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -316,13 +316,15 @@ pub async fn run_once(
     let warm_latencies = latencies.get(1..).unwrap_or_default();
     let warm_cpu = cpu.get(1..).unwrap_or_default();
     let figures = RunFigures {
-        init,
-        first,
-        p50: percentile(warm_latencies, 50.0).unwrap_or_default(),
-        p99: percentile(warm_latencies, 99.0).unwrap_or_default(),
-        cpu_p50: percentile(warm_cpu, 50.0).unwrap_or_default(),
-        cpu_p99: percentile(warm_cpu, 99.0).unwrap_or_default(),
-        rss_kib,
+        figures: Figures {
+            init,
+            first,
+            p50: percentile(warm_latencies, 50.0).unwrap_or_default(),
+            p99: percentile(warm_latencies, 99.0).unwrap_or_default(),
+            cpu_p50: percentile(warm_cpu, 50.0).unwrap_or_default(),
+            cpu_p99: percentile(warm_cpu, 99.0).unwrap_or_default(),
+            rss_kib,
+        },
         errors,
         invocations: latencies.len(),
         first_error,
@@ -379,7 +381,8 @@ pub async fn main_with(options: &Options) -> i32 {
         for run in 1..=options.runs {
             let log = logs.join(format!("{}-run{run}.log", f.name()));
             match run_once(*f, path, options.invocations, &log).await {
-                Ok((figures, odd)) => {
+                Ok((run_figures, odd)) => {
+                    let figures = &run_figures.figures;
                     eprintln!(
                         "{} run {run}/{}: init {} ms, first {} ms, p50 {} ms, p99 {} ms, CPU p50 {} ms, CPU p99 {} ms, RSS {} KiB, {} error(s)",
                         f.name(),
@@ -391,14 +394,14 @@ pub async fn main_with(options: &Options) -> i32 {
                         ms(figures.cpu_p50),
                         ms(figures.cpu_p99),
                         figures.rss_kib.map_or("?".into(), |k| k.to_string()),
-                        figures.errors
+                        run_figures.errors
                     );
                     for u in odd {
                         if !unexpected.contains(&u) {
                             unexpected.push(u);
                         }
                     }
-                    runs.push(figures);
+                    runs.push(run_figures);
                 }
                 Err(e) => {
                     eprintln!("{} run {run}/{}: {e}", f.name(), options.runs);

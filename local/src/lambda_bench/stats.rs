@@ -42,14 +42,7 @@ pub const FAIL_FACTOR: f64 = 2.0;
 /// What one run of one function measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFigures {
-    pub init: Duration,
-    pub first: Duration,
-    pub p50: Duration,
-    pub p99: Duration,
-    /// The function's own CPU time per warm invocation (all its threads).
-    pub cpu_p50: Duration,
-    pub cpu_p99: Duration,
-    pub rss_kib: Option<u64>,
+    pub figures: Figures,
     /// Invocations answered with an error or an answer of the wrong shape.
     pub errors: usize,
     pub invocations: usize,
@@ -61,7 +54,8 @@ pub struct RunFigures {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub function: String,
-    pub figures: Option<Medians>,
+    /// The medians over the runs that completed.
+    pub figures: Option<Figures>,
     pub errors: usize,
     pub invocations: usize,
     /// Why a run could not complete, or the first wrong answer.
@@ -69,12 +63,14 @@ pub struct Row {
     pub runs_failed: usize,
 }
 
+/// The figures of one run, or their medians over several.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Medians {
+pub struct Figures {
     pub init: Duration,
     pub first: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    /// The function's own CPU time per warm invocation (all its threads).
     pub cpu_p50: Duration,
     pub cpu_p99: Duration,
     pub rss_kib: Option<u64>,
@@ -83,17 +79,23 @@ pub struct Medians {
 impl Row {
     /// Medians across `runs`; `failures`: why other runs did not complete.
     pub fn from_runs(function: &str, runs: &[RunFigures], failures: &[String]) -> Self {
-        let pick =
-            |f: fn(&RunFigures) -> Duration| -> Vec<Duration> { runs.iter().map(f).collect() };
+        let pick = |f: fn(&Figures) -> Duration| -> Vec<Duration> {
+            runs.iter().map(|r| f(&r.figures)).collect()
+        };
         let figures = (|| {
-            Some(Medians {
+            Some(Figures {
                 init: median(&pick(|r| r.init))?,
                 first: median(&pick(|r| r.first))?,
                 p50: median(&pick(|r| r.p50))?,
                 p99: median(&pick(|r| r.p99))?,
                 cpu_p50: median(&pick(|r| r.cpu_p50))?,
                 cpu_p99: median(&pick(|r| r.cpu_p99))?,
-                rss_kib: median(&runs.iter().filter_map(|r| r.rss_kib).collect::<Vec<_>>()),
+                rss_kib: median(
+                    &runs
+                        .iter()
+                        .filter_map(|r| r.figures.rss_kib)
+                        .collect::<Vec<_>>(),
+                ),
             })
         })();
         Self {
@@ -244,13 +246,15 @@ mod tests {
 
     fn run(init_ms: u64, p99_us: u64, rss_kib: u64, errors: usize) -> RunFigures {
         RunFigures {
-            init: Duration::from_millis(init_ms),
-            first: Duration::from_millis(2),
-            p50: us(p99_us / 2),
-            p99: us(p99_us + 300),
-            cpu_p50: us(p99_us / 2),
-            cpu_p99: us(p99_us),
-            rss_kib: Some(rss_kib),
+            figures: Figures {
+                init: Duration::from_millis(init_ms),
+                first: Duration::from_millis(2),
+                p50: us(p99_us / 2),
+                p99: us(p99_us + 300),
+                cpu_p50: us(p99_us / 2),
+                cpu_p99: us(p99_us),
+                rss_kib: Some(rss_kib),
+            },
             errors,
             invocations: 201,
             first_error: (errors > 0).then(|| "HTTP 503".to_string()),
