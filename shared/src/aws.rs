@@ -16,8 +16,39 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .stalled_stream_protection(
             aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
         )
+        .http_client(https_client())
         .load()
         .await
+}
+
+/// The SDK's default client (hyper 1, rustls on aws-lc, proxy from the environment), trusting the process's
+/// one reading of the platform roots ([`crate::tls::native_roots`]) instead of reading them again.
+pub fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    let roots = crate::tls::native_roots();
+    let trust = if roots.is_empty() {
+        TrustStore::default()
+    } else {
+        TrustStore::empty().with_pem_certificate(crate::tls::pem_bundle(roots))
+    };
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_default();
+    // As aws-smithy-runtime's `default_https_client` does, with the trust store set.
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Every AWS call is bounded (an attempt at most 3 s, a call with the SDK's retries at most 8 s), so a slow

@@ -34,8 +34,19 @@ pub const TOKEN_RESPONSE_MAX_BYTES: usize = 64 * 1024;
 const MAX_REDIRECTS: usize = 3;
 
 fn builder(function: &str, timeouts: Timeouts) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
+    let roots = crate::tls::native_roots();
+    let tls = reqwest::Client::builder();
+    // The process's one reading of the platform roots; with none, reqwest's own loading reports it.
+    let tls = if roots.is_empty() {
+        tls
+    } else {
+        tls.tls_certs_only(
+            roots
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
+        )
+    };
+    tls.connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(format!(

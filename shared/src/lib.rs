@@ -28,6 +28,8 @@ pub mod ratelimit;
 pub mod redact;
 pub mod retry;
 pub mod signature;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "tokens")]
 pub mod tokens;
 
