@@ -6,20 +6,37 @@ use std::sync::OnceLock;
 
 static ROOTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
 
-/// The platform's root certificates (DER), read on first use. Empty when none could be read: the clients then
-/// fall back to their own loading, which reports it.
+/// The platform's root certificates (DER) that are usable trust anchors, read on first use. Empty when none
+/// could be read: the clients then fall back to their own loading, which reports it.
 pub fn native_roots() -> &'static [Vec<u8>] {
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();
         for error in &found.errors {
             tracing::warn!(error = %error, "a platform root certificate could not be read");
         }
-        found
-            .certs
-            .into_iter()
-            .map(|c| c.as_ref().to_vec())
-            .collect()
+        trust_anchors(found.certs.iter().map(|c| c.as_ref()))
     })
+}
+
+/// The certificates rustls accepts as roots. Both clients reject a whole store with one unparsable
+/// certificate in it (the SDK panics), where their own loading skips it: skip it here too.
+fn trust_anchors<'a>(certs: impl Iterator<Item = &'a [u8]>) -> Vec<Vec<u8>> {
+    let mut usable = Vec::new();
+    let mut skipped = 0;
+    for der in certs {
+        let mut probe = rustls::RootCertStore::empty();
+        match probe.add(rustls::pki_types::CertificateDer::from(der)) {
+            Ok(()) => usable.push(der.to_vec()),
+            Err(_) => skipped += 1,
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "platform root certificates rustls cannot use were skipped"
+        );
+    }
+    usable
 }
 
 /// Certificates (DER) as one PEM bundle: the AWS SDK's trust store takes PEM.
@@ -78,6 +95,15 @@ mod tests {
         let read: Vec<Vec<u8>> = read.certs.iter().map(|c| c.as_ref().to_vec()).collect();
         assert_eq!(read.len(), roots.len());
         assert!(roots.iter().all(|c| read.contains(c)));
+    }
+
+    #[test]
+    fn an_unusable_certificate_is_skipped_not_fatal() {
+        let good = native_roots()
+            .first()
+            .expect("this machine has root certificates");
+        let kept = trust_anchors([b"not a certificate".as_slice(), good.as_slice()].into_iter());
+        assert_eq!(kept, vec![good.clone()]);
     }
 
     #[test]
