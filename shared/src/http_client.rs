@@ -73,7 +73,15 @@ pub fn client(function: &str, timeouts: Timeouts) -> Result<reqwest::Client, req
 
 /// A client for OAuth token endpoints: no redirects at all (a 3xx is answered as an error status).
 pub fn token_client(function: &str) -> Result<reqwest::Client, reqwest::Error> {
-    builder(function, TOKEN_ENDPOINT)
+    no_redirects_client(function, TOKEN_ENDPOINT)
+}
+
+/// A client that follows no redirects (e.g. for a JWKS: a key set is fetched from where it was configured).
+pub fn no_redirects_client(
+    function: &str,
+    timeouts: Timeouts,
+) -> Result<reqwest::Client, reqwest::Error> {
+    builder(function, timeouts)
         .redirect(reqwest::redirect::Policy::none())
         .build()
 }

@@ -84,17 +84,21 @@ mod tests {
     }
 
     #[test]
-    fn the_sdk_reads_the_bundle_back_as_the_platform_roots() {
+    fn the_bundle_passes_the_sdks_own_parse_and_add() {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
         let roots = native_roots();
-        let path = std::env::temp_dir().join(format!("roots-{}.pem", std::process::id()));
-        std::fs::write(&path, pem_bundle(roots)).unwrap();
-        // rustls-pki-types' PEM reader: the one the SDK's trust store uses.
-        let read = rustls_native_certs::load_certs_from_paths(Some(&path), None);
-        std::fs::remove_file(&path).unwrap();
-        assert!(read.errors.is_empty(), "{:?}", read.errors);
-        let read: Vec<Vec<u8>> = read.certs.iter().map(|c| c.as_ref().to_vec()).collect();
-        assert_eq!(read.len(), roots.len());
-        assert!(roots.iter().all(|c| read.contains(c)));
+        assert!(!roots.is_empty(), "this machine has root certificates");
+        // What aws-smithy-http-client's `rustls_root_certs` does with a PEM trust store (it panics on failure).
+        let parsed: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(&pem_bundle(roots))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut store = rustls::RootCertStore::empty();
+        for cert in &parsed {
+            store.add(cert.clone()).unwrap();
+        }
+        assert_eq!(store.len(), roots.len());
+        let parsed: Vec<&[u8]> = parsed.iter().map(|c| c.as_ref()).collect();
+        assert!(roots.iter().map(Vec::as_slice).eq(parsed));
     }
 
     #[test]
@@ -106,10 +110,12 @@ mod tests {
         assert_eq!(kept, vec![good.clone()]);
     }
 
+    #[cfg(feature = "client")]
     #[test]
-    fn the_platform_roots_are_read_once() {
-        let first = native_roots();
-        assert!(!first.is_empty(), "this machine has root certificates");
-        assert!(std::ptr::eq(first, native_roots()));
+    fn the_http_clients_build_on_the_shared_roots() {
+        use crate::http_client::{client, no_redirects_client, TOKEN_ENDPOINT};
+        assert!(!native_roots().is_empty());
+        client("test", TOKEN_ENDPOINT).unwrap();
+        no_redirects_client("test", TOKEN_ENDPOINT).unwrap();
     }
 }

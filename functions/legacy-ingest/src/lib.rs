@@ -695,16 +695,10 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 
 /// The HTTP client for the JWKS: follows no redirects, and gives up within [`auth::JWKS_FETCH_TIMEOUT`].
 pub fn jwks_http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(auth::JWKS_FETCH_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!(
-            "genesys-servicenow-bridge/",
-            env!("CARGO_PKG_VERSION"),
-            " (legacy-ingest)"
-        ))
-        .build()
+    shared::http_client::no_redirects_client(
+        "legacy-ingest",
+        shared::http_client::Timeouts::new(Duration::from_secs(2), auth::JWKS_FETCH_TIMEOUT),
+    )
 }
 
 /// How long a delivered transaction is remembered: a retried transaction within it is a duplicate.
