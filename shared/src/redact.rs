@@ -98,19 +98,22 @@ pub fn normalise_e164(raw: &str) -> Option<String> {
         .unwrap_or(s);
     let s = s.split(['@', ';']).next().unwrap_or(s);
     let plus = s.trim_start().starts_with('+');
-    let mut digits = String::new();
-    for c in s.chars() {
-        match c {
-            '0'..='9' => digits.push(c),
-            '+' | ' ' | '-' | '.' | '(' | ')' => {}
+    // `+` and at most 15 digits; the bytes are checked to be ASCII digits before they are kept.
+    let mut e164 = String::with_capacity(16);
+    e164.push('+');
+    for b in s.bytes() {
+        match b {
+            b'0'..=b'9' => e164.push(char::from(b)),
+            b'+' | b' ' | b'-' | b'.' | b'(' | b')' => {}
             _ => return None,
         }
     }
-    if !(8..=15).contains(&digits.len()) || !plus && digits.len() < 11 {
+    let digits = e164.len() - 1;
+    if !(8..=15).contains(&digits) || !plus && digits < 11 {
         // Without '+' only accept numbers that already carry a country code (11+ digits).
         return None;
     }
-    Some(format!("+{digits}"))
+    Some(e164)
 }
 
 fn is_word(b: u8) -> bool {
@@ -817,6 +820,20 @@ mod tests {
         assert_eq!(normalise_e164("4155550123"), None);
         assert_eq!(normalise_e164("anonymous"), None);
         assert_eq!(normalise_e164(""), None);
+        assert_eq!(
+            normalise_e164(" 14155550123 ").as_deref(),
+            Some("+14155550123"),
+            "11 digits carry a country code"
+        );
+        assert_eq!(normalise_e164("+1415555０123"), None, "a full-width digit");
+        assert_eq!(normalise_e164("+1 415 555 0123 ext 9"), None);
+        assert_eq!(normalise_e164("+1234567"), None, "7 digits");
+        assert_eq!(
+            normalise_e164("+12345678").as_deref(),
+            Some("+12345678"),
+            "8 digits"
+        );
+        assert_eq!(normalise_e164("+1234567890123456"), None, "16 digits");
     }
 
     #[test]
