@@ -931,10 +931,11 @@ impl Profile {
             ends.push(texts.len());
             values.push(value);
         }
+        // A profile has a few variables: a scan comparing lengths first beats a binary search of strings.
         let get = |name: &str| {
             self.variables
-                .binary_search_by(|v| v.name.as_str().cmp(name))
-                .ok()
+                .iter()
+                .position(|v| v.name.len() == name.len() && v.name == name)
                 .and_then(|i| values.get(i))
                 .map(|v| v.as_ref())
         };
