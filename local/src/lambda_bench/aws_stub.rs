@@ -62,6 +62,8 @@ pub struct Observed {
 struct StubState {
     config: StubConfig,
     counter: AtomicU64,
+    /// Every request answered.
+    requests: AtomicU64,
     unexpected: Mutex<Vec<String>>,
     store: Mutex<ItemStore>,
     observed: Mutex<Observed>,
@@ -84,6 +86,7 @@ impl AwsStub {
         let state = Arc::new(StubState {
             config,
             counter: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             unexpected: Mutex::new(Vec::new()),
             store: Mutex::new(store),
             observed: Mutex::new(Observed::default()),
@@ -105,6 +108,11 @@ impl AwsStub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Requests answered so far (AWS, ServiceNow and Genesys alike).
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
     }
 
     pub fn observed(&self) -> Observed {
@@ -161,6 +169,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
     match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         Some(target) => aws(&s, target, &body),
         None => http_api(&s, &method, uri.path(), &headers, &body),
@@ -615,6 +624,7 @@ mod tests {
         let stub = stub().await;
         let http = reqwest::Client::new();
         let url = stub.url();
+        assert_eq!(stub.requests(), 0);
         let created = http
             .post(format!("{url}/api/now/table/incident"))
             .json(&json!({"short_description": "x"}))
@@ -622,6 +632,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+        assert_eq!(stub.requests(), 1, "every request is counted");
         let body: Value = created.json().await.unwrap();
         assert!(body["result"]["number"]
             .as_str()

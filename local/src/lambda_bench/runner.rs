@@ -265,6 +265,7 @@ pub async fn run_once(
     let (mut errors, mut first_error) = (0, None);
     // Each window starts where the last one ended: no CPU of the function falls between two.
     let mut before = cpu_time(pid);
+    let mut requests_after_first = 0;
     for (i, event) in events.into_iter().enumerate() {
         let invocation = api.invoke(Bytes::from(event));
         let what = format!("before answering invocation {i}");
@@ -284,6 +285,9 @@ pub async fn run_once(
             cpu.push(a.saturating_sub(b));
         }
         before = after;
+        if i == 0 {
+            requests_after_first = stub.requests();
+        }
         let wrong = match &answer.kind {
             AnswerKind::Response => f.check(&answer.body).err(),
             AnswerKind::Error { error_type } => {
@@ -296,6 +300,7 @@ pub async fn run_once(
         }
     }
     let rss_kib = peak_rss_kib(pid);
+    let warm_requests = stub.requests().saturating_sub(requests_after_first);
     drop(process);
     // A budget judged on nothing would pass: no CPU figure for every invocation fails the run.
     if cpu.len() != latencies.len() || cpu.iter().all(Duration::is_zero) {
@@ -324,6 +329,9 @@ pub async fn run_once(
             cpu_p50: percentile(warm_cpu, 50.0).unwrap_or_default(),
             cpu_p99: percentile(warm_cpu, 99.0).unwrap_or_default(),
             rss_kib,
+            calls_centi: (warm_requests * 100)
+                .checked_div(warm_latencies.len() as u64)
+                .unwrap_or(0),
         },
         errors,
         invocations: latencies.len(),
@@ -384,7 +392,7 @@ pub async fn main_with(options: &Options) -> i32 {
                 Ok((run_figures, odd)) => {
                     let figures = &run_figures.figures;
                     eprintln!(
-                        "{} run {run}/{}: init {} ms, first {} ms, p50 {} ms, p99 {} ms, CPU p50 {} ms, CPU p99 {} ms, RSS {} KiB, {} error(s)",
+                        "{} run {run}/{}: init {} ms, first {} ms, p50 {} ms, p99 {} ms, CPU p50 {} ms, CPU p99 {} ms, RSS {} KiB, {:.2} calls per warm invocation, {} error(s)",
                         f.name(),
                         options.runs,
                         ms(figures.init),
@@ -394,6 +402,7 @@ pub async fn main_with(options: &Options) -> i32 {
                         ms(figures.cpu_p50),
                         ms(figures.cpu_p99),
                         figures.rss_kib.map_or("?".into(), |k| k.to_string()),
+                        figures.calls_centi as f64 / 100.0,
                         run_figures.errors
                     );
                     for u in odd {
@@ -431,7 +440,8 @@ pub async fn main_with(options: &Options) -> i32 {
         "Release binaries on this host, each against a local Lambda Runtime API and an in-process AWS / \
          ServiceNow / Genesys stub: {} warm invocations per run, median of {} run(s). Budgets: init < {} ms, \
          handler overhead (the function's own CPU per warm invocation, p99) < {} ms, RSS < {} MB ({}x fails). \
-         Wall times include the stub's answers and the wake-ups between the processes.\n",
+         Wall times include the stub's answers and the wake-ups between the processes. Calls: requests to \
+         AWS, ServiceNow and Genesys per warm invocation (the Runtime API's two are not counted).\n",
         options.invocations,
         options.runs,
         BUDGETS.init.as_millis(),

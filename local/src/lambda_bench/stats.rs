@@ -74,6 +74,9 @@ pub struct Figures {
     pub cpu_p50: Duration,
     pub cpu_p99: Duration,
     pub rss_kib: Option<u64>,
+    /// Requests the function made to AWS, ServiceNow and Genesys per warm invocation, in hundredths
+    /// (the Runtime API's two, `/next` and the answer, not counted).
+    pub calls_centi: u64,
 }
 
 impl Row {
@@ -96,6 +99,12 @@ impl Row {
                         .filter_map(|r| r.figures.rss_kib)
                         .collect::<Vec<_>>(),
                 ),
+                calls_centi: median(
+                    &runs
+                        .iter()
+                        .map(|r| r.figures.calls_centi)
+                        .collect::<Vec<_>>(),
+                )?,
             })
         })();
         Self {
@@ -184,13 +193,13 @@ fn ms(d: Duration, decimals: usize) -> String {
     format!("{:.*}", decimals, d.as_secs_f64() * 1000.0)
 }
 
-const HEADER: &str = "| function | init ms | first ms | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms | RSS MB | status |\n";
+const HEADER: &str = "| function | init ms | first ms | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms | RSS MB | calls | status |\n";
 
-/// The Markdown table: wall times (served → answered, the stub's answers included) and the function's own
-/// CPU time per warm invocation, which the handler budget applies to.
+/// The Markdown table: wall times (served → answered, the stub's answers included), the function's own
+/// CPU time per warm invocation, which the handler budget applies to, and its calls per warm invocation.
 pub fn markdown_table(rows: &[Row], budgets: &Budgets) -> String {
     let mut out =
-        format!("{HEADER}| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        format!("{HEADER}| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
     for row in rows {
         let cells = match &row.figures {
             Some(m) => [
@@ -202,6 +211,7 @@ pub fn markdown_table(rows: &[Row], budgets: &Budgets) -> String {
                 ms(m.cpu_p99, 3),
                 m.rss_kib
                     .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+                format!("{:.1}", m.calls_centi as f64 / 100.0),
             ],
             None => std::array::from_fn(|_| "—".to_string()),
         };
@@ -254,6 +264,7 @@ mod tests {
                 cpu_p50: us(p99_us / 2),
                 cpu_p99: us(p99_us),
                 rss_kib: Some(rss_kib),
+                calls_centi: 500,
             },
             errors,
             invocations: 201,
@@ -303,11 +314,13 @@ mod tests {
         let table = markdown_table(&[row, broken], &BUDGETS);
         assert!(table.starts_with(HEADER));
         assert!(
-            table.contains("| f | 12.0 | 2.00 | 0.350 | 1.000 | 0.350 | 0.700 | 8.9 | ok |"),
+            table.contains("| f | 12.0 | 2.00 | 0.350 | 1.000 | 0.350 | 0.700 | 8.9 | 5.0 | ok |"),
             "{table}"
         );
         assert!(
-            table.contains("| f | — | — | — | — | — | — | — | FAILED: 1 run(s) did not complete |"),
+            table.contains(
+                "| f | — | — | — | — | — | — | — | — | FAILED: 1 run(s) did not complete |"
+            ),
             "{table}"
         );
     }
