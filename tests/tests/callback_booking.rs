@@ -78,6 +78,59 @@ async fn twenty_concurrent_bookings_for_two_slots_of_five_give_ten_callbacks_and
     assert_eq!(sim.callbacks().len(), 10);
 }
 
+/// A new claim's booking writes its reservation without reading it first; one made before its claim was
+/// gone (kept shorter than reservations) is still found, also when every slot it could take is full now.
+#[tokio::test]
+async fn a_resubmission_whose_claim_is_gone_finds_its_reservation_even_with_the_slots_full() {
+    let (sim, b, resources) = integration_tests::callbacks::booking_with_resources(
+        "queue-support",
+        Duration::from_secs(1),
+    )
+    .await;
+    let deadline = || Deadline::after(Duration::from_secs(4));
+    let mine = body("+15550199888");
+    let first = b
+        .book(&mine, Some("client-key-0001"), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(first.status, Status::Scheduled);
+    let others: Vec<Vec<u8>> = (0..9).map(|i| body(&format!("+1555020{i:04}"))).collect();
+    for other in &others {
+        book(&b, other).await.unwrap();
+    }
+    assert!(matches!(
+        book(&b, &body("+15550209999")).await,
+        Err(BookError::Full { .. })
+    ));
+    let ddb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
+    ddb.delete_item()
+        .table_name(&resources.callbacks_table)
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S(
+                "callback-booking:key:client-key-0001".into(),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let again = b
+        .book(&mine, Some("client-key-0001"), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(sim.callbacks().len(), 10, "one callback per booking");
+    let fresh = b
+        .book(
+            &body("+15550188777"),
+            Some("client-key-0002"),
+            now(),
+            deadline(),
+        )
+        .await;
+    assert!(matches!(fresh, Err(BookError::Full { .. })), "{fresh:?}");
+}
+
 #[tokio::test]
 async fn genesys_throttling_defers_the_callback_and_a_resubmission_makes_exactly_one() {
     let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;

@@ -324,7 +324,7 @@ impl Booking {
         deadline: Deadline,
     ) -> Result<Reservation, BookError> {
         let id = reservation_id(&key);
-        let token = loop {
+        let (token, retaken) = loop {
             let until = shared::clock::epoch_ms()
                 + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
             match self
@@ -333,7 +333,7 @@ impl Booking {
                 .await
                 .map_err(unavailable)?
             {
-                Claim::Acquired { token, .. } => break token,
+                Claim::Acquired { token, retaken } => break (token, retaken),
                 Claim::Completed { .. } => {
                     return self
                         .reservations
@@ -364,7 +364,7 @@ impl Booking {
         };
         let result = self
             .reserve_and_create(
-                &id, queue, request, name, phone, slots, windows, now, deadline,
+                &id, queue, request, name, phone, slots, windows, retaken, now, deadline,
             )
             .await;
         let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
@@ -406,10 +406,18 @@ impl Booking {
         phone: &str,
         slots: &[Timestamp],
         windows: &[crate::schedule::Window],
+        retaken: bool,
         now: Timestamp,
         deadline: Deadline,
     ) -> Result<Reservation, BookError> {
-        let reservation = match self.reservations.get(id).await.map_err(unavailable)? {
+        // Under a claim that did not exist, no attempt of this booking ran while claims are kept, so the
+        // reservation is not read first: its conditional write finds an older one. DynamoDB gives a reason
+        // per item of a cancelled transaction, so that is Stale (read below) even when the slot is full.
+        let existing = match retaken {
+            true => self.reservations.get(id).await.map_err(unavailable)?,
+            false => None,
+        };
+        let reservation = match existing {
             Some(existing) => existing,
             None => {
                 let mut r = Reservation {
