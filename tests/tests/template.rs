@@ -211,6 +211,56 @@ fn the_dashboard_is_valid_json_over_emitted_metrics_and_the_alarms_are_there() {
     }
 }
 
+/// The top-level resources of `kind` (their lines).
+fn resources_of(t: &str, kind: &str) -> Vec<String> {
+    let lines: Vec<&str> = t.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[1].trim() == format!("Type: {kind}"))
+        .map(|w| resource(t, w[0].trim().trim_end_matches(':')))
+        .collect()
+}
+
+#[test]
+fn every_queue_failures_land_in_has_a_depth_alarm_and_every_alarm_can_notify() {
+    let t = template();
+    // Redrive targets and on-failure destinations: where work that failed for good waits for someone.
+    let failure_queues: std::collections::BTreeSet<&str> = t
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("deadLetterTargetArn: !GetAtt ")
+                .or_else(|| l.strip_prefix("Destination: !GetAtt "))?
+                .strip_suffix(".Arn")
+        })
+        .collect();
+    assert_eq!(
+        failure_queues.len(),
+        4,
+        "events, webhooks, stream failures, callback events: {failure_queues:?}"
+    );
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    for queue in failure_queues {
+        assert!(
+            alarms.iter().any(
+                |a| a.contains("MetricName: ApproximateNumberOfMessagesVisible")
+                    && a.contains("Threshold: 0")
+                    && a.contains(&format!("Value: !GetAtt {queue}.QueueName"))
+            ),
+            "no depth alarm for {queue}"
+        );
+    }
+    assert!(t.contains("  HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, \"\"]]"));
+    for alarm in &alarms {
+        assert!(
+            alarm.contains(
+                "AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"
+            ),
+            "an alarm that notifies nobody: {alarm}"
+        );
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
