@@ -20,12 +20,23 @@ pub struct StreamPump {
     iterators: BTreeMap<String, Option<String>>,
 }
 
+/// An attribute as Lambda's DynamoDB stream events carry it (`{"S": "…"}`, `{"M": {…}}`, binary as base64).
 fn attribute(v: &AttributeValue) -> Option<Value> {
+    use base64::Engine;
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
     Some(match v {
         AttributeValue::S(s) => json!({"S": s}),
         AttributeValue::N(n) => json!({"N": n}),
         AttributeValue::Ss(s) => json!({"SS": s}),
+        AttributeValue::Ns(n) => json!({"NS": n}),
         AttributeValue::Bool(b) => json!({"BOOL": b}),
+        AttributeValue::Null(_) => json!({"NULL": true}),
+        AttributeValue::B(b) => json!({"B": b64(b)}),
+        AttributeValue::Bs(bs) => json!({"BS": bs.iter().map(b64).collect::<Vec<_>>()}),
+        AttributeValue::L(l) => json!({"L": l.iter().filter_map(attribute).collect::<Vec<_>>()}),
+        AttributeValue::M(m) => json!({"M": image(Some(m))?}),
         _ => return None,
     })
 }
@@ -37,6 +48,26 @@ fn image(item: Option<&std::collections::HashMap<String, AttributeValue>>) -> Op
         .filter_map(|(k, v)| attribute(v).map(|a| (k.clone(), a)))
         .collect();
     Some(Value::Object(map))
+}
+
+/// A stream record as Lambda hands it to a function (`eventSource: aws:dynamodb`, `dynamodb.{NewImage,
+/// OldImage, SequenceNumber}`); `None` for a record without its `dynamodb` part.
+pub fn lambda_record(
+    stream_arn: &str,
+    r: &aws_sdk_dynamodbstreams::types::Record,
+) -> Option<Value> {
+    let d = r.dynamodb()?;
+    let mut images = json!({"SequenceNumber": d.sequence_number()});
+    if let Some(new) = image(d.new_image.as_ref()) {
+        images["NewImage"] = new;
+    }
+    if let Some(old) = image(d.old_image.as_ref()) {
+        images["OldImage"] = old;
+    }
+    Some(
+        json!({"eventID": r.event_id(), "eventName": r.event_name().map(|n| n.as_str()),
+               "eventSource": "aws:dynamodb", "eventSourceARN": stream_arn, "dynamodb": images}),
+    )
 }
 
 impl StreamPump {
@@ -88,20 +119,11 @@ impl StreamPump {
                 .send()
                 .await?;
             *iterator = got.next_shard_iterator().map(str::to_string);
-            for r in got.records() {
-                let Some(d) = r.dynamodb() else { continue };
-                let mut images = json!({"SequenceNumber": d.sequence_number()});
-                if let Some(new) = image(d.new_image.as_ref()) {
-                    images["NewImage"] = new;
-                }
-                if let Some(old) = image(d.old_image.as_ref()) {
-                    images["OldImage"] = old;
-                }
-                out.push(
-                    json!({"eventID": r.event_id(), "eventName": r.event_name().map(|n| n.as_str()),
-                    "eventSource": "aws:dynamodb", "eventSourceARN": self.arn, "dynamodb": images}),
-                );
-            }
+            out.extend(
+                got.records()
+                    .iter()
+                    .filter_map(|r| lambda_record(&self.arn, r)),
+            );
         }
         Ok(out)
     }

@@ -301,3 +301,136 @@ async fn a_failing_subscriber_is_retried_in_order_then_dead_lettered_with_the_re
         "the status never waits for a subscriber"
     );
 }
+
+/// A stream batch the notifier failed for good (Lambda's on-failure record names its shard and range, not its
+/// records) is read back from the stream by `bridge-ops replay-stream`: listed in a dry run, replayed, and
+/// delivered once however often it is replayed; a message that is no on-failure record stays on the queue.
+#[tokio::test]
+async fn a_failed_stream_batch_is_read_back_replayed_and_delivered_once() {
+    use ops::stream_replay::{Fate, StreamReplay};
+    let rig = live_rig().await;
+    let r = book(&rig).await;
+    let aws = integration_tests::aws_config().await;
+    let arn = rig.resources.callbacks_stream_arn.clone();
+    let streams = aws_sdk_dynamodbstreams::Client::new(&aws);
+    let described = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let shard = described
+        .stream_description()
+        .and_then(|d| d.shards().first())
+        .and_then(|s| s.shard_id())
+        .unwrap()
+        .to_string();
+    // Nothing was pumped: the batch the notifier never delivered is everything the stream holds.
+    let mut reader = local::callback_pumps::StreamPump::new(&aws, &arn);
+    let records = reader.next().await.unwrap();
+    let sequence = |r: &Value| {
+        r["dynamodb"]["SequenceNumber"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (start, end) = (sequence(&records[0]), sequence(records.last().unwrap()));
+    let failure = serde_json::json!({
+        "requestContext": {"requestId": "r1", "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 21},
+        "version": "1.0", "timestamp": "2026-12-02T10:00:00.000Z",
+        "DDBStreamBatchInfo": {"shardId": shard, "startSequenceNumber": start, "endSequenceNumber": end,
+            "batchSize": records.len(), "streamArn": arn}})
+    .to_string();
+    let queue = rig
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}-stream-failures", rig.resources.callbacks_table))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for body in [failure.as_str(), r#"{"note": "not from Lambda"}"#] {
+        rig.sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let replay = StreamReplay {
+        sqs: rig.sqs.clone(),
+        streams,
+        failures_queue_url: queue.clone(),
+    };
+    let fates = |listed: &[ops::stream_replay::Failure]| {
+        let mut f: Vec<Fate> = listed.iter().map(|f| f.fate.clone()).collect();
+        f.sort_by_key(|f| format!("{f:?}"));
+        f
+    };
+    let junk = Fate::Kept("not an on-failure record: no DDBStreamBatchInfo.streamArn".into());
+    let listed = replay.run(None, None).await.unwrap();
+    assert_eq!(
+        fates(&listed),
+        [junk.clone(), Fate::Readable(records.len())]
+    );
+    let info = listed.iter().find_map(|f| f.info.clone()).unwrap();
+    assert_eq!((info.start, info.end, info.shard_id), (start, end, shard));
+    assert!(rig.sink.received().is_empty(), "a dry run delivers nothing");
+
+    let replayed = replay.run(Some(&rig.notifier), None).await.unwrap();
+    assert_eq!(
+        fates(&replayed),
+        [junk.clone(), Fate::Replayed(records.len())]
+    );
+    webhooks(&rig, 1, Duration::from_secs(10)).await;
+    // Lambda may write the same on-failure record again, or an operator replay twice: nothing twice.
+    rig.sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body(&failure)
+        .send()
+        .await
+        .unwrap();
+    let again = replay.run(Some(&rig.notifier), None).await.unwrap();
+    assert_eq!(fates(&again), [junk.clone(), Fate::Replayed(records.len())]);
+    webhooks(&rig, 2, Duration::from_secs(3)).await;
+    let statuses: Vec<(String, String)> = rig
+        .sink
+        .received()
+        .iter()
+        .map(|w| {
+            let v: Value = serde_json::from_slice(&w.body).unwrap();
+            (
+                v["reservation_id"].as_str().unwrap().to_string(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [(r.id.clone(), "scheduled".to_string())]);
+    assert_eq!(fates(&replay.run(None, None).await.unwrap()), [junk]);
+    // Replayed failures are deleted, not merely hidden: the junk is all the queue holds.
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let attributes = rig
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    let count = |a: A| {
+        attributes
+            .get(&a)
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap()
+    };
+    assert_eq!(
+        count(A::ApproximateNumberOfMessages) + count(A::ApproximateNumberOfMessagesNotVisible),
+        1
+    );
+}

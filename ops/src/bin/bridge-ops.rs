@@ -3,6 +3,11 @@
 //! `EventsQueueUrl` outputs), with the AWS credentials and region of the environment (`AWS_ENDPOINT_URL` for an
 //! emulator).
 //!
+//! `bridge-ops replay-stream --failures <url> [--dry-run] [--limit N]`: the callback stream batches
+//! callback-notifier failed (`CallbackStreamFailureQueue`), read back from the stream and handed to the notifier
+//! again, configured from the environment as the function is (its variables: `CALLBACKS_TABLE`,
+//! `CALLBACK_SUBSCRIBERS`, the webhook queues, `CALLBACK_WEBSOCKET_ENDPOINT`).
+//!
 //! `bridge-ops trace --conversation <id> --table <idempotency table> --dlq <url> [--servicenow-url <url>
 //! --servicenow-secret-id <secret>]`: the conversation's incident, its notes and its dead letters.
 
@@ -14,6 +19,7 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: bridge-ops replay (--dlq <url> | --dlq-name N) (--queue <url> | --queue-name N) [--dry-run] [--reason R] [--older-than 1h] \
          [--newer-than 2d] [--rate 10] [--limit N]\n       \
+         bridge-ops replay-stream --failures <CallbackStreamFailureQueue url> [--dry-run] [--limit N]\n       \
          bridge-ops trace --conversation <id> --table <idempotency table> (--dlq <url> | --dlq-name N) \
          [--servicenow-url <url> --servicenow-secret-id <secret with username, password>]"
     );
@@ -131,12 +137,87 @@ async fn trace(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `bridge-ops replay-stream`: the notifier's failed stream batches, read back and handed to it again.
+async fn replay_stream(args: &[String]) -> ExitCode {
+    let (mut failures, mut dry_run, mut limit) = (None, false, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--failures" => failures = it.next().cloned(),
+            "--dry-run" => dry_run = true,
+            "--limit" => match it.next().and_then(|v| v.parse().ok()) {
+                Some(l) => limit = Some(l),
+                None => return usage(),
+            },
+            _ => return usage(),
+        }
+    }
+    let Some(failures_queue_url) = failures else {
+        return usage();
+    };
+    let aws = shared::aws::sdk_config().await;
+    let notifier = if dry_run {
+        None
+    } else {
+        let built = match callback_notifier::Config::from_env() {
+            Ok(config) => callback_notifier::build(config, &aws)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("the notifier's configuration (its function's environment): {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let replay = ops::stream_replay::StreamReplay {
+        sqs: aws_sdk_sqs::Client::new(&aws),
+        streams: aws_sdk_dynamodbstreams::Client::new(&aws),
+        failures_queue_url,
+    };
+    let listed = match replay.run(notifier.as_ref(), limit).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut kept = 0;
+    for f in &listed {
+        let range = f.info.as_ref().map_or("?".to_string(), |i| {
+            format!(
+                "{} {}..{} ({} records, {})",
+                i.shard_id, i.start, i.end, i.batch_size, i.condition
+            )
+        });
+        let fate = match &f.fate {
+            ops::stream_replay::Fate::Readable(n) => format!("readable: {n} record(s)"),
+            ops::stream_replay::Fate::Replayed(n) => format!("replayed: {n} record(s)"),
+            ops::stream_replay::Fate::Kept(why) => {
+                kept += 1;
+                format!("kept: {why}")
+            }
+        };
+        println!(
+            "{}  {}s ago  {range}  {fate}",
+            f.message_id,
+            f.age.as_secs()
+        );
+    }
+    println!("{} failure(s), {kept} kept", listed.len());
+    ExitCode::SUCCESS
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("replay") => {}
         Some("trace") => return trace(&args[1..]).await,
+        Some("replay-stream") => return replay_stream(&args[1..]).await,
         _ => return usage(),
     }
     let mut options = Options {
