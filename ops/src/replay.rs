@@ -6,12 +6,14 @@
 //! or with a filter, the messages are received, sent and deleted here. Messages not replayed stay in the
 //! dead-letter queue, untouched: they are held while the queue is read, then released.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
+
+use crate::queue::QueueReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -169,35 +171,18 @@ impl Replay {
 
     async fn by_hand(&self, options: &Options) -> Result<Report, ReplayError> {
         let mut report = Report::default();
-        let mut held: Vec<String> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut reader = QueueReader::new(&self.sqs, &self.dead_letter_queue_url, HOLD);
         let pause = Duration::from_millis(1000 / u64::from(options.rate.max(1)));
         let result = async {
             loop {
-                let got = self
-                    .sqs
-                    .receive_message()
-                    .queue_url(&self.dead_letter_queue_url)
-                    .max_number_of_messages(10)
-                    .visibility_timeout(HOLD.as_secs() as i32)
-                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-                    .message_attribute_names("All")
-                    .send()
+                let messages = reader
+                    .next()
                     .await
                     .map_err(|e| sqs_error("ReceiveMessage", e))?;
-                let messages = got.messages.unwrap_or_default();
-                if messages.is_empty()
-                    || messages
-                        .iter()
-                        .all(|m| m.message_id().is_some_and(|id| seen.contains(id)))
-                {
+                if messages.is_empty() {
                     return Ok::<(), ReplayError>(());
                 }
                 for m in messages {
-                    let id = m.message_id().unwrap_or_default().to_string();
-                    if !seen.insert(id.clone()) {
-                        continue;
-                    }
                     let attr = |k: &str| {
                         m.message_attributes()
                             .and_then(|a| a.get(k))
@@ -205,29 +190,21 @@ impl Replay {
                             .unwrap_or_default()
                             .to_string()
                     };
-                    let sent_ms: u64 = m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or_else(shared::clock::epoch_ms);
                     let reason = match attr("failure_reason") {
                         r if r.is_empty() => "unknown".to_string(),
                         r => r,
                     };
                     let mut letter = Letter {
-                        message_id: id,
+                        message_id: m.message_id().unwrap_or_default().to_string(),
                         reason,
                         detail: attr("failure_detail"),
-                        age: Duration::from_millis(
-                            shared::clock::epoch_ms().saturating_sub(sent_ms),
-                        ),
+                        age: crate::queue::age(&m),
                         replayed: false,
                         conversation_id: conversation_of(m.body().unwrap_or_default()),
                     };
                     let wanted = !options.dry_run
                         && options.filter.keeps(&letter)
                         && options.limit.is_none_or(|l| report.moved < l);
-                    let receipt = m.receipt_handle().unwrap_or_default().to_string();
                     if wanted {
                         self.sqs
                             .send_message()
@@ -241,7 +218,7 @@ impl Replay {
                         self.sqs
                             .delete_message()
                             .queue_url(&self.dead_letter_queue_url)
-                            .receipt_handle(&receipt)
+                            .receipt_handle(m.receipt_handle().unwrap_or_default())
                             .send()
                             .await
                             .map_err(|e| sqs_error("DeleteMessage", e))?;
@@ -249,7 +226,7 @@ impl Replay {
                         report.moved += 1;
                         tokio::time::sleep(pause).await;
                     } else {
-                        held.push(receipt);
+                        reader.keep(&m);
                     }
                     report.letters.push(letter);
                 }
@@ -257,16 +234,7 @@ impl Replay {
         }
         .await;
         // What was not replayed goes back as it was, whatever happened above.
-        for receipt in held {
-            let _ = self
-                .sqs
-                .change_message_visibility()
-                .queue_url(&self.dead_letter_queue_url)
-                .receipt_handle(receipt)
-                .visibility_timeout(0)
-                .send()
-                .await;
-        }
+        reader.release().await;
         result.map(|_| report)
     }
 }

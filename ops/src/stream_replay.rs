@@ -5,14 +5,14 @@
 //! was handed over and accepted. A dry run lists each failure and whether its records can still be read.
 //! A replay delivers nothing twice: notices are queued under their id and recorded once delivered.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
 use aws_sdk_dynamodbstreams::operation::get_shard_iterator::GetShardIteratorError;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::Value;
+
+use crate::queue::QueueReader;
 
 /// How long a received failure is held while it is read and replayed.
 const HOLD: Duration = Duration::from_secs(120);
@@ -185,40 +185,22 @@ impl StreamReplay {
         notifier: Option<&callback_notifier::Notifier>,
         limit: Option<usize>,
     ) -> Result<Vec<Failure>, StreamReplayError> {
-        let mut out = Vec::new();
-        let mut held = Vec::new();
-        let mut seen = HashSet::new();
+        let mut out: Vec<Failure> = Vec::new();
+        let mut reader = QueueReader::new(&self.sqs, &self.failures_queue_url, HOLD);
         let result = async {
             loop {
-                let got = self
-                    .sqs
-                    .receive_message()
-                    .queue_url(&self.failures_queue_url)
-                    .max_number_of_messages(10)
-                    .visibility_timeout(HOLD.as_secs() as i32)
-                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-                    .send()
+                let messages = reader
+                    .next()
                     .await
                     .map_err(|e| aws_error("ReceiveMessage", e))?;
-                let messages = got.messages.unwrap_or_default();
-                let fresh: Vec<_> = messages
-                    .into_iter()
-                    .filter(|m| seen.insert(m.message_id().unwrap_or_default().to_string()))
-                    .collect();
-                if fresh.is_empty() {
+                if messages.is_empty() {
                     return Ok::<(), StreamReplayError>(());
                 }
-                for m in fresh {
-                    let sent_ms: u64 = m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or_else(shared::clock::epoch_ms);
-                    let receipt = m.receipt_handle().unwrap_or_default().to_string();
+                for m in messages {
                     let info = batch_info(m.body().unwrap_or_default());
                     let replays_left = limit.is_none_or(|l| {
                         out.iter()
-                            .filter(|f: &&Failure| matches!(f.fate, Fate::Replayed(_)))
+                            .filter(|f| matches!(f.fate, Fate::Replayed(_)))
                             .count()
                             < l
                     });
@@ -236,7 +218,7 @@ impl StreamReplay {
                                     self.sqs
                                         .delete_message()
                                         .queue_url(&self.failures_queue_url)
-                                        .receipt_handle(&receipt)
+                                        .receipt_handle(m.receipt_handle().unwrap_or_default())
                                         .send()
                                         .await
                                         .map_err(|e| aws_error("DeleteMessage", e))?;
@@ -246,30 +228,19 @@ impl StreamReplay {
                         },
                     };
                     if !matches!(fate, Fate::Replayed(_)) {
-                        held.push(receipt);
+                        reader.keep(&m);
                     }
                     out.push(Failure {
                         message_id: m.message_id().unwrap_or_default().to_string(),
                         info: info.ok(),
-                        age: Duration::from_millis(
-                            shared::clock::epoch_ms().saturating_sub(sent_ms),
-                        ),
+                        age: crate::queue::age(&m),
                         fate,
                     });
                 }
             }
         }
         .await;
-        for receipt in held {
-            let _ = self
-                .sqs
-                .change_message_visibility()
-                .queue_url(&self.failures_queue_url)
-                .receipt_handle(receipt)
-                .visibility_timeout(0)
-                .send()
-                .await;
-        }
+        reader.release().await;
         result.map(|_| out)
     }
 }
