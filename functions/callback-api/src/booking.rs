@@ -413,7 +413,8 @@ impl Booking {
         // Under a claim that did not exist, no attempt of this booking ran while claims are kept, so the
         // reservation is not read first: its conditional write finds an older one. DynamoDB gives a reason
         // per item of a cancelled transaction, so that is Stale (read below) even when the slot is full.
-        let existing = match retaken {
+        // Without a slot to try there is no write to find it: read.
+        let existing = match retaken || slots.is_empty() {
             true => self.reservations.get(id).await.map_err(unavailable)?,
             false => None,
         };

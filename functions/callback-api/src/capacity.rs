@@ -168,9 +168,15 @@ impl SlotCapacity {
                 let failed = |i: usize| {
                     reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
                 };
+                // Full only when the write itself passed: a reservation held up by a conflicting
+                // transaction is no answer about room, and a booking would be told "full" wrongly.
+                let passed = matches!(
+                    reasons.first().and_then(|c| c.as_deref()),
+                    None | Some("None")
+                );
                 if failed(0) {
                     Ok(Outcome::Stale)
-                } else if (1..=take.len()).any(failed) {
+                } else if passed && (1..=take.len()).any(failed) {
                     Ok(Outcome::Full)
                 } else {
                     Err(store_error("TransactWriteItems", e))

@@ -208,7 +208,11 @@ async fn replay_stream(args: &[String]) -> ExitCode {
         );
     }
     println!("{} failure(s), {kept} kept", listed.len());
-    ExitCode::SUCCESS
+    // Scripts can tell: a failure that could not be read back or replayed is still there.
+    match kept {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }
 
 #[tokio::main]
