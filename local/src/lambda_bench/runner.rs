@@ -41,7 +41,8 @@ own CPU time per warm invocation (p50 / p99, all its threads), median of R runs,
   --invocations N    warm invocations per run (default 200)
   --runs R           fresh processes per function (default 3)
   FUNCTION           webhook-receiver servicenow-writer legacy-ingest token-refresher data-action
-                     callback-api callback-events callback-notifier callback-websocket (default: all)
+                     callback-api callback-api-read callback-events callback-notifier callback-websocket
+                     (default: all; callback-api-read: its GET /callbacks/{id})
 
 Exits 1 when a function errors or exceeds a budget (init 30 ms, CPU p99 1 ms, RSS 24 MB) by 2x.";
 
@@ -342,14 +343,14 @@ pub async fn run_once(
 
 /// Where `f`'s binary should be, or the command that builds it.
 pub fn binary(bin_dir: &Path, f: Function) -> Result<PathBuf, String> {
-    let path = bin_dir.join(f.name());
+    let path = bin_dir.join(f.binary());
     // Absolute: the process starts in the binary's directory, as Lambda's in /var/task.
     match std::fs::canonicalize(&path) {
         Ok(absolute) if absolute.is_file() => Ok(absolute),
         _ => Err(format!(
             "{} not found: build it with `cargo build --release -p {}` (or pass --bin-dir)",
             path.display(),
-            f.name()
+            f.binary()
         )),
     }
 }

@@ -71,27 +71,31 @@ pub enum Function {
     TokenRefresher,
     DataAction,
     CallbackApi,
+    /// callback-api's `GET /callbacks/{id}`, a client reading its booking.
+    CallbackApiRead,
     CallbackEvents,
     CallbackNotifier,
     CallbackWebsocket,
 }
 
 impl Function {
-    pub const ALL: [Function; 9] = [
+    pub const ALL: [Function; 10] = [
         Function::WebhookReceiver,
         Function::ServiceNowWriter,
         Function::LegacyIngest,
         Function::TokenRefresher,
         Function::DataAction,
         Function::CallbackApi,
+        Function::CallbackApiRead,
         Function::CallbackEvents,
         Function::CallbackNotifier,
         Function::CallbackWebsocket,
     ];
 
-    /// The binary's (and package's) name.
+    /// The scenario's name: its binary's (and package's), or the binary's and the route's.
     pub fn name(self) -> &'static str {
         match self {
+            Function::CallbackApiRead => "callback-api-read",
             Function::WebhookReceiver => "webhook-receiver",
             Function::ServiceNowWriter => "servicenow-writer",
             Function::LegacyIngest => "legacy-ingest",
@@ -101,6 +105,14 @@ impl Function {
             Function::CallbackEvents => "callback-events",
             Function::CallbackNotifier => "callback-notifier",
             Function::CallbackWebsocket => "callback-websocket",
+        }
+    }
+
+    /// The binary it runs.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Function::CallbackApiRead => Function::CallbackApi.name(),
+            other => other.name(),
         }
     }
 
@@ -179,7 +191,7 @@ impl Function {
                 ),
                 (SN_BASIC_SECRET, basic.to_string()),
             ],
-            Function::CallbackApi => {
+            Function::CallbackApi | Function::CallbackApiRead => {
                 let mut p = genesys();
                 p.push((CALLBACK_ACCESS_SECRET, CALLBACK_ACCESS_KEY.to_string()));
                 p
@@ -284,7 +296,7 @@ impl Function {
                 ("SERVICENOW_AUTH", "basic".into()),
                 ("SERVICENOW_OAUTH_GRANT", "password".into()),
             ],
-            Function::CallbackApi => vec![
+            Function::CallbackApi | Function::CallbackApiRead => vec![
                 ("CALLBACK_QUEUES", CALLBACK_QUEUES.into()),
                 ("CALLBACKS_TABLE", CALLBACKS_TABLE.into()),
                 ("CALLBACK_ACCESS_SECRET_ID", CALLBACK_ACCESS_SECRET.into()),
@@ -357,6 +369,7 @@ impl Function {
     pub fn workload(self, count: usize) -> Result<Workload, String> {
         let (events, items) = match self {
             Function::CallbackApi => (booking_events(count)?, Vec::new()),
+            Function::CallbackApiRead => read_workload(count)?,
             Function::CallbackEvents => lifecycle_workload(count)?,
             Function::CallbackNotifier => notifier_workload(count)?,
             Function::CallbackWebsocket => websocket_workload(count)?,
@@ -427,6 +440,12 @@ impl Function {
                     n,
                 )
             }
+            // A read changes nothing.
+            Function::CallbackApiRead => expect(
+                "scheduled reservations stored",
+                with_status("callback-reservation", "scheduled"),
+                n,
+            ),
             Function::CallbackEvents => expect(
                 "reservations moved to connected",
                 with_status("callback-reservation", "connected"),
@@ -495,6 +514,19 @@ impl Function {
                         && reply["status"] == "scheduled"
                         && token("live_token")
                         && token("manage_token"),
+                    status,
+                    &reply,
+                )
+            }
+            Function::CallbackApiRead => {
+                let (status, reply) = http_reply(&value)?;
+                success_if(
+                    status == 200
+                        && reply["status"] == "scheduled"
+                        && reply["live_token"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with("cb1."))
+                        && reply.get("manage_token").is_none(),
                     status,
                     &reply,
                 )
@@ -920,6 +952,31 @@ fn lifecycle_workload(count: usize) -> Result<(Vec<Value>, Vec<Item>), String> {
     Ok((events, items))
 }
 
+/// callback-api reads: each invocation a client's `GET /callbacks/{id}` of a different booked callback (its
+/// reservation a fixture), with the booking's manage token.
+fn read_workload(count: usize) -> Result<(Vec<Value>, Vec<Item>), String> {
+    let slot = first_slot()?;
+    let keys = AccessKeys::from_secret(CALLBACK_ACCESS_KEY);
+    let expires = shared::clock::epoch_secs() + 86_400;
+    let mut events = Vec::with_capacity(count);
+    let mut items = Vec::with_capacity(count);
+    for i in 0..count {
+        let r = scheduled_reservation(i, slot, &uuid::Uuid::new_v4().to_string());
+        items.push(reservation_item(&r)?);
+        let token = keys.issue(Scope::Manage, &r.id, expires);
+        let mut event = http_api_event(
+            "GET /callbacks/{id}",
+            &format!("/callbacks/{}", r.id),
+            Some(json!({"id": r.id})),
+            &[("authorization", format!("Bearer {token}"))],
+            "",
+        );
+        event["requestContext"]["http"]["method"] = json!("GET");
+        events.push(event);
+    }
+    Ok((events, items))
+}
+
 fn first_slot() -> Result<jiff::Timestamp, String> {
     let queue = support_queue()?;
     bookable_slots(&queue, jiff::Timestamp::now(), 1)?
@@ -1112,6 +1169,22 @@ mod tests {
     }
 
     #[test]
+    fn a_read_is_a_success_only_without_a_manage_token() {
+        let reply = |body: Value| {
+            json!({"statusCode": 200, "headers": {}, "body": body.to_string(), "isBase64Encoded": false})
+                .to_string()
+                .into_bytes()
+        };
+        let read = Function::CallbackApiRead;
+        assert_eq!(read.binary(), "callback-api");
+        let seen = json!({"status": "scheduled", "live_token": "cb1.live.x"});
+        assert!(read.check(&reply(seen.clone())).is_ok());
+        let mut leaking = seen;
+        leaking["manage_token"] = json!("cb1.manage.x");
+        assert!(read.check(&reply(leaking)).is_err());
+    }
+
+    #[test]
     fn success_shapes() {
         let http = |status: u16, body: Value| {
             json!({"statusCode": status, "headers": {}, "body": body.to_string(), "isBase64Encoded": false})
@@ -1181,7 +1254,7 @@ mod tests {
         let env = env_of(f, &url);
         let mut answers = Vec::new();
         match f {
-            Function::CallbackApi => {
+            Function::CallbackApi | Function::CallbackApiRead => {
                 let config = callback_api::config::Config::from_vars(&env).unwrap();
                 let api = callback_api::config::build(config, &aws).await.unwrap();
                 for event in &workload.events {
@@ -1237,6 +1310,7 @@ mod tests {
     async fn the_callback_scenarios_succeed_against_the_stub() {
         // More bookings than one slot holds, and counts that end mid-pair and mid-triple.
         run_in_process(Function::CallbackApi, 12).await;
+        run_in_process(Function::CallbackApiRead, 3).await;
         run_in_process(Function::CallbackEvents, 4).await;
         run_in_process(Function::CallbackNotifier, 5).await;
         run_in_process(Function::CallbackWebsocket, 7).await;
