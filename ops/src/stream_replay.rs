@@ -84,6 +84,11 @@ pub fn at_or_before(a: &str, b: &str) -> bool {
     (a.len(), a) <= (b.len(), b)
 }
 
+/// A Lambda-shaped stream record's sequence number.
+fn sequence(record: Option<&Value>) -> Option<&str> {
+    record?["dynamodb"]["SequenceNumber"].as_str()
+}
+
 /// What became of one failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
@@ -154,12 +159,21 @@ impl StreamReplay {
                 }
                 records.extend(local::callback_pumps::lambda_record(&info.stream_arn, r));
             }
-            let reached = records
-                .last()
-                .and_then(|r| r["dynamodb"]["SequenceNumber"].as_str())
-                .is_some_and(|s| s == info.end);
-            if past_end || reached {
+            // The whole range or nothing: its first and last records are the batch's own.
+            if sequence(records.last()) == Some(info.end.as_str()) {
+                if sequence(records.first()) != Some(info.start.as_str()) {
+                    return Err(format!(
+                        "the stream does not hold the range's first record {}",
+                        info.start
+                    ));
+                }
                 return Ok(records);
+            }
+            if past_end {
+                return Err(format!(
+                    "the stream does not hold the range's last record {}",
+                    info.end
+                ));
             }
             empty = if got.records().is_empty() {
                 empty + 1
@@ -168,6 +182,10 @@ impl StreamReplay {
             };
             if empty >= EMPTY_READS {
                 break;
+            }
+            if empty > 0 {
+                // Reaching an open shard's records may take a few reads.
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             next = got.next_shard_iterator().map(str::to_string);
         }
@@ -186,6 +204,7 @@ impl StreamReplay {
         limit: Option<usize>,
     ) -> Result<Vec<Failure>, StreamReplayError> {
         let mut out: Vec<Failure> = Vec::new();
+        let mut replayed = 0;
         let mut reader = QueueReader::new(&self.sqs, &self.failures_queue_url, HOLD);
         let result = async {
             loop {
@@ -198,18 +217,14 @@ impl StreamReplay {
                 }
                 for m in messages {
                     let info = batch_info(m.body().unwrap_or_default());
-                    let replays_left = limit.is_none_or(|l| {
-                        out.iter()
-                            .filter(|f| matches!(f.fate, Fate::Replayed(_)))
-                            .count()
-                            < l
-                    });
+                    let over_limit = notifier.is_some() && limit.is_some_and(|l| replayed >= l);
                     let fate = match &info {
                         Err(why) => Fate::Kept(format!("not an on-failure record: {why}")),
+                        // Not read: the shard's reads are shared with the notifier's own mapping.
+                        Ok(_) if over_limit => Fate::Kept("over --limit".into()),
                         Ok(info) => match (self.read(info).await, notifier) {
                             (Err(why), _) => Fate::Kept(why),
                             (Ok(records), None) => Fate::Readable(records.len()),
-                            (Ok(_), Some(_)) if !replays_left => Fate::Kept("over --limit".into()),
                             (Ok(records), Some(n)) => match n.on_stream(&records).await {
                                 Some(at) => Fate::Kept(format!(
                                     "the notifier could not queue the change at sequence {at}"
@@ -222,6 +237,7 @@ impl StreamReplay {
                                         .send()
                                         .await
                                         .map_err(|e| aws_error("DeleteMessage", e))?;
+                                    replayed += 1;
                                     Fate::Replayed(records.len())
                                 }
                             },

@@ -356,9 +356,26 @@ async fn a_failed_stream_batch_is_read_back_replayed_and_delivered_once() {
         "\"endSequenceNumber\":\"9999999999999999999999999999\"",
     );
     assert_ne!(beyond, failure);
+    // A range whose last record the stream does not hold (here: it ends before it starts) hands over
+    // nothing, and so is kept rather than deleted as replayed.
+    let second = sequence(&records[1]);
+    let inverted = failure
+        .replace(
+            &format!("\"startSequenceNumber\":\"{start}\""),
+            &format!("\"startSequenceNumber\":\"{second}\""),
+        )
+        .replace(
+            &format!("\"endSequenceNumber\":\"{end}\""),
+            &format!("\"endSequenceNumber\":\"{start}\""),
+        );
+    assert!(inverted.contains(&format!("\"endSequenceNumber\":\"{start}\"")));
+    let holed = Fate::Kept(format!(
+        "the stream does not hold the range's last record {start}"
+    ));
     for body in [
         failure.as_str(),
         beyond.as_str(),
+        inverted.as_str(),
         r#"{"note": "not from Lambda"}"#,
     ] {
         rig.sqs
@@ -394,7 +411,12 @@ async fn a_failed_stream_batch_is_read_back_replayed_and_delivered_once() {
     let listed = replay.run(None, None).await.unwrap();
     assert_eq!(
         fates(&listed),
-        [junk.clone(), short.clone(), Fate::Readable(records.len())]
+        [
+            junk.clone(),
+            short.clone(),
+            holed.clone(),
+            Fate::Readable(records.len())
+        ]
     );
     let info = listed
         .iter()
@@ -407,7 +429,12 @@ async fn a_failed_stream_batch_is_read_back_replayed_and_delivered_once() {
     let replayed = replay.run(Some(&rig.notifier), None).await.unwrap();
     assert_eq!(
         fates(&replayed),
-        [junk.clone(), short.clone(), Fate::Replayed(records.len())]
+        [
+            junk.clone(),
+            short.clone(),
+            holed.clone(),
+            Fate::Replayed(records.len())
+        ]
     );
     webhooks(&rig, 1, Duration::from_secs(10)).await;
     // Lambda may write the same on-failure record again, or an operator replay twice: nothing twice.
@@ -421,7 +448,12 @@ async fn a_failed_stream_batch_is_read_back_replayed_and_delivered_once() {
     let again = replay.run(Some(&rig.notifier), None).await.unwrap();
     assert_eq!(
         fates(&again),
-        [junk.clone(), short.clone(), Fate::Replayed(records.len())]
+        [
+            junk.clone(),
+            short.clone(),
+            holed.clone(),
+            Fate::Replayed(records.len())
+        ]
     );
     webhooks(&rig, 2, Duration::from_secs(3)).await;
     let statuses: Vec<(String, String)> = rig
@@ -437,8 +469,11 @@ async fn a_failed_stream_batch_is_read_back_replayed_and_delivered_once() {
         })
         .collect();
     assert_eq!(statuses, [(r.id.clone(), "scheduled".to_string())]);
-    assert_eq!(fates(&replay.run(None, None).await.unwrap()), [junk, short]);
-    // Replayed failures are deleted, not merely hidden: the two kept are all the queue holds.
+    assert_eq!(
+        fates(&replay.run(None, None).await.unwrap()),
+        [junk, short, holed]
+    );
+    // Replayed failures are deleted, not merely hidden: the three kept are all the queue holds.
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let attributes = rig
         .sqs
@@ -459,6 +494,6 @@ async fn a_failed_stream_batch_is_read_back_replayed_and_delivered_once() {
     };
     assert_eq!(
         count(A::ApproximateNumberOfMessages) + count(A::ApproximateNumberOfMessagesNotVisible),
-        2
+        3
     );
 }
