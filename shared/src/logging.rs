@@ -11,6 +11,11 @@ const OWN_CRATES: &[&str] = &[
     "servicenow_writer",
     "legacy_ingest",
     "token_refresher",
+    "data_action",
+    "callback_api",
+    "callback_events",
+    "callback_notifier",
+    "callback_websocket",
 ];
 
 /// The filter for the given settings. Dependencies stay at `info` or quieter when the level is `debug` or
@@ -81,6 +86,23 @@ mod tests {
         assert_eq!(directive(None, Some("LOUD")), directive(None, None));
         for level in ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"] {
             assert!(EnvFilter::try_new(directive(None, Some(level))).is_ok());
+        }
+    }
+
+    #[test]
+    fn every_function_crate_is_one_of_this_projects_crates() {
+        let functions = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+        let mut names: Vec<String> = std::fs::read_dir(functions)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().replace('-', "_"))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 9, "{names:?}");
+        for name in &names {
+            assert!(
+                OWN_CRATES.contains(&name.as_str()),
+                "{name} is not in OWN_CRATES"
+            );
         }
     }
 

@@ -188,6 +188,53 @@ async fn an_unanswered_create_is_found_not_repeated() {
 }
 
 #[tokio::test]
+async fn a_booking_cut_off_during_its_create_is_settled_and_ends_with_one_callback() {
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    sim.set_faults(GenesysFaults {
+        latency_ms: 800,
+        ..GenesysFaults::default()
+    });
+    // The function is stopped while Genesys holds the create: the booking's future is dropped mid-request.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(400),
+        b.book(
+            &body("+15550199888"),
+            Some("cut-off-booking-1"),
+            now(),
+            Deadline::after(Duration::from_secs(4)),
+        ),
+    )
+    .await;
+    assert!(cut.is_err(), "{cut:?}");
+    let id = callback_api::booking::reservation_id_for_idempotency_key("cut-off-booking-1");
+    let stored = b.reservations.get(&id).await.unwrap().expect("reserved");
+    assert_eq!(stored.status, Status::Requested);
+    assert!(
+        stored.create_sent_at.is_some(),
+        "the create on its way is on record before it is sent"
+    );
+    sim.set_faults(GenesysFaults::default());
+    // Continued (as callback-events does) only once the settle window is over: the create Genesys may
+    // have applied is looked for before another is made.
+    let early = b.resume(&id, Deadline::after(Duration::from_secs(4))).await;
+    assert!(
+        matches!(early, Err(BookError::Unavailable { .. })),
+        "{early:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resumed = b
+        .resume(&id, Deadline::after(Duration::from_secs(4)))
+        .await
+        .unwrap();
+    assert_eq!(resumed.status, Status::Scheduled);
+    assert_eq!(sim.callbacks().len(), 1);
+    assert_eq!(
+        resumed.conversation_id.as_deref(),
+        Some(sim.callbacks()[0].conversation_id.as_str())
+    );
+}
+
+#[tokio::test]
 async fn a_genesys_refusal_fails_the_reservation_and_frees_its_slot() {
     let (sim, b) = booking("queue-retired", Duration::from_secs(1)).await;
     let r = book(&b, &body("+15550199888")).await.unwrap();

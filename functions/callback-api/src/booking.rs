@@ -127,6 +127,11 @@ fn field(field: &str, problem: &str) -> FieldError {
     }
 }
 
+/// The reservation id a booking submitted with `Idempotency-Key: idempotency_key` gets.
+pub fn reservation_id_for_idempotency_key(idempotency_key: &str) -> String {
+    reservation_id(&format!("callback-booking:key:{idempotency_key}"))
+}
+
 /// The stable id of a submission: its idempotency key as a UUIDv5.
 fn reservation_id(key: &str) -> String {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x2b7e_1516_28ae_4d2a_9f3c_6c1d_8e0f_4a21);
@@ -418,8 +423,9 @@ impl Booking {
             true => self.reservations.get(id).await.map_err(unavailable)?,
             false => None,
         };
-        let reservation = match existing {
-            Some(existing) => existing,
+        // A reservation written here records the create that follows it (see `complete_requested`).
+        let (reservation, create_recorded) = match existing {
+            Some(existing) => (existing, false),
             None => {
                 let mut r = Reservation {
                     id: id.to_string(),
@@ -438,7 +444,7 @@ impl Booking {
                     revision: 0,
                 };
                 match self.take_first(&mut r, queue, slots).await? {
-                    Outcome::Done => r,
+                    Outcome::Done => (r, true),
                     Outcome::Full => {
                         return Err(BookError::Full {
                             alternatives: self
@@ -447,16 +453,18 @@ impl Booking {
                         })
                     }
                     // Made meanwhile by another attempt of this booking: its slot is the one.
-                    Outcome::Stale => self
-                        .reservations
-                        .get(id)
-                        .await
-                        .map_err(unavailable)?
-                        .ok_or_else(|| unavailable("the reservation vanished"))?,
+                    Outcome::Stale => (
+                        self.reservations
+                            .get(id)
+                            .await
+                            .map_err(unavailable)?
+                            .ok_or_else(|| unavailable("the reservation vanished"))?,
+                        false,
+                    ),
                 }
             }
         };
-        self.complete_requested(reservation, queue, now, deadline)
+        self.complete_requested(reservation, queue, now, deadline, create_recorded)
             .await
     }
 
@@ -473,7 +481,7 @@ impl Booking {
         let Some(queue) = self.queues.get(&reservation.queue) else {
             return Err(BookError::UnknownQueue);
         };
-        self.complete_requested(reservation, queue, Timestamp::now(), deadline)
+        self.complete_requested(reservation, queue, Timestamp::now(), deadline, false)
             .await
     }
 
@@ -526,12 +534,16 @@ impl Booking {
         }
     }
 
+    /// Creates the Genesys callback of a `requested` reservation. `create_recorded`: the reservation was
+    /// just written here, its `create_sent_at` already set for the create that follows (one write less; a
+    /// crash before the create is then settled and searched for like an unanswered one).
     async fn complete_requested(
         &self,
         mut reservation: Reservation,
         queue: &Queue,
         now: Timestamp,
         deadline: Deadline,
+        create_recorded: bool,
     ) -> Result<Reservation, BookError> {
         let id = reservation.id.clone();
         let id = id.as_str();
@@ -542,6 +554,7 @@ impl Booking {
         if let Some(sent) = reservation
             .create_sent_at
             .as_deref()
+            .filter(|_| !create_recorded)
             .and_then(|t| t.parse::<Timestamp>().ok())
         {
             // An earlier create was sent and never confirmed: nothing is created again before the settle
@@ -592,9 +605,11 @@ impl Booking {
             ),
         };
         // Recorded before it is sent: however this attempt ends, the next one knows a create may exist.
-        reservation.create_sent_at = Some(Timestamp::now().to_string());
-        if let Some(moved) = self.save_from_requested(&mut reservation).await? {
-            return Ok(moved);
+        if !create_recorded {
+            reservation.create_sent_at = Some(Timestamp::now().to_string());
+            if let Some(moved) = self.save_from_requested(&mut reservation).await? {
+                return Ok(moved);
+            }
         }
         // A create left without an answer is never repeated in this attempt: Genesys may have made it.
         let created = self
@@ -711,6 +726,8 @@ impl Booking {
     ) -> Result<Outcome, BookError> {
         for slot in slots {
             r.slot = slot.to_string();
+            // The create follows this write at once: recorded with it (see `complete_requested`).
+            r.create_sent_at = Some(Timestamp::now().to_string());
             let write = self.reservations.put_new(r).map_err(unavailable)?;
             match self
                 .capacity

@@ -1245,18 +1245,21 @@ mod tests {
     }
 
     /// Runs `f`'s library handler over its workload against the stub, checking each answer and, at the end,
-    /// what the stub saw: the scenario succeeds without the release binary.
-    async fn run_in_process(f: Function, count: usize) {
+    /// what the stub saw: the scenario succeeds without the release binary. Returns the requests the stub
+    /// answered for the invocations (not for the start).
+    async fn run_in_process(f: Function, count: usize) -> u64 {
         let workload = f.workload(count).unwrap();
         let stub = stub_for(f, &workload).await;
         let url = stub.url();
         let aws = sdk_config(&url).await;
         let env = env_of(f, &url);
         let mut answers = Vec::new();
+        let at_start;
         match f {
             Function::CallbackApi | Function::CallbackApiRead => {
                 let config = callback_api::config::Config::from_vars(&env).unwrap();
                 let api = callback_api::config::build(config, &aws).await.unwrap();
+                at_start = stub.requests();
                 for event in &workload.events {
                     let request =
                         lambda_http::request::from_str(std::str::from_utf8(event).unwrap())
@@ -1270,6 +1273,7 @@ mod tests {
             Function::CallbackEvents => {
                 let config = callback_events::Config::from_vars(&env).unwrap();
                 let events = callback_events::build(config, &aws).await.unwrap();
+                at_start = stub.requests();
                 for event in &workload.events {
                     let batch: aws_lambda_events::event::sqs::SqsEvent =
                         serde_json::from_slice(event).unwrap();
@@ -1280,6 +1284,7 @@ mod tests {
             Function::CallbackNotifier => {
                 let config = callback_notifier::Config::from_vars(&env).unwrap();
                 let notifier = callback_notifier::build(config, &aws).await.unwrap();
+                at_start = stub.requests();
                 for event in &workload.events {
                     answers.push(callback_notifier::handle_event(&notifier, json_of(event)).await);
                 }
@@ -1287,6 +1292,7 @@ mod tests {
             Function::CallbackWebsocket => {
                 let config = callback_websocket::Config::from_vars(&env).unwrap();
                 let live = callback_websocket::build(config, &aws).await.unwrap();
+                at_start = stub.requests();
                 for event in &workload.events {
                     answers.push(callback_websocket::handle_event(&live, &json_of(event)).await);
                 }
@@ -1304,6 +1310,17 @@ mod tests {
         );
         stub.with_items(|items| f.verify(&stub.observed(), items, count))
             .unwrap_or_else(|e| panic!("{f:?}: {e}"));
+        stub.requests() - at_start
+    }
+
+    #[tokio::test]
+    async fn a_booking_takes_six_calls() {
+        // Claim; reservation and slot in one transaction, the coming create recorded with them; the Genesys
+        // create; the conversation's index; the reservation scheduled; the claim completed. (The first
+        // booking also reads the Genesys token the refresher stored.)
+        let one = run_in_process(Function::CallbackApi, 1).await;
+        let three = run_in_process(Function::CallbackApi, 3).await;
+        assert_eq!((one, three - one), (7, 2 * 6));
     }
 
     #[tokio::test]
