@@ -797,14 +797,24 @@ async fn a_key_removed_from_the_jwks_stops_working_after_the_refresh_interval() 
     ))
     .await;
     assert_eq!(h.jwks.hits(), 1);
+    // A token verified before the key is removed (and so remembered as verified) is refused with the rest.
+    let seen = es_token();
+    assert_eq!(h.post_with_token(&seen, &tx).await.0, 202);
+    let fetched = h.jwks.hits();
     h.jwks.set(JwksReply::Document(jwks_without("dev-es256")));
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let (status, _, body) = h.post_with_token(&es_token(), &tx).await;
+    for token in [seen, es_token()] {
+        let (status, _, body) = h.post_with_token(&token, &tx).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (401, Some("unknown signing key"))
+        );
+    }
     assert_eq!(
-        (status, body["message"].as_str()),
-        (401, Some("unknown signing key"))
+        h.jwks.hits(),
+        fetched + 1,
+        "refetched once the keys were stale"
     );
-    assert_eq!(h.jwks.hits(), 2, "refetched once the keys were stale");
     let (status, _, _) = h
         .post_with_token(&mint(Algorithm::RS256, &standard_claims()), &tx)
         .await;

@@ -28,6 +28,48 @@ fn authenticator_for(issuers: &[&str]) -> Authenticator {
     )
 }
 
+#[tokio::test]
+async fn a_token_seen_before_has_its_signature_checked_once_and_its_times_every_time() {
+    let issuers = vec![DEV_ISSUER.to_string()];
+    let auth = Authenticator::new(
+        JwtPolicy {
+            issuers: issuers.clone(),
+            audiences: vec![DEV_AUDIENCE.into()],
+            leeway: Duration::ZERO,
+            max_age: Some(Duration::from_secs(2)),
+            max_lifetime: Duration::from_secs(3600),
+            algorithms: auth::parse_algorithms(&["ES256".into(), "RS256".into()]).unwrap(),
+        },
+        auth::keys_from_pem_set(KEY_SET_JSON, &issuers).unwrap(),
+        None,
+    );
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = |exp: u64| serde_json::json!({"iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": DEV_SUBJECT, "iat": now, "exp": exp});
+    let expiring = mint(Algorithm::ES256, &claims(now + 1));
+    let aging = mint(Algorithm::RS256, &claims(now + 60));
+    for token in [&expiring, &aging, &expiring, &aging] {
+        let verified = auth.verify(token).await.unwrap();
+        assert_eq!(verified.sub.as_deref(), Some(DEV_SUBJECT));
+    }
+    assert_eq!(auth.signature_checks(), 2, "once per token");
+    let mut altered = aging.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    assert!(auth.verify(&altered).await.is_err());
+    assert_eq!(auth.signature_checks(), 3, "other bytes are checked");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        auth.verify(&expiring).await.unwrap_err(),
+        auth::AuthError::Expired
+    );
+    assert_eq!(
+        auth.verify(&aging).await.unwrap_err(),
+        auth::AuthError::TooOld
+    );
+    assert_eq!(auth.signature_checks(), 3, "refused on what was verified");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 

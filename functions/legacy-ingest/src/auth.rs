@@ -8,12 +8,14 @@
 //! `exp`, `iss` and `aud` are required; `nbf` is checked; `iat` is bounded by a maximum age, `exp` by a
 //! maximum lifetime.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, RwLock};
 use tracing::warn;
 
@@ -356,7 +358,8 @@ pub struct Jwks {
     source: JwksSource,
     binding: KeyBinding,
     timing: JwksTiming,
-    keys: RwLock<Vec<BoundKey>>,
+    /// The keys, and how many times they were loaded (tokens verified with older keys are checked again).
+    keys: RwLock<(Vec<BoundKey>, u64)>,
     state: Mutex<FetchState>,
 }
 
@@ -366,7 +369,7 @@ impl Jwks {
             source,
             binding,
             timing,
-            keys: RwLock::new(Vec::new()),
+            keys: RwLock::new((Vec::new(), 0)),
             state: Mutex::new(FetchState::default()),
         }
     }
@@ -392,7 +395,8 @@ impl Jwks {
                     retry_at: None,
                 };
                 let n = keys.len();
-                *self.keys.write().await = keys;
+                let mut loaded = self.keys.write().await;
+                *loaded = (keys, loaded.1 + 1);
                 Ok(n)
             }
             Err(e) => {
@@ -410,20 +414,16 @@ impl Jwks {
         }
     }
 
-    async fn with_kid(&self, kid: &str) -> Vec<BoundKey> {
+    /// The keys with `kid`, and the generation of the key set they are from.
+    async fn with_kid(&self, kid: &str) -> (Vec<BoundKey>, u64) {
         let mut state = self.state.lock().await;
-        let may_fetch = |s: &FetchState| s.retry_at.is_none_or(|t| Instant::now() >= t);
+        let fetched = self.refresh_if_due(&mut state).await;
+        let found = self.find(kid).await;
         let older_than =
             |s: &FetchState, d: Duration| s.fetched_at.is_none_or(|t| t.elapsed() >= d);
-        let mut fetched = false;
-        if may_fetch(&state) && older_than(&state, self.timing.refresh) {
-            self.fetch_logged(&mut state, "scheduled").await;
-            fetched = true;
-        }
-        let found = self.find(kid).await;
-        if !found.is_empty()
+        if !found.0.is_empty()
             || fetched
-            || !may_fetch(&state)
+            || !Self::may_fetch(&state)
             || !older_than(&state, self.timing.min_refresh)
         {
             return found;
@@ -432,14 +432,38 @@ impl Jwks {
         self.find(kid).await
     }
 
-    async fn find(&self, kid: &str) -> Vec<BoundKey> {
-        self.keys
-            .read()
-            .await
+    /// The generation of the key set, once it was refetched if its refresh interval is over.
+    async fn current_generation(&self) -> u64 {
+        let mut state = self.state.lock().await;
+        self.refresh_if_due(&mut state).await;
+        self.keys.read().await.1
+    }
+
+    fn may_fetch(state: &FetchState) -> bool {
+        state.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Fetches when the keys are `refresh` old (and no failure backoff holds); whether it fetched.
+    async fn refresh_if_due(&self, state: &mut FetchState) -> bool {
+        let due = state
+            .fetched_at
+            .is_none_or(|t| t.elapsed() >= self.timing.refresh);
+        if Self::may_fetch(state) && due {
+            self.fetch_logged(state, "scheduled").await;
+            return true;
+        }
+        false
+    }
+
+    async fn find(&self, kid: &str) -> (Vec<BoundKey>, u64) {
+        let loaded = self.keys.read().await;
+        let keys = loaded
+            .0
             .iter()
             .filter(|k| k.kid.as_deref() == Some(kid))
             .cloned()
-            .collect()
+            .collect();
+        (keys, loaded.1)
     }
 }
 
@@ -501,15 +525,66 @@ pub enum AuthError {
     Claims,
 }
 
+/// Tokens whose signature held, by the SHA-256 of their text, so a client that sends one token for its
+/// lifetime has its signature checked once per container (as Envoy's `jwt_cache_config` does). The claims'
+/// times are checked again on every request; a token verified with JWKS keys is used only while the key
+/// set is the one it was verified with (any refetch, every `refresh` interval, sends it through the full
+/// check again, so a removed key stops working as before).
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: std::sync::Mutex<HashMap<[u8; 32], VerifiedToken>>,
+}
+
+#[derive(Clone)]
+struct VerifiedToken {
+    claims: Claims,
+    /// `None`: verified with a static key; else the JWKS generation of its key.
+    jwks_generation: Option<u64>,
+}
+
+/// Tokens kept at most; when full, the expired ones go, and if that frees nothing, all.
+const VERIFIED_TOKENS_MAX: usize = 1024;
+
+impl VerifiedTokens {
+    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedToken> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(digest).cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], token: VerifiedToken, now: u64, leeway: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= VERIFIED_TOKENS_MAX {
+            entries.retain(|_, t| t.claims.exp.saturating_add(leeway) >= now);
+            if entries.len() >= VERIFIED_TOKENS_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, token);
+    }
+}
+
 pub struct Authenticator {
     policy: JwtPolicy,
     keys: Vec<BoundKey>,
     jwks: Option<Jwks>,
+    verified: VerifiedTokens,
+    signature_checks: AtomicU64,
 }
 
 impl Authenticator {
     pub fn new(policy: JwtPolicy, keys: Vec<BoundKey>, jwks: Option<Jwks>) -> Self {
-        Self { policy, keys, jwks }
+        Self {
+            policy,
+            keys,
+            jwks,
+            verified: VerifiedTokens::default(),
+            signature_checks: AtomicU64::new(0),
+        }
+    }
+
+    /// How many tokens had their signature checked (a token seen before, still valid, is not checked again).
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
     }
 
     pub fn jwks(&self) -> Option<&Jwks> {
@@ -532,6 +607,23 @@ impl Authenticator {
         if token.len() > 16 * 1024 || token.split('.').count() != 3 {
             return Err(AuthError::Malformed);
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(seen) = self.verified.get(&digest) {
+            let current = match (seen.jwks_generation, &self.jwks) {
+                (None, _) => true,
+                (Some(generation), Some(jwks)) => jwks.current_generation().await == generation,
+                (Some(_), None) => false,
+            };
+            if current {
+                // Its signature, issuer, audience and binding held for these very bytes and keys; `nbf` only
+                // moves further into the past. What time changes is checked again, as `decode` does.
+                let now = shared::clock::epoch_secs();
+                if seen.claims.exp.saturating_add(self.policy.leeway.as_secs()) < now {
+                    return Err(AuthError::Expired);
+                }
+                return self.check_times(seen.claims);
+            }
+        }
         let header = decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName => AuthError::Algorithm,
             _ => AuthError::Malformed,
@@ -539,6 +631,7 @@ impl Authenticator {
         if !self.policy.algorithms.contains(&header.alg) || !ASYMMETRIC.contains(&header.alg) {
             return Err(AuthError::Algorithm);
         }
+        let mut jwks_generation = None;
         let mut candidates: Vec<BoundKey> = match header.kid.as_deref() {
             Some(kid) => self
                 .keys
@@ -551,17 +644,28 @@ impl Authenticator {
         if let (Some(kid), true, Some(jwks)) =
             (header.kid.as_deref(), candidates.is_empty(), &self.jwks)
         {
-            candidates = jwks.with_kid(kid).await;
+            let (keys, generation) = jwks.with_kid(kid).await;
+            candidates = keys;
+            jwks_generation = Some(generation);
         }
         if candidates.is_empty() {
             return Err(AuthError::UnknownKey);
         }
         let mut error = AuthError::Algorithm;
         for key in candidates.iter().filter(|k| k.alg == header.alg) {
+            self.signature_checks.fetch_add(1, Ordering::Relaxed);
             match decode::<Claims>(token, &key.key, &self.validation(key.alg)) {
                 Ok(data) => {
                     key.binding.check(&data.claims)?;
-                    return self.check_times(data.claims);
+                    let claims = self.check_times(data.claims)?;
+                    let seen = VerifiedToken {
+                        claims: claims.clone(),
+                        jwks_generation,
+                    };
+                    let now = shared::clock::epoch_secs();
+                    self.verified
+                        .insert(digest, seen, now, self.policy.leeway.as_secs());
+                    return Ok(claims);
                 }
                 Err(e) => {
                     error = match e.kind() {
