@@ -68,6 +68,8 @@ pub enum Function {
     WebhookReceiver,
     ServiceNowWriter,
     LegacyIngest,
+    /// legacy-ingest with one token for every request, as a client that keeps its token for its lifetime.
+    LegacyIngestOneToken,
     TokenRefresher,
     DataAction,
     CallbackApi,
@@ -79,10 +81,11 @@ pub enum Function {
 }
 
 impl Function {
-    pub const ALL: [Function; 10] = [
+    pub const ALL: [Function; 11] = [
         Function::WebhookReceiver,
         Function::ServiceNowWriter,
         Function::LegacyIngest,
+        Function::LegacyIngestOneToken,
         Function::TokenRefresher,
         Function::DataAction,
         Function::CallbackApi,
@@ -96,6 +99,7 @@ impl Function {
     pub fn name(self) -> &'static str {
         match self {
             Function::CallbackApiRead => "callback-api-read",
+            Function::LegacyIngestOneToken => "legacy-ingest-one-token",
             Function::WebhookReceiver => "webhook-receiver",
             Function::ServiceNowWriter => "servicenow-writer",
             Function::LegacyIngest => "legacy-ingest",
@@ -112,6 +116,7 @@ impl Function {
     pub fn binary(self) -> &'static str {
         match self {
             Function::CallbackApiRead => Function::CallbackApi.name(),
+            Function::LegacyIngestOneToken => Function::LegacyIngest.name(),
             other => other.name(),
         }
     }
@@ -146,7 +151,7 @@ impl Function {
                 vec![(WEBHOOK_SECRET, crate::LOCAL_WEBHOOK_SECRET.to_string())]
             }
             Function::ServiceNowWriter => vec![(SN_BASIC_SECRET, basic.to_string())],
-            Function::LegacyIngest => vec![
+            Function::LegacyIngest | Function::LegacyIngestOneToken => vec![
                 (JWT_KEYS_SECRET, crate::dev_tokens::KEY_SET_JSON.to_string()),
                 (GENESYS_CLIENT_SECRET, genesys_client.to_string()),
                 (
@@ -237,7 +242,7 @@ impl Function {
                 ("SERVICENOW_OAUTH_GRANT", "password".into()),
                 ("CALLBACK_REQUESTS_QUEUE_URL", queue("callback-events")),
             ],
-            Function::LegacyIngest => vec![
+            Function::LegacyIngest | Function::LegacyIngestOneToken => vec![
                 (
                     "JWT_ISSUERS",
                     format!(
@@ -346,7 +351,7 @@ impl Function {
     /// Columns of the Genesys data tables it writes (the stub's schema).
     pub fn datatable_columns(self) -> Vec<String> {
         match self {
-            Function::LegacyIngest => [
+            Function::LegacyIngest | Function::LegacyIngestOneToken => [
                 "transaction_id",
                 "event_type",
                 "amount",
@@ -389,12 +394,14 @@ impl Function {
     fn simple_events(self, count: usize) -> Result<Vec<Value>, String> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let run = run.get(..8).unwrap_or(&run).to_string();
+        let one_token = ingest_token();
         (0..count)
             .map(|i| {
                 Ok(match self {
                     Function::WebhookReceiver => webhook_event(i),
                     Function::ServiceNowWriter => sqs_event(i)?,
-                    Function::LegacyIngest => ingest_event(&run, i),
+                    Function::LegacyIngest => ingest_event(&run, i, &ingest_token()),
+                    Function::LegacyIngestOneToken => ingest_event(&run, i, &one_token),
                     Function::TokenRefresher => scheduled_event(),
                     Function::DataAction => data_action_event()?,
                     other => return Err(format!("{} has its own workload", other.name())),
@@ -493,7 +500,7 @@ impl Function {
                 let (status, reply) = http_reply(&value)?;
                 success_if(status == 202 && reply["status"] == "queued", status, &reply)
             }
-            Function::LegacyIngest => {
+            Function::LegacyIngest | Function::LegacyIngestOneToken => {
                 let (status, reply) = http_reply(&value)?;
                 success_if(status == 202, status, &reply)
             }
@@ -710,12 +717,16 @@ fn sqs_event(_: usize) -> Result<Value, String> {
 }
 
 /// `POST /ingest` with a fresh dev JWT (ES256) and a new transaction.
-fn ingest_event(run: &str, i: usize) -> Value {
-    let body = crate::dev_tokens::sample_business_event(&format!("TX-BENCH-{run}-{i}")).to_string();
-    let token = crate::dev_tokens::mint(
+/// A legacy system's ES256 token, signed now.
+fn ingest_token() -> String {
+    crate::dev_tokens::mint(
         jsonwebtoken::Algorithm::ES256,
         &crate::dev_tokens::standard_claims(),
-    );
+    )
+}
+
+fn ingest_event(run: &str, i: usize, token: &str) -> Value {
+    let body = crate::dev_tokens::sample_business_event(&format!("TX-BENCH-{run}-{i}")).to_string();
     http_api_event(
         "POST /ingest",
         "/ingest",
