@@ -189,14 +189,14 @@ async fn an_unanswered_create_is_found_not_repeated() {
 
 #[tokio::test]
 async fn a_booking_cut_off_during_its_create_is_settled_and_ends_with_one_callback() {
-    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let (sim, b) = booking("queue-support", Duration::from_secs(3)).await;
     sim.set_faults(GenesysFaults {
-        latency_ms: 800,
+        latency_ms: 1500,
         ..GenesysFaults::default()
     });
     // The function is stopped while Genesys holds the create: the booking's future is dropped mid-request.
     let cut = tokio::time::timeout(
-        Duration::from_millis(400),
+        Duration::from_millis(700),
         b.book(
             &body("+15550199888"),
             Some("cut-off-booking-1"),
@@ -221,7 +221,7 @@ async fn a_booking_cut_off_during_its_create_is_settled_and_ends_with_one_callba
         matches!(early, Err(BookError::Unavailable { .. })),
         "{early:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let resumed = b
         .resume(&id, Deadline::after(Duration::from_secs(4)))
         .await

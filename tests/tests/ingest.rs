@@ -803,18 +803,20 @@ async fn a_key_removed_from_the_jwks_stops_working_after_the_refresh_interval() 
     let fetched = h.jwks.hits();
     h.jwks.set(JwksReply::Document(jwks_without("dev-es256")));
     tokio::time::sleep(Duration::from_millis(150)).await;
-    for token in [seen, es_token()] {
+    for (i, token) in [seen, es_token()].into_iter().enumerate() {
         let (status, _, body) = h.post_with_token(&token, &tx).await;
         assert_eq!(
             (status, body["message"].as_str()),
             (401, Some("unknown signing key"))
         );
+        if i == 0 {
+            assert_eq!(
+                h.jwks.hits(),
+                fetched + 1,
+                "refetched once the keys were stale"
+            );
+        }
     }
-    assert_eq!(
-        h.jwks.hits(),
-        fetched + 1,
-        "refetched once the keys were stale"
-    );
     let (status, _, _) = h
         .post_with_token(&mint(Algorithm::RS256, &standard_claims()), &tx)
         .await;

@@ -540,10 +540,15 @@ struct VerifiedToken {
     claims: Claims,
     /// `None`: verified with a static key; else the JWKS generation of its key.
     jwks_generation: Option<u64>,
+    /// The clock (epoch seconds) when it was verified: if the clock steps back before it, `nbf` could matter
+    /// again, and the token is checked in full.
+    verified_at: u64,
 }
 
-/// Tokens kept at most; when full, the expired ones go, and if that frees nothing, all.
+/// Tokens kept at most; when full, the expired ones go, and if that frees nothing, the one expiring first.
 const VERIFIED_TOKENS_MAX: usize = 1024;
+/// Longer tokens are not kept (a memory bound: 1024 of them stay within a few MB).
+const VERIFIED_TOKEN_MAX_BYTES: usize = 4096;
 
 impl VerifiedTokens {
     fn get(&self, digest: &[u8; 32]) -> Option<VerifiedToken> {
@@ -555,8 +560,14 @@ impl VerifiedTokens {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= VERIFIED_TOKENS_MAX {
             entries.retain(|_, t| t.claims.exp.saturating_add(leeway) >= now);
-            if entries.len() >= VERIFIED_TOKENS_MAX {
-                entries.clear();
+        }
+        if entries.len() >= VERIFIED_TOKENS_MAX {
+            let first = entries
+                .iter()
+                .min_by_key(|(_, t)| t.claims.exp)
+                .map(|(digest, _)| *digest);
+            if let Some(first) = first {
+                entries.remove(&first);
             }
         }
         entries.insert(digest, token);
@@ -582,7 +593,8 @@ impl Authenticator {
         }
     }
 
-    /// How many tokens had their signature checked (a token seen before, still valid, is not checked again).
+    /// How many signature checks were made (one per candidate key tried; a token seen before, still valid,
+    /// is not checked again).
     pub fn signature_checks(&self) -> u64 {
         self.signature_checks.load(Ordering::Relaxed)
     }
@@ -608,7 +620,8 @@ impl Authenticator {
             return Err(AuthError::Malformed);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(seen) = self.verified.get(&digest) {
+        let now = shared::clock::epoch_secs();
+        if let Some(seen) = self.verified.get(&digest).filter(|t| now >= t.verified_at) {
             let current = match (seen.jwks_generation, &self.jwks) {
                 (None, _) => true,
                 (Some(generation), Some(jwks)) => jwks.current_generation().await == generation,
@@ -617,7 +630,6 @@ impl Authenticator {
             if current {
                 // Its signature, issuer, audience and binding held for these very bytes and keys; `nbf` only
                 // moves further into the past. What time changes is checked again, as `decode` does.
-                let now = shared::clock::epoch_secs();
                 if seen.claims.exp.saturating_add(self.policy.leeway.as_secs()) < now {
                     return Err(AuthError::Expired);
                 }
@@ -658,13 +670,15 @@ impl Authenticator {
                 Ok(data) => {
                     key.binding.check(&data.claims)?;
                     let claims = self.check_times(data.claims)?;
-                    let seen = VerifiedToken {
-                        claims: claims.clone(),
-                        jwks_generation,
-                    };
-                    let now = shared::clock::epoch_secs();
-                    self.verified
-                        .insert(digest, seen, now, self.policy.leeway.as_secs());
+                    if token.len() <= VERIFIED_TOKEN_MAX_BYTES {
+                        let seen = VerifiedToken {
+                            claims: claims.clone(),
+                            jwks_generation,
+                            verified_at: now,
+                        };
+                        self.verified
+                            .insert(digest, seen, now, self.policy.leeway.as_secs());
+                    }
                     return Ok(claims);
                 }
                 Err(e) => {
@@ -794,6 +808,38 @@ mod tests {
         let waits: Vec<u64> = (1..=8).map(|n| t.wait_after(n).as_secs()).collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(t.wait_after(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_full_memory_of_tokens_drops_the_expired_then_the_one_expiring_first() {
+        let memory = VerifiedTokens::default();
+        let digest = |i: u64| {
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&i.to_be_bytes());
+            d
+        };
+        let token = |exp: u64| VerifiedToken {
+            claims: Claims {
+                iss: "https://b".into(),
+                sub: None,
+                iat: None,
+                exp,
+            },
+            jwks_generation: None,
+            verified_at: 0,
+        };
+        let max = VERIFIED_TOKENS_MAX as u64;
+        for i in 0..max {
+            memory.insert(digest(i), token(1_000 + i), 0, 0);
+        }
+        memory.insert(digest(max), token(9_000), 0, 0);
+        assert!(memory.get(&digest(0)).is_none(), "the one expiring first");
+        assert!(memory.get(&digest(1)).is_some() && memory.get(&digest(max)).is_some());
+        // Full again at 1 500 (leeway 10): every token expired before 1 490 goes, the rest stay.
+        memory.insert(digest(max + 1), token(9_000), 1_500, 10);
+        let kept = memory.entries.lock().unwrap().len() as u64;
+        assert_eq!(kept, (max - 490) + 2);
+        assert!(memory.get(&digest(489)).is_none() && memory.get(&digest(490)).is_some());
     }
 
     #[test]
