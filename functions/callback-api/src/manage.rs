@@ -77,23 +77,19 @@ impl Booking {
     /// Cancels reservation `id`: the Genesys callback is disconnected, then the reservation is `cancelled`
     /// and its place given back. Cancelling a cancelled reservation answers it as it is.
     pub async fn cancel(&self, id: &str, deadline: Deadline) -> Result<Reservation, BookError> {
-        let r = self.scheduled_one(id).await?;
-        match r.status {
-            Status::Cancelled => return Ok(r),
-            Status::Scheduled => {}
-            Status::Requested => {
-                return Err(BookError::Unavailable {
-                    reason: "the callback is still being booked".into(),
-                    retry_after: self.settle.max(Duration::from_secs(1)),
-                })
-            }
-            other => return Err(BookError::WrongState(other.name())),
-        }
+        // Read once, under the lease (one call less than reading before it too).
         self.exclusively(id, deadline, async {
-            // Read again under the lease: another change may have finished meanwhile.
             let mut r = self.scheduled_one(id).await?;
-            if r.status != Status::Scheduled {
-                return Ok(r);
+            match r.status {
+                Status::Cancelled => return Ok(r),
+                Status::Scheduled => {}
+                Status::Requested => {
+                    return Err(BookError::Unavailable {
+                        reason: "the callback is still being booked".into(),
+                        retry_after: self.settle.max(Duration::from_secs(1)),
+                    })
+                }
+                other => return Err(BookError::WrongState(other.name())),
             }
             if let Some(conversation) = r.conversation_id.clone() {
                 self.retrier

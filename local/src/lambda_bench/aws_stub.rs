@@ -50,6 +50,8 @@ pub struct StubConfig {
 pub struct Observed {
     /// Genesys callbacks created (`POST /api/v2/conversations/callbacks`).
     pub callbacks_created: u64,
+    /// Genesys callbacks cancelled (`PATCH /api/v2/conversations/callbacks/{id}` `{"state": "disconnected"}`).
+    pub callbacks_cancelled: u64,
     /// `PostToConnection` calls.
     pub pushes: u64,
     /// Webhooks to the subscriber whose signature held, and those whose did not.
@@ -382,6 +384,28 @@ fn http_api(
                        "callbackIdentifiers": [{"type": "EXTERNAL", "id": message_id(n)}]})
                 .to_string(),
             )
+        }
+        // Genesys: a callback conversation, still waiting (its customer not disconnected).
+        (&Method::GET, p) if p.starts_with("/api/v2/conversations/callbacks/") => {
+            let id = p.rsplit('/').next().unwrap_or_default();
+            ok(
+                JSON,
+                json!({"id": id, "participants": [
+                    {"id": format!("{id}-customer"), "purpose": "customer", "state": "connected"},
+                    {"id": format!("{id}-acd"), "purpose": "acd", "state": "connected"}]})
+                .to_string(),
+            )
+        }
+        // Genesys: the callback disconnected (cancelled).
+        (&Method::PATCH, p) if p.starts_with("/api/v2/conversations/callbacks/") => {
+            let cancels =
+                serde_json::from_slice::<Value>(body).is_ok_and(|b| b["state"] == "disconnected");
+            if !cancels {
+                s.note_unexpected(format!("{method} {path} without state disconnected"));
+            }
+            lock(&s.observed).callbacks_cancelled += u64::from(cancels);
+            let id = p.rsplit('/').next().unwrap_or_default();
+            ok(JSON, json!({"id": id, "state": "disconnected"}).to_string())
         }
         // API Gateway Management API (the WebSocket stage `live`): PostToConnection.
         (&Method::POST, p) if p.starts_with("/live/@connections/") => {
