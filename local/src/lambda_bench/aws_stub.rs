@@ -52,6 +52,8 @@ pub struct Observed {
     pub callbacks_created: u64,
     /// Genesys callbacks cancelled (`PATCH /api/v2/conversations/callbacks/{id}` `{"state": "disconnected"}`).
     pub callbacks_cancelled: u64,
+    /// Genesys callbacks moved (`PATCH /api/v2/conversations/callbacks` with a new `callbackScheduledTime`).
+    pub callbacks_rescheduled: u64,
     /// `PostToConnection` calls.
     pub pushes: u64,
     /// Webhooks to the subscriber whose signature held, and those whose did not.
@@ -384,6 +386,17 @@ fn http_api(
                        "callbackIdentifiers": [{"type": "EXTERNAL", "id": message_id(n)}]})
                 .to_string(),
             )
+        }
+        // Genesys: a callback moved (PatchCallbackRequest).
+        (&Method::PATCH, "/api/v2/conversations/callbacks") => {
+            let moved = serde_json::from_slice::<Value>(body).is_ok_and(|b| {
+                b["conversationId"].is_string() && b["callbackScheduledTime"].is_string()
+            });
+            if !moved {
+                s.note_unexpected(format!("{method} {path} without conversationId and time"));
+            }
+            lock(&s.observed).callbacks_rescheduled += u64::from(moved);
+            ok(JSON, json!({"conversation": {"id": "moved"}}).to_string())
         }
         // Genesys: a callback conversation, still waiting (its customer not disconnected).
         (&Method::GET, p) if p.starts_with("/api/v2/conversations/callbacks/") => {

@@ -42,9 +42,10 @@ own CPU time per warm invocation (p50 / p99, all its threads), median of R runs,
   --runs R           fresh processes per function (default 3)
   FUNCTION           webhook-receiver servicenow-writer legacy-ingest token-refresher data-action
                      callback-api callback-api-read callback-events callback-notifier callback-websocket
-                     callback-api-cancel legacy-ingest-one-token
-                     (default: all; callback-api-read and -cancel: its GET and DELETE /callbacks/{id};
-                     legacy-ingest-one-token: one token for every request, as a client that keeps it)
+                     callback-api-cancel callback-api-reschedule legacy-ingest-one-token
+                     (default: all; callback-api-read, -cancel, -reschedule: its GET, DELETE and PATCH
+                     /callbacks/{id}; legacy-ingest-one-token: one token for every request, as a client
+                     that keeps it)
 
 Exits 1 when a function errors or exceeds a budget (init 30 ms, CPU p99 1 ms, RSS 24 MB) by 2x.";
 

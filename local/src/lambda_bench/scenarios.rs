@@ -77,13 +77,15 @@ pub enum Function {
     CallbackApiRead,
     /// callback-api's `DELETE /callbacks/{id}`, a client cancelling its booking.
     CallbackApiCancel,
+    /// callback-api's `PATCH /callbacks/{id}`, a client moving its booking to another slot.
+    CallbackApiReschedule,
     CallbackEvents,
     CallbackNotifier,
     CallbackWebsocket,
 }
 
 impl Function {
-    pub const ALL: [Function; 12] = [
+    pub const ALL: [Function; 13] = [
         Function::WebhookReceiver,
         Function::ServiceNowWriter,
         Function::LegacyIngest,
@@ -93,6 +95,7 @@ impl Function {
         Function::CallbackApi,
         Function::CallbackApiRead,
         Function::CallbackApiCancel,
+        Function::CallbackApiReschedule,
         Function::CallbackEvents,
         Function::CallbackNotifier,
         Function::CallbackWebsocket,
@@ -103,6 +106,7 @@ impl Function {
         match self {
             Function::CallbackApiRead => "callback-api-read",
             Function::CallbackApiCancel => "callback-api-cancel",
+            Function::CallbackApiReschedule => "callback-api-reschedule",
             Function::LegacyIngestOneToken => "legacy-ingest-one-token",
             Function::WebhookReceiver => "webhook-receiver",
             Function::ServiceNowWriter => "servicenow-writer",
@@ -119,7 +123,9 @@ impl Function {
     /// The binary it runs.
     pub fn binary(self) -> &'static str {
         match self {
-            Function::CallbackApiRead | Function::CallbackApiCancel => Function::CallbackApi.name(),
+            Function::CallbackApiRead
+            | Function::CallbackApiCancel
+            | Function::CallbackApiReschedule => Function::CallbackApi.name(),
             Function::LegacyIngestOneToken => Function::LegacyIngest.name(),
             other => other.name(),
         }
@@ -200,7 +206,10 @@ impl Function {
                 ),
                 (SN_BASIC_SECRET, basic.to_string()),
             ],
-            Function::CallbackApi | Function::CallbackApiRead | Function::CallbackApiCancel => {
+            Function::CallbackApi
+            | Function::CallbackApiRead
+            | Function::CallbackApiCancel
+            | Function::CallbackApiReschedule => {
                 let mut p = genesys();
                 p.push((CALLBACK_ACCESS_SECRET, CALLBACK_ACCESS_KEY.to_string()));
                 p
@@ -305,7 +314,10 @@ impl Function {
                 ("SERVICENOW_AUTH", "basic".into()),
                 ("SERVICENOW_OAUTH_GRANT", "password".into()),
             ],
-            Function::CallbackApi | Function::CallbackApiRead | Function::CallbackApiCancel => vec![
+            Function::CallbackApi
+            | Function::CallbackApiRead
+            | Function::CallbackApiCancel
+            | Function::CallbackApiReschedule => vec![
                 ("CALLBACK_QUEUES", CALLBACK_QUEUES.into()),
                 ("CALLBACKS_TABLE", CALLBACKS_TABLE.into()),
                 ("CALLBACK_ACCESS_SECRET_ID", CALLBACK_ACCESS_SECRET.into()),
@@ -380,6 +392,7 @@ impl Function {
             Function::CallbackApi => (booking_events(count)?, Vec::new()),
             Function::CallbackApiRead => manage_workload(count, "GET")?,
             Function::CallbackApiCancel => manage_workload(count, "DELETE")?,
+            Function::CallbackApiReschedule => manage_workload(count, "PATCH")?,
             Function::CallbackEvents => lifecycle_workload(count)?,
             Function::CallbackNotifier => notifier_workload(count)?,
             Function::CallbackWebsocket => websocket_workload(count)?,
@@ -451,6 +464,28 @@ impl Function {
                     with_status("callback-reservation", "scheduled"),
                     n,
                 )
+            }
+            Function::CallbackApiReschedule => {
+                expect(
+                    "Genesys callbacks rescheduled",
+                    observed.callbacks_rescheduled,
+                    n,
+                )?;
+                let moved = store
+                    .items(CALLBACKS_TABLE)
+                    .iter()
+                    .filter(|i| string_attribute(i, "kind") == Some("callback-reservation"))
+                    .filter(|i| string_attribute(i, "status") == Some("scheduled"))
+                    .filter_map(|i| string_attribute(i, "doc"))
+                    .filter_map(|d| serde_json::from_str::<Reservation>(d).ok())
+                    .filter(|r| r.pending_slot.is_none())
+                    .filter(|r| {
+                        r.history
+                            .iter()
+                            .any(|c| c.event == format!("api:reschedule:{}", r.slot))
+                    })
+                    .count() as u64;
+                expect("reservations moved to the slot asked for", moved, n)
             }
             Function::CallbackApiCancel => {
                 expect(
@@ -538,6 +573,14 @@ impl Function {
                         && reply["status"] == "scheduled"
                         && token("live_token")
                         && token("manage_token"),
+                    status,
+                    &reply,
+                )
+            }
+            Function::CallbackApiReschedule => {
+                let (status, reply) = http_reply(&value)?;
+                success_if(
+                    status == 200 && reply["status"] == "scheduled",
                     status,
                     &reply,
                 )
@@ -990,9 +1033,17 @@ fn lifecycle_workload(count: usize) -> Result<(Vec<Value>, Vec<Item>), String> {
 
 /// callback-api reads: each invocation a client's `GET /callbacks/{id}` of a different booked callback (its
 /// reservation a fixture), with the booking's manage token.
-/// `method` (`GET` or `DELETE`) `/callbacks/{id}` of `count` scheduled reservations, each with its manage token.
+/// `method` `/callbacks/{id}` of `count` scheduled reservations, each with its manage token: `GET`, `DELETE`,
+/// or `PATCH` to a later slot (as many to each as the queue's capacity allows).
 fn manage_workload(count: usize, method: &str) -> Result<(Vec<Value>, Vec<Item>), String> {
     let slot = first_slot()?;
+    let queue = support_queue()?;
+    let per_slot = queue.capacity.max(1) as usize;
+    let targets = match method {
+        "PATCH" => bookable_slots(&queue, jiff::Timestamp::now(), 1 + count.div_ceil(per_slot))?,
+        _ => Vec::new(),
+    };
+    let length = jiff::SignedDuration::try_from(queue.calendar.slot).unwrap_or_default();
     let keys = AccessKeys::from_secret(CALLBACK_ACCESS_KEY);
     let expires = shared::clock::epoch_secs() + 86_400;
     let mut events = Vec::with_capacity(count);
@@ -1001,12 +1052,19 @@ fn manage_workload(count: usize, method: &str) -> Result<(Vec<Value>, Vec<Item>)
         let r = scheduled_reservation(i, slot, &uuid::Uuid::new_v4().to_string());
         items.push(reservation_item(&r)?);
         let token = keys.issue(Scope::Manage, &r.id, expires);
+        let body = match targets.get(1 + i / per_slot) {
+            Some(start) => {
+                let end = start.checked_add(length).map_err(|e| e.to_string())?;
+                json!({"slots": [{"start": start.to_string(), "end": end.to_string()}]}).to_string()
+            }
+            None => String::new(),
+        };
         let mut event = http_api_event(
             &format!("{method} /callbacks/{{id}}"),
             &format!("/callbacks/{}", r.id),
             Some(json!({"id": r.id})),
             &[("authorization", format!("Bearer {token}"))],
-            "",
+            &body,
         );
         event["requestContext"]["http"]["method"] = json!(method);
         events.push(event);
@@ -1293,7 +1351,10 @@ mod tests {
         let mut answers = Vec::new();
         let at_start;
         match f {
-            Function::CallbackApi | Function::CallbackApiRead | Function::CallbackApiCancel => {
+            Function::CallbackApi
+            | Function::CallbackApiRead
+            | Function::CallbackApiCancel
+            | Function::CallbackApiReschedule => {
                 let config = callback_api::config::Config::from_vars(&env).unwrap();
                 let api = callback_api::config::build(config, &aws).await.unwrap();
                 at_start = stub.requests();
@@ -1376,6 +1437,8 @@ mod tests {
         run_in_process(Function::CallbackApi, 12).await;
         run_in_process(Function::CallbackApiRead, 3).await;
         run_in_process(Function::CallbackApiCancel, 3).await;
+        // More moves than one slot holds.
+        run_in_process(Function::CallbackApiReschedule, 7).await;
         run_in_process(Function::CallbackEvents, 4).await;
         run_in_process(Function::CallbackNotifier, 5).await;
         run_in_process(Function::CallbackWebsocket, 7).await;
