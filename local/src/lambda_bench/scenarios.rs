@@ -1432,6 +1432,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reschedule_takes_six_calls() {
+        // The change lease; the reservation, read once under it; the new place taken and held in one
+        // transaction; the Genesys move; the reservation moved and the old place given back in one
+        // transaction; the lease released. (The first also reads the stored Genesys token.)
+        let one = run_in_process(Function::CallbackApiReschedule, 1).await;
+        let three = run_in_process(Function::CallbackApiReschedule, 3).await;
+        assert_eq!((one, three - one), (7, 2 * 6));
+    }
+
+    #[tokio::test]
     async fn the_callback_scenarios_succeed_against_the_stub() {
         // More bookings than one slot holds, and counts that end mid-pair and mid-triple.
         run_in_process(Function::CallbackApi, 12).await;
