@@ -1411,34 +1411,27 @@ mod tests {
         stub.requests() - at_start
     }
 
+    /// A booking, a cancel and a reschedule take six calls each; the first of a process also reads the
+    /// Genesys token the refresher stored.
+    /// - booking: claim; reservation and slot in one transaction, the coming create recorded with them; the
+    ///   Genesys create; the conversation's index; the reservation scheduled; the claim completed;
+    /// - cancel: the change lease; the reservation, read once under it; the Genesys callback read (a cancel
+    ///   whose answer was lost is not sent again) and its disconnect; the reservation cancelled and its place
+    ///   given back in one transaction; the lease released;
+    /// - reschedule: the change lease; the reservation, read once under it; the new place taken and held in
+    ///   one transaction; the Genesys move; the reservation moved and the old place given back in one
+    ///   transaction; the lease released.
     #[tokio::test]
-    async fn a_booking_takes_six_calls() {
-        // Claim; reservation and slot in one transaction, the coming create recorded with them; the Genesys
-        // create; the conversation's index; the reservation scheduled; the claim completed. (The first
-        // booking also reads the Genesys token the refresher stored.)
-        let one = run_in_process(Function::CallbackApi, 1).await;
-        let three = run_in_process(Function::CallbackApi, 3).await;
-        assert_eq!((one, three - one), (7, 2 * 6));
-    }
-
-    #[tokio::test]
-    async fn a_cancel_takes_six_calls() {
-        // The change lease; the reservation, read once under it; the Genesys callback read (a cancel whose
-        // answer was lost is not sent again) and its disconnect; the reservation cancelled and its place given
-        // back in one transaction; the lease released. (The first also reads the stored Genesys token.)
-        let one = run_in_process(Function::CallbackApiCancel, 1).await;
-        let three = run_in_process(Function::CallbackApiCancel, 3).await;
-        assert_eq!((one, three - one), (7, 2 * 6));
-    }
-
-    #[tokio::test]
-    async fn a_reschedule_takes_six_calls() {
-        // The change lease; the reservation, read once under it; the new place taken and held in one
-        // transaction; the Genesys move; the reservation moved and the old place given back in one
-        // transaction; the lease released. (The first also reads the stored Genesys token.)
-        let one = run_in_process(Function::CallbackApiReschedule, 1).await;
-        let three = run_in_process(Function::CallbackApiReschedule, 3).await;
-        assert_eq!((one, three - one), (7, 2 * 6));
+    async fn a_booking_a_cancel_and_a_reschedule_take_six_calls_each() {
+        for f in [
+            Function::CallbackApi,
+            Function::CallbackApiCancel,
+            Function::CallbackApiReschedule,
+        ] {
+            let one = run_in_process(f, 1).await;
+            let three = run_in_process(f, 3).await;
+            assert_eq!((one, three - one), (7, 2 * 6), "{f:?}");
+        }
     }
 
     #[tokio::test]
