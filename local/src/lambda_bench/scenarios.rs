@@ -577,21 +577,13 @@ impl Function {
                     &reply,
                 )
             }
-            Function::CallbackApiReschedule => {
+            Function::CallbackApiCancel | Function::CallbackApiReschedule => {
                 let (status, reply) = http_reply(&value)?;
-                success_if(
-                    status == 200 && reply["status"] == "scheduled",
-                    status,
-                    &reply,
-                )
-            }
-            Function::CallbackApiCancel => {
-                let (status, reply) = http_reply(&value)?;
-                success_if(
-                    status == 200 && reply["status"] == "cancelled",
-                    status,
-                    &reply,
-                )
+                let after = match self {
+                    Function::CallbackApiCancel => "cancelled",
+                    _ => "scheduled",
+                };
+                success_if(status == 200 && reply["status"] == after, status, &reply)
             }
             Function::CallbackApiRead => {
                 let (status, reply) = http_reply(&value)?;
