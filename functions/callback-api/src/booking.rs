@@ -127,9 +127,14 @@ fn field(field: &str, problem: &str) -> FieldError {
     }
 }
 
+/// The claim key of a booking submitted with `Idempotency-Key: idempotency_key` (or its `callback_id`).
+fn key_of_idempotency_key(idempotency_key: &str) -> String {
+    format!("callback-booking:key:{idempotency_key}")
+}
+
 /// The reservation id a booking submitted with `Idempotency-Key: idempotency_key` gets.
 pub fn reservation_id_for_idempotency_key(idempotency_key: &str) -> String {
-    reservation_id(&format!("callback-booking:key:{idempotency_key}"))
+    reservation_id(&key_of_idempotency_key(idempotency_key))
 }
 
 /// The stable id of a submission: its idempotency key as a UUIDv5.
@@ -237,7 +242,7 @@ impl Booking {
             "slots": request.slots, "reason": request.reason, "incident": request.incident_number});
         let hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
         let key = match idempotency_key.or(client_id) {
-            Some(k) => format!("callback-booking:key:{k}"),
+            Some(k) => key_of_idempotency_key(k),
             None => format!("callback-booking:body:{hash}"),
         };
         self.book_claimed(
