@@ -92,12 +92,14 @@ mod tests {
     #[test]
     fn every_function_crate_is_one_of_this_projects_crates() {
         let functions = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
-        let mut names: Vec<String> = std::fs::read_dir(functions)
+        let names: Vec<String> = std::fs::read_dir(functions)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().replace('-', "_"))
             .collect();
-        names.sort();
-        assert_eq!(names.len(), 9, "{names:?}");
+        assert!(
+            names.iter().any(|n| n == "servicenow_writer"),
+            "functions/ was not listed: {names:?}"
+        );
         for name in &names {
             assert!(
                 OWN_CRATES.contains(&name.as_str()),

@@ -13,16 +13,23 @@ fn authenticator() -> Authenticator {
 }
 
 fn authenticator_for(issuers: &[&str]) -> Authenticator {
+    with_policy(issuers, |_| {})
+}
+
+/// The dev key set for `issuers` under the standard policy as `change` leaves it.
+fn with_policy(issuers: &[&str], change: impl FnOnce(&mut JwtPolicy)) -> Authenticator {
     let issuers: Vec<String> = issuers.iter().map(|s| s.to_string()).collect();
+    let mut policy = JwtPolicy {
+        issuers: issuers.clone(),
+        audiences: vec![DEV_AUDIENCE.into()],
+        leeway: Duration::from_secs(60),
+        max_age: Some(Duration::from_secs(900)),
+        max_lifetime: Duration::from_secs(3600),
+        algorithms: auth::parse_algorithms(&["ES256".into(), "RS256".into()]).unwrap(),
+    };
+    change(&mut policy);
     Authenticator::new(
-        JwtPolicy {
-            issuers: issuers.clone(),
-            audiences: vec![DEV_AUDIENCE.into()],
-            leeway: Duration::from_secs(60),
-            max_age: Some(Duration::from_secs(900)),
-            max_lifetime: Duration::from_secs(3600),
-            algorithms: auth::parse_algorithms(&["ES256".into(), "RS256".into()]).unwrap(),
-        },
+        policy,
         auth::keys_from_pem_set(KEY_SET_JSON, &issuers).unwrap(),
         None,
     )
@@ -30,19 +37,10 @@ fn authenticator_for(issuers: &[&str]) -> Authenticator {
 
 #[tokio::test]
 async fn a_token_seen_before_has_its_signature_checked_once_and_its_times_every_time() {
-    let issuers = vec![DEV_ISSUER.to_string()];
-    let auth = Authenticator::new(
-        JwtPolicy {
-            issuers: issuers.clone(),
-            audiences: vec![DEV_AUDIENCE.into()],
-            leeway: Duration::ZERO,
-            max_age: Some(Duration::from_secs(2)),
-            max_lifetime: Duration::from_secs(3600),
-            algorithms: auth::parse_algorithms(&["ES256".into(), "RS256".into()]).unwrap(),
-        },
-        auth::keys_from_pem_set(KEY_SET_JSON, &issuers).unwrap(),
-        None,
-    );
+    let auth = with_policy(&[DEV_ISSUER], |p| {
+        p.leeway = Duration::ZERO;
+        p.max_age = Some(Duration::from_secs(2));
+    });
     let now = jsonwebtoken::get_current_timestamp();
     let claims = |exp: u64| serde_json::json!({"iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": DEV_SUBJECT, "iat": now, "exp": exp});
     let expiring = mint(Algorithm::ES256, &claims(now + 1));

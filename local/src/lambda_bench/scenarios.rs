@@ -412,7 +412,10 @@ impl Function {
     fn simple_events(self, count: usize) -> Result<Vec<Value>, String> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let run = run.get(..8).unwrap_or(&run).to_string();
-        let one_token = ingest_token();
+        let one_token = match self {
+            Function::LegacyIngestOneToken => ingest_token(),
+            _ => String::new(),
+        };
         (0..count)
             .map(|i| {
                 Ok(match self {
