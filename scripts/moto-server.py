@@ -4,6 +4,10 @@ moto's server is threaded and its DynamoDB backend checks a ConditionExpression 
 lock, so two concurrent conditional writes on one key can both succeed there (never on AWS). Requests to
 other services (SQS long polls) still run concurrently.
 
+Served by waitress, which keeps HTTP/1.1 connections open as AWS's endpoints do (Werkzeug's development
+server closes every connection, so each SDK call would also pay a TCP connect and close); Werkzeug when
+waitress is not installed.
+
 Usage: moto-server.py -H 127.0.0.1 -p PORT
 """
 
@@ -34,4 +38,13 @@ def app(environ, start_response):
     return moto(environ, start_response)
 
 
-run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+try:
+    from waitress import serve
+except ImportError:
+    serve = None
+
+if serve is None:
+    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+else:
+    # Enough workers for every long poll the tests and `make run` hold at once.
+    serve(app, host=args.host, port=args.port, threads=64, ident=None)
