@@ -28,9 +28,11 @@ pub struct Options {
     pub invocations: usize,
     pub runs: usize,
     pub functions: Vec<Function>,
+    /// A CSV file for every warm invocation's wall and CPU time (where a p99 comes from).
+    pub samples: Option<PathBuf>,
 }
 
-pub const USAGE: &str = "usage: lambda-bench [--bin-dir DIR] [--invocations N] [--runs R] [FUNCTION...]
+pub const USAGE: &str = "usage: lambda-bench [--bin-dir DIR] [--invocations N] [--runs R] [--samples FILE] [FUNCTION...]
 
 Runs each function's release binary against a local Lambda Runtime API emulator and an in-process AWS /
 ServiceNow / Genesys stub (loopback only) and prints a Markdown table: cold init (spawn -> first poll of
@@ -40,6 +42,7 @@ own CPU time per warm invocation (p50 / p99, all its threads), median of R runs,
   --bin-dir DIR      where the binaries are (default: ${CARGO_TARGET_DIR:-target}/release)
   --invocations N    warm invocations per run (default 200)
   --runs R           fresh processes per function (default 3)
+  --samples FILE     also write every warm invocation as CSV: function,run,invocation,wall_us,cpu_us
   FUNCTION           webhook-receiver servicenow-writer legacy-ingest token-refresher data-action
                      callback-api callback-api-read callback-events callback-notifier callback-websocket
                      callback-api-cancel callback-api-reschedule legacy-ingest-one-token
@@ -60,6 +63,7 @@ impl Options {
             invocations: 200,
             runs: 3,
             functions: Vec::new(),
+            samples: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -68,6 +72,7 @@ impl Options {
                 "--bin-dir" => options.bin_dir = PathBuf::from(value("--bin-dir")?),
                 "--invocations" => options.invocations = count(&value("--invocations")?)?,
                 "--runs" => options.runs = count(&value("--runs")?)?,
+                "--samples" => options.samples = Some(PathBuf::from(value("--samples")?)),
                 "-h" | "--help" => return Err(USAGE.into()),
                 name => match Function::parse(name) {
                     Some(f) if !options.functions.contains(&f) => options.functions.push(f),
@@ -212,7 +217,7 @@ pub async fn run_once(
     binary: &Path,
     warm: usize,
     log: &Path,
-) -> Result<(RunFigures, Vec<String>), String> {
+) -> Result<(RunFigures, Vec<String>, Vec<(Duration, Duration)>), String> {
     // Made before the process starts: signing and serialising are not the function's time.
     let workload = f.workload(warm + 1)?;
     let events = workload.events;
@@ -341,7 +346,12 @@ pub async fn run_once(
         invocations: latencies.len(),
         first_error,
     };
-    Ok((figures, stub.unexpected()))
+    let samples = warm_latencies
+        .iter()
+        .copied()
+        .zip(warm_cpu.iter().copied())
+        .collect();
+    Ok((figures, stub.unexpected(), samples))
 }
 
 /// Where `f`'s binary should be, or the command that builds it.
@@ -356,6 +366,18 @@ pub fn binary(bin_dir: &Path, f: Function) -> Result<PathBuf, String> {
             f.binary()
         )),
     }
+}
+
+/// The host's CPU model (`/proc/cpuinfo`): figures compare only within one host.
+fn host_cpu() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("unknown CPU", |(_, name)| name.trim());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
 }
 
 fn ms(d: Duration) -> String {
@@ -387,13 +409,23 @@ pub async fn main_with(options: &Options) -> i32 {
 
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut samples = String::from("function,run,invocation,wall_us,cpu_us\n");
     for (f, path) in &binaries {
         let (mut runs, mut failures, mut unexpected) =
             (Vec::new(), Vec::new(), Vec::<String>::new());
         for run in 1..=options.runs {
             let log = logs.join(format!("{}-run{run}.log", f.name()));
             match run_once(*f, path, options.invocations, &log).await {
-                Ok((run_figures, odd)) => {
+                Ok((run_figures, odd, warm)) => {
+                    for (i, (wall, cpu)) in warm.iter().enumerate() {
+                        samples.push_str(&format!(
+                            "{},{run},{},{},{}\n",
+                            f.name(),
+                            i + 1,
+                            wall.as_micros(),
+                            cpu.as_micros()
+                        ));
+                    }
                     let figures = &run_figures.figures;
                     eprintln!(
                         "{} run {run}/{}: init {} ms, first {} ms, p50 {} ms, p99 {} ms, CPU p50 {} ms, CPU p99 {} ms, RSS {} KiB, {:.2} calls per warm invocation, {} error(s)",
@@ -438,14 +470,21 @@ pub async fn main_with(options: &Options) -> i32 {
         }
         rows.push(row);
     }
+    if let Some(path) = &options.samples {
+        if let Err(e) = std::fs::write(path, &samples) {
+            eprintln!("lambda-bench: cannot write {}: {e}", path.display());
+            return 2;
+        }
+    }
 
     let failed = rows.iter().any(|r| r.verdict(&BUDGETS).failed());
     println!(
-        "Release binaries on this host, each against a local Lambda Runtime API and an in-process AWS / \
+        "Release binaries on this host ({}), each against a local Lambda Runtime API and an in-process AWS / \
          ServiceNow / Genesys stub: {} warm invocations per run, median of {} run(s). Budgets: init < {} ms, \
          handler overhead (the function's own CPU per warm invocation, p99) < {} ms, RSS < {} MB ({}x fails). \
          Wall times include the stub's answers and the wake-ups between the processes. Calls: requests to \
          AWS, ServiceNow and Genesys per warm invocation (the Runtime API's two are not counted).\n",
+        host_cpu(),
         options.invocations,
         options.runs,
         BUDGETS.init.as_millis(),
@@ -477,6 +516,7 @@ mod tests {
         assert_eq!(o.bin_dir, PathBuf::from("target/release"));
         assert_eq!((o.invocations, o.runs), (200, 3));
         assert_eq!(o.functions, Function::ALL.to_vec());
+        assert_eq!(o.samples, None);
         let o = Options::parse(
             args(&[
                 "--bin-dir",
@@ -485,11 +525,14 @@ mod tests {
                 "50",
                 "--runs",
                 "1",
+                "--samples",
+                "/s.csv",
                 "servicenow-writer",
             ]),
             Some("/t".into()),
         )
         .unwrap();
+        assert_eq!(o.samples, Some(PathBuf::from("/s.csv")));
         assert_eq!(o.bin_dir, PathBuf::from("/b"));
         assert_eq!((o.invocations, o.runs), (50, 1));
         assert_eq!(o.functions, vec![Function::ServiceNowWriter]);
