@@ -9,16 +9,22 @@ use crate::failure::FailureClass;
 
 /// SDK configuration from the environment (honours `AWS_ENDPOINT_URL` for local emulators).
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    as_the_functions_call(aws_config::defaults(aws_config::BehaviorVersion::latest()))
         .timeout_config(aws_timeouts())
-        // Every body is a small JSON document under the attempt timeout: the per-request throughput
-        // monitor would only add timers to each call.
+        .load()
+        .await
+}
+
+/// The HTTP client and request pipeline every function's SDK clients use (timeouts aside), for `loader`:
+/// tests and benchmarks that build their own configuration call AWS as the functions do.
+pub fn as_the_functions_call(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    // Every body is a small JSON document under the attempt timeout: the per-request throughput monitor
+    // would only add timers to each call.
+    loader
         .stalled_stream_protection(
             aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
         )
         .http_client(https_client())
-        .load()
-        .await
 }
 
 /// The SDK's default client (hyper 1, rustls on aws-lc, proxy from the environment), trusting the process's

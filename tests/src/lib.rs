@@ -109,9 +109,10 @@ fn moto_endpoint() -> &'static str {
     })
 }
 
-/// SDK configuration pointing at the emulator, with dummy credentials.
+/// SDK configuration pointing at the emulator, with dummy credentials: the functions' HTTP client and
+/// request pipeline, with the SDK's default timeouts.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    shared::aws::as_the_functions_call(aws_config::defaults(BehaviorVersion::latest()))
         .endpoint_url(moto_endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
