@@ -470,12 +470,6 @@ pub async fn main_with(options: &Options) -> i32 {
         }
         rows.push(row);
     }
-    if let Some(path) = &options.samples {
-        if let Err(e) = std::fs::write(path, &samples) {
-            eprintln!("lambda-bench: cannot write {}: {e}", path.display());
-            return 2;
-        }
-    }
 
     let failed = rows.iter().any(|r| r.verdict(&BUDGETS).failed());
     println!(
@@ -498,6 +492,12 @@ pub async fn main_with(options: &Options) -> i32 {
     }
     if !failed {
         let _ = std::fs::remove_dir_all(&logs);
+    }
+    if let Some(path) = &options.samples {
+        if let Err(e) = std::fs::write(path, &samples) {
+            eprintln!("lambda-bench: cannot write {}: {e}", path.display());
+            return 2;
+        }
     }
     i32::from(failed)
 }
