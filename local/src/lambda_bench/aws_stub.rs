@@ -507,22 +507,11 @@ mod tests {
         .unwrap()
     }
 
-    async fn sdk_config(url: &str) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(url)
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "a", "b", None, None, "test",
-            ))
-            .load()
-            .await
-    }
-
     /// The answers parse in the SDKs the functions use, and lead where the functions expect.
     #[tokio::test]
     async fn the_sdks_accept_the_answers() {
         let stub = stub().await;
-        let aws = sdk_config(&stub.url()).await;
+        let aws = super::super::sdk_config_for_tests(&stub.url()).await;
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let sent = sqs
             .send_message()

@@ -79,3 +79,16 @@ async fn accept_loop(listener: TcpListener, router: Router) {
         });
     }
 }
+
+/// SDK configuration for tests against the stub at `url`: clients built as the functions build theirs.
+#[cfg(test)]
+async fn sdk_config_for_tests(url: &str) -> aws_config::SdkConfig {
+    shared::aws::as_the_functions_call(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "a", "b", None, None, "test",
+        ))
+        .load()
+        .await
+}

@@ -1315,17 +1315,6 @@ mod tests {
         .unwrap()
     }
 
-    async fn sdk_config(url: &str) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(url)
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "a", "b", None, None, "test",
-            ))
-            .load()
-            .await
-    }
-
     fn env_of(f: Function, url: &str) -> shared::config::Env {
         shared::config::Env::from_pairs(f.env(url))
     }
@@ -1341,7 +1330,7 @@ mod tests {
         let workload = f.workload(count).unwrap();
         let stub = stub_for(f, &workload).await;
         let url = stub.url();
-        let aws = sdk_config(&url).await;
+        let aws = super::super::sdk_config_for_tests(&url).await;
         let env = env_of(f, &url);
         let mut answers = Vec::new();
         let at_start;
