@@ -368,6 +368,23 @@ pub fn binary(bin_dir: &Path, f: Function) -> Result<PathBuf, String> {
     }
 }
 
+const SAMPLES_HEADER: &str = "function,run,invocation,wall_us,cpu_us\n";
+
+/// One run's warm invocations as `--samples` lines: (wall, CPU) each, numbered from 1.
+fn sample_lines(function: &str, run: usize, warm: &[(Duration, Duration)]) -> String {
+    warm.iter()
+        .enumerate()
+        .map(|(i, (wall, cpu))| {
+            format!(
+                "{function},{run},{},{},{}\n",
+                i + 1,
+                wall.as_micros(),
+                cpu.as_micros()
+            )
+        })
+        .collect()
+}
+
 /// The host's CPU model (`/proc/cpuinfo`): figures compare only within one host.
 fn host_cpu() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -409,7 +426,7 @@ pub async fn main_with(options: &Options) -> i32 {
 
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let mut samples = String::from("function,run,invocation,wall_us,cpu_us\n");
+    let mut samples = String::from(SAMPLES_HEADER);
     for (f, path) in &binaries {
         let (mut runs, mut failures, mut unexpected) =
             (Vec::new(), Vec::new(), Vec::<String>::new());
@@ -417,15 +434,7 @@ pub async fn main_with(options: &Options) -> i32 {
             let log = logs.join(format!("{}-run{run}.log", f.name()));
             match run_once(*f, path, options.invocations, &log).await {
                 Ok((run_figures, odd, warm)) => {
-                    for (i, (wall, cpu)) in warm.iter().enumerate() {
-                        samples.push_str(&format!(
-                            "{},{run},{},{},{}\n",
-                            f.name(),
-                            i + 1,
-                            wall.as_micros(),
-                            cpu.as_micros()
-                        ));
-                    }
+                    samples.push_str(&sample_lines(f.name(), run, &warm));
                     let figures = &run_figures.figures;
                     eprintln!(
                         "{} run {run}/{}: init {} ms, first {} ms, p50 {} ms, p99 {} ms, CPU p50 {} ms, CPU p99 {} ms, RSS {} KiB, {:.2} calls per warm invocation, {} error(s)",
@@ -541,6 +550,24 @@ mod tests {
         for bad in [&["--runs", "0"][..], &["--invocations"], &["nope"]] {
             assert!(Options::parse(args(bad), None).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn samples_are_one_csv_line_per_warm_invocation() {
+        let warm = [
+            (Duration::from_micros(1500), Duration::from_micros(900)),
+            (Duration::from_micros(2100), Duration::from_micros(1250)),
+        ];
+        assert_eq!(
+            format!(
+                "{SAMPLES_HEADER}{}",
+                sample_lines("servicenow-writer", 2, &warm)
+            ),
+            "function,run,invocation,wall_us,cpu_us\n\
+             servicenow-writer,2,1,1500,900\n\
+             servicenow-writer,2,2,2100,1250\n"
+        );
+        assert_eq!(sample_lines("x", 1, &[]), "");
     }
 
     #[test]
