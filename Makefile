@@ -58,9 +58,10 @@ $(VENV)/.installed: requirements-dev.txt
 FUNCTIONS := webhook-receiver servicenow-writer legacy-ingest token-refresher data-action callback-api callback-events callback-websocket callback-notifier
 TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
 
-## bench: Lambda-shaped figures against budgets: mapping per profile, each release binary under a Runtime API emulator (init, first and warm invocations, RSS), pipeline CPU per stage, data action latency; fails only at twice a budget
+## bench: Lambda-shaped figures against budgets: mapping per profile (time, and allocations per event), each release binary under a Runtime API emulator (init, first and warm invocations, RSS), pipeline CPU per stage, data action latency; fails only at twice a budget
 bench: venv
 	cargo bench -p shared --bench mapping
+	cargo bench -p shared --bench mapping_allocations
 	cargo build --release $(addprefix -p ,$(FUNCTIONS))
 	@# Every table is printed; a budget exceeded twice over fails the target at the end.
 	@status=0; \

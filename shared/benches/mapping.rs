@@ -7,56 +7,26 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use serde_json::Value;
 use shared::keys::{payload_hash, KeyConfig};
 use shared::{InboundEvent, Mapping};
 
-const CONVERSATION: &str = include_str!("../tests/fixtures/conversation-customer-end.json");
-const ACW: &str = include_str!("../tests/fixtures/conversation-acw.eventbridge.json");
-const SEED_000: &str = include_str!("../tests/fixtures/seed-000-flow-webhook.json");
-const SEED_001: &str = include_str!("../tests/fixtures/seed-001-ivr-escalation.body.json");
-
-fn ivr_envelope() -> Vec<u8> {
-    let Ok(Value::Object(body)) = serde_json::from_str::<Value>(SEED_001) else {
-        panic!("seed 001 fixture is a JSON object");
-    };
-    InboundEvent::bare_envelope("ivr:escalation", body, "org", "2026-11-23T10:00:00Z")
-        .to_string()
-        .into_bytes()
-}
+mod cases;
+use cases::{create_body, pipeline_cases, update_note, ACW, CONVERSATION};
 
 fn pipeline(c: &mut Criterion) {
     let mapping = Mapping::default_mapping().expect("default mapping");
     let keys = KeyConfig::default();
-    let cases: [(&str, Vec<u8>); 4] = [
-        ("parse_map_serialise", CONVERSATION.as_bytes().to_vec()),
-        ("genesys_conversation_acw", ACW.as_bytes().to_vec()),
-        ("architect_flow_webhook", SEED_000.as_bytes().to_vec()),
-        ("ivr_escalation", ivr_envelope()),
-    ];
+    let cases = pipeline_cases();
     let mut group = c.benchmark_group("mapping");
     group.throughput(Throughput::Elements(1));
     for (name, raw) in &cases {
         group.bench_function(*name, |b| {
-            b.iter(|| {
-                let event = InboundEvent::parse(black_box(raw)).expect("valid");
-                let hash = payload_hash(&event);
-                let key = keys.derive_hashed(&event, &hash);
-                let mapped = mapping.apply(&event, &key.key).expect("maps");
-                let body = mapped.incident().to_json();
-                black_box((body, hash))
-            })
+            b.iter(|| black_box(create_body(&mapping, &keys, black_box(raw))))
         });
     }
     group.bench_function("genesys_conversation_acw_update_note", |b| {
         let raw = ACW.as_bytes();
-        b.iter(|| {
-            let event = InboundEvent::parse(black_box(raw)).expect("valid");
-            let hash = payload_hash(&event);
-            let key = keys.derive_hashed(&event, &hash);
-            let mapped = mapping.apply(&event, &key.key).expect("maps");
-            black_box((mapped.update_note(), hash))
-        })
+        b.iter(|| black_box(update_note(&mapping, &keys, black_box(raw))))
     });
     let event = InboundEvent::parse(CONVERSATION.as_bytes()).expect("valid");
     group.bench_function("map_only", |b| {

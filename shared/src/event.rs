@@ -242,6 +242,13 @@ impl<'a> InboundEvent<'a> {
 /// Replaces UUID segments of a dotted topic name with `{id}`.
 pub fn normalise_topic(topic: &str) -> String {
     let mut out = String::with_capacity(topic.len());
+    for_each_normalised_segment(topic, |seg| out.push_str(seg));
+    out
+}
+
+/// Hands the pieces of [`normalise_topic`]'s result to `put` in order (segments, dots and `{id}`s), so a
+/// hash can take the normalised topic without building it.
+pub fn for_each_normalised_segment(topic: &str, mut put: impl FnMut(&str)) {
     let mut start = 0;
     // Byte offsets of the dots, then the end: every segment is `topic[start..end]`.
     let ends = topic
@@ -253,12 +260,11 @@ pub fn normalise_topic(topic: &str) -> String {
     for end in ends {
         let seg = topic.get(start..end).unwrap_or_default();
         if start > 0 {
-            out.push('.');
+            put(".");
         }
-        out.push_str(if looks_like_uuid(seg) { "{id}" } else { seg });
+        put(if looks_like_uuid(seg) { "{id}" } else { seg });
         start = end + 1;
     }
-    out
 }
 
 fn looks_like_uuid(s: &str) -> bool {

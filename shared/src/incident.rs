@@ -67,8 +67,12 @@ impl IncidentDraft {
         }
         field(&mut out, "category", &self.category);
         field(&mut out, "subcategory", &self.subcategory);
-        field(&mut out, "impact", &self.impact.to_string());
-        field(&mut out, "urgency", &self.urgency.to_string());
+        field(&mut out, "impact", itoa::Buffer::new().format(self.impact));
+        field(
+            &mut out,
+            "urgency",
+            itoa::Buffer::new().format(self.urgency),
+        );
         field(&mut out, "work_notes", &self.work_notes);
         field(&mut out, "correlation_id", &self.correlation_id);
         field(&mut out, "correlation_display", &self.correlation_display);

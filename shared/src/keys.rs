@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::event::InboundEvent;
+use crate::event::{for_each_normalised_segment, InboundEvent};
 use crate::json::{Json, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,16 +115,26 @@ fn key_of(source: KeySource, parts: &[&str]) -> IdempotencyKey {
 /// whatever its key order or envelope. The canonical form (keys sorted, JSON-escaped) is streamed into the
 /// hash, never built as a string.
 pub fn payload_hash(event: &InboundEvent<'_>) -> String {
-    let mut h = HashSink(Sha256::new());
-    h.0.update(event.event_kind().as_bytes());
-    h.0.update(b"\n");
+    let mut h = HashSink::new();
+    for_each_normalised_segment(&event.event_type, |seg| h.put(seg.as_bytes()));
+    h.put(b"\n");
     event.body.write_canonical(&mut h);
     let mut out = String::with_capacity(64);
-    push_hex(&mut out, &h.0.finalize());
+    push_hex(&mut out, &h.finish());
     out
 }
 
 struct HashSink(Sha256);
+
+impl HashSink {
+    fn new() -> Self {
+        HashSink(Sha256::new())
+    }
+
+    fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
 
 impl Sink for HashSink {
     fn put(&mut self, bytes: &[u8]) {
@@ -237,6 +247,25 @@ mod tests {
         assert_eq!(payload_hash(&e), hex::encode(expected.finalize()));
         let cfg = KeyConfig::default();
         assert_eq!(cfg.derive(&e), cfg.derive_hashed(&e, &payload_hash(&e)));
+    }
+
+    #[test]
+    fn payload_hash_is_the_hash_of_the_canonical_form_at_any_size() {
+        // Bodies of a few bytes to several hash blocks, and strings longer than a block.
+        for body in [
+            json!({}),
+            json!({"s": "x".repeat(1000)}),
+            json!({"s": "x".repeat(1017), "t": "y"}),
+            json!({"s": "é".repeat(700), "n": (0..300).collect::<Vec<_>>()}),
+            json!({"long": "z".repeat(5000), "a": 1}),
+        ] {
+            let e = event(None, body.clone());
+            let mut expected = Sha256::new();
+            expected.update(e.event_kind().as_bytes());
+            expected.update(b"\n");
+            expected.update(body.to_string().as_bytes());
+            assert_eq!(payload_hash(&e), hex::encode(expected.finalize()));
+        }
     }
 
     #[test]

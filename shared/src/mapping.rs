@@ -21,7 +21,9 @@ use crate::incident::{truncate_chars, IncidentDraft, SHORT_DESCRIPTION_MAX};
 use crate::json::{Json, Pointer};
 use crate::keys::conversation_key;
 use crate::priority::{Levels, PriorityRules, RuleError};
-use crate::redact::{mask_phone, normalise_e164, redact_json, redact_measure, redact_text};
+use crate::redact::{
+    mask_phone_into, normalise_e164, redact_json, redact_measure, redact_text_into,
+};
 
 /// The mapping shipped with the project.
 pub const DEFAULT_MAPPING_JSON: &str = include_str!("../mappings/default.json");
@@ -387,19 +389,29 @@ pub struct Mapped<'m> {
     /// The callback the profile asks for, when its conditions held and the caller's number is known.
     pub callback: Option<CallbackAsk>,
     templates: &'m Profile,
-    /// Rendered variable texts, in the profile's order, one after the other.
+    /// Rendered variable texts, in the profile's order, one after the other, then the built-ins the event
+    /// gives (see [`Owned`]): one buffer instead of a string each.
     texts: String,
     /// Where each variable's text ends in `texts`.
     ends: Vec<usize>,
-    /// Built-ins that borrow from the event, owned (in `BUILTINS` order, `None` for the others).
-    event_type: String,
-    kind: String,
-    event_id: String,
-    organization_id: String,
-    timestamp: String,
-    event_key: String,
+    /// Where each of those built-ins is in `texts`, in [`Owned`] order.
+    owned: [(usize, usize); Owned::COUNT],
     envelope: &'static str,
-    matched_text: String,
+}
+
+/// The built-ins a `Mapped` keeps a copy of in its `texts`, by position in its `owned` spans.
+enum Owned {
+    EventType,
+    Kind,
+    EventId,
+    OrganizationId,
+    Timestamp,
+    EventKey,
+    MatchedRules,
+}
+
+impl Owned {
+    const COUNT: usize = 7;
 }
 
 impl Mapped<'_> {
@@ -413,20 +425,26 @@ impl Mapped<'_> {
         self.levels
     }
 
+    fn owned(&self, which: Owned) -> &str {
+        let (start, end) = self.owned[which as usize];
+        self.texts.get(start..end).unwrap_or("")
+    }
+
     fn values(&self) -> Values<'_> {
+        let kind = self.owned(Owned::Kind);
         Values {
             texts: &self.texts,
             ends: &self.ends,
             builtins: [
-                &self.event_type,
-                &self.kind,
-                event_name(&self.kind),
-                &self.event_id,
-                &self.organization_id,
-                &self.timestamp,
-                &self.event_key,
+                self.owned(Owned::EventType),
+                kind,
+                event_name(kind),
+                self.owned(Owned::EventId),
+                self.owned(Owned::OrganizationId),
+                self.owned(Owned::Timestamp),
+                self.owned(Owned::EventKey),
                 self.envelope,
-                &self.matched_text,
+                self.owned(Owned::MatchedRules),
                 &self.templates.name,
             ],
         }
@@ -905,7 +923,9 @@ impl Profile {
         kind: String,
     ) -> Result<Mapped<'_>, MappingError> {
         let mut values: Vec<Cow<'_, Json<'_>>> = Vec::with_capacity(self.variables.len());
-        let mut texts = String::with_capacity(512);
+        // The variables' texts, then the built-ins kept from the event (its type twice: as sent and as kind).
+        let mut texts =
+            String::with_capacity(512 + 2 * event.event_type.len() + event_key.len() + 128);
         let mut ends = Vec::with_capacity(self.variables.len());
         for var in &self.variables {
             let found = var
@@ -940,11 +960,6 @@ impl Profile {
                 .map(|v| v.as_ref())
         };
         let (levels, matched) = self.priority.evaluate(get);
-        let matched_text = if matched.is_empty() {
-            "none".to_string()
-        } else {
-            matched.join(", ")
-        };
         let conversation_id = self.conversation.as_deref().and_then(get).map(|v| match v {
             Json::String(s) => s.trim().to_string(),
             other => other.to_string(),
@@ -970,6 +985,39 @@ impl Profile {
             })
             .filter(|_| holds)
         });
+        let mut owned = [(0, 0); Owned::COUNT];
+        let mut keep = |which: Owned, parts: &[&str]| {
+            let start = texts.len();
+            parts.iter().for_each(|p| texts.push_str(p));
+            owned[which as usize] = (start, texts.len());
+        };
+        keep(Owned::EventType, &[&event.event_type]);
+        keep(Owned::Kind, &[&kind]);
+        keep(
+            Owned::EventId,
+            &[event.event_id.as_deref().unwrap_or("none")],
+        );
+        keep(
+            Owned::OrganizationId,
+            &[event.organization_id.as_deref().unwrap_or_default()],
+        );
+        keep(
+            Owned::Timestamp,
+            &[event.timestamp.as_deref().unwrap_or_default()],
+        );
+        keep(Owned::EventKey, &[event_key]);
+        match matched.split_first() {
+            None => keep(Owned::MatchedRules, &["none"]),
+            Some((first, rest)) => {
+                let start = texts.len();
+                texts.push_str(first);
+                for name in rest {
+                    texts.push_str(", ");
+                    texts.push_str(name);
+                }
+                owned[Owned::MatchedRules as usize] = (start, texts.len());
+            }
+        }
         Ok(Mapped {
             profile: &self.name,
             conversation_id,
@@ -983,14 +1031,8 @@ impl Profile {
             templates: self,
             texts,
             ends,
-            event_type: event.event_type.clone(),
-            kind,
-            event_id: event.event_id.clone().unwrap_or_else(|| "none".into()),
-            organization_id: event.organization_id.clone().unwrap_or_default(),
-            timestamp: event.timestamp.clone().unwrap_or_default(),
-            event_key: event_key.to_string(),
+            owned,
             envelope: event.kind.as_str(),
-            matched_text,
         })
     }
 }
@@ -1068,25 +1110,32 @@ fn json_number(x: f64) -> Json<'static> {
 
 /// Appends the variable's text: formatted, then protected as its `pii` says.
 fn render_into(out: &mut String, value: &Json<'_>, var: &Variable) {
+    let mut stamp = [0u8; 64];
     let formatted = match var.format {
-        Format::Timestamp => format_timestamp(value),
+        Format::Timestamp => format_timestamp(value, &mut stamp),
         _ => None,
     };
     let is_timestamp = formatted.is_some();
+    let mut digits = itoa::Buffer::new();
     let plain: Cow<'_, str> = match (formatted, value) {
-        (Some(f), _) => Cow::Owned(f),
+        (Some(f), _) => Cow::Borrowed(f),
         (None, Json::Null) => Cow::Borrowed(""),
         (None, Json::String(s)) => Cow::Borrowed(s.as_ref()),
         (None, Json::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
-        (None, Json::Number(n)) => Cow::Owned(n.to_string()),
+        // Integers as `serde_json` writes them (with `itoa`), without a string of their own.
+        (None, Json::Number(n)) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Cow::Borrowed(digits.format(u)),
+            (None, Some(i)) => Cow::Borrowed(digits.format(i)),
+            (None, None) => Cow::Owned(n.to_string()),
+        },
         (None, other) => Cow::Owned(other.to_string()),
     };
     match var.pii {
         Pii::None => out.push_str(&plain),
         Pii::Phone if plain.is_empty() => {}
-        Pii::Phone => out.push_str(&mask_phone(&plain)),
+        Pii::Phone => mask_phone_into(&plain, out),
         Pii::Text => match (value, var.format) {
-            (Json::String(_), _) => out.push_str(&redact_text(&plain)),
+            (Json::String(_), _) => redact_text_into(&plain, out),
             // A measure: a 7-digit duration is no phone number, but a card number is still taken out.
             (Json::Number(n), Format::Number | Format::Duration) => {
                 out.push_str(redact_measure(n).as_deref().unwrap_or(&plain))
@@ -1099,7 +1148,8 @@ fn render_into(out: &mut String, value: &Json<'_>, var: &Variable) {
     }
 }
 
-fn format_timestamp(v: &Json<'_>) -> Option<String> {
+/// The value as an RFC 3339 UTC timestamp, written into `buf` (no allocation).
+fn format_timestamp<'b>(v: &Json<'_>, buf: &'b mut [u8; 64]) -> Option<&'b str> {
     use time::format_description::well_known::Rfc3339;
     let dt = match v {
         Json::Number(n) => {
@@ -1114,7 +1164,12 @@ fn format_timestamp(v: &Json<'_>) -> Option<String> {
         },
         _ => return None,
     };
-    dt.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
+    let mut room: &mut [u8] = buf;
+    let written = dt
+        .to_offset(time::UtcOffset::UTC)
+        .format_into(&mut room, &Rfc3339)
+        .ok()?;
+    std::str::from_utf8(buf.get(..written)?).ok()
 }
 
 /// Splits a template into lines of text and `{{variable}}` parts; `Err` when a `{{` is not closed.

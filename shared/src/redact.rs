@@ -23,14 +23,20 @@ const EMAIL: &str = "[REDACTED EMAIL]";
 
 /// Redacts e-mail addresses, SSNs and card numbers and masks phone numbers in `text`.
 pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    redact_text_into(text, &mut out);
+    out
+}
+
+/// [`redact_text`], appended to `out`.
+pub fn redact_text_into(text: &str, out: &mut String) {
     // Every pattern needs a digit or an `@`.
     if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
-        return text.to_string();
-    }
-    if text.as_bytes().contains(&b'@') {
-        redact_numbers(&redact_emails(text))
+        out.push_str(text);
+    } else if text.as_bytes().contains(&b'@') {
+        redact_numbers(&redact_emails(text), out)
     } else {
-        redact_numbers(text)
+        redact_numbers(text, out)
     }
 }
 
@@ -73,20 +79,27 @@ pub fn redact_value(value: &Value) -> Value {
 /// A measure (a number the mapping converted): `[REDACTED CARD]` when it is a card number, else `None`.
 /// Phone masking does not apply: a duration of 7 digits is common.
 pub fn redact_measure(n: &serde_json::Number) -> Option<String> {
-    let digits: Vec<u8> = n.as_u64()?.to_string().bytes().map(|b| b - b'0').collect();
-    ((13..=19).contains(&digits.len()) && luhn_valid(&digits)).then(|| CARD.to_string())
+    let mut buffer = itoa::Buffer::new();
+    let text = buffer.format(n.as_u64()?);
+    ((13..=19).contains(&text.len()) && luhn(text.bytes().map(|b| b - b'0')))
+        .then(|| CARD.to_string())
 }
 
 /// Masks a phone number to its last four digits (`***0123`); fewer than 5 digits → `***`.
 pub fn mask_phone(phone: &str) -> String {
+    let mut out = String::with_capacity(7);
+    mask_phone_into(phone, &mut out);
+    out
+}
+
+/// [`mask_phone`], appended to `out`.
+pub fn mask_phone_into(phone: &str, out: &mut String) {
     let digits = phone.bytes().filter(u8::is_ascii_digit);
     let count = digits.clone().count();
-    let mut out = String::with_capacity(7);
     out.push_str("***");
     if count >= 5 {
         out.extend(digits.skip(count - 4).map(char::from));
     }
-    out
 }
 
 /// Normalises a phone number to E.164 (`+14155550123`); strips `tel:`/`sip:` prefixes and separators.
@@ -282,10 +295,9 @@ fn scan(bytes: &[u8], start: usize, groups: &mut Vec<Group>) -> usize {
     }
 }
 
-/// Redacts SSNs and cards and masks phones in `text` (e-mails already done).
-fn redact_numbers(text: &str) -> String {
+/// Redacts SSNs and cards and masks phones in `text` (e-mails already done), appending to `out`.
+fn redact_numbers(text: &str, out: &mut String) {
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut groups = Vec::new();
     // The word start last checked for being an identifier.
@@ -336,14 +348,13 @@ fn redact_numbers(text: &str) -> String {
             match pii {
                 Found::Card => out.push_str(CARD),
                 Found::Ssn => out.push_str(SSN),
-                Found::Phone => out.push_str(&mask_phone(&text[from..to])),
+                Found::Phone => mask_phone_into(&text[from..to], out),
             }
             copied = to;
         }
         i = end;
     }
     out.push_str(&text[copied..]);
-    out
 }
 
 /// The end of the UUID the word at `w` belongs to, or of the hex identifier (a word of hex digits with two
