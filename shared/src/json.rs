@@ -551,7 +551,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+        // serde_json gives no size hint: room for 16 members allocates a body of up to 16 (a conversation
+        // event's has 11) once.
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
         while let Some(Text(key)) = map.next_key()? {
             members.push((key, map.next_value()?));
         }
