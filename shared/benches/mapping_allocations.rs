@@ -12,7 +12,7 @@ use shared::{InboundEvent, Mapping};
 mod cases;
 use cases::{create_body, pipeline_cases, update_note, ACW, CONVERSATION};
 
-/// The system allocator, counting allocations (growing reallocations included) and the bytes asked for.
+/// The system allocator, counting allocations (each reallocation as one) and the bytes asked for.
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);

@@ -1164,11 +1164,16 @@ fn format_timestamp<'b>(v: &Json<'_>, buf: &'b mut [u8; 64]) -> Option<&'b str> 
         },
         _ => return None,
     };
-    let mut room: &mut [u8] = buf;
-    let written = dt
-        .to_offset(time::UtcOffset::UTC)
-        .format_into(&mut room, &Rfc3339)
-        .ok()?;
+    // A time whose UTC form falls outside years 1–9999 (`9999-12-31T23:59:59-01:00`) is not a timestamp.
+    let utc = dt.checked_to_offset(time::UtcOffset::UTC)?;
+    // What is left of the buffer says what was written: `format_into`'s count leaves out the fraction's digits.
+    let size = buf.len();
+    let left = {
+        let mut room: &mut [u8] = buf;
+        utc.format_into(&mut room, &Rfc3339).ok()?;
+        room.len()
+    };
+    let written = size - left;
     std::str::from_utf8(buf.get(..written)?).ok()
 }
 

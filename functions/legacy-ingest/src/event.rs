@@ -312,7 +312,8 @@ pub fn normalise_timestamp(v: &Value) -> Option<String> {
         }
         _ => return None,
     };
-    let utc = dt.to_offset(time::UtcOffset::UTC);
+    // `to_offset` panics where the UTC form leaves years ±9999 (`9999-12-31T23:59:59-01:00`).
+    let utc = dt.checked_to_offset(time::UtcOffset::UTC)?;
     (1970..=9999)
         .contains(&utc.year())
         .then(|| utc.format(&Rfc3339).ok())
@@ -453,6 +454,15 @@ mod tests {
         assert_eq!(normalise_timestamp(&json!(-5)), None);
         assert_eq!(normalise_timestamp(&json!(1.5)), None);
         assert_eq!(normalise_timestamp(&json!(null)), None);
+        // Beyond year 9999 once in UTC: refused, not a panic.
+        assert_eq!(
+            normalise_timestamp(&json!("9999-12-31T23:59:59-01:00")),
+            None
+        );
+        assert_eq!(
+            normalise_timestamp(&json!("9999-12-31T23:59:59+01:00")).unwrap(),
+            "9999-12-31T22:59:59Z"
+        );
     }
 
     #[test]

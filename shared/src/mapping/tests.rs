@@ -602,3 +602,60 @@ fn a_profile_may_ask_for_a_callback_when_its_conditions_hold() {
         .unwrap()
         .contains("caller.phone_variable"));
 }
+
+#[test]
+fn timestamps_keep_their_fraction_and_out_of_range_ones_stay_as_sent() {
+    let render = |v: Json<'_>| {
+        let mut buf = [0u8; 64];
+        format_timestamp(&v, &mut buf).map(str::to_string)
+    };
+    let text = |s: &str| Json::String(s.to_string().into());
+    for (value, want) in [
+        (Json::Number(1.into()), Some("1970-01-01T00:00:00.001Z")),
+        (
+            Json::Number(1_795_428_000_123_i64.into()),
+            Some("2026-11-23T10:00:00.123Z"),
+        ),
+        (
+            Json::Number(1_795_428_000_000_i64.into()),
+            Some("2026-11-23T10:00:00Z"),
+        ),
+        (text("1795428000120"), Some("2026-11-23T10:00:00.12Z")),
+        (
+            text("1985-04-12T23:20:50.52Z"),
+            Some("1985-04-12T23:20:50.52Z"),
+        ),
+        (
+            text("2026-11-23T11:00:00.123456789+01:00"),
+            Some("2026-11-23T10:00:00.123456789Z"),
+        ),
+        (text("9999-12-31T23:59:59-01:00"), None),
+        (text("0000-01-01T00:30:00+01:00"), None),
+        (text("not a time"), None),
+        (Json::Bool(true), None),
+    ] {
+        assert_eq!(render(value.clone()).as_deref(), want, "{value:?}");
+    }
+    // In an incident: the fraction is kept, and a time out of range is shown as sent, not a crash.
+    let mapping = default();
+    for (sent, shown) in [
+        (json!(1_795_428_000_123_i64), "2026-11-23T10:00:00.123Z"),
+        (
+            json!("9999-12-31T23:59:59-01:00"),
+            "9999-12-31T23:59:59-01:00",
+        ),
+    ] {
+        let inc = mapping
+            .apply(
+                &event(json!({"conversationId": CONV, "eventTime": sent})),
+                "gc-key",
+            )
+            .unwrap()
+            .incident();
+        assert!(
+            inc.description.contains(&format!("Event time: {shown}\n")),
+            "{}",
+            inc.description
+        );
+    }
+}
