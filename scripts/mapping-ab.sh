@@ -5,15 +5,24 @@
 set -euo pipefail
 base_rev=${1:?usage: scripts/mapping-ab.sh BASE [BLOCKS]}
 blocks=${2:-200}
-root=$(git rev-parse --show-toplevel)
-work=${MAPPING_AB_DIR:-${TMPDIR:-/tmp}/mapping-ab}
-rm -rf "$work/base" "$work/ab"
-git -C "$root" worktree prune
+root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+base_commit=$(git -C "$root" rev-parse --verify --quiet "$base_rev^{commit}") || {
+  echo "mapping-ab: $base_rev is not a revision of $root" >&2
+  exit 2
+}
+# One directory per run (runs may overlap); the build cache is shared between runs.
+mkdir -p "${TMPDIR:-/tmp}/mapping-ab"
+work=$(mktemp -d "${TMPDIR:-/tmp}/mapping-ab/run.XXXXXX")
+target=${MAPPING_AB_TARGET:-${TMPDIR:-/tmp}/mapping-ab/target}
 mkdir -p "$work/ab/src"
-git -C "$root" worktree add --quiet --detach "$work/base" "$base_rev"
-trap 'git -C "$root" worktree remove --force "$work/base"' EXIT
+git -C "$root" worktree add --quiet --detach "$work/base" "$base_commit"
+trap 'git -C "$root" worktree remove --force "$work/base"; rm -rf "$work"' EXIT
 # Two packages may not share a name in one build: the base is renamed.
 sed -i 's/^name = "shared"$/name = "shared-base"/' "$work/base/shared/Cargo.toml"
+grep -q '^name = "shared-base"$' "$work/base/shared/Cargo.toml" || {
+  echo "mapping-ab: could not rename the base's shared package" >&2
+  exit 1
+}
 cp "$root/scripts/mapping-ab/main.rs" "$work/ab/src/main.rs"
 cp "$root/Cargo.lock" "$work/ab/Cargo.lock"
 cat > "$work/ab/Cargo.toml" <<TOML
@@ -46,6 +55,6 @@ opt-level = 3
 
 [workspace]
 TOML
-CARGO_TARGET_DIR="$work/target" cargo build --quiet --release --manifest-path "$work/ab/Cargo.toml"
-echo "base: $(git -C "$root" rev-parse --short "$base_rev"); new: the working tree"
-"$work/target/release/mapping-ab" "$root/shared/tests/fixtures" "$blocks"
+CARGO_TARGET_DIR="$target" cargo build --quiet --release --manifest-path "$work/ab/Cargo.toml"
+echo "base: $(git -C "$root" rev-parse --short "$base_commit"); new: the working tree"
+"$target/release/mapping-ab" "$root/shared/tests/fixtures" "$blocks"
