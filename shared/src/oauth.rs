@@ -232,9 +232,17 @@ pub async fn fetch_token(
     Ok(AccessToken {
         value: body.access_token,
         token_type: body.token_type.unwrap_or_else(|| "bearer".into()),
-        expires_at: SystemTime::now() + Duration::from_secs(body.expires_in),
+        expires_at: expiry(SystemTime::now(), body.expires_in),
         scope: body.scope,
     })
+}
+
+/// The longest lifetime a token is believed to have: a token endpoint's `expires_in` beyond it (`u64::MAX`) is
+/// taken as this, so the token is renewed in time and no clock overflows.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+fn expiry(now: SystemTime, expires_in: u64) -> SystemTime {
+    now + Duration::from_secs(expires_in).min(MAX_TOKEN_LIFETIME)
 }
 
 #[cfg(test)]
@@ -261,6 +269,15 @@ mod tests {
             scope: None,
         };
         assert!(!format!("{token:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn an_absurd_lifetime_is_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000);
+        assert_eq!(expiry(now, 3600), now + Duration::from_secs(3600));
+        for absurd in [u64::MAX, 300_000_000_000] {
+            assert_eq!(expiry(now, absurd), now + MAX_TOKEN_LIFETIME);
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use crate::retry::RETRY_AFTER_CAP;
+
 #[derive(Debug, Default)]
 struct State {
     /// No request before this (a 429's `Retry-After`).
@@ -129,8 +131,9 @@ impl RateLimiter {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
+        // A reset or a wait beyond a day is taken as a day: `u64::MAX` would overflow the clock.
         let reset = a.reset_unix.map(|r| {
-            let left = (r as f64 - now_unix).max(0.0);
+            let left = (r as f64 - now_unix).clamp(0.0, RETRY_AFTER_CAP.as_secs_f64());
             now + Duration::from_secs_f64(left)
         });
         let share = self.share;
@@ -149,7 +152,7 @@ impl RateLimiter {
         }
         if a.throttled {
             // The later of the two: a Retry-After in whole seconds can be rounded down.
-            let until = match (a.retry_after.map(|d| now + d), reset) {
+            let until = match (a.retry_after.map(|d| now + d.min(RETRY_AFTER_CAP)), reset) {
                 (Some(r), Some(w)) => Some(r.max(w)),
                 (r, w) => r.or(w),
             };
@@ -180,6 +183,27 @@ mod tests {
             reset_unix: Some(now + reset_in),
             ..Announced::default()
         }
+    }
+
+    #[test]
+    fn absurd_resets_and_waits_are_capped_not_a_panic() {
+        let l = RateLimiter::new(Duration::from_secs(5), 1);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        l.observe_at(
+            Announced {
+                throttled: true,
+                retry_after: Some(Duration::from_secs(u64::MAX)),
+                limit: Some(100),
+                reset_unix: Some(u64::MAX),
+            },
+            now,
+            wall,
+        );
+        assert_eq!(
+            l.reserve(now),
+            Err(RETRY_AFTER_CAP),
+            "held for the cap, a day: longer than a worker waits"
+        );
     }
 
     #[test]

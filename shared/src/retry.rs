@@ -179,15 +179,21 @@ pub fn jitter(d: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
 }
 
-/// Parses `Retry-After` as delta-seconds or an HTTP date.
+/// The longest `Retry-After` taken from an answer. Every caller waits far less (its own maximum); a server's
+/// `1e20` or `u64::MAX` would otherwise overflow the clocks it is added to.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(86_400);
+
+/// Parses `Retry-After` as delta-seconds or an HTTP date, at most [`RETRY_AFTER_CAP`].
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(RETRY_AFTER_CAP));
     }
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
+            return Some(Duration::from_secs_f64(
+                secs.min(RETRY_AFTER_CAP.as_secs_f64()),
+            ));
         }
     }
     let fmt = time::macros::format_description!(
@@ -195,7 +201,11 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     );
     let at = time::PrimitiveDateTime::parse(v, &fmt).ok()?.assume_utc();
     let at: SystemTime = at.into();
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(RETRY_AFTER_CAP),
+    )
 }
 
 /// Wall-clock budget of one invocation.
@@ -276,6 +286,20 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // A server's absurd wait is capped, not a panic or an overflow further on.
+        for absurd in [
+            "1e20",
+            "18446744073709551615",
+            "18446744073709551616",
+            "86401",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(absurd, now),
+                Some(RETRY_AFTER_CAP),
+                "{absurd}"
+            );
+        }
         assert_eq!(parse_retry_after("-1", now), None);
     }
 

@@ -395,7 +395,8 @@ impl Booking {
                 {
                     self.continue_later(&id, *retry_after).await;
                 }
-                let until = shared::clock::epoch_ms() + retry_after.as_millis() as u64;
+                let wait = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+                let until = shared::clock::epoch_ms().saturating_add(wait);
                 self.claims.release(&key, &token, None, Some(until)).await
             }
             Err(_) => self.claims.forget(&key, &token).await.map(|_| ()),

@@ -30,8 +30,14 @@ impl std::fmt::Debug for StoredToken {
     }
 }
 
+/// `t` in RFC 3339; empty when `time` cannot hold it (`OffsetDateTime::from` would panic past year 9999).
 fn rfc3339(t: SystemTime) -> String {
-    OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| time::Duration::try_from(d).ok())
+        .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d))
+        .and_then(|dt| dt.format(&Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 fn parse_time(s: &str) -> Option<SystemTime> {
@@ -174,6 +180,16 @@ mod tests {
             scope: None,
             obtained_at: rfc3339(obtained),
         }
+    }
+
+    #[test]
+    fn times_time_cannot_hold_are_written_empty_not_a_panic() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            rfc3339(epoch + Duration::from_secs(1_795_428_000)),
+            "2026-11-23T10:00:00Z"
+        );
+        assert_eq!(rfc3339(epoch + Duration::from_secs(300_000_000_000)), "");
     }
 
     #[test]
