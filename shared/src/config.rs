@@ -154,21 +154,28 @@ impl Env {
         }
     }
 
+    /// A duration in milliseconds, at most [`MAX_DURATION`].
     pub fn millis_or(
         &self,
         setting: impl Into<Setting>,
         default_ms: u64,
     ) -> Result<Duration, ConfigError> {
-        self.parse_or(setting, default_ms)
-            .map(Duration::from_millis)
+        let setting = setting.into();
+        let d = self
+            .parse_or(setting, default_ms)
+            .map(Duration::from_millis)?;
+        at_most_max(setting.name, d, "milliseconds")
     }
 
+    /// A duration in seconds, at most [`MAX_DURATION`].
     pub fn secs_or(
         &self,
         setting: impl Into<Setting>,
         default_s: u64,
     ) -> Result<Duration, ConfigError> {
-        self.parse_or(setting, default_s).map(Duration::from_secs)
+        let setting = setting.into();
+        let d = self.parse_or(setting, default_s).map(Duration::from_secs)?;
+        at_most_max(setting.name, d, "seconds")
     }
 
     /// Comma-separated list; empty entries are skipped.
@@ -219,6 +226,24 @@ fn warn_legacy(legacy: &'static str, name: &'static str) {
     }
 }
 
+/// The longest duration a setting may give: every wait, timeout and lifetime the functions read is far
+/// shorter, and a larger one (`18446744073709551615`) would overflow the clocks it is added to.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+fn at_most_max(name: &'static str, d: Duration, unit: &str) -> Result<Duration, ConfigError> {
+    if d > MAX_DURATION {
+        let most = match unit {
+            "milliseconds" => MAX_DURATION.as_millis(),
+            _ => u128::from(MAX_DURATION.as_secs()),
+        };
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("at most {most} {unit} (a year)"),
+        });
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +272,19 @@ mod tests {
         let named = |e: ConfigError, name: &str| assert!(e.to_string().contains(name), "{e}");
         named(env.bool_or("A_BOOL", true).unwrap_err(), "A_BOOL");
         named(env.millis_or("A_NUMBER", 1).unwrap_err(), "A_NUMBER");
+        let huge = Env::from_pairs([
+            ("WAIT_S", "18446744073709551615"),
+            ("WAIT_MS", "31536000001"),
+        ]);
+        let err = huge.secs_or("WAIT_S", 1).unwrap_err().to_string();
+        assert!(
+            err.contains("WAIT_S") && err.contains("at most 31536000 seconds"),
+            "{err}"
+        );
+        let err = huge.millis_or("WAIT_MS", 1).unwrap_err().to_string();
+        assert!(err.contains("at most 31536000000 milliseconds"), "{err}");
+        let year = Env::from_pairs([("WAIT_S", "31536000")]);
+        assert_eq!(year.secs_or("WAIT_S", 1).ok(), Some(MAX_DURATION));
         named(
             env.choice("A_CHOICE", &["always", "never"]).unwrap_err(),
             "always or never",
