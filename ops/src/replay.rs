@@ -256,14 +256,14 @@ where
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = number.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return None,
     };
-    Some(Duration::from_secs(secs))
+    n.checked_mul(unit).map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -275,6 +275,11 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("3d"), Some(Duration::from_secs(259_200)));
+        assert_eq!(
+            parse_duration("213503982334602d"),
+            None,
+            "too long to count"
+        );
         for bad in ["", "h", "10", "5w", "-1h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }

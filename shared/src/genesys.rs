@@ -12,7 +12,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use crate::failure::FailureClass;
-use crate::retry::{parse_retry_after, Retryable};
+use crate::retry::{parse_retry_after, Retryable, RETRY_AFTER_CAP};
 use crate::tokens::TokenSource;
 
 pub struct GenesysApi {
@@ -180,7 +180,8 @@ pub fn segment(value: &str) -> String {
         .collect()
 }
 
-/// `Retry-After` (seconds or HTTP date), else Genesys' `inin-ratelimit-reset` (seconds).
+/// `Retry-After` (seconds or HTTP date), else Genesys' `inin-ratelimit-reset` (seconds); at most
+/// [`RETRY_AFTER_CAP`].
 pub fn retry_hint(headers: &header::HeaderMap) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     get("retry-after")
@@ -188,7 +189,7 @@ pub fn retry_hint(headers: &header::HeaderMap) -> Option<Duration> {
         .or_else(|| {
             get("inin-ratelimit-reset")
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
+                .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP))
         })
 }
 
@@ -204,6 +205,12 @@ mod tests {
         assert_eq!(retry_hint(&h), Some(Duration::from_secs(7)));
         h.insert("retry-after", "2".parse().unwrap());
         assert_eq!(retry_hint(&h), Some(Duration::from_secs(2)));
+        let mut huge = header::HeaderMap::new();
+        huge.insert(
+            "inin-ratelimit-reset",
+            u64::MAX.to_string().parse().unwrap(),
+        );
+        assert_eq!(retry_hint(&huge), Some(RETRY_AFTER_CAP));
     }
 
     #[test]

@@ -268,7 +268,17 @@ pub fn validate(
                     ),
                 ));
             }
-            (InboundEvent::from_value(envelope), Some(text))
+            // Read back as the writer will read it: a body nested to serde_json's limit is one level
+            // deeper once wrapped, and would be accepted here only to be dead-lettered there.
+            let event = InboundEvent::parse(text.as_bytes())
+                .map(InboundEvent::into_owned)
+                .map_err(|e| match e {
+                    shared::EnvelopeError::Syntax(reason) => shared::EnvelopeError::Syntax(
+                        format!("{reason} once wrapped in its envelope (nested too deeply?)"),
+                    ),
+                    other => other,
+                });
+            (event, Some(text))
         }
         Ok(v) => (InboundEvent::from_json(v), None),
         Err(e) => (Err(e), None),
@@ -824,6 +834,32 @@ mod tests {
             (r.status, r.body["error"].as_str()),
             (413, Some("payload_too_large"))
         );
+        // Nested to the parser's limit of 128, the body is one level too deep once wrapped: refused here,
+        // not accepted and then dead-lettered by the writer.
+        let deep = format!(
+            r#"{{"callId":"c-1","x":{}1{}}}"#,
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_ok());
+        let r = validate(&cfg(), deep.as_bytes(), Some("ivr:escalation"), |_| Ok(())).unwrap_err();
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (400, Some("invalid_payload")),
+            "{}",
+            r.body
+        );
+        assert!(r.body["message"].as_str().unwrap().contains("once wrapped"));
+        let shallower = format!(
+            r#"{{"callId":"c-1","x":{}1{}}}"#,
+            "[".repeat(125),
+            "]".repeat(125)
+        );
+        let a = validate(&cfg(), shallower.as_bytes(), Some("ivr:escalation"), |_| {
+            Ok(())
+        })
+        .unwrap();
+        assert!(InboundEvent::parse(a.wrapped.unwrap().as_bytes()).is_ok());
         // An envelope ignores the parameter.
         assert!(
             validate(&cfg(), &body(END), Some("ivr:escalation"), |_| Ok(()))
