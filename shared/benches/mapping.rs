@@ -11,7 +11,7 @@ use shared::keys::{payload_hash, KeyConfig};
 use shared::{InboundEvent, Mapping};
 
 mod cases;
-use cases::{create_body, pipeline_cases, update_note, ACW, CONVERSATION};
+use cases::{create_body, pipeline_cases, stages, update_note, ACW, CONVERSATION};
 
 fn pipeline(c: &mut Criterion) {
     let mapping = Mapping::default_mapping().expect("default mapping");
@@ -38,29 +38,30 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 
     // The conversation event's pipeline, stage by stage.
-    let raw = CONVERSATION.as_bytes();
-    let event = InboundEvent::parse(raw).expect("valid");
-    let hash = payload_hash(&event);
-    let key = keys.derive_hashed(&event, &hash);
-    let mapped = mapping.apply(&event, &key.key).expect("maps");
-    let incident = mapped.incident();
+    let st = stages(&mapping, &keys);
     let mut stage = c.benchmark_group("stage");
     stage.bench_function("parse", |b| {
-        b.iter(|| InboundEvent::parse(black_box(raw)).expect("valid"))
+        b.iter(|| InboundEvent::parse(black_box(st.raw)).expect("valid"))
     });
     stage.bench_function("payload_hash", |b| {
-        b.iter(|| payload_hash(black_box(&event)))
+        b.iter(|| payload_hash(black_box(&st.event)))
     });
     stage.bench_function("key", |b| {
-        b.iter(|| keys.derive_hashed(black_box(&event), &hash))
+        b.iter(|| keys.derive_hashed(black_box(&st.event), &st.hash))
     });
     stage.bench_function("apply", |b| {
-        b.iter(|| mapping.apply(black_box(&event), &key.key).expect("maps"))
+        b.iter(|| {
+            mapping
+                .apply(black_box(&st.event), &st.key.key)
+                .expect("maps")
+        })
     });
     stage.bench_function("render_incident", |b| {
-        b.iter(|| black_box(&mapped).incident())
+        b.iter(|| black_box(&st.mapped).incident())
     });
-    stage.bench_function("serialise", |b| b.iter(|| black_box(&incident).to_json()));
+    stage.bench_function("serialise", |b| {
+        b.iter(|| black_box(&st.incident).to_json())
+    });
     stage.finish();
 }
 

@@ -10,7 +10,7 @@ use shared::keys::{payload_hash, KeyConfig};
 use shared::{InboundEvent, Mapping};
 
 mod cases;
-use cases::{create_body, pipeline_cases, update_note, ACW, CONVERSATION};
+use cases::{create_body, pipeline_cases, stages, update_note, ACW};
 
 /// The system allocator, counting allocations (each reallocation as one) and the bytes asked for.
 struct Counting;
@@ -73,27 +73,28 @@ fn main() {
         "mapping/genesys_conversation_acw_update_note".into(),
         count(|| update_note(&mapping, &keys, ACW.as_bytes())),
     ));
-    let raw = CONVERSATION.as_bytes();
-    let event = InboundEvent::parse(raw).expect("valid");
-    let hash = payload_hash(&event);
-    let key = keys.derive_hashed(&event, &hash);
-    let mapped = mapping.apply(&event, &key.key).expect("maps");
-    let incident = mapped.incident();
+    let st = stages(&mapping, &keys);
     rows.push((
         "stage/parse".into(),
-        count(|| InboundEvent::parse(raw).expect("valid")),
+        count(|| InboundEvent::parse(st.raw).expect("valid")),
     ));
-    rows.push(("stage/payload_hash".into(), count(|| payload_hash(&event))));
+    rows.push((
+        "stage/payload_hash".into(),
+        count(|| payload_hash(&st.event)),
+    ));
     rows.push((
         "stage/key".into(),
-        count(|| keys.derive_hashed(&event, &hash)),
+        count(|| keys.derive_hashed(&st.event, &st.hash)),
     ));
     rows.push((
         "stage/apply".into(),
-        count(|| mapping.apply(&event, &key.key).expect("maps")),
+        count(|| mapping.apply(&st.event, &st.key.key).expect("maps")),
     ));
-    rows.push(("stage/render_incident".into(), count(|| mapped.incident())));
-    rows.push(("stage/serialise".into(), count(|| incident.to_json())));
+    rows.push((
+        "stage/render_incident".into(),
+        count(|| st.mapped.incident()),
+    ));
+    rows.push(("stage/serialise".into(), count(|| st.incident.to_json())));
 
     println!("| mapping benchmark | allocations per event | bytes allocated per event |");
     println!("| --- | ---: | ---: |");

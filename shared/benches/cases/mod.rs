@@ -1,7 +1,9 @@
 //! The events both mapping benchmarks run, and the pipeline they time or count.
 
 use serde_json::Value;
-use shared::keys::{payload_hash, KeyConfig};
+use shared::incident::IncidentDraft;
+use shared::keys::{payload_hash, IdempotencyKey, KeyConfig};
+use shared::mapping::Mapped;
 use shared::{InboundEvent, Mapping};
 
 pub const CONVERSATION: &str = include_str!("../../tests/fixtures/conversation-customer-end.json");
@@ -44,4 +46,31 @@ pub fn update_note(mapping: &Mapping, keys: &KeyConfig, raw: &[u8]) -> (Option<S
     let key = keys.derive_hashed(&event, &hash);
     let mapped = mapping.apply(&event, &key.key).expect("maps");
     (mapped.update_note(), hash)
+}
+
+/// Each stage's input, from the conversation event: the stages are timed or counted one by one on these.
+pub struct Stages<'r, 'm> {
+    pub raw: &'r [u8],
+    pub event: InboundEvent<'r>,
+    pub hash: String,
+    pub key: IdempotencyKey,
+    pub mapped: Mapped<'m>,
+    pub incident: IncidentDraft,
+}
+
+pub fn stages<'m>(mapping: &'m Mapping, keys: &KeyConfig) -> Stages<'static, 'm> {
+    let raw = CONVERSATION.as_bytes();
+    let event = InboundEvent::parse(raw).expect("valid");
+    let hash = payload_hash(&event);
+    let key = keys.derive_hashed(&event, &hash);
+    let mapped = mapping.apply(&event, &key.key).expect("maps");
+    let incident = mapped.incident();
+    Stages {
+        raw,
+        event,
+        hash,
+        key,
+        mapped,
+        incident,
+    }
 }
