@@ -1,6 +1,7 @@
 use callback_api::api::handle_lambda;
 use callback_api::config::{build, Config};
-use lambda_http::{run, service_fn, Error};
+use lambda_http::{service_fn, Error};
+use shared::http::run;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

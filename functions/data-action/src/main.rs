@@ -1,5 +1,6 @@
 use data_action::{build, handle_lambda, Config};
-use lambda_http::{run, service_fn, Error};
+use lambda_http::{service_fn, Error};
+use shared::http::run;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

@@ -1,5 +1,6 @@
-use lambda_http::{run, service_fn, Error};
+use lambda_http::{service_fn, Error};
 use legacy_ingest::{build, handle_lambda, Config};
+use shared::http::run;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

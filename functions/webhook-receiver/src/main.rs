@@ -1,4 +1,5 @@
-use lambda_http::{run, service_fn, Error};
+use lambda_http::{service_fn, Error};
+use shared::http::run;
 use webhook_receiver::{build, handle_lambda, Config};
 
 #[tokio::main(flavor = "current_thread")]
