@@ -167,6 +167,20 @@ impl Env {
         at_most_max(setting.name, d, "milliseconds")
     }
 
+    /// A duration in hours, at most [`MAX_DURATION`].
+    pub fn hours_or(
+        &self,
+        setting: impl Into<Setting>,
+        default_h: u64,
+    ) -> Result<Duration, ConfigError> {
+        let setting = setting.into();
+        let hours: u64 = self.parse_or(setting, default_h)?;
+        let d = hours
+            .checked_mul(3600)
+            .map_or(Duration::MAX, Duration::from_secs);
+        at_most_max(setting.name, d, "hours")
+    }
+
     /// A duration in seconds, at most [`MAX_DURATION`].
     pub fn secs_or(
         &self,
@@ -234,6 +248,7 @@ fn at_most_max(name: &'static str, d: Duration, unit: &str) -> Result<Duration, 
     if d > MAX_DURATION {
         let most = match unit {
             "milliseconds" => MAX_DURATION.as_millis(),
+            "hours" => u128::from(MAX_DURATION.as_secs() / 3600),
             _ => u128::from(MAX_DURATION.as_secs()),
         };
         return Err(ConfigError::Invalid {
@@ -283,6 +298,17 @@ mod tests {
         );
         let err = huge.millis_or("WAIT_MS", 1).unwrap_err().to_string();
         assert!(err.contains("at most 31536000000 milliseconds"), "{err}");
+        let hours = Env::from_pairs([("TTL_H", "18446744073709551615"), ("OK_H", "8760")]);
+        let err = hours.hours_or("TTL_H", 1).unwrap_err().to_string();
+        assert!(
+            err.contains("TTL_H") && err.contains("at most 8760 hours"),
+            "{err}"
+        );
+        assert_eq!(hours.hours_or("OK_H", 1).ok(), Some(MAX_DURATION));
+        assert_eq!(
+            hours.hours_or("UNSET_H", 2).ok(),
+            Some(Duration::from_secs(7200))
+        );
         let year = Env::from_pairs([("WAIT_S", "31536000")]);
         assert_eq!(year.secs_or("WAIT_S", 1).ok(), Some(MAX_DURATION));
         named(

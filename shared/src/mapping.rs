@@ -1164,7 +1164,7 @@ fn format_timestamp<'b>(v: &Json<'_>, buf: &'b mut [u8; 64]) -> Option<&'b str> 
         },
         _ => return None,
     };
-    // A time whose UTC form falls outside years 1–9999 (`9999-12-31T23:59:59-01:00`) is not a timestamp.
+    // A time whose UTC form leaves the years `time` holds (`9999-12-31T23:59:59-01:00`) is not a timestamp.
     let utc = dt.checked_to_offset(time::UtcOffset::UTC)?;
     // What is left of the buffer says what was written: `format_into`'s count leaves out the fraction's digits.
     let size = buf.len();

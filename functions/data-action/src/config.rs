@@ -88,9 +88,7 @@ impl Config {
         Ok(Self {
             servicenow: ServiceNowSettings::from_vars(env)?,
             idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
-            conversation_ttl: Duration::from_secs(
-                3600 * env.parse_or("CONVERSATION_TTL_HOURS", 14 * 24u64)?,
-            ),
+            conversation_ttl: env.hours_or("CONVERSATION_TTL_HOURS", 14 * 24)?,
             mapping_file: shared::mapping::mapping_file(env),
             auth_mode,
             credentials_secret_id: env.required("DATA_ACTION_CREDENTIALS_SECRET_ID")?,

@@ -85,10 +85,8 @@ impl Default for WriterConfig {
 impl WriterConfig {
     pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let hours = |name: &'static str, default: Duration| {
-            env.parse_or(name, default.as_secs() / 3600)
-                .map(|h| Duration::from_secs(3600 * h))
-        };
+        let hours =
+            |name: &'static str, default: Duration| env.hours_or(name, default.as_secs() / 3600);
         Ok(Self {
             dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
             idempotency_table: env.required("IDEMPOTENCY_TABLE")?,

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use shared::failure::FailureClass;
 use shared::ratelimit::{Announced, RateLimiter};
-use shared::retry::parse_retry_after;
+use shared::retry::{parse_retry_after, RETRY_AFTER_CAP};
 use shared::tokens::{Rotating, TokenError, TokenSource};
 use shared::IncidentDraft;
 
@@ -922,7 +922,7 @@ fn check(response: reqwest::Response) -> Result<reqwest::Response, ServiceNowErr
                 .ok()?;
             let now = shared::clock::epoch_secs();
             (status == StatusCode::TOO_MANY_REQUESTS)
-                .then(|| Duration::from_secs(reset.saturating_sub(now)))
+                .then(|| Duration::from_secs(reset.saturating_sub(now)).min(RETRY_AFTER_CAP))
         });
     Err(ServiceNowError::Status {
         status: status.as_u16(),
@@ -958,5 +958,24 @@ mod tests {
             ServiceNowError::Transport("x".into()).class(),
             FailureClass::Transient
         );
+    }
+
+    #[test]
+    fn a_429s_reset_is_read_as_at_most_a_day() {
+        let answer = |reset: u64| {
+            let response = http::Response::builder()
+                .status(429)
+                .header("x-ratelimit-reset", reset.to_string())
+                .body(Vec::<u8>::new())
+                .unwrap();
+            match check(reqwest::Response::from(response)) {
+                Err(ServiceNowError::Status { retry_after, .. }) => retry_after,
+                other => panic!("a 429 is a status error: {other:?}"),
+            }
+        };
+        let now = shared::clock::epoch_secs();
+        let in_a_minute = answer(now + 60).unwrap();
+        assert!(in_a_minute <= Duration::from_secs(60) && in_a_minute >= Duration::from_secs(58));
+        assert_eq!(answer(u64::MAX), Some(RETRY_AFTER_CAP));
     }
 }

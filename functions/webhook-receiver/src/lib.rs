@@ -273,9 +273,14 @@ pub fn validate(
             let event = InboundEvent::parse(text.as_bytes())
                 .map(InboundEvent::into_owned)
                 .map_err(|e| match e {
-                    shared::EnvelopeError::Syntax(reason) => shared::EnvelopeError::Syntax(
-                        format!("{reason} once wrapped in its envelope (nested too deeply?)"),
-                    ),
+                    // The body itself parsed: the envelope's one more level is what fails.
+                    shared::EnvelopeError::Syntax(_) => shared::EnvelopeError::Field {
+                        path: ".".into(),
+                        reason: "the body nests too deeply once wrapped in its envelope (JSON's \
+                                 nesting limit is 128 levels, the envelope takes one): nest it less, \
+                                 or send it in the webhook envelope"
+                            .into(),
+                    },
                     other => other,
                 });
             (event, Some(text))
@@ -849,7 +854,10 @@ mod tests {
             "{}",
             r.body
         );
-        assert!(r.body["message"].as_str().unwrap().contains("once wrapped"));
+        assert!(r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("nests too deeply once wrapped"));
         let shallower = format!(
             r#"{{"callId":"c-1","x":{}1{}}}"#,
             "[".repeat(125),
