@@ -160,25 +160,7 @@ impl Env {
         setting: impl Into<Setting>,
         default_ms: u64,
     ) -> Result<Duration, ConfigError> {
-        let setting = setting.into();
-        let d = self
-            .parse_or(setting, default_ms)
-            .map(Duration::from_millis)?;
-        at_most_max(setting.name, d, "milliseconds")
-    }
-
-    /// A duration in hours, at most [`MAX_DURATION`].
-    pub fn hours_or(
-        &self,
-        setting: impl Into<Setting>,
-        default_h: u64,
-    ) -> Result<Duration, ConfigError> {
-        let setting = setting.into();
-        let hours: u64 = self.parse_or(setting, default_h)?;
-        let d = hours
-            .checked_mul(3600)
-            .map_or(Duration::MAX, Duration::from_secs);
-        at_most_max(setting.name, d, "hours")
+        self.duration_or(setting, default_ms, 1, "milliseconds")
     }
 
     /// A duration in seconds, at most [`MAX_DURATION`].
@@ -187,9 +169,38 @@ impl Env {
         setting: impl Into<Setting>,
         default_s: u64,
     ) -> Result<Duration, ConfigError> {
+        self.duration_or(setting, default_s, 1000, "seconds")
+    }
+
+    /// A duration in hours, at most [`MAX_DURATION`].
+    pub fn hours_or(
+        &self,
+        setting: impl Into<Setting>,
+        default_h: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.duration_or(setting, default_h, 3_600_000, "hours")
+    }
+
+    /// A count of `unit_ms`-millisecond units, at most [`MAX_DURATION`] (too many to count is too long).
+    fn duration_or(
+        &self,
+        setting: impl Into<Setting>,
+        default: u64,
+        unit_ms: u64,
+        unit: &str,
+    ) -> Result<Duration, ConfigError> {
         let setting = setting.into();
-        let d = self.parse_or(setting, default_s).map(Duration::from_secs)?;
-        at_most_max(setting.name, d, "seconds")
+        let count: u64 = self.parse_or(setting, default)?;
+        match count.checked_mul(unit_ms).map(Duration::from_millis) {
+            Some(d) if d <= MAX_DURATION => Ok(d),
+            _ => Err(ConfigError::Invalid {
+                name: setting.name,
+                reason: format!(
+                    "at most {} {unit} (a year)",
+                    MAX_DURATION.as_millis() / u128::from(unit_ms)
+                ),
+            }),
+        }
     }
 
     /// Comma-separated list; empty entries are skipped.
@@ -243,21 +254,6 @@ fn warn_legacy(legacy: &'static str, name: &'static str) {
 /// The longest duration a setting may give: every wait, timeout and lifetime the functions read is far
 /// shorter, and a larger one (`18446744073709551615`) would overflow the clocks it is added to.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
-
-fn at_most_max(name: &'static str, d: Duration, unit: &str) -> Result<Duration, ConfigError> {
-    if d > MAX_DURATION {
-        let most = match unit {
-            "milliseconds" => MAX_DURATION.as_millis(),
-            "hours" => u128::from(MAX_DURATION.as_secs() / 3600),
-            _ => u128::from(MAX_DURATION.as_secs()),
-        };
-        return Err(ConfigError::Invalid {
-            name,
-            reason: format!("at most {most} {unit} (a year)"),
-        });
-    }
-    Ok(d)
-}
 
 #[cfg(test)]
 mod tests {
