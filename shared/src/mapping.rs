@@ -986,38 +986,33 @@ impl Profile {
             .filter(|_| holds)
         });
         let mut owned = [(0, 0); Owned::COUNT];
-        let mut keep = |which: Owned, parts: &[&str]| {
+        let mut keep = |which: Owned, text: &str| {
             let start = texts.len();
-            parts.iter().for_each(|p| texts.push_str(p));
+            texts.push_str(text);
             owned[which as usize] = (start, texts.len());
         };
-        keep(Owned::EventType, &[&event.event_type]);
-        keep(Owned::Kind, &[&kind]);
-        keep(
-            Owned::EventId,
-            &[event.event_id.as_deref().unwrap_or("none")],
-        );
+        keep(Owned::EventType, &event.event_type);
+        keep(Owned::Kind, &kind);
+        keep(Owned::EventId, event.event_id.as_deref().unwrap_or("none"));
         keep(
             Owned::OrganizationId,
-            &[event.organization_id.as_deref().unwrap_or_default()],
+            event.organization_id.as_deref().unwrap_or_default(),
         );
         keep(
             Owned::Timestamp,
-            &[event.timestamp.as_deref().unwrap_or_default()],
+            event.timestamp.as_deref().unwrap_or_default(),
         );
-        keep(Owned::EventKey, &[event_key]);
-        match matched.split_first() {
-            None => keep(Owned::MatchedRules, &["none"]),
-            Some((first, rest)) => {
-                let start = texts.len();
-                texts.push_str(first);
-                for name in rest {
-                    texts.push_str(", ");
-                    texts.push_str(name);
-                }
-                owned[Owned::MatchedRules as usize] = (start, texts.len());
-            }
+        keep(Owned::EventKey, event_key);
+        // The matched rules' names, joined in place.
+        let start = texts.len();
+        for (i, name) in matched.iter().enumerate() {
+            texts.push_str(if i == 0 { "" } else { ", " });
+            texts.push_str(name);
         }
+        if matched.is_empty() {
+            texts.push_str("none");
+        }
+        owned[Owned::MatchedRules as usize] = (start, texts.len());
         Ok(Mapped {
             profile: &self.name,
             conversation_id,

@@ -659,3 +659,37 @@ fn timestamps_keep_their_fraction_and_out_of_range_ones_stay_as_sent() {
         );
     }
 }
+
+#[test]
+fn built_ins_render_from_the_event() {
+    let matched = map(json!({
+        "conversationId": CONV,
+        "attributes": {"vip": "true"},
+        "disconnectType": "TRANSPORT_FAILURE"
+    }));
+    assert_eq!(
+        matched.work_notes,
+        "Created automatically from Genesys event customer.end (id evt-1). Priority rules matched: \
+         vip-caller, call-dropped."
+    );
+    let one = map(json!({"conversationId": CONV, "disconnectType": "SYSTEM"}));
+    assert!(
+        one.work_notes
+            .ends_with("Priority rules matched: call-dropped."),
+        "{}",
+        one.work_notes
+    );
+    let none = map(json!({"conversationId": CONV}));
+    assert!(
+        none.work_notes.ends_with("Priority rules matched: none."),
+        "{}",
+        none.work_notes
+    );
+    assert!(none.description.contains(&format!(
+        "Sent at: 2026-11-23T10:00:00Z\nEvent type: v2.detail.events.conversation.{CONV}.customer.end"
+    )));
+    assert_eq!(
+        none.correlation_display,
+        format!("Genesys conversation {CONV}")
+    );
+}
