@@ -158,6 +158,7 @@ mod tests {
                 "event=ivr:escalation",
                 "q=\"x\" <y> {z} |w| ^`\\",
                 "caf\u{e9}=\u{1f600}",
+                "%zz=%&a=%22",
             ]
             .map(String::from),
         );
