@@ -121,8 +121,8 @@ where
 }
 
 /// `raw` with every byte outside RFC 3986's query characters (unreserved, sub-delims, `:`, `@`, `/`, `?`) and
-/// `%` percent-encoded. A decoder reads the same parameters from both: a byte it would have read as itself
-/// is now its escape.
+/// `%` percent-encoded: a little more than `http::Uri` needs (it also takes `[`, `]`, `{`, `|`, …), and a
+/// decoder reads the same parameters from both, a byte it would have read as itself now being its escape.
 pub fn uri_safe_query(raw: &str) -> Cow<'_, str> {
     fn allowed(b: u8) -> bool {
         b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
@@ -250,7 +250,7 @@ mod tests {
             seen.lock().unwrap().as_deref(),
             Some("event=ivr:escalation&note=%22a%20b%22%3Cc%3E")
         );
-        // A query the parser takes is passed on unchanged.
+        // A query of RFC 3986 query characters (and `%` escapes) is passed on unchanged.
         safe.call(http_api_event("event=ivr%3Aescalation"))
             .await
             .expect("answered");

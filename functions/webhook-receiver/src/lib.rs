@@ -270,19 +270,18 @@ pub fn validate(
             }
             // Read back as the writer will read it: a body nested to serde_json's limit is one level
             // deeper once wrapped, and would be accepted here only to be dead-lettered there.
-            let event = InboundEvent::parse(text.as_bytes())
-                .map(InboundEvent::into_owned)
-                .map_err(|e| match e {
+            let event =
+                match InboundEvent::parse(text.as_bytes()) {
                     // The body itself parsed: the envelope's one more level is what fails.
-                    shared::EnvelopeError::Syntax(_) => shared::EnvelopeError::Field {
-                        path: ".".into(),
-                        reason: "the body nests too deeply once wrapped in its envelope (JSON's \
-                                 nesting limit is 128 levels, the envelope takes one): nest it less, \
-                                 or send it in the webhook envelope"
-                            .into(),
-                    },
-                    other => other,
-                });
+                    Err(shared::EnvelopeError::Syntax(_)) => return Err(Reply::error(
+                        400,
+                        "body_too_deep",
+                        "the body nests too deeply once wrapped in its envelope (JSON's nesting \
+                         limit is 128 levels, the envelope takes one): nest it less, or send it in \
+                         the webhook envelope",
+                    )),
+                    other => other.map(InboundEvent::into_owned),
+                };
             (event, Some(text))
         }
         Ok(v) => (InboundEvent::from_json(v), None),
@@ -850,7 +849,7 @@ mod tests {
         let r = validate(&cfg(), deep.as_bytes(), Some("ivr:escalation"), |_| Ok(())).unwrap_err();
         assert_eq!(
             (r.status, r.body["error"].as_str()),
-            (400, Some("invalid_payload")),
+            (400, Some("body_too_deep")),
             "{}",
             r.body
         );
