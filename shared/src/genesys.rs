@@ -169,15 +169,8 @@ impl GenesysApi {
 
 /// A value as one URL path segment (ids and keys; anything but unreserved characters percent-encoded).
 pub fn segment(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::percent::encode(value, |b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        .into_owned()
 }
 
 /// `Retry-After` (seconds or HTTP date), else Genesys' `inin-ratelimit-reset` (seconds); at most

@@ -23,6 +23,7 @@ pub mod mapping;
 pub mod metrics;
 #[cfg(feature = "oauth")]
 pub mod oauth;
+pub mod percent;
 pub mod priority;
 pub mod ratelimit;
 pub mod redact;
