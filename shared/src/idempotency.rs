@@ -257,6 +257,26 @@ impl IdempotencyStore {
         applied("DeleteItem", res)
     }
 
+    /// [`Self::forget`] as an item of a transaction: the lease goes with the transaction's other writes, one
+    /// call less than forgetting it after them. Its condition failing cancels the whole transaction.
+    pub fn forget_item(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, aws_sdk_dynamodb::error::BuildError>
+    {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .key("id", s(key))
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", "lease_token")
+            .expression_attribute_values(":token", s(token))
+            .build()?;
+        Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+            .delete(delete)
+            .build())
+    }
+
     /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first. `keep`:
     /// remember the record at least that long from now (for a dead-lettered event, the DLQ's retention).
     /// `settle_until_ms`: the lease is held until then instead (a write that may still commit).

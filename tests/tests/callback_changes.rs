@@ -380,3 +380,102 @@ async fn an_event_of_a_callback_whose_create_answer_was_lost_still_finds_its_res
     assert!(response.batch_item_failures.is_empty());
     drop(resources);
 }
+
+/// The change lease a cancel or a reschedule runs under.
+async fn change_lease(table: &str, id: &str) -> Option<String> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
+    shared::idempotency::read_item(&dynamodb, table, &format!("callback-change:{id}"))
+        .await
+        .unwrap()
+        .and_then(|item| shared::idempotency::get_s(&item, "lease_token").map(str::to_string))
+}
+
+#[tokio::test]
+async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writes_nothing() {
+    let (sim, b, resources) = integration_tests::callbacks::booking_with_resources(
+        "queue-support",
+        Duration::from_secs(1),
+    )
+    .await;
+    let table = resources.callbacks_table.clone();
+    // Released with the last transaction: none is left, and the next change starts at once.
+    let r = booked(&b, "+15550199888").await;
+    let moved = b
+        .reschedule(&r.id, &afternoon(), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(change_lease(&table, &r.id).await, None);
+    let cancelled = b.cancel(&r.id, deadline()).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(change_lease(&table, &r.id).await, None);
+    assert_eq!(taken(&b, &moved.slot).await, 0);
+
+    // A lease taken over while Genesys is asked: the cancel writes nothing and answers 503; once the other
+    // holder is done, the same cancel finishes without asking Genesys to disconnect again.
+    let r = booked(&b, "+15550199777").await;
+    sim.set_faults(GenesysFaults {
+        latency_ms: 500,
+        ..Default::default()
+    });
+    let gets = || {
+        sim.requests()
+            .iter()
+            .filter(|q| q.method == "GET" && q.path.contains("/conversations/"))
+            .count()
+    };
+    let before = gets();
+    let cancel = tokio::spawn({
+        let b = b.clone();
+        let id = r.id.clone();
+        async move { b.cancel(&id, deadline()).await }
+    });
+    // The callback's read is answered (logged) under the lease; the disconnect is then on its way.
+    while gets() == before {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
+    let key = format!("callback-change:{}", r.id);
+    dynamodb
+        .delete_item()
+        .table_name(&table)
+        .key("id", shared::idempotency::s(&key))
+        .send()
+        .await
+        .unwrap();
+    let until = shared::clock::epoch_ms() + 60_000;
+    let shared::idempotency::Claim::Acquired { token, .. } =
+        b.claims.claim(&key, "change", until).await.unwrap()
+    else {
+        panic!("the lease was free to take over");
+    };
+    let answer = cancel.await.unwrap();
+    assert!(
+        matches!(&answer, Err(BookError::Unavailable { reason, .. }) if reason.contains("lease")),
+        "{answer:?}"
+    );
+    assert_eq!(
+        b.reservations.get(&r.id).await.unwrap().unwrap().status,
+        Status::Scheduled
+    );
+    assert_eq!(taken(&b, &r.slot).await, 1, "the place is still held");
+    assert_eq!(
+        change_lease(&table, &r.id).await,
+        Some(token.clone()),
+        "the other holder's lease stays"
+    );
+
+    sim.set_faults(GenesysFaults::default());
+    assert!(b.claims.forget(&key, &token).await.unwrap());
+    let patches = || {
+        sim.requests()
+            .iter()
+            .filter(|q| q.method == "PATCH")
+            .count()
+    };
+    let sent = patches();
+    let cancelled = b.cancel(&r.id, deadline()).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(patches(), sent, "the callback was disconnected already");
+    assert_eq!(taken(&b, &r.slot).await, 0);
+    assert_eq!(change_lease(&table, &r.id).await, None);
+}

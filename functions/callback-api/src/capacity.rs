@@ -139,6 +139,32 @@ impl SlotCapacity {
         give_back: &[Timestamp],
         write: TransactWriteItem,
     ) -> Result<Outcome, StoreError> {
+        self.transact_all(queue, take, give_back, write, None).await
+    }
+
+    /// [`Self::transact_many`] that also releases a change lease (`release`, conditional on its token): `Done`
+    /// means the lease is gone too. A lease taken over meanwhile cancels the transaction: nothing is written,
+    /// and the error is transient.
+    pub async fn transact_releasing(
+        &self,
+        queue: &str,
+        take: &[(Timestamp, u32)],
+        give_back: &[Timestamp],
+        write: TransactWriteItem,
+        release: TransactWriteItem,
+    ) -> Result<Outcome, StoreError> {
+        self.transact_all(queue, take, give_back, write, Some(release))
+            .await
+    }
+
+    async fn transact_all(
+        &self,
+        queue: &str,
+        take: &[(Timestamp, u32)],
+        give_back: &[Timestamp],
+        write: TransactWriteItem,
+        release: Option<TransactWriteItem>,
+    ) -> Result<Outcome, StoreError> {
         let mut items = vec![write];
         for (slot, limit) in take {
             items.push(self.take_item(queue, *slot, *limit)?);
@@ -146,6 +172,8 @@ impl SlotCapacity {
         for slot in give_back {
             items.push(self.give_back_item(queue, *slot)?);
         }
+        let lease_at = release.is_some().then_some(items.len());
+        items.extend(release);
         // The SDK's own ClientRequestToken (one per call, kept across its retries) covers a lost answer
         // within the call.
         let res = self
@@ -178,6 +206,13 @@ impl SlotCapacity {
                     Ok(Outcome::Stale)
                 } else if passed && (1..=take.len()).any(failed) {
                     Ok(Outcome::Full)
+                } else if lease_at.is_some_and(failed) {
+                    Err(StoreError {
+                        operation: "TransactWriteItems",
+                        reason: "the change lease was taken over meanwhile; nothing was written"
+                            .into(),
+                        class: shared::failure::FailureClass::Transient,
+                    })
                 } else {
                     Err(store_error("TransactWriteItems", e))
                 }

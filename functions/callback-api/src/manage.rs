@@ -8,6 +8,8 @@
 //! One change runs at a time per reservation (a lease in the claims table), and every write is conditional on
 //! the revision it read, so a Genesys event landing in between is never overwritten.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -30,6 +32,14 @@ struct RescheduleRequest {
     slots: Vec<SlotRequest>,
 }
 
+/// A reservation's change lease, as the change running under it holds it.
+struct Lease {
+    key: String,
+    token: String,
+    /// Set once a transaction released it.
+    released: Arc<AtomicBool>,
+}
+
 impl Booking {
     async fn scheduled_one(&self, id: &str) -> Result<Reservation, BookError> {
         self.reservations
@@ -39,15 +49,17 @@ impl Booking {
             .ok_or(BookError::NotFound)
     }
 
-    /// Runs `change` holding the reservation's change lease.
-    async fn exclusively<T, F>(
+    /// Runs `change` holding the reservation's change lease. A change whose last transaction released the
+    /// lease ([`Self::finish`]) leaves it; otherwise it is released here.
+    async fn exclusively<T, F, Fut>(
         &self,
         id: &str,
         deadline: Deadline,
         change: F,
     ) -> Result<T, BookError>
     where
-        F: std::future::Future<Output = Result<T, BookError>>,
+        F: FnOnce(Lease) -> Fut,
+        Fut: std::future::Future<Output = Result<T, BookError>>,
     {
         let key = format!("callback-change:{id}");
         let until = shared::clock::epoch_ms()
@@ -67,18 +79,49 @@ impl Booking {
                 })
             }
         };
-        let result = change.await;
-        if let Err(e) = self.claims.forget(&key, &token).await {
-            warn!(error = %e, "could not release a reservation's change lease; it expires by itself");
+        let released = Arc::new(AtomicBool::new(false));
+        let lease = Lease {
+            key: key.clone(),
+            token: token.clone(),
+            released: released.clone(),
+        };
+        let result = change(lease).await;
+        if !released.load(Ordering::Relaxed) {
+            if let Err(e) = self.claims.forget(&key, &token).await {
+                warn!(error = %e, "could not release a reservation's change lease; it expires by itself");
+            }
         }
         result
+    }
+
+    /// The last transaction of a change, releasing its lease with it (one call less than after it).
+    async fn finish(
+        &self,
+        lease: &Lease,
+        queue: &str,
+        give_back: &[Timestamp],
+        write: aws_sdk_dynamodb::types::TransactWriteItem,
+    ) -> Result<Outcome, BookError> {
+        let release = self
+            .claims
+            .forget_item(&lease.key, &lease.token)
+            .map_err(unavailable)?;
+        let outcome = self
+            .capacity
+            .transact_releasing(queue, &[], give_back, write, release)
+            .await
+            .map_err(unavailable)?;
+        if outcome == Outcome::Done {
+            lease.released.store(true, Ordering::Relaxed);
+        }
+        Ok(outcome)
     }
 
     /// Cancels reservation `id`: the Genesys callback is disconnected, then the reservation is `cancelled`
     /// and its place given back. Cancelling a cancelled reservation answers it as it is.
     pub async fn cancel(&self, id: &str, deadline: Deadline) -> Result<Reservation, BookError> {
         // Read once, under the lease (one call less than reading before it too).
-        self.exclusively(id, deadline, async {
+        self.exclusively(id, deadline, |lease| async move {
             let mut r = self.scheduled_one(id).await?;
             match r.status {
                 Status::Cancelled => return Ok(r),
@@ -121,12 +164,7 @@ impl Booking {
                 .replace(&r, Status::Scheduled)
                 .map_err(unavailable)?;
             // Every place the reservation holds (two while a reschedule is pending) goes back with it.
-            let outcome = self
-                .capacity
-                .transact_many(&r.queue, &[], &slots, write)
-                .await
-                .map_err(unavailable)?;
-            match outcome {
+            match self.finish(&lease, &r.queue, &slots, write).await? {
                 Outcome::Done => {
                     r.revision += 1;
                     Ok(r)
@@ -152,7 +190,7 @@ impl Booking {
             }])
         })?;
         // Read once, under the lease (one call less than reading before it too).
-        self.exclusively(id, deadline, async {
+        self.exclusively(id, deadline, |lease| async move {
             let mut r = self.scheduled_one(id).await?;
             if r.status != Status::Scheduled {
                 return Err(BookError::WrongState(r.status.name()));
@@ -264,12 +302,7 @@ impl Booking {
             };
             let write = write.map_err(unavailable)?;
             let give_back: Vec<Timestamp> = take_back.into_iter().collect();
-            match self
-                .capacity
-                .transact_many(&r.queue, &[], &give_back, write)
-                .await
-                .map_err(unavailable)?
-            {
+            match self.finish(&lease, &r.queue, &give_back, write).await? {
                 Outcome::Done => match moved {
                     Ok(()) => {
                         done.revision += 1;
