@@ -479,3 +479,52 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
     assert_eq!(taken(&b, &r.slot).await, 0);
     assert_eq!(change_lease(&table, &r.id).await, None);
 }
+
+#[tokio::test]
+async fn a_booking_whose_reservation_moved_during_its_create_still_indexes_the_conversation() {
+    let (sim, b, resources) = integration_tests::callbacks::booking_with_resources(
+        "queue-support",
+        Duration::from_secs(1),
+    )
+    .await;
+    sim.set_faults(GenesysFaults {
+        latency_ms: 600,
+        ..Default::default()
+    });
+    let book = tokio::spawn({
+        let b = b.clone();
+        async move { b.book(&body("+15550199888"), None, now(), deadline()).await }
+    });
+    // The reservation is stored before the create is sent; it moves while Genesys is answering.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
+    let id = loop {
+        let page = dynamodb
+            .scan()
+            .table_name(&resources.callbacks_table)
+            .send()
+            .await
+            .unwrap();
+        let found = page.items().iter().find_map(|item| {
+            let key = shared::idempotency::get_s(item, "id")?;
+            key.strip_prefix("callback:").map(str::to_string)
+        });
+        if let Some(id) = found {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut stored = b.reservations.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Requested);
+    assert!(b
+        .reservations
+        .update(&mut stored, Status::Requested)
+        .await
+        .unwrap());
+    // The scheduling write finds it moved: nothing overwritten, the stored one answered, the conversation
+    // indexed all the same.
+    let answer = book.await.unwrap().unwrap();
+    assert_eq!(answer, stored);
+    let conversation = sim.callbacks()[0].conversation_id.clone();
+    let indexed = b.reservations.by_conversation(&conversation).await.unwrap();
+    assert_eq!(indexed.map(|r| r.id), Some(id));
+}

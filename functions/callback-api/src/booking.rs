@@ -687,17 +687,22 @@ impl Booking {
         conversation: String,
     ) -> Result<Reservation, BookError> {
         r.status = Status::Scheduled;
-        // Indexed first: a lifecycle event that arrives before the update still finds its reservation.
+        r.conversation_id = Some(conversation.clone());
+        r.create_sent_at = None;
+        if self
+            .reservations
+            .schedule(&mut r, &conversation)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(r);
+        }
+        // Moved meanwhile (another attempt, a lifecycle event): indexed still, and what is stored is the answer.
         self.reservations
             .index_conversation(&conversation, &r.id)
             .await
             .map_err(unavailable)?;
-        r.conversation_id = Some(conversation);
-        r.create_sent_at = None;
-        match self.save_from_requested(&mut r).await? {
-            Some(moved) => Ok(moved),
-            None => Ok(r),
-        }
+        self.stored(&r.id).await
     }
 
     /// Saves `r` over its `requested` record. `Some`: the record had moved meanwhile (another attempt, a
@@ -714,12 +719,16 @@ impl Booking {
         {
             return Ok(None);
         }
+        self.stored(&r.id).await.map(Some)
+    }
+
+    /// The reservation as stored now.
+    async fn stored(&self, id: &str) -> Result<Reservation, BookError> {
         self.reservations
-            .get(&r.id)
+            .get(id)
             .await
             .map_err(unavailable)?
             .ok_or_else(|| unavailable("the reservation vanished"))
-            .map(Some)
     }
 
     /// Stores `r` in the first of `slots` with room, its place taken in the same transaction. `Full`: no

@@ -2,13 +2,15 @@
 //! status, doc (the reservation as JSON), expiration}`; every change is conditional on the status it moves
 //! from, so two writers can never both move one reservation.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use shared::idempotency::{applied, get_s, n, read_item, s, StoreError};
+use shared::idempotency::{applied, get_s, n, read_item, s, store_error, StoreError};
 
 /// `requested → scheduled → connected → completed | missed | cancelled`, or `failed` when Genesys refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,13 +190,64 @@ impl Reservations {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("id", s(format!("callback-conversation:{conversation}")))
-            .item("kind", s("callback-conversation"))
-            .item("reservation_id", s(id))
-            .item("expiration", self.expiration())
+            .set_item(Some(self.index_item(conversation, id)))
             .send()
             .await;
         applied("PutItem", res).map(|_| ())
+    }
+
+    fn index_item(&self, conversation: &str, id: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (
+                "id".into(),
+                s(format!("callback-conversation:{conversation}")),
+            ),
+            ("kind".into(), s("callback-conversation")),
+            ("reservation_id".into(), s(id)),
+            ("expiration".into(), self.expiration()),
+        ])
+    }
+
+    /// Saves `r` over its `requested` record (as [`Self::update`] does) and indexes its conversation, in one
+    /// transaction: one call, and a lifecycle event finds the reservation as soon as it is scheduled.
+    /// `Ok(false)`: the record had moved meanwhile, and nothing was written.
+    pub async fn schedule(
+        &self,
+        r: &mut Reservation,
+        conversation: &str,
+    ) -> Result<bool, StoreError> {
+        let write = self.replace(r, Status::Requested)?;
+        let index = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.index_item(conversation, &r.id)))
+            .build()
+            .map_err(build_error)?;
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(write)
+            .transact_items(TransactWriteItem::builder().put(index).build())
+            .send()
+            .await;
+        match res {
+            Ok(_) => {
+                r.revision += 1;
+                Ok(true)
+            }
+            Err(e) => {
+                let moved = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+                        t.cancellation_reasons().first().and_then(|c| c.code())
+                            == Some("ConditionalCheckFailed")
+                    }
+                    _ => false,
+                };
+                match moved {
+                    true => Ok(false),
+                    false => Err(store_error("TransactWriteItems", e)),
+                }
+            }
+        }
     }
 
     /// The reservation of a Genesys callback conversation, if it is one of ours.
