@@ -11,8 +11,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::BuildError;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use crate::failure::FailureClass;
@@ -214,10 +216,14 @@ impl IdempotencyStore {
 
     /// Marks the key COMPLETED with the incident it produced.
     pub async fn complete(&self, key: &str, token: &str, number: &str) -> Result<bool, StoreError> {
+        let update = self.completion(key, token, number).map_err(build_error)?;
+        applied("UpdateItem", self.send_update(update).await)
+    }
+
+    /// [`Self::complete`]'s write, for a transaction ([`Self::transact`]).
+    pub fn completion(&self, key: &str, token: &str, number: &str) -> Result<Update, BuildError> {
         let now = now_ms();
-        let res = self
-            .client
-            .update_item()
+        Update::builder()
             .table_name(&self.table)
             .key("id", s(key))
             .update_expression(
@@ -236,9 +242,57 @@ impl IdempotencyStore {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":exp", n(now / 1000 + self.ttl.as_secs()))
             .expression_attribute_values(":token", s(token))
+            .build()
+    }
+
+    async fn send_update(
+        &self,
+        update: Update,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    > {
+        self.client
+            .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .send()
+            .await
+    }
+
+    /// Applies conditional `updates` (of this store's or another's table) in one transaction: one call for
+    /// several. `Ok(false)`: a condition did not hold, and nothing was written.
+    pub async fn transact(&self, updates: Vec<Update>) -> Result<bool, StoreError> {
+        let items = updates
+            .into_iter()
+            .map(|u| TransactWriteItem::builder().update(u).build())
+            .collect();
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await;
-        applied("UpdateItem", res)
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(t))
+                    if t.cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Ok(false)
+                }
+                _ => Err(store_error("TransactWriteItems", e)),
+            },
+        }
     }
 
     /// Deletes the record while holding its lease: nothing was done, and the key may be claimed again for any
@@ -259,12 +313,7 @@ impl IdempotencyStore {
 
     /// [`Self::forget`] as an item of a transaction: the lease goes with the transaction's other writes, one
     /// call less than forgetting it after them. Its condition failing cancels the whole transaction.
-    pub fn forget_item(
-        &self,
-        key: &str,
-        token: &str,
-    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, aws_sdk_dynamodb::error::BuildError>
-    {
+    pub fn forget_item(&self, key: &str, token: &str) -> Result<TransactWriteItem, BuildError> {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("id", s(key))
@@ -272,9 +321,7 @@ impl IdempotencyStore {
             .expression_attribute_names("#token", "lease_token")
             .expression_attribute_values(":token", s(token))
             .build()?;
-        Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-            .delete(delete)
-            .build())
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     /// Gives the lease up but keeps the record, so the next claim reconciles with ServiceNow first. `keep`:
@@ -287,10 +334,22 @@ impl IdempotencyStore {
         keep: Option<Duration>,
         settle_until_ms: Option<u64>,
     ) -> Result<(), StoreError> {
+        let update = self
+            .release_update(key, token, keep, settle_until_ms)
+            .map_err(build_error)?;
+        applied("UpdateItem", self.send_update(update).await).map(|_| ())
+    }
+
+    /// [`Self::release`]'s write, for a transaction ([`Self::transact`]).
+    pub fn release_update(
+        &self,
+        key: &str,
+        token: &str,
+        keep: Option<Duration>,
+        settle_until_ms: Option<u64>,
+    ) -> Result<Update, BuildError> {
         let mut set = vec!["#lease = :lease"];
-        let mut req = self
-            .client
-            .update_item()
+        let mut req = Update::builder()
             .table_name(&self.table)
             .key("id", s(key))
             .condition_expression("#token = :token")
@@ -313,7 +372,15 @@ impl IdempotencyStore {
                 .expression_attribute_names("#settle", "settle_until_ms")
                 .expression_attribute_values(":settle", n(until));
         }
-        req = req.update_expression(format!("SET {}", set.join(", ")));
-        applied("UpdateItem", req.send().await).map(|_| ())
+        req.update_expression(format!("SET {}", set.join(", ")))
+            .build()
+    }
+}
+
+fn build_error(e: BuildError) -> StoreError {
+    StoreError {
+        operation: "UpdateItem",
+        reason: e.to_string(),
+        class: FailureClass::Permanent,
     }
 }

@@ -601,3 +601,56 @@ async fn a_corrected_resend_after_a_refusal_is_delivered_not_a_conflict() {
     assert_eq!(t.post(&real).await.1["outcome"], "noted");
     assert_eq!(t.genesys.contact(&contact).unwrap().notes.len(), 3);
 }
+
+#[tokio::test]
+async fn a_row_locks_release_and_its_transactions_completion_apply_together_or_not_at_all() {
+    use shared::idempotency::{Claim, IdempotencyStore};
+    let aws = aws_config().await;
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let names = local::aws_setup::ResourceNames::with_prefix(&prefix);
+    let resources = local::aws_setup::ensure(&aws, &names, &integration_tests::secret_values())
+        .await
+        .unwrap();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let store = IdempotencyStore::new(dynamodb, resources.table, Duration::from_secs(3600));
+    let until = shared::clock::epoch_ms() + 60_000;
+    let claim = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            match store.claim(key, "h", until).await.unwrap() {
+                Claim::Acquired { token, .. } => token,
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    };
+    let lock = claim("datatable-row:r").await;
+    let tx = claim("ingest:tx").await;
+    let both = |lock: &str, tx: &str| {
+        vec![
+            store
+                .release_update("datatable-row:r", lock, None, None)
+                .unwrap(),
+            store.completion("ingest:tx", tx, "row_created").unwrap(),
+        ]
+    };
+    // One stale token: neither is written.
+    assert!(!store.transact(both(&lock, "stale")).await.unwrap());
+    assert!(matches!(
+        store.claim("datatable-row:r", "h", until).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    assert!(matches!(
+        store.claim("ingest:tx", "h", until).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    // Both tokens live: the lock is free again and the transaction completed.
+    assert!(store.transact(both(&lock, &tx)).await.unwrap());
+    assert!(matches!(
+        store.claim("datatable-row:r", "h", until).await.unwrap(),
+        Claim::Acquired { .. }
+    ));
+    assert!(matches!(
+        store.claim("ingest:tx", "h", until).await.unwrap(),
+        Claim::Completed { .. }
+    ));
+}

@@ -465,6 +465,14 @@ pub struct Stores {
     pub locks: IdempotencyStore,
 }
 
+/// A data table row's lock, held from before the row is read until the transaction's outcome is recorded.
+struct RowLock {
+    key: String,
+    token: String,
+    /// Held until then after a write that may still apply.
+    settle_until_ms: Option<u64>,
+}
+
 /// What a route's event becomes, checked before anything is claimed or written.
 enum Plan {
     Row {
@@ -644,37 +652,74 @@ impl Targets {
                 }
             }
         };
-        let result = match plan {
+        let (result, row_lock) = match plan {
             Plan::Row {
                 table,
                 key: row_key,
                 row,
                 timestamp_column,
-            } => {
-                self.upsert_row(
-                    stores,
-                    &table,
-                    &row_key,
-                    &row,
-                    timestamp_column.as_deref(),
-                    deadline,
-                )
-                .await
+            } => match self.lock_row(stores, &table, &row_key, deadline).await {
+                Ok(mut lock) => {
+                    let result = self
+                        .write_row(
+                            &table,
+                            &row_key,
+                            &row,
+                            timestamp_column.as_deref(),
+                            deadline,
+                        )
+                        .await;
+                    if let Err(StepError::Unconfirmed(_)) = &result {
+                        lock.settle_until_ms =
+                            Some(shared::clock::epoch_ms() + self.settle.as_millis() as u64);
+                    }
+                    (result, Some(lock))
+                }
+                Err(e) => (Err(e), None),
+            },
+            Plan::Note { contacts, text } => {
+                (self.note(&contacts, &text, key, deadline).await, None)
             }
-            Plan::Note { contacts, text } => self.note(&contacts, &text, key, deadline).await,
             Plan::Attributes {
                 conversation,
                 participant,
                 attributes,
-            } => {
+            } => (
                 self.attributes(&conversation, &participant, &attributes, deadline)
-                    .await
-            }
+                    .await,
+                None,
+            ),
         };
         // Bounded on its own: the answer is known, and the record must still be written.
         let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
         let claims = &stores.claims;
         let record = async {
+            if let (Ok(done), Some(lock)) = (&result, &row_lock) {
+                // Delivered: the row lock released and the transaction completed in one call.
+                let both = [
+                    stores
+                        .locks
+                        .release_update(&lock.key, &lock.token, None, None),
+                    claims.completion(&claim_key, &token, done.name()),
+                ];
+                if let Ok(updates) = both.into_iter().collect::<Result<Vec<_>, _>>() {
+                    if let Ok(true) = claims.transact(updates).await {
+                        return Ok(());
+                    }
+                }
+                // Not applied (a lease taken over meanwhile) or unanswered: each on its own, as far as it
+                // still holds (both are conditional on their tokens, so repeating an applied one changes nothing).
+            }
+            if let Some(lock) = &row_lock {
+                if stores
+                    .locks
+                    .release(&lock.key, &lock.token, None, lock.settle_until_ms)
+                    .await
+                    .is_err()
+                {
+                    warn!("could not release the row lock; its lease expires");
+                }
+            }
             match &result {
                 Ok(done) => claims
                     .complete(&claim_key, &token, done.name())
@@ -838,15 +883,14 @@ impl Targets {
         }
     }
 
-    async fn upsert_row(
+    /// Takes the row's lock: one writer per row at a time.
+    async fn lock_row(
         &self,
         stores: &Stores,
         table: &str,
         key: &str,
-        row: &Map<String, Value>,
-        timestamp_column: Option<&str>,
         deadline: Deadline,
-    ) -> Result<Delivered, StepError> {
+    ) -> Result<RowLock, StepError> {
         // One writer per row at a time: "newer wins" needs the read and the write together. The record's id
         // is a hash: keys may be phone numbers.
         let lock_key = format!(
@@ -854,7 +898,7 @@ impl Targets {
             hex::encode(Sha256::digest(format!("{table}\n{key}").as_bytes()))
         );
         let reserve = Duration::from_millis(300);
-        let token = loop {
+        loop {
             let until = shared::clock::epoch_ms()
                 + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
             let claim = bounded(
@@ -871,7 +915,13 @@ impl Targets {
                 })
             })?;
             match claim {
-                Claim::Acquired { token, .. } => break token,
+                Claim::Acquired { token, .. } => {
+                    return Ok(RowLock {
+                        key: lock_key,
+                        token,
+                        settle_until_ms: None,
+                    })
+                }
                 Claim::InFlight { settle_until_ms } => wait_or_give_up(
                     deadline,
                     settle_until_ms,
@@ -888,11 +938,21 @@ impl Targets {
                 // A lock record is never completed; anything else is retried at once.
                 _ => {}
             }
-        };
+        }
+    }
+
+    /// Writes the row (held under its [`RowLock`]): "newer wins" reads it, then creates or updates it.
+    async fn write_row(
+        &self,
+        table: &str,
+        key: &str,
+        row: &Map<String, Value>,
+        timestamp_column: Option<&str>,
+        deadline: Deadline,
+    ) -> Result<Delivered, StepError> {
         let rows = format!("/api/v2/flows/datatables/{}/rows", segment(table));
         let one = format!("{rows}/{}", segment(key));
-        let result = self
-            .retrier
+        self.retrier
             .run(
                 deadline,
                 |_| async {
@@ -950,23 +1010,7 @@ impl Targets {
                 },
                 |e, _| warn!(error = %e, "data table write failed; retrying"),
             )
-            .await;
-        let settle = match &result {
-            Err(StepError::Unconfirmed(_)) => {
-                Some(shared::clock::epoch_ms() + self.settle.as_millis() as u64)
-            }
-            _ => None,
-        };
-        match tokio::time::timeout(
-            RECORD_BUDGET,
-            stores.locks.release(&lock_key, &token, None, settle),
-        )
-        .await
-        {
-            Ok(Ok(())) => {}
-            _ => warn!("could not release the row lock; its lease expires"),
-        }
-        result
+            .await
     }
 
     /// A write: an ambiguous failure (sent, no answer or a 5xx) ends the delivery for now as unconfirmed.

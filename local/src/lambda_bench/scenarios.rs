@@ -1307,7 +1307,7 @@ mod tests {
         AwsStub::start(StubConfig {
             secrets: f.secrets(),
             max_message_size: 262_144,
-            datatable_columns: Vec::new(),
+            datatable_columns: f.datatable_columns(),
             items: workload.items.clone(),
             subscriber_secret: f.subscriber_secret(),
         })
@@ -1352,6 +1352,19 @@ mod tests {
                     answers.push(json!({"statusCode": response.status().as_u16(), "body": body}));
                 }
             }
+            Function::LegacyIngest => {
+                let config = legacy_ingest::Config::from_vars(&env).unwrap();
+                let ingest = legacy_ingest::build(config, &aws).await.unwrap();
+                at_start = stub.requests();
+                for event in &workload.events {
+                    let request =
+                        lambda_http::request::from_str(std::str::from_utf8(event).unwrap())
+                            .unwrap();
+                    let response = legacy_ingest::handle_lambda(&ingest, request).await;
+                    let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+                    answers.push(json!({"statusCode": response.status().as_u16(), "body": body}));
+                }
+            }
             Function::CallbackEvents => {
                 let config = callback_events::Config::from_vars(&env).unwrap();
                 let events = callback_events::build(config, &aws).await.unwrap();
@@ -1379,7 +1392,7 @@ mod tests {
                     answers.push(callback_websocket::handle_event(&live, &json_of(event)).await);
                 }
             }
-            _ => unreachable!("only the callback functions run in process"),
+            _ => unreachable!("only the callback functions and legacy-ingest run in process"),
         }
         for (i, answer) in answers.iter().enumerate() {
             f.check(answer.to_string().as_bytes())
@@ -1417,6 +1430,15 @@ mod tests {
             let three = run_in_process(f, 3).await;
             assert_eq!((one, three - one), (calls + 1, 2 * calls), "{f:?}");
         }
+    }
+
+    /// A legacy event into a data table row takes five calls: the transaction's claim; the row's lock; the
+    /// row read and its create; the lock released and the transaction completed in one transaction.
+    #[tokio::test]
+    async fn a_legacy_row_delivery_takes_five_calls() {
+        let one = run_in_process(Function::LegacyIngest, 1).await;
+        let three = run_in_process(Function::LegacyIngest, 3).await;
+        assert_eq!(three - one, 2 * 5);
     }
 
     #[tokio::test]
