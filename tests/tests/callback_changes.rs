@@ -413,8 +413,10 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
     // A lease taken over while Genesys is asked: the cancel writes nothing and answers 503; once the other
     // holder is done, the same cancel finishes without asking Genesys to disconnect again.
     let r = booked(&b, "+15550199777").await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
+    // Long enough for the takeover below (two moto calls) to land while the disconnect is on its way.
     sim.set_faults(GenesysFaults {
-        latency_ms: 500,
+        latency_ms: 1000,
         ..Default::default()
     });
     let gets = || {
@@ -430,10 +432,14 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
         async move { b.cancel(&id, deadline()).await }
     });
     // The callback's read is answered (logged) under the lease; the disconnect is then on its way.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
     while gets() == before {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the callback was never read"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
     let key = format!("callback-change:{}", r.id);
     dynamodb
         .delete_item()
@@ -497,7 +503,12 @@ async fn a_booking_whose_reservation_moved_during_its_create_still_indexes_the_c
     });
     // The reservation is stored before the create is sent; it moves while Genesys is answering.
     let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
     let id = loop {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the reservation was never stored"
+        );
         let page = dynamodb
             .scan()
             .table_name(&resources.callbacks_table)

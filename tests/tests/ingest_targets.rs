@@ -19,6 +19,8 @@ struct Targets {
     genesys: GenesysSim,
     url: String,
     token: String,
+    /// The idempotency table (claims and row locks).
+    table: String,
 }
 
 impl Targets {
@@ -73,6 +75,7 @@ impl Targets {
             genesys,
             url: format!("http://{addr}/ingest"),
             token: mint(jsonwebtoken::Algorithm::ES256, &standard_claims()),
+            table: resources.table,
         })
     }
 
@@ -653,4 +656,82 @@ async fn a_row_locks_release_and_its_transactions_completion_apply_together_or_n
         store.claim("ingest:tx", "h", until).await.unwrap(),
         Claim::Completed { .. }
     ));
+}
+
+#[tokio::test]
+async fn a_row_lock_taken_over_during_the_write_is_left_to_its_holder_and_the_transaction_still_completes(
+) {
+    use sha2::Digest;
+    use shared::idempotency::{get_s, read_item, Claim, IdempotencyStore};
+    let t = Arc::new(Targets::start(&[]).await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let locks = IdempotencyStore::new(dynamodb.clone(), t.table.clone(), Duration::from_secs(3600));
+    let lock_key = format!(
+        "datatable-row:{}",
+        hex::encode(sha2::Sha256::digest(format!("{TABLE}\nORD-9").as_bytes()))
+    );
+    // Slow enough for the takeover below to land while the row is being written.
+    t.genesys.set_faults(GenesysFaults {
+        latency_ms: 700,
+        ..Default::default()
+    });
+    // Answered 404 (no row yet), then the create is on its way.
+    let reads = || {
+        t.genesys
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == ROW)
+            .count()
+    };
+    let before = reads();
+    let post = tokio::spawn({
+        let t = t.clone();
+        async move {
+            t.post(&order("TX-9", "ORD-9", "shipped", "2026-12-01T10:00:00Z"))
+                .await
+        }
+    });
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while reads() == before {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the row was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dynamodb
+        .delete_item()
+        .table_name(&t.table)
+        .key("id", shared::idempotency::s(&lock_key))
+        .send()
+        .await
+        .unwrap();
+    let until = shared::clock::epoch_ms() + 60_000;
+    let Claim::Acquired { token: thief, .. } =
+        locks.claim(&lock_key, "row-lock", until).await.unwrap()
+    else {
+        panic!("the row lock was free to take over");
+    };
+    let (status, body) = post.await.unwrap();
+    assert_eq!(
+        (status, &body["outcome"]),
+        (202, &json!("row_created")),
+        "{body}"
+    );
+    // The one transaction was refused (the lock's token changed); each part was then written on its own: the
+    // other holder's lock stays, and the transaction is completed (a resend is a duplicate).
+    let lock = read_item(&dynamodb, &t.table, &lock_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(get_s(&lock, "lease_token"), Some(thief.as_str()));
+    t.genesys.set_faults(GenesysFaults::default());
+    let (status, body) = t
+        .post(&order("TX-9", "ORD-9", "shipped", "2026-12-01T10:00:00Z"))
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (202, &json!("duplicate")),
+        "{body}"
+    );
 }

@@ -176,47 +176,53 @@ impl SlotCapacity {
         items.extend(release);
         // The SDK's own ClientRequestToken (one per call, kept across its retries) covers a lost answer
         // within the call.
-        let res = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(Outcome::Done),
-            Err(e) => {
-                let reasons: Vec<Option<String>> = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().map(str::to_string))
-                        .collect(),
-                    _ => return Err(store_error("TransactWriteItems", e)),
-                };
-                let failed = |i: usize| {
-                    reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
-                };
-                // Full only when the write itself passed: a reservation held up by a conflicting
-                // transaction is no answer about room, and a booking would be told "full" wrongly.
-                let passed = matches!(
-                    reasons.first().and_then(|c| c.as_deref()),
-                    None | Some("None")
-                );
-                if failed(0) {
-                    Ok(Outcome::Stale)
-                } else if passed && (1..=take.len()).any(failed) {
-                    Ok(Outcome::Full)
-                } else if lease_at.is_some_and(failed) {
-                    Err(StoreError {
-                        operation: "TransactWriteItems",
-                        reason: "the change lease was taken over meanwhile; nothing was written"
-                            .into(),
-                        class: shared::failure::FailureClass::Transient,
-                    })
-                } else {
-                    Err(store_error("TransactWriteItems", e))
-                }
+        let mut repeated = false;
+        loop {
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match res {
+                Ok(_) => return Ok(Outcome::Done),
+                Err(e) => e,
+            };
+            let reasons: Vec<Option<String>> = match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().map(str::to_string))
+                    .collect(),
+                _ => return Err(store_error("TransactWriteItems", e)),
+            };
+            let code = |i: usize| reasons.get(i).and_then(|c| c.as_deref());
+            // The lease's item met a concurrent claim of it (a second change sent at once, refused by it):
+            // nothing was written, and the same transaction once more is as safe as the first.
+            let lease_conflict = lease_at.is_some_and(|i| code(i) == Some("TransactionConflict"))
+                && !(0..reasons.len()).any(|i| code(i) == Some("ConditionalCheckFailed"));
+            if lease_conflict && !repeated {
+                repeated = true;
+                tokio::time::sleep(shared::retry::jitter(Duration::from_millis(50))).await;
+                continue;
             }
+            let failed = |i: usize| code(i) == Some("ConditionalCheckFailed");
+            // Full only when the write itself passed: a reservation held up by a conflicting transaction is
+            // no answer about room, and a booking would be told "full" wrongly.
+            let passed = matches!(code(0), None | Some("None"));
+            return if failed(0) {
+                Ok(Outcome::Stale)
+            } else if passed && (1..=take.len()).any(failed) {
+                Ok(Outcome::Full)
+            } else if lease_at.is_some_and(failed) {
+                Err(StoreError {
+                    operation: "TransactWriteItems",
+                    reason: "the change lease was taken over meanwhile; nothing was written".into(),
+                    class: shared::failure::FailureClass::Transient,
+                })
+            } else {
+                Err(store_error("TransactWriteItems", e))
+            };
         }
     }
 }

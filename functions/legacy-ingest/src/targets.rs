@@ -420,6 +420,10 @@ impl Retryable for StepError {
 /// The time the outcome of a delivery may take to record, after the deadline's work.
 const RECORD_BUDGET: Duration = Duration::from_millis(1500);
 
+/// The time a delivered row's one-transaction record may take before each part is recorded on its own (within
+/// [`RECORD_BUDGET`] again, both at once).
+const TOGETHER_BUDGET: Duration = Duration::from_millis(1000);
+
 /// After a write that may have been applied without an answer, nothing is written for the transaction or
 /// the row until this long after (`INGEST_WRITE_SETTLE_SECONDS`): the next attempt reads what Genesys then
 /// has.
@@ -692,54 +696,52 @@ impl Targets {
         };
         // Bounded on its own: the answer is known, and the record must still be written.
         let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
-        let claims = &stores.claims;
-        let record = async {
-            if let (Ok(done), Some(lock)) = (&result, &row_lock) {
-                // Delivered: the row lock released and the transaction completed in one call.
-                let both = [
-                    stores
+        let together = match (&result, &row_lock) {
+            (Ok(done), Some(lock)) => record_together(stores, lock, &claim_key, &token, done).await,
+            _ => false,
+        };
+        if !together {
+            // Each on its own (and at once), as far as it still holds: both are conditional on their tokens,
+            // so repeating one the transaction may have applied changes nothing.
+            let claims = &stores.claims;
+            let release_lock = async {
+                if let Some(lock) = &row_lock {
+                    if stores
                         .locks
-                        .release_update(&lock.key, &lock.token, None, None),
-                    claims.completion(&claim_key, &token, done.name()),
-                ];
-                if let Ok(updates) = both.into_iter().collect::<Result<Vec<_>, _>>() {
-                    if let Ok(true) = claims.transact(updates).await {
-                        return Ok(());
+                        .release(&lock.key, &lock.token, None, lock.settle_until_ms)
+                        .await
+                        .is_err()
+                    {
+                        warn!("could not release the row lock; its lease expires");
                     }
                 }
-                // Not applied (a lease taken over meanwhile) or unanswered: each on its own, as far as it
-                // still holds (both are conditional on their tokens, so repeating an applied one changes nothing).
-            }
-            if let Some(lock) = &row_lock {
-                if stores
-                    .locks
-                    .release(&lock.key, &lock.token, None, lock.settle_until_ms)
-                    .await
-                    .is_err()
-                {
-                    warn!("could not release the row lock; its lease expires");
+            };
+            let record = async {
+                match &result {
+                    Ok(done) => claims
+                        .complete(&claim_key, &token, done.name())
+                        .await
+                        .map(|_| ()),
+                    // May still be applied: nothing for this transaction until Genesys has settled.
+                    Err(StepError::Unconfirmed(_)) => {
+                        claims.release(&claim_key, &token, None, Some(settle)).await
+                    }
+                    // Nothing was written: forgotten, so a corrected resend is not a conflict.
+                    Err(_) => claims.forget(&claim_key, &token).await.map(|_| ()),
                 }
-            }
-            match &result {
-                Ok(done) => claims
-                    .complete(&claim_key, &token, done.name())
-                    .await
-                    .map(|_| ()),
-                // May still be applied: nothing for this transaction until Genesys has settled.
-                Err(StepError::Unconfirmed(_)) => {
-                    claims.release(&claim_key, &token, None, Some(settle)).await
+            };
+            match tokio::time::timeout(RECORD_BUDGET, async {
+                tokio::join!(release_lock, record).1
+            })
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "could not record the transaction's outcome; a retry reads before writing")
                 }
-                // Nothing was written: forgotten, so a corrected resend is not a conflict.
-                Err(_) => claims.forget(&claim_key, &token).await.map(|_| ()),
-            }
-        };
-        match tokio::time::timeout(RECORD_BUDGET, record).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                warn!(error = %e, "could not record the transaction's outcome; a retry reads before writing")
-            }
-            Err(_) => {
-                warn!("recording the transaction's outcome timed out; a retry reads before writing")
+                Err(_) => {
+                    warn!("recording the transaction's outcome timed out; a retry reads before writing")
+                }
             }
         }
         result.map_err(|e| match DeliverError::from(e) {
@@ -1168,6 +1170,45 @@ impl Targets {
 }
 
 /// A store call within the deadline (minus `reserve`).
+/// A delivered row's lock released and its transaction completed in one call. `false`: not applied (a lease
+/// taken over meanwhile) or unanswered within [`TOGETHER_BUDGET`]; the caller then records each on its own.
+async fn record_together(
+    stores: &Stores,
+    lock: &RowLock,
+    claim_key: &str,
+    token: &str,
+    done: &Delivered,
+) -> bool {
+    let updates = [
+        stores
+            .locks
+            .release_update(&lock.key, &lock.token, None, None),
+        stores.claims.completion(claim_key, token, done.name()),
+    ];
+    let updates = match updates.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(updates) => updates,
+        Err(e) => {
+            warn!(error = %e, "could not build the delivery's record; each part is written on its own");
+            return false;
+        }
+    };
+    match tokio::time::timeout(TOGETHER_BUDGET, stores.claims.transact(updates)).await {
+        Ok(Ok(true)) => true,
+        Ok(Ok(false)) => {
+            warn!("the row lock or the transaction's claim was taken over meanwhile; each is recorded on its own");
+            false
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "recording the delivery in one transaction failed; each part is recorded on its own");
+            false
+        }
+        Err(_) => {
+            warn!("recording the delivery in one transaction timed out; each part is recorded on its own");
+            false
+        }
+    }
+}
+
 async fn bounded<T, E: std::fmt::Display>(
     deadline: Deadline,
     reserve: Duration,
