@@ -104,6 +104,29 @@ where
 
 pub use crate::clock::epoch_ms as now_ms;
 
+/// Sends `update` (built for a transaction) on its own, as an `UpdateItem`.
+pub async fn send_update(
+    client: &Client,
+    update: Update,
+) -> Result<
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+    aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+> {
+    client
+        .update_item()
+        .table_name(update.table_name)
+        .set_key(Some(update.key))
+        .update_expression(update.update_expression)
+        .set_condition_expression(update.condition_expression)
+        .set_expression_attribute_names(update.expression_attribute_names)
+        .set_expression_attribute_values(update.expression_attribute_values)
+        .send()
+        .await
+}
+
 /// The item `key` as last written (a consistent read).
 pub async fn read_item(
     client: &Client,
@@ -217,7 +240,7 @@ impl IdempotencyStore {
     /// Marks the key COMPLETED with the incident it produced.
     pub async fn complete(&self, key: &str, token: &str, number: &str) -> Result<bool, StoreError> {
         let update = self.completion(key, token, number).map_err(build_error)?;
-        applied("UpdateItem", self.send_update(update).await)
+        applied("UpdateItem", send_update(&self.client, update).await)
     }
 
     /// [`Self::complete`]'s write, for a transaction ([`Self::transact`]).
@@ -243,28 +266,6 @@ impl IdempotencyStore {
             .expression_attribute_values(":exp", n(now / 1000 + self.ttl.as_secs()))
             .expression_attribute_values(":token", s(token))
             .build()
-    }
-
-    async fn send_update(
-        &self,
-        update: Update,
-    ) -> Result<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
-        aws_sdk_dynamodb::error::SdkError<
-            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-            aws_sdk_dynamodb::config::http::HttpResponse,
-        >,
-    > {
-        self.client
-            .update_item()
-            .table_name(update.table_name)
-            .set_key(Some(update.key))
-            .update_expression(update.update_expression)
-            .set_condition_expression(update.condition_expression)
-            .set_expression_attribute_names(update.expression_attribute_names)
-            .set_expression_attribute_values(update.expression_attribute_values)
-            .send()
-            .await
     }
 
     /// Applies conditional `updates` (of this store's or another's table) in one transaction: one call for
@@ -337,7 +338,7 @@ impl IdempotencyStore {
         let update = self
             .release_update(key, token, keep, settle_until_ms)
             .map_err(build_error)?;
-        applied("UpdateItem", self.send_update(update).await).map(|_| ())
+        applied("UpdateItem", send_update(&self.client, update).await).map(|_| ())
     }
 
     /// [`Self::release`]'s write, for a transaction ([`Self::transact`]).

@@ -282,17 +282,7 @@ impl Reservations {
         let Some(update) = item.update else {
             return Ok(false);
         };
-        let res = self
-            .client
-            .update_item()
-            .table_name(update.table_name)
-            .set_key(Some(update.key))
-            .update_expression(update.update_expression)
-            .set_condition_expression(update.condition_expression)
-            .set_expression_attribute_names(update.expression_attribute_names)
-            .set_expression_attribute_values(update.expression_attribute_values)
-            .send()
-            .await;
+        let res = shared::idempotency::send_update(&self.client, update).await;
         let done = applied("UpdateItem", res)?;
         if done {
             r.revision += 1;
