@@ -834,3 +834,39 @@ pub async fn genesys_with_api() -> (local::genesys_sim::GenesysSim, shared::gene
     ));
     (sim, shared::genesys::GenesysApi::new(http, &url, tokens))
 }
+
+/// Waits (in 20 ms steps, at most 10 s) until `ready` holds; panics naming `what` when it never does.
+pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < give_up, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Takes the lease of `key` (a claim or lock record in `table`) from its holder, as a new holder would once
+/// the old lease ran out: the record deleted, then claimed afresh through `store`. The new holder's token.
+pub async fn take_over(
+    store: &shared::idempotency::IdempotencyStore,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+    payload_hash: &str,
+) -> String {
+    dynamodb
+        .delete_item()
+        .table_name(table)
+        .key("id", shared::idempotency::s(key))
+        .send()
+        .await
+        .expect("the record deleted");
+    let until = shared::clock::epoch_ms() + 60_000;
+    match store
+        .claim(key, payload_hash, until)
+        .await
+        .expect("claimed")
+    {
+        shared::idempotency::Claim::Acquired { token, .. } => token,
+        other => panic!("{key} was not free to take over: {other:?}"),
+    }
+}

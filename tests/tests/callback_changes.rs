@@ -432,28 +432,9 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
         async move { b.cancel(&id, deadline()).await }
     });
     // The callback's read is answered (logged) under the lease; the disconnect is then on its way.
-    let give_up = std::time::Instant::now() + Duration::from_secs(10);
-    while gets() == before {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the callback was never read"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    integration_tests::wait_until("the callback's read", || gets() > before).await;
     let key = format!("callback-change:{}", r.id);
-    dynamodb
-        .delete_item()
-        .table_name(&table)
-        .key("id", shared::idempotency::s(&key))
-        .send()
-        .await
-        .unwrap();
-    let until = shared::clock::epoch_ms() + 60_000;
-    let shared::idempotency::Claim::Acquired { token, .. } =
-        b.claims.claim(&key, "change", until).await.unwrap()
-    else {
-        panic!("the lease was free to take over");
-    };
+    let token = integration_tests::take_over(&b.claims, &dynamodb, &table, &key, "change").await;
     let answer = cancel.await.unwrap();
     assert!(
         matches!(&answer, Err(BookError::Unavailable { reason, .. }) if reason.contains("lease")),

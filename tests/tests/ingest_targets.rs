@@ -662,7 +662,7 @@ async fn a_row_locks_release_and_its_transactions_completion_apply_together_or_n
 async fn a_row_lock_taken_over_during_the_write_is_left_to_its_holder_and_the_transaction_still_completes(
 ) {
     use sha2::Digest;
-    use shared::idempotency::{get_s, read_item, Claim, IdempotencyStore};
+    use shared::idempotency::{get_s, read_item, IdempotencyStore};
     let t = Arc::new(Targets::start(&[]).await);
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config().await);
     let locks = IdempotencyStore::new(dynamodb.clone(), t.table.clone(), Duration::from_secs(3600));
@@ -691,27 +691,9 @@ async fn a_row_lock_taken_over_during_the_write_is_left_to_its_holder_and_the_tr
                 .await
         }
     });
-    let give_up = std::time::Instant::now() + Duration::from_secs(10);
-    while reads() == before {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the row was never read"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    dynamodb
-        .delete_item()
-        .table_name(&t.table)
-        .key("id", shared::idempotency::s(&lock_key))
-        .send()
-        .await
-        .unwrap();
-    let until = shared::clock::epoch_ms() + 60_000;
-    let Claim::Acquired { token: thief, .. } =
-        locks.claim(&lock_key, "row-lock", until).await.unwrap()
-    else {
-        panic!("the row lock was free to take over");
-    };
+    integration_tests::wait_until("the row's read", || reads() > before).await;
+    let thief =
+        integration_tests::take_over(&locks, &dynamodb, &t.table, &lock_key, "row-lock").await;
     let (status, body) = post.await.unwrap();
     assert_eq!(
         (status, &body["outcome"]),
