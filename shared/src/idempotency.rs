@@ -104,6 +104,25 @@ where
 
 pub use crate::clock::epoch_ms as now_ms;
 
+/// A transaction item's cancellation code when its condition did not hold.
+pub const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// A cancelled transaction's reason codes, one per item in order (`None`, `ConditionalCheckFailed`,
+/// `TransactionConflict`, …); `None` when the transaction was not cancelled but failed otherwise.
+pub fn cancellation_codes<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> Option<Vec<Option<String>>> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => Some(
+            t.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().map(str::to_string))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 /// Sends `update` (built for a transaction) on its own, as an `UpdateItem`.
 pub async fn send_update(
     client: &Client,
@@ -283,12 +302,8 @@ impl IdempotencyStore {
             .await;
         match res {
             Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(t))
-                    if t.cancellation_reasons()
-                        .iter()
-                        .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
-                {
+            Err(e) => match cancellation_codes(&e) {
+                Some(codes) if codes.iter().any(|c| c.as_deref() == Some(CONDITION_FAILED)) => {
                     Ok(false)
                 }
                 _ => Err(store_error("TransactWriteItems", e)),

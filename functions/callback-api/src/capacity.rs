@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 
-use shared::idempotency::{n, s, store_error, StoreError};
+use shared::idempotency::{cancellation_codes, n, s, store_error, StoreError, CONDITION_FAILED};
 
 #[derive(Debug, Clone)]
 pub struct SlotCapacity {
@@ -188,25 +187,20 @@ impl SlotCapacity {
                 Ok(_) => return Ok(Outcome::Done),
                 Err(e) => e,
             };
-            let reasons: Vec<Option<String>> = match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().map(str::to_string))
-                    .collect(),
-                _ => return Err(store_error("TransactWriteItems", e)),
+            let Some(reasons) = cancellation_codes(&e) else {
+                return Err(store_error("TransactWriteItems", e));
             };
             let code = |i: usize| reasons.get(i).and_then(|c| c.as_deref());
             // The lease's item met a concurrent claim of it (a second change sent at once, refused by it):
             // nothing was written, and the same transaction once more is as safe as the first.
             let lease_conflict = lease_at.is_some_and(|i| code(i) == Some("TransactionConflict"))
-                && !(0..reasons.len()).any(|i| code(i) == Some("ConditionalCheckFailed"));
+                && !(0..reasons.len()).any(|i| code(i) == Some(CONDITION_FAILED));
             if lease_conflict && !repeated {
                 repeated = true;
                 tokio::time::sleep(shared::retry::jitter(Duration::from_millis(50))).await;
                 continue;
             }
-            let failed = |i: usize| code(i) == Some("ConditionalCheckFailed");
+            let failed = |i: usize| code(i) == Some(CONDITION_FAILED);
             // Full only when the write itself passed: a reservation held up by a conflicting transaction is
             // no answer about room, and a booking would be told "full" wrongly.
             let passed = matches!(code(0), None | Some("None"));

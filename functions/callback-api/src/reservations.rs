@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use shared::idempotency::{applied, get_s, n, read_item, s, store_error, StoreError};
+use shared::idempotency::{
+    applied, cancellation_codes, get_s, n, read_item, s, store_error, StoreError, CONDITION_FAILED,
+};
 
 /// `requested → scheduled → connected → completed | missed | cancelled`, or `failed` when Genesys refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,13 +236,10 @@ impl Reservations {
                 Ok(true)
             }
             Err(e) => {
-                let moved = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
-                        t.cancellation_reasons().first().and_then(|c| c.code())
-                            == Some("ConditionalCheckFailed")
-                    }
-                    _ => false,
-                };
+                // The reservation's own write (the first item) refused: it moved.
+                let moved = cancellation_codes(&e).is_some_and(|codes| {
+                    codes.first().and_then(|c| c.as_deref()) == Some(CONDITION_FAILED)
+                });
                 match moved {
                     true => Ok(false),
                     false => Err(store_error("TransactWriteItems", e)),
