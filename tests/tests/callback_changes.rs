@@ -467,6 +467,49 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
     assert_eq!(change_lease(&table, &r.id).await, None);
 }
 
+/// The id of a reservation stored in `table` other than `known`, once one is (at most 10 s).
+async fn new_reservation(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    known: &[&str],
+) -> String {
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the reservation was never stored"
+        );
+        let page = dynamodb.scan().table_name(table).send().await.unwrap();
+        let found = page.items().iter().find_map(|item| {
+            let key = shared::idempotency::get_s(item, "id")?;
+            let id = key.strip_prefix("callback:")?;
+            (!known.contains(&id)).then(|| id.to_string())
+        });
+        if let Some(id) = found {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A booking claim's status, outcome and lease token.
+async fn booking_claim(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    idempotency_key: &str,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let item = shared::idempotency::read_item(
+        dynamodb,
+        table,
+        &format!("callback-booking:key:{idempotency_key}"),
+    )
+    .await
+    .unwrap()
+    .expect("the claim is stored");
+    let get = |name: &str| shared::idempotency::get_s(&item, name).map(str::to_string);
+    (get("status"), get("incident_number"), get("lease_token"))
+}
+
 #[tokio::test]
 async fn a_booking_whose_reservation_moved_during_its_create_still_indexes_the_conversation() {
     let (sim, b, resources) = integration_tests::callbacks::booking_with_resources(
@@ -484,27 +527,7 @@ async fn a_booking_whose_reservation_moved_during_its_create_still_indexes_the_c
     });
     // The reservation is stored before the create is sent; it moves while Genesys is answering.
     let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
-    let give_up = std::time::Instant::now() + Duration::from_secs(10);
-    let id = loop {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the reservation was never stored"
-        );
-        let page = dynamodb
-            .scan()
-            .table_name(&resources.callbacks_table)
-            .send()
-            .await
-            .unwrap();
-        let found = page.items().iter().find_map(|item| {
-            let key = shared::idempotency::get_s(item, "id")?;
-            key.strip_prefix("callback:").map(str::to_string)
-        });
-        if let Some(id) = found {
-            break id;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let id = new_reservation(&dynamodb, &resources.callbacks_table, &[]).await;
     let mut stored = b.reservations.get(&id).await.unwrap().unwrap();
     assert_eq!(stored.status, Status::Requested);
     assert!(b
@@ -519,4 +542,68 @@ async fn a_booking_whose_reservation_moved_during_its_create_still_indexes_the_c
     let conversation = sim.callbacks()[0].conversation_id.clone();
     let indexed = b.reservations.by_conversation(&conversation).await.unwrap();
     assert_eq!(indexed.map(|r| r.id), Some(id));
+}
+
+#[tokio::test]
+async fn a_booking_completes_its_claim_with_its_scheduling_write_or_leaves_one_taken_over_to_its_holder(
+) {
+    let (sim, b, resources) = integration_tests::callbacks::booking_with_resources(
+        "queue-support",
+        Duration::from_secs(1),
+    )
+    .await;
+    let table = resources.callbacks_table.clone();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
+    let r = b
+        .book(&body("+15550199888"), Some("plain-1"), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Scheduled);
+    assert_eq!(
+        booking_claim(&dynamodb, &table, "plain-1").await,
+        (Some("COMPLETED".into()), Some("scheduled".into()), None)
+    );
+    // Resubmitted: the completed claim answers the stored reservation, and nothing is created again.
+    let again = b
+        .book(&body("+15550199888"), Some("plain-1"), now(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(again, r);
+    assert_eq!(sim.callbacks().len(), 1);
+
+    // The claim taken over while Genesys creates the callback: the scheduling write goes without the
+    // completion, which stays the new holder's.
+    sim.set_faults(GenesysFaults {
+        latency_ms: 1000,
+        ..Default::default()
+    });
+    let book = tokio::spawn({
+        let b = b.clone();
+        async move {
+            b.book(&body("+15550199777"), Some("taken-1"), now(), deadline())
+                .await
+        }
+    });
+    let id = new_reservation(&dynamodb, &table, &[&r.id]).await;
+    let token = integration_tests::take_over(
+        &b.claims,
+        &dynamodb,
+        &table,
+        "callback-booking:key:taken-1",
+        "other",
+    )
+    .await;
+    let answer = book.await.unwrap().unwrap();
+    assert_eq!(answer.id, id);
+    assert_eq!(answer.status, Status::Scheduled);
+    assert_eq!(
+        b.reservations.get(&id).await.unwrap().unwrap().status,
+        Status::Scheduled
+    );
+    let conversation = answer.conversation_id.clone().unwrap();
+    let indexed = b.reservations.by_conversation(&conversation).await.unwrap();
+    assert_eq!(indexed.map(|r| r.id), Some(id));
+    let (status, _, lease) = booking_claim(&dynamodb, &table, "taken-1").await;
+    assert_ne!(status.as_deref(), Some("COMPLETED"));
+    assert_eq!(lease, Some(token), "the new holder's claim stays");
 }

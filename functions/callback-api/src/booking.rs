@@ -7,6 +7,7 @@
 //! and the next attempt (after the settle window) looks the callback up first.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -22,7 +23,7 @@ use shared::retry::{Deadline, Retrier, Retryable};
 
 use crate::capacity::{Outcome, SlotCapacity};
 use crate::genesys::{self, CallbackRequest};
-use crate::reservations::{Reservation, Reservations, Status};
+use crate::reservations::{Reservation, Reservations, Scheduled, Status};
 use crate::schedule::{validate, FieldError, QueueCalendar, SlotRequest};
 
 /// How many of the next slots a callback "as soon as possible" tries.
@@ -372,13 +373,20 @@ impl Booking {
                 }
             }
         };
+        let held = HeldClaim {
+            key: &key,
+            token: &token,
+            completed: AtomicBool::new(false),
+        };
         let result = self
             .reserve_and_create(
-                &id, queue, request, name, phone, slots, windows, retaken, now, deadline,
+                &id, queue, request, name, phone, slots, windows, retaken, now, deadline, &held,
             )
             .await;
         let settle = shared::clock::epoch_ms() + self.settle.as_millis() as u64;
         let recorded = match &result {
+            // Completed by the write that scheduled the reservation.
+            Ok(_) if held.completed.load(Ordering::Relaxed) => Ok(()),
             // Not done yet (another attempt's reservation, still being created): a resubmission continues it.
             Ok(r) if r.status == Status::Requested => {
                 self.claims.release(&key, &token, None, Some(settle)).await
@@ -420,6 +428,7 @@ impl Booking {
         retaken: bool,
         now: Timestamp,
         deadline: Deadline,
+        held: &HeldClaim<'_>,
     ) -> Result<Reservation, BookError> {
         // Under a claim that did not exist, no attempt of this booking ran while claims are kept, so the
         // reservation is not read first: its conditional write finds an older one. DynamoDB gives a reason
@@ -470,8 +479,15 @@ impl Booking {
                 }
             }
         };
-        self.complete_requested(reservation, queue, now, deadline, create_recorded)
-            .await
+        self.complete_requested(
+            reservation,
+            queue,
+            now,
+            deadline,
+            create_recorded,
+            Some(held),
+        )
+        .await
     }
 
     /// Finishes booking `id` if it is still `requested` (a create refused as busy, or sent without an answer,
@@ -487,7 +503,7 @@ impl Booking {
         let Some(queue) = self.queues.get(&reservation.queue) else {
             return Err(BookError::UnknownQueue);
         };
-        self.complete_requested(reservation, queue, Timestamp::now(), deadline, false)
+        self.complete_requested(reservation, queue, Timestamp::now(), deadline, false, None)
             .await
     }
 
@@ -542,7 +558,8 @@ impl Booking {
 
     /// Creates the Genesys callback of a `requested` reservation. `create_recorded`: the reservation was
     /// just written here, its `create_sent_at` already set for the create that follows (one write less; a
-    /// crash before the create is then settled and searched for like an unanswered one).
+    /// crash before the create is then settled and searched for like an unanswered one). `held`: the
+    /// booking's claim, completed by the scheduling write when it can be.
     async fn complete_requested(
         &self,
         mut reservation: Reservation,
@@ -550,6 +567,7 @@ impl Booking {
         now: Timestamp,
         deadline: Deadline,
         create_recorded: bool,
+        held: Option<&HeldClaim<'_>>,
     ) -> Result<Reservation, BookError> {
         let id = reservation.id.clone();
         let id = id.as_str();
@@ -586,7 +604,7 @@ impl Booking {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
             if let Some(conversation) = found {
-                return self.scheduled(reservation, conversation).await;
+                return self.scheduled(reservation, conversation, held).await;
             }
         }
         let callback = CallbackRequest {
@@ -632,7 +650,7 @@ impl Booking {
             .await
             .map_err(|e| e.0);
         match created {
-            Ok(conversation) => self.scheduled(reservation, conversation).await,
+            Ok(conversation) => self.scheduled(reservation, conversation, held).await,
             Err(e) if e.class() == FailureClass::Permanent && !e.ambiguous() => {
                 reservation.status = Status::Failed;
                 reservation.failure_reason = Some(e.to_string());
@@ -681,21 +699,34 @@ impl Booking {
         }
     }
 
+    /// Saves `r` as scheduled with its Genesys `conversation` indexed, and completes `held` in the same
+    /// transaction (two write units more than a separate `UpdateItem`, one round trip less).
     async fn scheduled(
         &self,
         mut r: Reservation,
         conversation: String,
+        held: Option<&HeldClaim<'_>>,
     ) -> Result<Reservation, BookError> {
         r.status = Status::Scheduled;
         r.conversation_id = Some(conversation.clone());
         r.create_sent_at = None;
-        if self
+        let completion = held
+            .map(|h| self.claims.completion(h.key, h.token, r.status.name()))
+            .transpose()
+            .map_err(unavailable)?;
+        match self
             .reservations
-            .schedule(&mut r, &conversation)
+            .schedule(&mut r, &conversation, completion)
             .await
             .map_err(unavailable)?
         {
-            return Ok(r);
+            Scheduled::Done { with } => {
+                if let (true, Some(h)) = (with, held) {
+                    h.completed.store(true, Ordering::Relaxed);
+                }
+                return Ok(r);
+            }
+            Scheduled::Moved => {}
         }
         // Moved meanwhile (another attempt, a lifecycle event): indexed still, and what is stored is the answer.
         self.reservations
@@ -820,6 +851,13 @@ impl Retryable for CreateError {
     fn out_of_time(budget: Duration, started: bool) -> Self {
         CreateError(ApiError::out_of_time(budget, started))
     }
+}
+
+/// A booking's claim while it is held: `completed` once a write completed it.
+struct HeldClaim<'k> {
+    key: &'k str,
+    token: &'k str,
+    completed: AtomicBool,
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> BookError {

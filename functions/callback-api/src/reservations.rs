@@ -99,6 +99,15 @@ pub struct Reservations {
     ttl: Duration,
 }
 
+/// What [`Reservations::schedule`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduled {
+    /// Saved and indexed; `with`: the extra write was applied too.
+    Done { with: bool },
+    /// The record had moved meanwhile, and nothing was written.
+    Moved,
+}
+
 fn key(id: &str) -> String {
     format!("callback:{id}")
 }
@@ -211,40 +220,58 @@ impl Reservations {
 
     /// Saves `r` over its `requested` record (as [`Self::update`] does) and indexes its conversation, in one
     /// transaction: one call, and a lifecycle event finds the reservation as soon as it is scheduled.
-    /// `Ok(false)`: the record had moved meanwhile, and nothing was written.
+    /// `with`: one more conditional write for the same transaction (the booking's claim completion); when
+    /// only its condition fails, the transaction is sent again without it.
     pub async fn schedule(
         &self,
         r: &mut Reservation,
         conversation: &str,
-    ) -> Result<bool, StoreError> {
-        let write = self.replace(r, Status::Requested)?;
-        let index = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.index_item(conversation, &r.id)))
-            .build()
-            .map_err(build_error)?;
-        let res = self
-            .client
-            .transact_write_items()
-            .transact_items(write)
-            .transact_items(TransactWriteItem::builder().put(index).build())
-            .send()
-            .await;
-        match res {
-            Ok(_) => {
-                r.revision += 1;
-                Ok(true)
-            }
-            Err(e) => {
-                // The reservation's own write (the first item) refused: it moved.
-                let moved = cancellation_codes(&e).is_some_and(|codes| {
-                    codes.first().and_then(|c| c.as_deref()) == Some(CONDITION_FAILED)
-                });
-                match moved {
-                    true => Ok(false),
-                    false => Err(store_error("TransactWriteItems", e)),
+        mut with: Option<Update>,
+    ) -> Result<Scheduled, StoreError> {
+        loop {
+            let index = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(self.index_item(conversation, &r.id)))
+                .build()
+                .map_err(build_error)?;
+            let items = [
+                Some(self.replace(r, Status::Requested)?),
+                Some(TransactWriteItem::builder().put(index).build()),
+                with.clone()
+                    .map(|u| TransactWriteItem::builder().update(u).build()),
+            ];
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.into_iter().flatten().collect()))
+                .send()
+                .await;
+            let e = match res {
+                Ok(_) => {
+                    r.revision += 1;
+                    return Ok(Scheduled::Done {
+                        with: with.is_some(),
+                    });
                 }
+                Err(e) => e,
+            };
+            let codes = cancellation_codes(&e);
+            let refused = |item: usize| {
+                codes
+                    .as_ref()
+                    .and_then(|c| c.get(item))
+                    .and_then(|c| c.as_deref())
+                    == Some(CONDITION_FAILED)
+            };
+            if refused(0) {
+                // The reservation's own write refused: it moved.
+                return Ok(Scheduled::Moved);
             }
+            if with.is_some() && refused(2) {
+                with = None;
+                continue;
+            }
+            return Err(store_error("TransactWriteItems", e));
         }
     }
 
