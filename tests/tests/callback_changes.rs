@@ -593,6 +593,12 @@ async fn a_booking_completes_its_claim_with_its_scheduling_write_or_leaves_one_t
         "other",
     )
     .await;
+    // Taken over while the create is still on its way, not after the booking was done.
+    assert!(!book.is_finished());
+    assert_eq!(
+        b.reservations.get(&id).await.unwrap().unwrap().status,
+        Status::Requested
+    );
     let answer = book.await.unwrap().unwrap();
     assert_eq!(answer.id, id);
     assert_eq!(answer.status, Status::Scheduled);

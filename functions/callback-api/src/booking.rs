@@ -700,7 +700,7 @@ impl Booking {
     }
 
     /// Saves `r` as scheduled with its Genesys `conversation` indexed, and completes `held` in the same
-    /// transaction (two write units more than a separate `UpdateItem`, one round trip less).
+    /// transaction (one write unit more: two for a transaction's item, one for an `UpdateItem`; one round trip less).
     async fn scheduled(
         &self,
         mut r: Reservation,

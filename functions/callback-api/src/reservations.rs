@@ -221,7 +221,8 @@ impl Reservations {
     /// Saves `r` over its `requested` record (as [`Self::update`] does) and indexes its conversation, in one
     /// transaction: one call, and a lifecycle event finds the reservation as soon as it is scheduled.
     /// `with`: one more conditional write for the same transaction (the booking's claim completion); when
-    /// only its condition fails, the transaction is sent again without it.
+    /// only its condition fails, or its item met a concurrent write, the transaction is sent again without
+    /// it (`Done { with: false }`).
     pub async fn schedule(
         &self,
         r: &mut Reservation,
@@ -255,19 +256,15 @@ impl Reservations {
                 }
                 Err(e) => e,
             };
-            let codes = cancellation_codes(&e);
-            let refused = |item: usize| {
-                codes
-                    .as_ref()
-                    .and_then(|c| c.get(item))
-                    .and_then(|c| c.as_deref())
-                    == Some(CONDITION_FAILED)
-            };
-            if refused(0) {
+            let codes = cancellation_codes(&e).unwrap_or_default();
+            let code = |item: usize| codes.get(item).and_then(|c| c.as_deref());
+            if code(0) == Some(CONDITION_FAILED) {
                 // The reservation's own write refused: it moved.
                 return Ok(Scheduled::Moved);
             }
-            if with.is_some() && refused(2) {
+            // Only the extra write's condition failed (the index is unconditional), or its item met a
+            // concurrent write (a resubmission's claim): nothing was written; the rest goes again without it.
+            if with.is_some() && matches!(code(2), Some(CONDITION_FAILED | "TransactionConflict")) {
                 with = None;
                 continue;
             }
