@@ -181,6 +181,42 @@ pub fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Claims several keys in one transaction, each `(store, key, payload_hash, lease_until_ms)`, when no record
+/// holds any of them: their tokens, in order (none `retaken`). `None` when one has a record, or the
+/// transaction failed: each is then claimed on its own with [`IdempotencyStore::claim`]. (One that committed
+/// without an answer after the SDK's retries, which resend its request token, holds its claims until their
+/// leases end, as an unanswered `claim` does.)
+pub async fn claim_fresh(claims: &[(&IdempotencyStore, &str, &str, u64)]) -> Option<Vec<String>> {
+    let client = &claims.first()?.0.client;
+    let now = now_ms();
+    let mut tokens = Vec::with_capacity(claims.len());
+    let mut items = Vec::with_capacity(claims.len());
+    for (store, key, payload_hash, lease_until_ms) in claims {
+        let token = uuid::Uuid::new_v4().to_string();
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&store.table)
+            .item("id", s(*key))
+            .item("status", s(IN_PROGRESS))
+            .item("payload_hash", s(*payload_hash))
+            .item("lease_token", s(&token))
+            .item("lease_expires_ms", n(*lease_until_ms))
+            .item("expiration", n(now / 1000 + store.ttl.as_secs()))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", "id")
+            .build()
+            .ok()?;
+        items.push(TransactWriteItem::builder().put(put).build());
+        tokens.push(token);
+    }
+    client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+        .ok()
+        .map(|_| tokens)
+}
+
 impl IdempotencyStore {
     pub fn new(client: Client, table: impl Into<String>, ttl: Duration) -> Self {
         Self {

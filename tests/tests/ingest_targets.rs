@@ -717,3 +717,91 @@ async fn a_row_lock_taken_over_during_the_write_is_left_to_its_holder_and_the_tr
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn claims_without_records_are_taken_in_one_transaction_and_one_with_a_record_writes_none() {
+    use shared::idempotency::{claim_fresh, get_s, read_item, Claim, IdempotencyStore};
+    let t = Targets::start(&[]).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let claims =
+        IdempotencyStore::new(dynamodb.clone(), t.table.clone(), Duration::from_secs(3600));
+    let until = shared::clock::epoch_ms() + 60_000;
+    let token = |key: &'static str| {
+        let (dynamodb, table) = (dynamodb.clone(), t.table.clone());
+        async move {
+            read_item(&dynamodb, &table, key)
+                .await
+                .unwrap()
+                .and_then(|i| get_s(&i, "lease_token").map(str::to_string))
+        }
+    };
+    let tokens = claim_fresh(&[
+        (&claims, "fresh:a", "h", until),
+        (&claims, "fresh:b", "h", until),
+    ])
+    .await
+    .expect("both were free");
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(token("fresh:a").await.as_ref(), Some(&tokens[0]));
+    assert_eq!(token("fresh:b").await.as_ref(), Some(&tokens[1]));
+    // One of them has a record: nothing is written, and each is then claimed on its own.
+    assert!(claim_fresh(&[
+        (&claims, "fresh:c", "h", until),
+        (&claims, "fresh:a", "h", until)
+    ])
+    .await
+    .is_none());
+    assert_eq!(token("fresh:c").await, None);
+    assert_eq!(token("fresh:a").await.as_ref(), Some(&tokens[0]));
+    assert!(matches!(
+        claims.claim("fresh:a", "h", until).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    assert!(matches!(
+        claims.claim("fresh:c", "h", until).await.unwrap(),
+        Claim::Acquired { retaken: false, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_row_whose_lock_is_held_waits_for_it_and_is_then_delivered_once() {
+    use sha2::Digest;
+    use shared::idempotency::{Claim, IdempotencyStore};
+    let t = Targets::start(&[]).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let locks = IdempotencyStore::new(dynamodb.clone(), t.table.clone(), Duration::from_secs(3600));
+    let lock_key = format!(
+        "datatable-row:{}",
+        hex::encode(sha2::Sha256::digest(format!("{TABLE}\nORD-7").as_bytes()))
+    );
+    // Another writer holds the row for a moment: the claim and the lock cannot be taken together, so the
+    // claim is taken alone and the lock waited for.
+    let held = locks
+        .claim(&lock_key, "row-lock", shared::clock::epoch_ms() + 800)
+        .await
+        .unwrap();
+    assert!(matches!(held, Claim::Acquired { .. }));
+    let (status, body) = t
+        .post(&order("TX-7", "ORD-7", "shipped", "2026-12-01T10:00:00Z"))
+        .await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (202, &json!("row_created")),
+        "{body}"
+    );
+    let (status, body) = t
+        .post(&order("TX-7", "ORD-7", "shipped", "2026-12-01T10:00:00Z"))
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (202, &json!("duplicate")),
+        "{body}"
+    );
+    let creates = t
+        .genesys
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == ROWS)
+        .count();
+    assert_eq!(creates, 1);
+}

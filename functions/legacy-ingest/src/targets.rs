@@ -26,7 +26,7 @@ use tracing::warn;
 use shared::config::ConfigError;
 use shared::event::glob_match;
 use shared::failure::FailureClass;
-use shared::idempotency::{Claim, IdempotencyStore};
+use shared::idempotency::{claim_fresh, Claim, IdempotencyStore};
 use shared::retry::{Deadline, Retrier, Retryable};
 
 use crate::event::{BusinessEvent, FieldError};
@@ -469,6 +469,17 @@ pub struct Stores {
     pub locks: IdempotencyStore,
 }
 
+/// The row lock record's id for row `key` of data table `table`: a hash, as keys may be phone numbers.
+fn row_lock_key(table: &str, key: &str) -> String {
+    format!(
+        "datatable-row:{}",
+        hex::encode(Sha256::digest(format!("{table}\n{key}").as_bytes()))
+    )
+}
+
+/// The row lock records' payload hash (a lock is never completed).
+const ROW_LOCK: &str = "row-lock";
+
 /// A data table row's lock, held from before the row is read until the transaction's outcome is recorded.
 struct RowLock {
     key: String,
@@ -633,28 +644,47 @@ impl Targets {
         let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes()));
         let claim_key = format!("ingest:{key}");
         let reserve = Duration::from_millis(300);
-        let token = loop {
-            let until = shared::clock::epoch_ms()
-                + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
-            let claim = bounded(
-                deadline,
-                reserve,
-                stores.claims.claim(&claim_key, &hash, until),
-            )
-            .await?;
-            match claim {
-                Claim::Acquired { token, .. } => break token,
-                Claim::Completed { .. } => return Ok(Delivered::Duplicate),
-                Claim::Conflict => return Err(DeliverError::Conflict),
-                Claim::InFlight { settle_until_ms } => {
-                    wait_or_give_up(
-                        deadline,
-                        settle_until_ms,
-                        "the same transaction is being delivered",
-                    )
-                    .await?
+        // A row's first delivery: its claim and the row's lock in one call, when neither has a record.
+        let mut fresh_lock = None;
+        let fresh = match &plan {
+            Plan::Row {
+                table,
+                key: row_key,
+                ..
+            } => {
+                let lock_key = row_lock_key(table, row_key);
+                let until = shared::clock::epoch_ms()
+                    + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
+                let claims = [
+                    (&stores.claims, claim_key.as_str(), hash.as_str(), until),
+                    (&stores.locks, lock_key.as_str(), ROW_LOCK, until),
+                ];
+                let together = claim_fresh(&claims);
+                match tokio::time::timeout(deadline.remaining().saturating_sub(reserve), together)
+                    .await
+                {
+                    Ok(Some(tokens)) => match <[String; 2]>::try_from(tokens) {
+                        Ok([claim, lock]) => {
+                            fresh_lock = Some(RowLock {
+                                key: lock_key,
+                                token: lock,
+                                settle_until_ms: None,
+                            });
+                            Some(claim)
+                        }
+                        Err(_) => None,
+                    },
+                    _ => None,
                 }
             }
+            _ => None,
+        };
+        let token = match fresh {
+            Some(token) => token,
+            None => match self.claim(stores, &claim_key, &hash, deadline).await? {
+                Some(token) => token,
+                None => return Ok(Delivered::Duplicate),
+            },
         };
         let (result, row_lock) = match plan {
             Plan::Row {
@@ -662,25 +692,31 @@ impl Targets {
                 key: row_key,
                 row,
                 timestamp_column,
-            } => match self.lock_row(stores, &table, &row_key, deadline).await {
-                Ok(mut lock) => {
-                    let result = self
-                        .write_row(
-                            &table,
-                            &row_key,
-                            &row,
-                            timestamp_column.as_deref(),
-                            deadline,
-                        )
-                        .await;
-                    if let Err(StepError::Unconfirmed(_)) = &result {
-                        lock.settle_until_ms =
-                            Some(shared::clock::epoch_ms() + self.settle.as_millis() as u64);
+            } => {
+                let locked = match fresh_lock.take() {
+                    Some(lock) => Ok(lock),
+                    None => self.lock_row(stores, &table, &row_key, deadline).await,
+                };
+                match locked {
+                    Ok(mut lock) => {
+                        let result = self
+                            .write_row(
+                                &table,
+                                &row_key,
+                                &row,
+                                timestamp_column.as_deref(),
+                                deadline,
+                            )
+                            .await;
+                        if let Err(StepError::Unconfirmed(_)) = &result {
+                            lock.settle_until_ms =
+                                Some(shared::clock::epoch_ms() + self.settle.as_millis() as u64);
+                        }
+                        (result, Some(lock))
                     }
-                    (result, Some(lock))
+                    Err(e) => (Err(e), None),
                 }
-                Err(e) => (Err(e), None),
-            },
+            }
             Plan::Note { contacts, text } => {
                 (self.note(&contacts, &text, key, deadline).await, None)
             }
@@ -885,6 +921,41 @@ impl Targets {
         }
     }
 
+    /// Claims the transaction's `claim_key` for `hash`, waiting while another delivery of it runs. `None`:
+    /// it was delivered already.
+    async fn claim(
+        &self,
+        stores: &Stores,
+        claim_key: &str,
+        hash: &str,
+        deadline: Deadline,
+    ) -> Result<Option<String>, DeliverError> {
+        let reserve = Duration::from_millis(300);
+        loop {
+            let until = shared::clock::epoch_ms()
+                + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
+            let claim = bounded(
+                deadline,
+                reserve,
+                stores.claims.claim(claim_key, hash, until),
+            )
+            .await?;
+            match claim {
+                Claim::Acquired { token, .. } => return Ok(Some(token)),
+                Claim::Completed { .. } => return Ok(None),
+                Claim::Conflict => return Err(DeliverError::Conflict),
+                Claim::InFlight { settle_until_ms } => {
+                    wait_or_give_up(
+                        deadline,
+                        settle_until_ms,
+                        "the same transaction is being delivered",
+                    )
+                    .await?
+                }
+            }
+        }
+    }
+
     /// Takes the row's lock: one writer per row at a time.
     async fn lock_row(
         &self,
@@ -895,10 +966,7 @@ impl Targets {
     ) -> Result<RowLock, StepError> {
         // One writer per row at a time: "newer wins" needs the read and the write together. The record's id
         // is a hash: keys may be phone numbers.
-        let lock_key = format!(
-            "datatable-row:{}",
-            hex::encode(Sha256::digest(format!("{table}\n{key}").as_bytes()))
-        );
+        let lock_key = row_lock_key(table, key);
         let reserve = Duration::from_millis(300);
         loop {
             let until = shared::clock::epoch_ms()
@@ -906,7 +974,7 @@ impl Targets {
             let claim = bounded(
                 deadline,
                 reserve,
-                stores.locks.claim(&lock_key, "row-lock", until),
+                stores.locks.claim(&lock_key, ROW_LOCK, until),
             )
             .await
             .map_err(|e| {
