@@ -20,6 +20,9 @@ use aws_sdk_dynamodb::Client;
 use crate::failure::FailureClass;
 
 const IN_PROGRESS: &str = "INPROGRESS";
+/// When a key can be claimed: no record, an expired one, or an expired (or released) lease of the same payload.
+const CLAIMABLE: &str = "attribute_not_exists(#id) OR #expiration < :now_s \
+     OR (#status = :in_progress AND #lease < :now_ms AND #hash = :hash)";
 const COMPLETED: &str = "COMPLETED";
 
 #[derive(Debug, Clone)]
@@ -181,12 +184,15 @@ pub fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Claims several keys in one transaction, each `(store, key, payload_hash, lease_until_ms)`, when no record
-/// holds any of them: their tokens, in order (none `retaken`). `None` when one has a record, or the
-/// transaction failed: each is then claimed on its own with [`IdempotencyStore::claim`]. (One that committed
-/// without an answer after the SDK's retries, which resend its request token, holds its claims until their
-/// leases end, as an unanswered `claim` does.)
-pub async fn claim_fresh(claims: &[(&IdempotencyStore, &str, &str, u64)]) -> Option<Vec<String>> {
+/// Claims several keys in one transaction, each `(store, key, payload_hash, lease_until_ms)` as
+/// [`IdempotencyStore::claim`] would (no record, an expired one, or an expired or released lease of the same
+/// payload), when all can be: their tokens, in order. Whether one was retaken is not known, so this is for
+/// callers that do not need it. `None` when one cannot be, or the transaction failed: each is then claimed on
+/// its own with `claim`. (One that committed without an answer after the SDK's retries, which resend its
+/// request token, holds its claims until their leases end, as an unanswered `claim` does.)
+pub async fn claim_together(
+    claims: &[(&IdempotencyStore, &str, &str, u64)],
+) -> Option<Vec<String>> {
     let client = &claims.first()?.0.client;
     let now = now_ms();
     let mut tokens = Vec::with_capacity(claims.len());
@@ -201,8 +207,16 @@ pub async fn claim_fresh(claims: &[(&IdempotencyStore, &str, &str, u64)]) -> Opt
             .item("lease_token", s(&token))
             .item("lease_expires_ms", n(*lease_until_ms))
             .item("expiration", n(now / 1000 + store.ttl.as_secs()))
-            .condition_expression("attribute_not_exists(#id)")
+            .condition_expression(CLAIMABLE)
             .expression_attribute_names("#id", "id")
+            .expression_attribute_names("#expiration", "expiration")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#lease", "lease_expires_ms")
+            .expression_attribute_names("#hash", "payload_hash")
+            .expression_attribute_values(":now_s", n(now / 1000))
+            .expression_attribute_values(":now_ms", n(now))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":hash", s(*payload_hash))
             .build()
             .ok()?;
         items.push(TransactWriteItem::builder().put(put).build());
@@ -247,10 +261,7 @@ impl IdempotencyStore {
                 .item("lease_token", s(&token))
                 .item("lease_expires_ms", n(lease_until_ms))
                 .item("expiration", n(now / 1000 + self.ttl.as_secs()))
-                .condition_expression(
-                    "attribute_not_exists(#id) OR #expiration < :now_s \
-                     OR (#status = :in_progress AND #lease < :now_ms AND #hash = :hash)",
-                )
+                .condition_expression(CLAIMABLE)
                 .expression_attribute_names("#id", "id")
                 .expression_attribute_names("#expiration", "expiration")
                 .expression_attribute_names("#status", "status")

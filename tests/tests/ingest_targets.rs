@@ -719,8 +719,8 @@ async fn a_row_lock_taken_over_during_the_write_is_left_to_its_holder_and_the_tr
 }
 
 #[tokio::test]
-async fn claims_without_records_are_taken_in_one_transaction_and_one_with_a_record_writes_none() {
-    use shared::idempotency::{claim_fresh, get_s, read_item, Claim, IdempotencyStore};
+async fn claims_are_taken_together_in_one_transaction_and_one_held_elsewhere_writes_none() {
+    use shared::idempotency::{claim_together, get_s, read_item, Claim, IdempotencyStore};
     let t = Targets::start(&[]).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config().await);
     let claims =
@@ -735,7 +735,7 @@ async fn claims_without_records_are_taken_in_one_transaction_and_one_with_a_reco
                 .and_then(|i| get_s(&i, "lease_token").map(str::to_string))
         }
     };
-    let tokens = claim_fresh(&[
+    let tokens = claim_together(&[
         (&claims, "fresh:a", "h", until),
         (&claims, "fresh:b", "h", until),
     ])
@@ -744,8 +744,8 @@ async fn claims_without_records_are_taken_in_one_transaction_and_one_with_a_reco
     assert_eq!(tokens.len(), 2);
     assert_eq!(token("fresh:a").await.as_ref(), Some(&tokens[0]));
     assert_eq!(token("fresh:b").await.as_ref(), Some(&tokens[1]));
-    // One of them has a record: nothing is written, and each is then claimed on its own.
-    assert!(claim_fresh(&[
+    // One of them is held: nothing is written, and each is then claimed on its own.
+    assert!(claim_together(&[
         (&claims, "fresh:c", "h", until),
         (&claims, "fresh:a", "h", until)
     ])
@@ -761,6 +761,29 @@ async fn claims_without_records_are_taken_in_one_transaction_and_one_with_a_reco
         claims.claim("fresh:c", "h", until).await.unwrap(),
         Claim::Acquired { retaken: false, .. }
     ));
+    // Released (as a row lock is after its write), a record is claimed together again; a completed one is not.
+    claims
+        .release("fresh:a", &tokens[0], None, None)
+        .await
+        .unwrap();
+    let again = claim_together(&[
+        (&claims, "fresh:a", "h", until),
+        (&claims, "fresh:d", "h", until),
+    ])
+    .await
+    .expect("a released lease and a free key");
+    assert_eq!(token("fresh:a").await.as_ref(), Some(&again[0]));
+    assert!(claims
+        .complete("fresh:b", &tokens[1], "done")
+        .await
+        .unwrap());
+    assert!(claim_together(&[
+        (&claims, "fresh:e", "h", until),
+        (&claims, "fresh:b", "h", until)
+    ])
+    .await
+    .is_none());
+    assert_eq!(token("fresh:e").await, None);
 }
 
 #[tokio::test]

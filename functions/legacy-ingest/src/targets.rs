@@ -26,7 +26,7 @@ use tracing::warn;
 use shared::config::ConfigError;
 use shared::event::glob_match;
 use shared::failure::FailureClass;
-use shared::idempotency::{claim_fresh, Claim, IdempotencyStore};
+use shared::idempotency::{claim_together, Claim, IdempotencyStore};
 use shared::retry::{Deadline, Retrier, Retryable};
 
 use crate::event::{BusinessEvent, FieldError};
@@ -644,7 +644,8 @@ impl Targets {
         let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes()));
         let claim_key = format!("ingest:{key}");
         let reserve = Duration::from_millis(300);
-        // A row's first delivery: its claim and the row's lock in one call, when neither has a record.
+        // A row's delivery: its claim and the row's lock in one call, when both can be claimed (a lock
+        // released by the row's last delivery can).
         let mut fresh_lock = None;
         let fresh = match &plan {
             Plan::Row {
@@ -659,7 +660,7 @@ impl Targets {
                     (&stores.claims, claim_key.as_str(), hash.as_str(), until),
                     (&stores.locks, lock_key.as_str(), ROW_LOCK, until),
                 ];
-                let together = claim_fresh(&claims);
+                let together = claim_together(&claims);
                 match tokio::time::timeout(deadline.remaining().saturating_sub(reserve), together)
                     .await
                 {
