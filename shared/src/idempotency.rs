@@ -126,7 +126,20 @@ pub fn cancellation_codes<R>(
     }
 }
 
-/// Sends `update` (built for a transaction) on its own, as an `UpdateItem`.
+/// Whether a single write was refused because a transaction was writing its item (nothing was written; the
+/// SDK does not retry it).
+pub fn is_transaction_conflict<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code()) == Some("TransactionConflictException")
+}
+
+/// How often a single write refused by a transaction on its item is sent again, after a short jittered wait.
+const CONFLICT_RESENDS: usize = 2;
+
+/// Sends `update` (built for a transaction) on its own, as an `UpdateItem`; sent again (up to
+/// [`CONFLICT_RESENDS`] times) while a transaction on its item refuses it.
 pub async fn send_update(
     client: &Client,
     update: Update,
@@ -137,16 +150,24 @@ pub async fn send_update(
         aws_sdk_dynamodb::config::http::HttpResponse,
     >,
 > {
-    client
+    let request = client
         .update_item()
         .table_name(update.table_name)
         .set_key(Some(update.key))
         .update_expression(update.update_expression)
         .set_condition_expression(update.condition_expression)
         .set_expression_attribute_names(update.expression_attribute_names)
-        .set_expression_attribute_values(update.expression_attribute_values)
-        .send()
-        .await
+        .set_expression_attribute_values(update.expression_attribute_values);
+    let mut resends = 0;
+    loop {
+        match request.clone().send().await {
+            Err(e) if is_transaction_conflict(&e) && resends < CONFLICT_RESENDS => {
+                resends += 1;
+                tokio::time::sleep(crate::retry::jitter(Duration::from_millis(25))).await;
+            }
+            res => return res,
+        }
+    }
 }
 
 /// The item `key` as last written (a consistent read).
@@ -199,25 +220,8 @@ pub async fn claim_together(
     let mut items = Vec::with_capacity(claims.len());
     for (store, key, payload_hash, lease_until_ms) in claims {
         let token = uuid::Uuid::new_v4().to_string();
-        let put = aws_sdk_dynamodb::types::Put::builder()
-            .table_name(&store.table)
-            .item("id", s(*key))
-            .item("status", s(IN_PROGRESS))
-            .item("payload_hash", s(*payload_hash))
-            .item("lease_token", s(&token))
-            .item("lease_expires_ms", n(*lease_until_ms))
-            .item("expiration", n(now / 1000 + store.ttl.as_secs()))
-            .condition_expression(CLAIMABLE)
-            .expression_attribute_names("#id", "id")
-            .expression_attribute_names("#expiration", "expiration")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#lease", "lease_expires_ms")
-            .expression_attribute_names("#hash", "payload_hash")
-            .expression_attribute_values(":now_s", n(now / 1000))
-            .expression_attribute_values(":now_ms", n(now))
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .expression_attribute_values(":hash", s(*payload_hash))
-            .build()
+        let put = store
+            .claim_put(key, payload_hash, *lease_until_ms, &token, now)
             .ok()?;
         items.push(TransactWriteItem::builder().put(put).build());
         tokens.push(token);
@@ -240,6 +244,37 @@ impl IdempotencyStore {
         }
     }
 
+    /// The claim of `key` for `payload_hash` by `token` until `lease_until_ms`, applying only while the key is
+    /// claimable ([`CLAIMABLE`]).
+    fn claim_put(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        lease_until_ms: u64,
+        token: &str,
+        now: u64,
+    ) -> Result<aws_sdk_dynamodb::types::Put, BuildError> {
+        aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .item("id", s(key))
+            .item("status", s(IN_PROGRESS))
+            .item("payload_hash", s(payload_hash))
+            .item("lease_token", s(token))
+            .item("lease_expires_ms", n(lease_until_ms))
+            .item("expiration", n(now / 1000 + self.ttl.as_secs()))
+            .condition_expression(CLAIMABLE)
+            .expression_attribute_names("#id", "id")
+            .expression_attribute_names("#expiration", "expiration")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#lease", "lease_expires_ms")
+            .expression_attribute_names("#hash", "payload_hash")
+            .expression_attribute_values(":now_s", n(now / 1000))
+            .expression_attribute_values(":now_ms", n(now))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":hash", s(payload_hash))
+            .build()
+    }
+
     /// Claims `key` for `payload_hash` until `lease_until_ms` (epoch ms).
     pub async fn claim(
         &self,
@@ -251,26 +286,17 @@ impl IdempotencyStore {
         for _ in 0..2 {
             let now = now_ms();
             let token = uuid::Uuid::new_v4().to_string();
+            let claim = self
+                .claim_put(key, payload_hash, lease_until_ms, &token, now)
+                .map_err(build_error)?;
             let put = self
                 .client
                 .put_item()
-                .table_name(&self.table)
-                .item("id", s(key))
-                .item("status", s(IN_PROGRESS))
-                .item("payload_hash", s(payload_hash))
-                .item("lease_token", s(&token))
-                .item("lease_expires_ms", n(lease_until_ms))
-                .item("expiration", n(now / 1000 + self.ttl.as_secs()))
-                .condition_expression(CLAIMABLE)
-                .expression_attribute_names("#id", "id")
-                .expression_attribute_names("#expiration", "expiration")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#lease", "lease_expires_ms")
-                .expression_attribute_names("#hash", "payload_hash")
-                .expression_attribute_values(":now_s", n(now / 1000))
-                .expression_attribute_values(":now_ms", n(now))
-                .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-                .expression_attribute_values(":hash", s(payload_hash))
+                .table_name(claim.table_name)
+                .set_item(Some(claim.item))
+                .set_condition_expression(claim.condition_expression)
+                .set_expression_attribute_names(claim.expression_attribute_names)
+                .set_expression_attribute_values(claim.expression_attribute_values)
                 .return_values(ReturnValue::AllOld)
                 .send()
                 .await;
@@ -279,7 +305,8 @@ impl IdempotencyStore {
                     let retaken = out.attributes().is_some_and(|a| !a.is_empty());
                     return Ok(Claim::Acquired { token, retaken });
                 }
-                Err(e) if is_condition_failure(&e) => {}
+                // Refused by a transaction on the record (another claim of it in flight): read below.
+                Err(e) if is_condition_failure(&e) || is_transaction_conflict(&e) => {}
                 Err(e) => return Err(store_error("PutItem", e)),
             }
             let Some(item) = &read_item(&self.client, &self.table, key).await? else {

@@ -3,6 +3,7 @@
 
 pub mod callbacks;
 pub mod data_action;
+pub mod dynamodb_conflicts;
 pub mod ingest;
 pub mod webhook_sink;
 

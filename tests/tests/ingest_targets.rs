@@ -784,6 +784,18 @@ async fn claims_are_taken_together_in_one_transaction_and_one_held_elsewhere_wri
     .await
     .is_none());
     assert_eq!(token("fresh:e").await, None);
+    // A released record of another payload is not taken.
+    claims
+        .release("fresh:d", &again[1], None, None)
+        .await
+        .unwrap();
+    assert!(claim_together(&[
+        (&claims, "fresh:f", "h", until),
+        (&claims, "fresh:d", "h2", until)
+    ])
+    .await
+    .is_none());
+    assert_eq!(token("fresh:f").await, None);
 }
 
 #[tokio::test]
@@ -799,8 +811,9 @@ async fn a_row_whose_lock_is_held_waits_for_it_and_is_then_delivered_once() {
     );
     // Another writer holds the row for a moment: the claim and the lock cannot be taken together, so the
     // claim is taken alone and the lock waited for.
+    let lease_ends = std::time::Instant::now() + Duration::from_millis(1500);
     let held = locks
-        .claim(&lock_key, "row-lock", shared::clock::epoch_ms() + 800)
+        .claim(&lock_key, "row-lock", shared::clock::epoch_ms() + 1500)
         .await
         .unwrap();
     assert!(matches!(held, Claim::Acquired { .. }));
@@ -812,6 +825,8 @@ async fn a_row_whose_lock_is_held_waits_for_it_and_is_then_delivered_once() {
         (202, &json!("row_created")),
         "{body}"
     );
+    // Not written under the other writer's lease: the answer came after it ended.
+    assert!(std::time::Instant::now() >= lease_ends);
     let (status, body) = t
         .post(&order("TX-7", "ORD-7", "shipped", "2026-12-01T10:00:00Z"))
         .await;
@@ -820,6 +835,11 @@ async fn a_row_whose_lock_is_held_waits_for_it_and_is_then_delivered_once() {
         (202, &json!("duplicate")),
         "{body}"
     );
+    // The same transaction with another payload, its row lock now free: refused, not delivered.
+    let (status, body) = t
+        .post(&order("TX-7", "ORD-7", "delivered", "2026-12-01T11:00:00Z"))
+        .await;
+    assert_eq!(status, 409, "{body}");
     let creates = t
         .genesys
         .requests()
@@ -827,4 +847,40 @@ async fn a_row_whose_lock_is_held_waits_for_it_and_is_then_delivered_once() {
         .filter(|r| r.method == "POST" && r.path == ROWS)
         .count();
     assert_eq!(creates, 1);
+}
+
+#[tokio::test]
+async fn single_writes_refused_by_a_transaction_on_their_item_are_read_or_sent_again() {
+    use integration_tests::dynamodb_conflicts::ConflictingDynamoDb;
+    use shared::idempotency::{Claim, IdempotencyStore};
+    let t = Targets::start(&[]).await;
+    let proxy = ConflictingDynamoDb::start().await;
+    let claims = IdempotencyStore::new(
+        proxy.client().await,
+        t.table.clone(),
+        Duration::from_secs(3600),
+    );
+    let until = shared::clock::epoch_ms() + 60_000;
+    // A claim refused while a transaction writes its record: the record is read (none yet), then claimed.
+    proxy.refuse("PutItem", 1);
+    let Claim::Acquired { token, .. } = claims.claim("conflict:a", "h", until).await.unwrap()
+    else {
+        panic!("not claimed");
+    };
+    assert_eq!(proxy.refused(), 1);
+    // A completion refused twice: sent again, applied.
+    proxy.refuse("UpdateItem", 2);
+    assert!(claims.complete("conflict:a", &token, "done").await.unwrap());
+    assert_eq!(proxy.refused(), 3);
+    assert!(matches!(
+        claims.claim("conflict:a", "h", until).await.unwrap(),
+        Claim::Completed { .. }
+    ));
+    // Refused more often than it is sent again: the caller is told.
+    let Claim::Acquired { token, .. } = claims.claim("conflict:b", "h", until).await.unwrap()
+    else {
+        panic!("not claimed");
+    };
+    proxy.refuse("UpdateItem", 3);
+    assert!(claims.complete("conflict:b", &token, "done").await.is_err());
 }
