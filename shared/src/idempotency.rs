@@ -211,21 +211,21 @@ pub fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
 /// callers that do not need it. `None` when one cannot be, or the transaction failed: each is then claimed on
 /// its own with `claim`. (One that committed without an answer after the SDK's retries, which resend its
 /// request token, holds its claims until their leases end, as an unanswered `claim` does.)
-pub async fn claim_together(
-    claims: &[(&IdempotencyStore, &str, &str, u64)],
-) -> Option<Vec<String>> {
+pub async fn claim_together<const N: usize>(
+    claims: [(&IdempotencyStore, &str, &str, u64); N],
+) -> Option<[String; N]> {
     let client = &claims.first()?.0.client;
     let now = now_ms();
-    let mut tokens = Vec::with_capacity(claims.len());
-    let mut items = Vec::with_capacity(claims.len());
-    for (store, key, payload_hash, lease_until_ms) in claims {
-        let token = uuid::Uuid::new_v4().to_string();
-        let put = store
-            .claim_put(key, payload_hash, *lease_until_ms, &token, now)
-            .ok()?;
-        items.push(TransactWriteItem::builder().put(put).build());
-        tokens.push(token);
-    }
+    let tokens: [String; N] = std::array::from_fn(|_| uuid::Uuid::new_v4().to_string());
+    let items = claims
+        .iter()
+        .zip(&tokens)
+        .map(|((store, key, payload_hash, until), token)| {
+            let put = store.claim_put(key, payload_hash, *until, token, now)?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        })
+        .collect::<Result<Vec<_>, BuildError>>()
+        .ok()?;
     client
         .transact_write_items()
         .set_transact_items(Some(items))

@@ -735,7 +735,7 @@ async fn claims_are_taken_together_in_one_transaction_and_one_held_elsewhere_wri
                 .and_then(|i| get_s(&i, "lease_token").map(str::to_string))
         }
     };
-    let tokens = claim_together(&[
+    let tokens = claim_together([
         (&claims, "fresh:a", "h", until),
         (&claims, "fresh:b", "h", until),
     ])
@@ -745,7 +745,7 @@ async fn claims_are_taken_together_in_one_transaction_and_one_held_elsewhere_wri
     assert_eq!(token("fresh:a").await.as_ref(), Some(&tokens[0]));
     assert_eq!(token("fresh:b").await.as_ref(), Some(&tokens[1]));
     // One of them is held: nothing is written, and each is then claimed on its own.
-    assert!(claim_together(&[
+    assert!(claim_together([
         (&claims, "fresh:c", "h", until),
         (&claims, "fresh:a", "h", until)
     ])
@@ -766,7 +766,7 @@ async fn claims_are_taken_together_in_one_transaction_and_one_held_elsewhere_wri
         .release("fresh:a", &tokens[0], None, None)
         .await
         .unwrap();
-    let again = claim_together(&[
+    let again = claim_together([
         (&claims, "fresh:a", "h", until),
         (&claims, "fresh:d", "h", until),
     ])
@@ -777,7 +777,7 @@ async fn claims_are_taken_together_in_one_transaction_and_one_held_elsewhere_wri
         .complete("fresh:b", &tokens[1], "done")
         .await
         .unwrap());
-    assert!(claim_together(&[
+    assert!(claim_together([
         (&claims, "fresh:e", "h", until),
         (&claims, "fresh:b", "h", until)
     ])
@@ -789,7 +789,7 @@ async fn claims_are_taken_together_in_one_transaction_and_one_held_elsewhere_wri
         .release("fresh:d", &again[1], None, None)
         .await
         .unwrap();
-    assert!(claim_together(&[
+    assert!(claim_together([
         (&claims, "fresh:f", "h", until),
         (&claims, "fresh:d", "h2", until)
     ])

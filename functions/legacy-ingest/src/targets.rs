@@ -480,6 +480,14 @@ fn row_lock_key(table: &str, key: &str) -> String {
 /// The row lock records' payload hash (a lock is never completed).
 const ROW_LOCK: &str = "row-lock";
 
+/// Time kept back from the deadline when a claim or lock is taken.
+const STORE_RESERVE: Duration = Duration::from_millis(300);
+
+/// Until when a claim or lock taken now is held: past the deadline, so a late write is still covered.
+fn lease_until(deadline: Deadline) -> u64 {
+    shared::clock::epoch_ms() + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64
+}
+
 /// A data table row's lock, held from before the row is read until the transaction's outcome is recorded.
 struct RowLock {
     key: String,
@@ -643,7 +651,6 @@ impl Targets {
         };
         let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes()));
         let claim_key = format!("ingest:{key}");
-        let reserve = Duration::from_millis(300);
         // A row's delivery: its claim and the row's lock in one call, when both can be claimed (a lock
         // released by the row's last delivery can).
         let mut fresh_lock = None;
@@ -654,27 +661,25 @@ impl Targets {
                 ..
             } => {
                 let lock_key = row_lock_key(table, row_key);
-                let until = shared::clock::epoch_ms()
-                    + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
-                let claims = [
+                let until = lease_until(deadline);
+                let together = claim_together([
                     (&stores.claims, claim_key.as_str(), hash.as_str(), until),
                     (&stores.locks, lock_key.as_str(), ROW_LOCK, until),
-                ];
-                let together = claim_together(&claims);
-                match tokio::time::timeout(deadline.remaining().saturating_sub(reserve), together)
-                    .await
+                ]);
+                match tokio::time::timeout(
+                    deadline.remaining().saturating_sub(STORE_RESERVE),
+                    together,
+                )
+                .await
                 {
-                    Ok(Some(tokens)) => match <[String; 2]>::try_from(tokens) {
-                        Ok([claim, lock]) => {
-                            fresh_lock = Some(RowLock {
-                                key: lock_key,
-                                token: lock,
-                                settle_until_ms: None,
-                            });
-                            Some(claim)
-                        }
-                        Err(_) => None,
-                    },
+                    Ok(Some([claim, lock])) => {
+                        fresh_lock = Some(RowLock {
+                            key: lock_key,
+                            token: lock,
+                            settle_until_ms: None,
+                        });
+                        Some(claim)
+                    }
                     _ => None,
                 }
             }
@@ -931,13 +936,11 @@ impl Targets {
         hash: &str,
         deadline: Deadline,
     ) -> Result<Option<String>, DeliverError> {
-        let reserve = Duration::from_millis(300);
         loop {
-            let until = shared::clock::epoch_ms()
-                + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
+            let until = lease_until(deadline);
             let claim = bounded(
                 deadline,
-                reserve,
+                STORE_RESERVE,
                 stores.claims.claim(claim_key, hash, until),
             )
             .await?;
@@ -968,13 +971,11 @@ impl Targets {
         // One writer per row at a time: "newer wins" needs the read and the write together. The record's id
         // is a hash: keys may be phone numbers.
         let lock_key = row_lock_key(table, key);
-        let reserve = Duration::from_millis(300);
         loop {
-            let until = shared::clock::epoch_ms()
-                + (deadline.remaining() + Duration::from_secs(5)).as_millis() as u64;
+            let until = lease_until(deadline);
             let claim = bounded(
                 deadline,
-                reserve,
+                STORE_RESERVE,
                 stores.locks.claim(&lock_key, ROW_LOCK, until),
             )
             .await
