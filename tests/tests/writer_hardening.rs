@@ -221,3 +221,124 @@ async fn through_an_import_set_a_create_finds_the_conversations_incident_even_wh
         }
     }
 }
+
+#[tokio::test]
+async fn a_conversations_record_and_its_events_claim_are_written_in_one_transaction_or_not_at_all()
+{
+    use servicenow_writer::conversations::{
+        ClaimCompletion, ConversationStore, KnownIncident, Locked,
+    };
+    use shared::idempotency::{get_s, read_item, Claim, IdempotencyStore};
+    let h = Harness::start().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&h.aws);
+    let table = h.resources.table.clone();
+    let ttl = Duration::from_secs(3600);
+    let claims = IdempotencyStore::new(dynamodb.clone(), table.clone(), ttl);
+    let conversations =
+        ConversationStore::new(dynamodb.clone(), table.clone(), ttl).with_claims(claims.clone());
+    let until = shared::clock::epoch_ms() + 60_000;
+    let incident = KnownIncident {
+        sys_id: "sys-1".into(),
+        number: "INC0000001".into(),
+        impact: Some(2),
+        urgency: Some(1),
+        replaces: None,
+    };
+    let attr = |key: &'static str, name: &'static str| {
+        let (dynamodb, table) = (dynamodb.clone(), table.clone());
+        async move {
+            read_item(&dynamodb, &table, key)
+                .await
+                .unwrap()
+                .and_then(|i| get_s(&i, name).map(str::to_string))
+        }
+    };
+    let claim = |key: &'static str| {
+        let claims = claims.clone();
+        async move {
+            match claims.claim(key, "h", until).await.unwrap() {
+                Claim::Acquired { token, .. } => token,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let lock = |key: &'static str| {
+        let conversations = conversations.clone();
+        async move {
+            match conversations.lock(key, until).await.unwrap() {
+                Locked::Acquired(lock) => lock.token,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+
+    // Both held: both written in one call.
+    let (event, lock_token) = (claim("event:1").await, lock("conversation:1").await);
+    let done = ClaimCompletion {
+        key: "event:1",
+        token: &event,
+        number: &incident.number,
+    };
+    assert!(conversations
+        .record_completing("conversation:1", &lock_token, &incident, done)
+        .await
+        .unwrap());
+    assert_eq!(
+        attr("event:1", "status").await.as_deref(),
+        Some("COMPLETED")
+    );
+    assert_eq!(
+        attr("event:1", "incident_number").await.as_deref(),
+        Some("INC0000001")
+    );
+    assert_eq!(
+        conversations.incident("conversation:1").await.unwrap(),
+        Some(incident.clone())
+    );
+    assert_eq!(attr("conversation:1", "lock_token").await, None);
+    // Sent again (an answer that was lost): the tokens are gone, so nothing is written.
+    assert!(!conversations
+        .record_completing("conversation:1", &lock_token, &incident, done)
+        .await
+        .unwrap());
+
+    // The lock taken over, or the claim: nothing is written, not even the half that still holds.
+    for (lock_lost, conversation, key) in [
+        (true, "conversation:2", "event:2"),
+        (false, "conversation:3", "event:3"),
+    ] {
+        let (event, lock_token) = (claim(key).await, lock(conversation).await);
+        let (lock_token, event) = match lock_lost {
+            true => ("another holder's".to_string(), event),
+            false => (lock_token, "another holder's".to_string()),
+        };
+        let done = ClaimCompletion {
+            key,
+            token: &event,
+            number: &incident.number,
+        };
+        assert!(!conversations
+            .record_completing(conversation, &lock_token, &incident, done)
+            .await
+            .unwrap());
+        assert_eq!(attr(key, "status").await.as_deref(), Some("INPROGRESS"));
+        assert_eq!(conversations.incident(conversation).await.unwrap(), None);
+        assert!(attr(conversation, "lock_token").await.is_some());
+    }
+    // Without the claims store, it writes nothing and says so.
+    let alone = ConversationStore::new(dynamodb.clone(), table.clone(), ttl);
+    let (event, lock_token) = (claim("event:4").await, lock("conversation:4").await);
+    let done = ClaimCompletion {
+        key: "event:4",
+        token: &event,
+        number: &incident.number,
+    };
+    assert!(!alone
+        .record_completing("conversation:4", &lock_token, &incident, done)
+        .await
+        .unwrap());
+    assert_eq!(
+        conversations.incident("conversation:4").await.unwrap(),
+        None
+    );
+}

@@ -10,12 +10,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::error::BuildError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
 
 use crate::idempotency::{
-    applied, get_n, get_s, is_condition_failure, n, now_ms, read_item, s, store_error, StoreError,
+    applied, get_n, get_s, is_condition_failure, is_transaction_conflict, n, now_ms, read_item, s,
+    send_update, store_error, IdempotencyStore, StoreError,
 };
+use shared::failure::FailureClass;
 
 /// The incident a conversation has, as far as this integration knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +50,21 @@ pub enum Locked {
     },
 }
 
+/// An event's claim to complete together with its conversation's record.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimCompletion<'a> {
+    pub key: &'a str,
+    pub token: &'a str,
+    pub number: &'a str,
+}
+
 #[derive(Debug, Clone)]
 pub struct ConversationStore {
     client: Client,
     table: String,
     ttl: Duration,
+    /// The event claims, for [`Self::record_completing`].
+    claims: Option<IdempotencyStore>,
 }
 
 impl ConversationStore {
@@ -60,7 +73,14 @@ impl ConversationStore {
             client,
             table: table.into(),
             ttl,
+            claims: None,
         }
+    }
+
+    /// With the event claims, so that a conversation's record and its event's claim are written in one call.
+    pub fn with_claims(mut self, claims: IdempotencyStore) -> Self {
+        self.claims = Some(claims);
+        self
     }
 
     fn expiration(&self) -> AttributeValue {
@@ -102,7 +122,8 @@ impl ConversationStore {
                     incident: known_incident(&old),
                 }))
             }
-            Err(e) if is_condition_failure(&e) => Ok(Locked::Busy {
+            // A transaction on the record: its holder is recording it, so the lock is live.
+            Err(e) if is_condition_failure(&e) || is_transaction_conflict(&e) => Ok(Locked::Busy {
                 settle_until_ms: self.settling_until(key).await?,
             }),
             Err(e) => Err(store_error("UpdateItem", e)),
@@ -150,6 +171,41 @@ impl ConversationStore {
         token: &str,
         incident: &KnownIncident,
     ) -> Result<bool, StoreError> {
+        let update = self
+            .record_update(key, token, incident)
+            .map_err(build_error)?;
+        applied("UpdateItem", send_update(&self.client, update).await)
+    }
+
+    /// [`Self::record`] and the event claim's completion in one transaction: one call less (two write units
+    /// more). `Ok(false)`: the lock or the claim had been taken over, and nothing was written; also without
+    /// claims ([`Self::with_claims`]). The caller then records and completes each on its own.
+    pub async fn record_completing(
+        &self,
+        key: &str,
+        token: &str,
+        incident: &KnownIncident,
+        claim: ClaimCompletion<'_>,
+    ) -> Result<bool, StoreError> {
+        let Some(claims) = &self.claims else {
+            return Ok(false);
+        };
+        let record = self
+            .record_update(key, token, incident)
+            .map_err(build_error)?;
+        let completion = claims
+            .completion(claim.key, claim.token, claim.number)
+            .map_err(build_error)?;
+        claims.transact(vec![record, completion]).await
+    }
+
+    /// [`Self::record`]'s write.
+    fn record_update(
+        &self,
+        key: &str,
+        token: &str,
+        incident: &KnownIncident,
+    ) -> Result<Update, BuildError> {
         let mut set = vec![
             "#sys_id = :sys_id",
             "#number = :number",
@@ -191,9 +247,7 @@ impl ConversationStore {
                 None => remove.push(name),
             }
         }
-        let mut req = self
-            .client
-            .update_item()
+        let mut req = Update::builder()
             .table_name(&self.table)
             .key("id", s(key))
             .update_expression(format!(
@@ -217,7 +271,7 @@ impl ConversationStore {
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
         }
-        applied("UpdateItem", req.send().await)
+        req.build()
     }
 
     /// Releases the lock without recording anything.
@@ -235,6 +289,14 @@ impl ConversationStore {
             .send()
             .await;
         applied("UpdateItem", res).map(|_| ())
+    }
+}
+
+fn build_error(e: BuildError) -> StoreError {
+    StoreError {
+        operation: "UpdateItem",
+        reason: e.to_string(),
+        class: FailureClass::Permanent,
     }
 }
 

@@ -33,7 +33,7 @@ use shared::mapping::{Mapped, MappingError, OnRepeat, Raise};
 use shared::retry::{Attempt, Deadline, Retrier, RetryNotice, Retryable};
 use shared::{InboundEvent, IncidentDraft, Mapping};
 
-use conversations::{ConversationLock, ConversationStore, KnownIncident, Locked};
+use conversations::{ClaimCompletion, ConversationLock, ConversationStore, KnownIncident, Locked};
 use idempotency::{Claim, IdempotencyStore, StoreError};
 use ports::{Claims, Conversations, DeadLetter, Incidents, Queues, SqsQueues};
 use servicenow::{IncidentRef, ServiceNowClient, ServiceNowError};
@@ -219,6 +219,13 @@ pub struct Writer<I = ServiceNowClient, C = IdempotencyStore, V = ConversationSt
     queues: Q,
 }
 
+/// A conversation's incident to record, under the lock held for it.
+struct Recording {
+    conversation: String,
+    token: String,
+    incident: KnownIncident,
+}
+
 /// Correlation ids of one record, carried into every log line.
 struct Ids<'a> {
     message_id: &'a str,
@@ -244,7 +251,8 @@ impl Writer {
             dynamodb,
             config.idempotency_table.clone(),
             config.conversation_ttl,
-        );
+        )
+        .with_claims(store.clone());
         let servicenow = servicenow
             .with_rate_limit_share(config.rate_limit_containers)
             .with_import_set(config.import_set_table.clone());
@@ -525,13 +533,13 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
             self.create_with_retries(&mapped.incident(), reconcile, deadline, ids)
                 .await
                 .map(|(incident, reconciled)| match reconciled {
-                    true => Done::Reconciled(incident.number),
-                    false => Done::Created(incident.number),
+                    true => (Done::Reconciled(incident.number), None),
+                    false => (Done::Created(incident.number), None),
                 })
                 .map_err(|e| self.write_failure("servicenow_rejected", e))
         };
         match result {
-            Ok(done) => {
+            Ok((done, recording)) => {
                 let number = match &done {
                     Done::Created(n)
                     | Done::Updated(n)
@@ -546,6 +554,9 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
                         "queue": ask.queue, "phone": ask.phone});
                     if let Err(e) = self.queues.request_callback(request.to_string()).await {
                         let t = Transient::new("callback_request_unqueued", e);
+                        if let Some(r) = &recording {
+                            self.record(r, ids).await;
+                        }
                         self.release(&key.key, &token, Some(self.config.conversation_ttl), None)
                             .await;
                         return Err(t);
@@ -553,16 +564,8 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
                     info!(conversation_id = ids.conversation_id, incident_number = %number, queue = %ask.queue,
                           "callback requested for the caller");
                 }
-                match self.store.complete(&key.key, &token, &number).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        warn!(idempotency_key = %key.key, "lease was taken over before completion")
-                    }
-                    // The work is done; a replay finds it (by correlation_id or by the note's reference).
-                    Err(e) => {
-                        warn!(idempotency_key = %key.key, error = %e, "could not mark completed")
-                    }
-                }
+                self.complete(&key.key, &token, &number, recording, ids)
+                    .await;
                 info!(message_id = ids.message_id, correlation_id = ids.correlation_id, idempotency_key = %key.key,
                       conversation_id = ids.conversation_id, profile = %mapped.profile, incident_number = %number,
                       impact = mapped.levels().impact, urgency = mapped.levels().urgency, outcome = ?done,
@@ -595,6 +598,58 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
                 .await;
                 Err(t)
             }
+        }
+    }
+
+    /// Records the conversation's incident (if any) and completes the claim: in one transaction, or — when
+    /// that was refused or unanswered — each on its own, each under its own token (so after a commit that was
+    /// not answered, neither writes again).
+    async fn complete(
+        &self,
+        key: &str,
+        token: &str,
+        number: &str,
+        recording: Option<Recording>,
+        ids: &Ids<'_>,
+    ) {
+        if let Some(r) = &recording {
+            let claim = ClaimCompletion { key, token, number };
+            match self
+                .conversations
+                .record_completing(&r.conversation, &r.token, &r.incident, claim)
+                .await
+            {
+                Ok(true) => return,
+                // The lock or the claim was taken over: the other may still be written.
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(conversation_id = ids.conversation_id, idempotency_key = %key, error = %e,
+                          "could not record the conversation and complete the claim together; each on its own")
+                }
+            }
+            self.record(r, ids).await;
+        }
+        match self.store.complete(key, token, number).await {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(idempotency_key = %key, "lease was taken over before completion")
+            }
+            // The work is done; a replay finds it (by correlation_id or by the note's reference).
+            Err(e) => {
+                warn!(idempotency_key = %key, error = %e, "could not mark completed")
+            }
+        }
+    }
+
+    /// Records the conversation's incident and unlocks it.
+    async fn record(&self, r: &Recording, ids: &Ids<'_>) {
+        if let Err(e) = self
+            .conversations
+            .record(&r.conversation, &r.token, &r.incident)
+            .await
+        {
+            // The incident carries the conversation key as correlation_id: the next event reconciles.
+            warn!(conversation_id = ids.conversation_id, error = %e, "could not record the conversation's incident");
         }
     }
 
@@ -649,14 +704,15 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
     }
 
     /// Applies an event of a conversation under the conversation's lock: the first event creates the
-    /// incident, later ones add a work note (or nothing, by profile).
+    /// incident, later ones add a work note (or nothing, by profile). Done: the incident to record, still
+    /// locked (recorded with the claim's completion, [`Self::complete`]); otherwise the lock is given up.
     async fn for_conversation(
         &self,
         mapped: &Mapped<'_>,
         retaken: bool,
         deadline: Deadline,
         ids: &Ids<'_>,
-    ) -> Result<Done, Failure> {
+    ) -> Result<(Done, Option<Recording>), Failure> {
         let conversation = mapped.incident_key.clone();
         let lock = self.lock_conversation(&conversation, deadline).await?;
         let result = self
@@ -669,12 +725,8 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
                 ids,
             )
             .await;
-        let recorded = match &result {
-            Ok((_, Some(incident))) => self
-                .conversations
-                .record(&conversation, &lock.token, incident)
-                .await
-                .map(|_| ()),
+        let released = match &result {
+            Ok((_, Some(_))) => Ok(()),
             // A write that may still commit: no event of the conversation is applied before it would have.
             Err(Failure::Transient(Transient {
                 settle_until_ms: Some(until),
@@ -686,11 +738,17 @@ impl<I: Incidents, C: Claims, V: Conversations, Q: Queues> Writer<I, C, V, Q> {
             }
             _ => self.conversations.unlock(&conversation, &lock.token).await,
         };
-        if let Err(e) = recorded {
-            // The incident carries the conversation key as correlation_id: the next event reconciles.
-            warn!(conversation_id = ids.conversation_id, error = %e, "could not record the conversation's incident");
+        if let Err(e) = released {
+            warn!(conversation_id = ids.conversation_id, error = %e, "could not release the conversation's lock");
         }
-        result.map(|(done, _)| done)
+        result.map(|(done, incident)| {
+            let recording = incident.map(|incident| Recording {
+                conversation,
+                token: lock.token,
+                incident,
+            });
+            (done, recording)
+        })
     }
 
     /// Locks the conversation, waiting up to `conversation_lock_wait` for another holder to finish.

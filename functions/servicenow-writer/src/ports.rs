@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use shared::IncidentDraft;
 
-use crate::conversations::{ConversationStore, KnownIncident, Locked};
+use crate::conversations::{ClaimCompletion, ConversationStore, KnownIncident, Locked};
 use crate::idempotency::{Claim, IdempotencyStore, StoreError};
 use crate::servicenow::{Created, IncidentRef, IncidentState, ServiceNowClient, ServiceNowError};
 
@@ -53,6 +53,15 @@ pub trait Conversations: Sync {
         key: &str,
         token: &str,
         incident: &KnownIncident,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// [`Self::record`] and the event claim's completion, in one call; `Ok(false)`: the lock or the claim
+    /// had been taken over (or this store cannot), and nothing was written.
+    fn record_completing(
+        &self,
+        key: &str,
+        token: &str,
+        incident: &KnownIncident,
+        claim: ClaimCompletion<'_>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn unlock(&self, key: &str, token: &str)
         -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -145,6 +154,15 @@ impl Conversations for ConversationStore {
         incident: &KnownIncident,
     ) -> Result<bool, StoreError> {
         ConversationStore::record(self, key, token, incident).await
+    }
+    async fn record_completing(
+        &self,
+        key: &str,
+        token: &str,
+        incident: &KnownIncident,
+        claim: ClaimCompletion<'_>,
+    ) -> Result<bool, StoreError> {
+        ConversationStore::record_completing(self, key, token, incident, claim).await
     }
     async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
         ConversationStore::unlock(self, key, token).await

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
@@ -15,7 +15,7 @@ use shared::keys::{payload_hash, KeyConfig};
 use shared::retry::{Deadline, RetryPolicy};
 use shared::{InboundEvent, IncidentDraft, Mapping};
 
-use crate::conversations::{ConversationLock, KnownIncident, Locked};
+use crate::conversations::{ClaimCompletion, ConversationLock, KnownIncident, Locked};
 use crate::idempotency::{Claim, StoreError};
 use crate::ports::{Claims, Conversations, DeadLetter, Incidents, Queues};
 use crate::servicenow::{Created, IncidentRef, IncidentState, ServiceNowError};
@@ -50,12 +50,16 @@ struct ClaimRecord {
     released: Option<Option<Duration>>,
 }
 
+type ClaimRecords = Arc<Mutex<HashMap<String, ClaimRecord>>>;
+
 /// The idempotency table's claim semantics, in memory.
 #[derive(Default)]
 struct FakeClaims {
-    records: Mutex<HashMap<String, ClaimRecord>>,
+    records: ClaimRecords,
     down: AtomicBool,
     tokens: AtomicUsize,
+    /// Completions written on their own.
+    completions: AtomicUsize,
 }
 
 impl FakeClaims {
@@ -108,17 +112,13 @@ impl Claims for FakeClaims {
     }
 
     async fn complete(&self, key: &str, token: &str, number: &str) -> Result<bool, StoreError> {
-        let mut records = self.records.lock().unwrap();
-        match records.get_mut(key) {
-            Some(r) if matches!(&r.status, ClaimStatus::InProgress { token: t, .. } if t == token) =>
-            {
-                r.status = ClaimStatus::Completed {
-                    number: number.into(),
-                };
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        self.completions.fetch_add(1, Ordering::SeqCst);
+        Ok(complete_claim(
+            &mut self.records.lock().unwrap(),
+            key,
+            token,
+            number,
+        ))
     }
 
     async fn release(
@@ -147,6 +147,23 @@ impl Claims for FakeClaims {
     }
 }
 
+fn complete_claim(
+    records: &mut HashMap<String, ClaimRecord>,
+    key: &str,
+    token: &str,
+    number: &str,
+) -> bool {
+    match records.get_mut(key) {
+        Some(r) if matches!(&r.status, ClaimStatus::InProgress { token: t, .. } if t == token) => {
+            r.status = ClaimStatus::Completed {
+                number: number.into(),
+            };
+            true
+        }
+        _ => false,
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct ConversationRecord {
     incident: Option<KnownIncident>,
@@ -154,10 +171,38 @@ struct ConversationRecord {
     settle_until: Option<u64>,
 }
 
+/// How a scripted record-and-complete transaction ends.
+#[derive(Debug, Clone, Copy)]
+enum Together {
+    /// Refused: nothing written.
+    Refuse,
+    /// Written, but the answer was lost.
+    CommitThenLose,
+    /// The claim is taken over by another invocation just before (its condition fails).
+    ClaimTakenOver,
+}
+
 #[derive(Default)]
 struct FakeConversations {
     records: Mutex<HashMap<String, ConversationRecord>>,
     tokens: AtomicUsize,
+    /// The claims [`Conversations::record_completing`] completes: shared with a [`FakeClaims`] by
+    /// [`fake_stores`]; by default none, so the writer records and completes each on its own.
+    claims: ClaimRecords,
+    together: Mutex<VecDeque<Together>>,
+    /// Record-and-complete transactions written, and records written on their own.
+    transactions: AtomicUsize,
+    singles: AtomicUsize,
+}
+
+/// Claims and conversations over one table, as DynamoDB has them: one transaction can write both.
+fn fake_stores() -> (FakeClaims, FakeConversations) {
+    let claims = FakeClaims::default();
+    let conversations = FakeConversations {
+        claims: claims.records.clone(),
+        ..FakeConversations::default()
+    };
+    (claims, conversations)
 }
 
 impl Conversations for FakeConversations {
@@ -186,14 +231,54 @@ impl Conversations for FakeConversations {
         token: &str,
         incident: &KnownIncident,
     ) -> Result<bool, StoreError> {
+        self.singles.fetch_add(1, Ordering::SeqCst);
         let mut records = self.records.lock().unwrap();
         let record = records.entry(key.into()).or_default();
         let held = record.lock.as_ref().is_some_and(|(t, _)| t == token);
-        record.incident = Some(incident.clone());
         if held {
+            record.incident = Some(incident.clone());
             record.lock = None;
         }
         Ok(held)
+    }
+
+    async fn record_completing(
+        &self,
+        key: &str,
+        token: &str,
+        incident: &KnownIncident,
+        claim: ClaimCompletion<'_>,
+    ) -> Result<bool, StoreError> {
+        let step = self.together.lock().unwrap().pop_front();
+        let mut claims = self.claims.lock().unwrap();
+        if let (Some(Together::ClaimTakenOver), Some(r)) = (step, claims.get_mut(claim.key)) {
+            if let ClaimStatus::InProgress { token, .. } = &mut r.status {
+                *token = "taken-over".into();
+            }
+        }
+        if let Some(Together::Refuse) = step {
+            return Err(store_down("TransactWriteItems"));
+        }
+        let mut records = self.records.lock().unwrap();
+        let lock_held = records
+            .get(key)
+            .and_then(|r| r.lock.as_ref())
+            .is_some_and(|(t, _)| t == token);
+        let claim_held = claims.get(claim.key).is_some_and(
+            |r| matches!(&r.status, ClaimStatus::InProgress { token: t, .. } if t == claim.token),
+        );
+        if !(lock_held && claim_held) {
+            return Ok(false);
+        }
+        self.transactions.fetch_add(1, Ordering::SeqCst);
+        complete_claim(&mut claims, claim.key, claim.token, claim.number);
+        let record = records.entry(key.into()).or_default();
+        record.incident = Some(incident.clone());
+        record.lock = None;
+        match step {
+            Some(Together::CommitThenLose) => Err(store_down("TransactWriteItems")),
+            _ => Ok(true),
+        }
     }
 
     async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
@@ -418,6 +503,7 @@ struct FakeQueues {
     delayed: Mutex<Vec<(String, Duration)>>,
     /// Callback requests sent.
     callbacks: Mutex<Vec<String>>,
+    callbacks_down: AtomicBool,
 }
 
 impl FakeQueues {
@@ -456,6 +542,9 @@ impl Queues for FakeQueues {
     }
 
     async fn request_callback(&self, request: String) -> Result<(), String> {
+        if self.callbacks_down.load(Ordering::SeqCst) {
+            return Err("fake callback queue unavailable".into());
+        }
         self.callbacks.lock().unwrap().push(request);
         Ok(())
     }
@@ -491,12 +580,29 @@ fn config() -> WriterConfig {
 }
 
 fn writer(servicenow: FakeServiceNow) -> FakeWriter {
-    Writer::with_ports(
-        config(),
+    writer_with(config(), servicenow)
+}
+
+fn writer_with(config: WriterConfig, servicenow: FakeServiceNow) -> FakeWriter {
+    writer_mapping(
+        config,
         Mapping::default_mapping().expect("built-in mapping"),
         servicenow,
-        FakeClaims::default(),
-        FakeConversations::default(),
+    )
+}
+
+fn writer_mapping(
+    config: WriterConfig,
+    mapping: Mapping,
+    servicenow: FakeServiceNow,
+) -> FakeWriter {
+    let (claims, conversations) = fake_stores();
+    Writer::with_ports(
+        config,
+        mapping,
+        servicenow,
+        claims,
+        conversations,
         FakeQueues::default(),
     )
 }
@@ -874,13 +980,9 @@ async fn a_create_committed_after_its_timeout_is_duplicated_without_a_settle_win
 ) {
     let body = customer_end();
     for (settle, want_incidents) in [(Duration::ZERO, 2), (Duration::from_secs(60), 1)] {
-        let w = Writer::with_ports(
+        let w = writer_with(
             WriterConfig { settle, ..config() },
-            Mapping::default_mapping().expect("built-in mapping"),
             FakeServiceNow::scripted(&[Step::CommitLater], &[]),
-            FakeClaims::default(),
-            FakeConversations::default(),
-            FakeQueues::default(),
         );
         w.deliver_until_done(&body).await;
         w.time_passes();
@@ -1025,16 +1127,12 @@ async fn an_untrustworthy_lookup_never_leads_to_a_create() {
 
 #[tokio::test]
 async fn an_event_type_outside_the_writers_allow_list_is_dead_lettered() {
-    let w = Writer::with_ports(
+    let w = writer_with(
         WriterConfig {
             allowed_event_types: Some(vec!["v2.detail.events.conversation.{id}.acw".into()]),
             ..config()
         },
-        Mapping::default_mapping().expect("built-in mapping"),
         FakeServiceNow::default(),
-        FakeClaims::default(),
-        FakeConversations::default(),
-        FakeQueues::default(),
     );
     assert_eq!(
         kind(&process(&w, &customer_end()).await),
@@ -1163,4 +1261,131 @@ async fn a_body_near_the_queue_limit_is_dead_lettered_with_the_reason_that_fits(
         .attributes
         .iter()
         .any(|(k, _)| *k == "failure_detail"));
+}
+
+/// The conversation's record and the event's claim after one event: the incident recorded and unlocked,
+/// the claim completed with its number.
+fn assert_recorded_and_completed(w: &FakeWriter, body: &str) {
+    let incidents = w.servicenow.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let record = w
+        .conversations
+        .records
+        .lock()
+        .unwrap()
+        .values()
+        .next()
+        .cloned();
+    let record = record.expect("a conversation record");
+    assert!(record.lock.is_none(), "{record:?}");
+    let recorded = record.incident.expect("the incident recorded");
+    assert_eq!(recorded.sys_id, incidents[0].sys_id);
+    let claim = w.store.record(&key_and_hash(body).0).expect("a claim");
+    assert_eq!(
+        claim.status,
+        ClaimStatus::Completed {
+            number: recorded.number
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_event_records_its_incident_and_completes_its_claim_in_one_write() {
+    let w = writer(FakeServiceNow::default());
+    let body = customer_end();
+    assert_eq!(kind(&process(&w, &body).await), Kind::Created);
+    assert_recorded_and_completed(&w, &body);
+    assert_eq!(w.conversations.transactions.load(Ordering::SeqCst), 1);
+    assert_eq!(w.conversations.singles.load(Ordering::SeqCst), 0);
+    assert_eq!(w.store.completions.load(Ordering::SeqCst), 0);
+    // A later event of the conversation: a note, recorded the same way.
+    assert_eq!(kind(&process(&w, &acw()).await), Kind::Updated);
+    assert_eq!(w.conversations.transactions.load(Ordering::SeqCst), 2);
+    assert_eq!(w.store.completions.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_refused_unanswered_or_half_stale_record_and_complete_still_leaves_one_incident_recorded_and_done(
+) {
+    for step in [
+        Together::Refuse,
+        Together::CommitThenLose,
+        Together::ClaimTakenOver,
+    ] {
+        let w = writer(FakeServiceNow::default());
+        w.conversations.together.lock().unwrap().push_back(step);
+        let body = customer_end();
+        assert_eq!(kind(&process(&w, &body).await), Kind::Created, "{step:?}");
+        // Each then on its own, under its own token.
+        assert_eq!(
+            w.conversations.singles.load(Ordering::SeqCst),
+            1,
+            "{step:?}"
+        );
+        assert_eq!(w.store.completions.load(Ordering::SeqCst), 1, "{step:?}");
+        match step {
+            Together::ClaimTakenOver => {
+                // The lock was still ours: the conversation is recorded; the other holder completes the claim.
+                let record = w
+                    .conversations
+                    .records
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .next()
+                    .cloned();
+                let record = record.expect("a conversation record");
+                assert!(
+                    record.incident.is_some() && record.lock.is_none(),
+                    "{record:?}"
+                );
+            }
+            _ => {
+                assert_recorded_and_completed(&w, &body);
+                // SQS delivers it again: the completed claim suppresses it.
+                let again = process_delivery(&w, delivery(&body, 2)).await;
+                assert_eq!(kind(&again), Kind::Duplicate, "{step:?}");
+                assert_eq!(w.servicenow.incidents().len(), 1, "{step:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_callback_request_that_cannot_be_queued_still_records_the_conversations_incident() {
+    let mut file: Value =
+        serde_json::from_str(include_str!("../../../shared/mappings/default.json")).unwrap();
+    file["profiles"][0]["callback"] = serde_json::json!({"queue": "support",
+        "when": [{"var": "disconnect_type", "in": ["TRANSPORT_FAILURE"]}]});
+    let mapping = Mapping::from_json(&file.to_string()).expect("mapping with a callback");
+    let w = writer_mapping(config(), mapping, FakeServiceNow::default());
+    w.queues.callbacks_down.store(true, Ordering::SeqCst);
+    let body = customer_end();
+    assert_eq!(kind(&process(&w, &body).await), Kind::Retry);
+    let record = w
+        .conversations
+        .records
+        .lock()
+        .unwrap()
+        .values()
+        .next()
+        .cloned();
+    let record = record.expect("a conversation record");
+    assert!(
+        record.incident.is_some() && record.lock.is_none(),
+        "{record:?}"
+    );
+    assert!(matches!(
+        w.store.record(&key_and_hash(&body).0).map(|r| r.status),
+        Some(ClaimStatus::InProgress { .. })
+    ));
+    // The queue is back: the retry asks again, and finds the incident instead of creating one.
+    w.queues.callbacks_down.store(false, Ordering::SeqCst);
+    w.time_passes();
+    assert!(!matches!(
+        kind(&process_delivery(&w, delivery(&body, 2)).await),
+        Kind::Retry | Kind::DeadLettered(_)
+    ));
+    assert_eq!(w.queues.callbacks.lock().unwrap().len(), 1);
+    assert_recorded_and_completed(&w, &body);
 }
