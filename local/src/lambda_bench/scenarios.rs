@@ -573,6 +573,27 @@ impl Function {
                 expect("transactions completed", records("ingest:"), n)?;
                 expect("row locks still held", locks, 0)
             }
+            Function::ServiceNowWriter => {
+                let items = store.items(TABLE);
+                let completed = items
+                    .iter()
+                    .filter(|i| string_attribute(i, "status") == Some("COMPLETED"))
+                    .filter(|i| string_attribute(i, "incident_number").is_some())
+                    .count() as u64;
+                let conversations = items
+                    .iter()
+                    .filter(|i| string_attribute(i, "kind") == Some("conversation"));
+                let recorded = conversations
+                    .clone()
+                    .filter(|i| string_attribute(i, "incident_sys_id").is_some())
+                    .count() as u64;
+                let locked = conversations
+                    .filter(|i| string_attribute(i, "lock_token").is_some())
+                    .count() as u64;
+                expect("event claims completed", completed, n)?;
+                expect("conversations recorded with their incident", recorded, n)?;
+                expect("conversations still locked", locked, 0)
+            }
             Function::CallbackWebsocket => {
                 // A $connect whose $disconnect is not among the events leaves its connection open.
                 expect(
@@ -1404,6 +1425,18 @@ mod tests {
                     answers.push(json!({"statusCode": response.status().as_u16(), "body": body}));
                 }
             }
+            Function::ServiceNowWriter => {
+                let config = servicenow_writer::Config::from_vars(&env).unwrap();
+                let writer = servicenow_writer::build(config, &aws).await.unwrap();
+                at_start = stub.requests();
+                for event in &workload.events {
+                    let batch: aws_lambda_events::event::sqs::SqsEvent =
+                        serde_json::from_slice(event).unwrap();
+                    let deadline = shared::retry::Deadline::after(Duration::from_secs(30));
+                    let report = writer.process_batch(batch.records, deadline).await;
+                    answers.push(serde_json::to_value(report.response).unwrap());
+                }
+            }
             Function::CallbackEvents => {
                 let config = callback_events::Config::from_vars(&env).unwrap();
                 let events = callback_events::build(config, &aws).await.unwrap();
@@ -1431,7 +1464,9 @@ mod tests {
                     answers.push(callback_websocket::handle_event(&live, &json_of(event)).await);
                 }
             }
-            _ => unreachable!("only the callback functions and legacy-ingest run in process"),
+            _ => unreachable!(
+                "only the callback functions, legacy-ingest and the writer run in process"
+            ),
         }
         for (i, answer) in answers.iter().enumerate() {
             f.check(answer.to_string().as_bytes())
@@ -1478,6 +1513,15 @@ mod tests {
     async fn a_legacy_row_delivery_takes_four_calls() {
         let one = run_in_process(Function::LegacyIngest, 1).await;
         let three = run_in_process(Function::LegacyIngest, 3).await;
+        assert_eq!(three - one, 2 * 4);
+    }
+
+    /// A conversation event takes four calls: the event's claim; the conversation's lock; the ServiceNow
+    /// create; the conversation's record and the claim's completion in one transaction.
+    #[tokio::test]
+    async fn a_writer_event_takes_four_calls() {
+        let one = run_in_process(Function::ServiceNowWriter, 1).await;
+        let three = run_in_process(Function::ServiceNowWriter, 3).await;
         assert_eq!(three - one, 2 * 4);
     }
 
