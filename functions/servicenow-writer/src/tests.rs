@@ -1263,11 +1263,8 @@ async fn a_body_near_the_queue_limit_is_dead_lettered_with_the_reason_that_fits(
         .any(|(k, _)| *k == "failure_detail"));
 }
 
-/// The conversation's record and the event's claim after one event: the incident recorded and unlocked,
-/// the claim completed with its number.
-fn assert_recorded_and_completed(w: &FakeWriter, body: &str) {
-    let incidents = w.servicenow.incidents();
-    assert_eq!(incidents.len(), 1, "{incidents:?}");
+/// The one conversation's record: its incident recorded, and unlocked.
+fn assert_recorded_and_unlocked(w: &FakeWriter) -> KnownIncident {
     let record = w
         .conversations
         .records
@@ -1278,7 +1275,15 @@ fn assert_recorded_and_completed(w: &FakeWriter, body: &str) {
         .cloned();
     let record = record.expect("a conversation record");
     assert!(record.lock.is_none(), "{record:?}");
-    let recorded = record.incident.expect("the incident recorded");
+    record.incident.expect("the incident recorded")
+}
+
+/// The conversation's record and the event's claim after one event: the incident recorded and unlocked,
+/// the claim completed with its number.
+fn assert_recorded_and_completed(w: &FakeWriter, body: &str) {
+    let incidents = w.servicenow.incidents();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let recorded = assert_recorded_and_unlocked(w);
     assert_eq!(recorded.sys_id, incidents[0].sys_id);
     let claim = w.store.record(&key_and_hash(body).0).expect("a claim");
     assert_eq!(
@@ -1326,19 +1331,7 @@ async fn a_refused_unanswered_or_half_stale_record_and_complete_still_leaves_one
         match step {
             Together::ClaimTakenOver => {
                 // The lock was still ours: the conversation is recorded; the other holder completes the claim.
-                let record = w
-                    .conversations
-                    .records
-                    .lock()
-                    .unwrap()
-                    .values()
-                    .next()
-                    .cloned();
-                let record = record.expect("a conversation record");
-                assert!(
-                    record.incident.is_some() && record.lock.is_none(),
-                    "{record:?}"
-                );
+                assert_recorded_and_unlocked(&w);
             }
             _ => {
                 assert_recorded_and_completed(&w, &body);
@@ -1362,19 +1355,7 @@ async fn a_callback_request_that_cannot_be_queued_still_records_the_conversation
     w.queues.callbacks_down.store(true, Ordering::SeqCst);
     let body = customer_end();
     assert_eq!(kind(&process(&w, &body).await), Kind::Retry);
-    let record = w
-        .conversations
-        .records
-        .lock()
-        .unwrap()
-        .values()
-        .next()
-        .cloned();
-    let record = record.expect("a conversation record");
-    assert!(
-        record.incident.is_some() && record.lock.is_none(),
-        "{record:?}"
-    );
+    assert_recorded_and_unlocked(&w);
     assert!(matches!(
         w.store.record(&key_and_hash(&body).0).map(|r| r.status),
         Some(ClaimStatus::InProgress { .. })
