@@ -1133,6 +1133,10 @@ async fn disconnect_callback(
                 "not.found",
                 "The conversation could not be found",
             ),
+            // Disconnecting it again is refused, as changing a finished conversation is.
+            Some(c) if c.state == "disconnected" => {
+                bad_request("the callback conversation is disconnected")
+            }
             Some(c) => {
                 c.state = "disconnected".into();
                 Json(json!({"id": id, "state": "disconnected"})).into_response()

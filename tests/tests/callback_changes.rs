@@ -96,6 +96,39 @@ async fn a_cancel_whose_answer_was_lost_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn a_cancel_is_sent_without_a_read_and_one_genesys_refuses_is_read_back() {
+    let methods = |sim: &local::genesys_sim::GenesysSim| {
+        sim.requests()
+            .iter()
+            .filter(|q| q.path == "/api/v2/conversations/callbacks/{id}")
+            .map(|q| format!("{} {}", q.method, q.status))
+            .collect::<Vec<_>>()
+    };
+    // Still scheduled in Genesys: the disconnect alone.
+    let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
+    let r = booked(&b, "+15550199888").await;
+    let before = methods(&sim).len();
+    assert_eq!(
+        b.cancel(&r.id, deadline()).await.unwrap().status,
+        Status::Cancelled
+    );
+    assert_eq!(methods(&sim)[before..], ["PATCH 200"]);
+    // Disconnected in Genesys already (the customer left; callback-events has not told the reservation yet):
+    // Genesys refuses the disconnect, the read shows the callback is over, and the reservation is cancelled.
+    let r = booked(&b, "+15550199777").await;
+    let conversation = r.conversation_id.clone().expect("a Genesys callback");
+    sim.advance_callback(&conversation, "customer.end")
+        .expect("the callback ends");
+    let before = methods(&sim).len();
+    assert_eq!(
+        b.cancel(&r.id, deadline()).await.unwrap().status,
+        Status::Cancelled
+    );
+    assert_eq!(methods(&sim)[before..], ["PATCH 400", "GET 200"]);
+    assert_eq!(taken(&b, &r.slot).await, 0);
+}
+
+#[tokio::test]
 async fn a_reschedule_moves_the_callback_in_genesys_and_the_place_with_it() {
     let (sim, b) = booking("queue-support", Duration::from_secs(1)).await;
     let r = booked(&b, "+15550199888").await;
@@ -411,7 +444,7 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
     assert_eq!(taken(&b, &moved.slot).await, 0);
 
     // A lease taken over while Genesys is asked: the cancel writes nothing and answers 503; once the other
-    // holder is done, the same cancel finishes without asking Genesys to disconnect again.
+    // holder is done, the same cancel finishes (Genesys refuses a second disconnect; the read shows it over).
     let r = booked(&b, "+15550199777").await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::aws_config().await);
     // Long enough for the takeover below (two moto calls) to land while the disconnect is on its way.
@@ -419,20 +452,20 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
         latency_ms: 1000,
         ..Default::default()
     });
-    let gets = || {
-        sim.requests()
-            .iter()
-            .filter(|q| q.method == "GET" && q.path.contains("/conversations/"))
-            .count()
-    };
-    let before = gets();
     let cancel = tokio::spawn({
         let b = b.clone();
         let id = r.id.clone();
         async move { b.cancel(&id, deadline()).await }
     });
-    // The callback's read is answered (logged) under the lease; the disconnect is then on its way.
-    integration_tests::wait_until("the callback's read", || gets() > before).await;
+    // The lease is taken; the reservation's read (moto) follows at once, then the disconnect (1 s).
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while change_lease(&table, &r.id).await.is_none() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the lease was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let key = format!("callback-change:{}", r.id);
     let token = integration_tests::take_over(&b.claims, &dynamodb, &table, &key, "change").await;
     let answer = cancel.await.unwrap();
@@ -453,16 +486,16 @@ async fn a_change_releases_its_lease_with_its_last_write_and_one_taken_over_writ
 
     sim.set_faults(GenesysFaults::default());
     assert!(b.claims.forget(&key, &token).await.unwrap());
-    let patches = || {
+    let disconnects = || {
         sim.requests()
             .iter()
-            .filter(|q| q.method == "PATCH")
+            .filter(|q| q.method == "PATCH" && q.status == 200)
             .count()
     };
-    let sent = patches();
+    let sent = disconnects();
     let cancelled = b.cancel(&r.id, deadline()).await.unwrap();
     assert_eq!(cancelled.status, Status::Cancelled);
-    assert_eq!(patches(), sent, "the callback was disconnected already");
+    assert_eq!(disconnects(), sent, "the callback was disconnected already");
     assert_eq!(taken(&b, &r.slot).await, 0);
     assert_eq!(change_lease(&table, &r.id).await, None);
 }

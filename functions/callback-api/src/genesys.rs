@@ -203,12 +203,18 @@ pub async fn is_pending(
 }
 
 /// Cancels the callback: the conversation is disconnected (`PATCH …/callbacks/{id}` `{"state":
-/// "disconnected"}`). Read first, so a cancel whose answer was lost is not sent again.
-pub async fn cancel(api: &GenesysApi, conversation_id: &str) -> Result<(), CallbackError> {
-    if is_pending(api, conversation_id).await? != Some(true) {
+/// "disconnected"}`). `read_first` (an earlier attempt may have sent it: its answer was lost): read first, so
+/// it is not sent again. Otherwise sent at once (one call less), and a refusal is read back: a callback
+/// Genesys no longer holds (disconnected already, or unknown) is cancelled; one still pending is the refusal.
+pub async fn cancel(
+    api: &GenesysApi,
+    conversation_id: &str,
+    read_first: bool,
+) -> Result<(), CallbackError> {
+    if read_first && is_pending(api, conversation_id).await? != Some(true) {
         return Ok(());
     }
-    let answer = api
+    let refusal = match api
         .request(
             Method::PATCH,
             &format!(
@@ -219,8 +225,19 @@ pub async fn cancel(api: &GenesysApi, conversation_id: &str) -> Result<(), Callb
             Some(&json!({"state": "disconnected"})),
             "callback",
         )
-        .await?;
-    accepted(&answer)
+        .await
+    {
+        Ok(answer) => match accepted(&answer) {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        },
+        Err(refusal @ ApiError::Refused { .. }) => refusal,
+        Err(e) => return Err(e),
+    };
+    match is_pending(api, conversation_id).await? {
+        Some(true) => Err(refusal),
+        Some(false) | None => Ok(()),
+    }
 }
 
 /// The reservation a Genesys callback conversation was made for (its `reservationId` attribute), if any.

@@ -18,7 +18,7 @@ use tracing::warn;
 
 use shared::failure::FailureClass;
 use shared::idempotency::Claim;
-use shared::retry::{Deadline, Retryable};
+use shared::retry::{Attempt, Deadline, Retryable};
 
 use crate::booking::{unavailable, BookError, Booking};
 use crate::capacity::Outcome;
@@ -138,10 +138,13 @@ impl Booking {
                 self.retrier
                     .run(
                         deadline,
-                        |_| async {
-                            genesys::cancel(&self.genesys, &conversation)
-                                .await
-                                .map_err(Call)
+                        |a: Attempt| {
+                            let (conversation, read_first) = (&conversation, a.after_ambiguous);
+                            async move {
+                                genesys::cancel(&self.genesys, conversation, read_first)
+                                    .await
+                                    .map_err(Call)
+                            }
                         },
                         |e, _| warn!(error = %e.0, "Genesys callback cancel failed; retrying"),
                     )
